@@ -1,0 +1,16 @@
+//! `devcluster`: an embedded, in-memory Kubernetes API server for tests and local development.
+//!
+//! It serves the Kubernetes HTTP API from one process so that operators can be tested against
+//! real clients (kube-rs, kubectl, helm) without a real cluster. It is never part of a
+//! production install: no kubelet, no pods running, no authentication.
+#![forbid(unsafe_code)]
+
+pub mod apply;
+pub mod discovery;
+pub mod events;
+pub mod openapi;
+pub mod patch;
+pub mod registry;
+pub mod schema;
+pub mod selector;
+pub mod table;

@@ -1,0 +1,257 @@
+//! The `AccessKey` custom resource: one API access key, declared by a platform team.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+/// Pattern of one scope: `resource:view` or `resource:manage`.
+pub const SCOPE_PATTERN: &str = r"^[a-z][a-z0-9-]*:(view|manage)$";
+/// Pattern of one allowed origin: `scheme://host[:port]`, no path; `https://*.example.com`
+/// allows every subdomain of `example.com` (not `example.com` itself).
+pub const ORIGIN_PATTERN: &str = r"^https?://(\*\.)?[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*(:[0-9]{1,5})?$";
+/// Pattern of a Kubernetes object name (DNS subdomain).
+pub const DNS_SUBDOMAIN_PATTERN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+
+/// Desired state of an API access key.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "keywarden.io",
+    version = "v1alpha1",
+    kind = "AccessKey",
+    namespaced,
+    shortname = "ak",
+    category = "keywarden",
+    status = "AccessKeyStatus",
+    doc = "An API access key: keywarden issues its secret once into a Secret and governs it with an AccessKeyPolicy.",
+    printcolumn(name = "Owner", type_ = "string", json_path = ".spec.owner.name"),
+    printcolumn(name = "Access ID", type_ = "string", json_path = ".status.accessKeyId"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Last Used", type_ = "date", json_path = ".status.lastUsedAt"),
+    printcolumn(name = "Expires", type_ = "date", json_path = ".status.expiresAt"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("(has(self.spec.secret) && has(self.spec.secret.name) ? self.spec.secret.name : '') == (has(oldSelf.spec.secret) && has(oldSelf.spec.secret.name) ? oldSelf.spec.secret.name : '')").message("spec.secret.name is immutable").field_path(".spec.secret.name"),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessKeySpec {
+    /// Who the key acts for. Immutable.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("owner is immutable"))]
+    pub owner: KeyOwner,
+
+    /// Human-readable name shown by tools; freely editable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub display_name: Option<String>,
+
+    /// Free-form description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub description: Option<String>,
+
+    /// Permissions the key grants, as `resource:view` or `resource:manage`.
+    /// Empty means every permission of the owner.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(regex(pattern = SCOPE_PATTERN)))]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    pub scopes: Vec<String>,
+
+    /// CORS allowlist in Origin format (`https://host[:port]`). A request that carries an
+    /// `Origin` header is refused unless the origin is listed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(regex(pattern = ORIGIN_PATTERN), length(max = 262)))]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    pub allowed_origins: Vec<String>,
+
+    /// Desired activation. `false` deactivates the key (reason `Manual`).
+    #[serde(default = "default_true")]
+    pub active: bool,
+
+    /// Bump to rotate the key now: a new access ID and secret are issued into the same Secret.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub rotate_generation: i64,
+
+    /// Bump to reactivate a key deactivated for non-use. An expired key needs a rotation instead.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub reactivate_generation: i64,
+
+    /// Name of the governing `AccessKeyPolicy`; default: the cluster default policy, else the
+    /// built-in defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
+    pub policy_name: Option<String>,
+
+    /// The Secret the credentials are written to (same namespace).
+    #[serde(default)]
+    pub secret: SecretTemplate,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// The identity a key acts for.
+#[derive(
+    KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
+)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyOwner {
+    pub kind: OwnerKind,
+    /// User name, or ServiceAccount name in the key's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// Kind of identity owning a key.
+#[derive(
+    schemars::JsonSchema,
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+)]
+pub enum OwnerKind {
+    User,
+    ServiceAccount,
+}
+
+/// Where and how the credentials are written.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretTemplate {
+    /// Secret name; default `<metadata.name>-access-key`. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
+    pub name: Option<String>,
+    /// Secret type: `Opaque` (default) or `kubernetes.io/basic-auth`.
+    #[serde(default, rename = "type")]
+    pub type_: SecretType,
+    /// Labels copied onto the Secret.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations copied onto the Secret.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// The Kubernetes Secret type written.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
+pub enum SecretType {
+    #[default]
+    Opaque,
+    /// `username` = access ID, `password` = secret.
+    #[serde(rename = "kubernetes.io/basic-auth")]
+    BasicAuth,
+}
+
+impl SecretType {
+    /// The value of the Secret's `type` field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecretType::Opaque => "Opaque",
+            SecretType::BasicAuth => "kubernetes.io/basic-auth",
+        }
+    }
+}
+
+/// Observed state of an access key. Never holds a secret.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessKeyStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// Public ID of the current issuance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+    /// argon2id PHC hash of the current secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_hash: Option<String>,
+    /// Credentials of earlier issuances that stay valid until `validUntil` (rotation grace).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["accessKeyId".into()]))]
+    pub previous_keys: Vec<PreviousKey>,
+    /// Name of the governing policy (empty when the built-in defaults apply).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotated_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Written by the verifier, at most once a minute per key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reactivated_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deactivated_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deactivation_reason: Option<DeactivationReason>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_rotate_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_reactivate_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// Credentials of an earlier issuance, valid until `validUntil`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PreviousKey {
+    pub access_key_id: String,
+    pub secret_hash: String,
+    pub valid_until: DateTime<Utc>,
+}
+
+/// Lifecycle phase of a key.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// Not issued yet (policy unresolved, or waiting for the controller).
+    Pending,
+    /// Issued and usable.
+    Active,
+    /// Deactivated (see `deactivationReason`).
+    Inactive,
+    /// Past `expiresAt`; a rotation issues a new key.
+    Expired,
+    /// Not issued because the owner holds the policy's maximum of keys.
+    Rejected,
+}
+
+/// Why a key is not active.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DeactivationReason {
+    Manual,
+    Unused,
+    Expired,
+    PolicyLimit,
+}
+
+impl AccessKeySpec {
+    /// The Secret name, defaulted from the key's name.
+    pub fn secret_name(&self, key_name: &str) -> String {
+        self.secret
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{key_name}-access-key"))
+    }
+}

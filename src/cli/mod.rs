@@ -1,0 +1,1 @@
+//! Command-line entry points: `keywarden` subcommands and the `kubectl-keywarden` plugin.

@@ -1,0 +1,1 @@
+//! CORS origin allowlists: parsing presented `Origin` headers and matching allowlist entries.

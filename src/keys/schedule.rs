@@ -1,0 +1,1 @@
+//! Policy timers: expiry, unused deadline, rotation grace end, auto-rotation, next deadline.

@@ -1,0 +1,1 @@
+//! Scopes: `resource:view|manage`, and whether a key's scopes grant a required scope.
