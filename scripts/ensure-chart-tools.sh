@@ -5,6 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 venv=".cache/chart-venv"
+mkdir -p .cache
+# why: test binaries may run this at the same time; one installs, the others wait for it.
+exec 9>.cache/chart-tools.lock
+flock 9
 if [[ ! -x "$venv/bin/kubernetes-validate" ]]; then
   python="$(command -v python3 || true)"
   if [[ -z "$python" ]]; then
