@@ -25,5 +25,5 @@ if [[ ! -x "$venv/bin/kubernetes-validate" ]]; then
   fi
   "$venv/bin/pip" install --quiet --disable-pip-version-check kubernetes-validate
 fi
-"$venv/bin/kubernetes-validate" --version >&2
+echo "kubernetes-validate is in $venv/bin" >&2
 cd "$venv/bin" && pwd
