@@ -536,3 +536,56 @@ fn chart_crds_match_the_rust_types() {
         );
     }
 }
+
+#[test]
+fn dockerfile_builds_both_binaries_into_a_non_root_image_the_chart_runs_as() {
+    let dockerfile =
+        std::fs::read_to_string(repo_root().join("Dockerfile")).expect("Dockerfile exists");
+    let stages: Vec<&str> = dockerfile
+        .lines()
+        .filter(|line| line.starts_with("FROM "))
+        .collect();
+    assert_eq!(
+        stages.len(),
+        2,
+        "a builder stage and a runtime stage: {stages:?}"
+    );
+    assert!(
+        stages[1].contains("distroless"),
+        "runtime stage: {}",
+        stages[1]
+    );
+    for binary in ["keywarden", "kubectl-keywarden"] {
+        assert!(
+            dockerfile.contains(&format!("--bin {binary}")),
+            "{binary} is not built"
+        );
+        assert!(
+            dockerfile.contains(&format!("/usr/local/bin/{binary}")),
+            "{binary} is not in the image"
+        );
+    }
+    let user = dockerfile
+        .lines()
+        .rev()
+        .find_map(|line| line.strip_prefix("USER "))
+        .expect("the image sets a USER");
+    let values: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(chart_dir().join("values.yaml")).expect("values.yaml"),
+    )
+    .expect("values.yaml parses");
+    let run_as = &values["podSecurityContext"];
+    assert_eq!(
+        user,
+        format!("{}:{}", run_as["runAsUser"], run_as["runAsGroup"]),
+        "the chart runs the image as its own non-root user"
+    );
+    let entrypoint = dockerfile
+        .lines()
+        .find(|line| line.starts_with("ENTRYPOINT"))
+        .expect("ENTRYPOINT");
+    assert!(
+        entrypoint.contains("/usr/local/bin/keywarden"),
+        "the chart's args (`controller`, `verifier`) go to keywarden: {entrypoint}"
+    );
+}
