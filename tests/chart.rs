@@ -327,6 +327,29 @@ fn default_render_is_schema_valid_highly_available_and_least_privilege() {
         env_value(container(controller), "KEYWARDEN_WATCH_NAMESPACES"),
         None
     );
+    assert_eq!(
+        env_value(container(verifier), "KEYWARDEN_VERIFIER_NAMESPACES"),
+        None
+    );
+    let probe_port = &container(controller)["ports"][0];
+    assert_eq!(probe_port["name"], "probes");
+    assert_eq!(
+        env_value(container(controller), "KEYWARDEN_PROBE_ADDR"),
+        Some(format!("0.0.0.0:{}", probe_port["containerPort"]).as_str()),
+        "the controller serves probes on all interfaces, on the declared port"
+    );
+    let lease_namespace = container(controller)["env"]
+        .as_array()
+        .and_then(|env| {
+            env.iter()
+                .find(|e| e["name"] == "KEYWARDEN_LEADER_ELECTION_NAMESPACE")
+        })
+        .map(|e| &e["valueFrom"]["fieldRef"]["fieldPath"]);
+    assert_eq!(
+        lease_namespace,
+        Some(&json!("metadata.namespace")),
+        "the Lease lives in the release namespace, where the controller's lease Role is"
+    );
 
     let verifier_pods = &verifier["spec"]["selector"]["matchLabels"];
     let budget = find(&objects, "PodDisruptionBudget", "kw-keywarden-verifier");
@@ -429,9 +452,19 @@ fn watch_namespaces_render_confines_secret_access_to_roles_in_those_namespaces()
             container(deployment)["image"],
             "ghcr.io/keywarden/keywarden:v9.9.9"
         );
-        let watched = env_value(container(deployment), "KEYWARDEN_WATCH_NAMESPACES");
-        assert_eq!(watched, Some("team-a,team-b"));
         assert_hardened(deployment);
+    }
+    for (component, variable) in [
+        ("controller", "KEYWARDEN_WATCH_NAMESPACES"),
+        ("verifier", "KEYWARDEN_VERIFIER_NAMESPACES"),
+    ] {
+        let deployment = find(&objects, "Deployment", &format!("kw-keywarden-{component}"));
+        let watched = env_value(container(deployment), variable);
+        assert_eq!(
+            watched,
+            Some("team-a,team-b"),
+            "{component} watches the listed namespaces"
+        );
     }
     assert_eq!(
         find(&objects, "Deployment", "kw-keywarden-verifier")["spec"]["replicas"],

@@ -75,8 +75,4 @@ podAntiAffinity:
   valueFrom:
     fieldRef:
       fieldPath: metadata.namespace
-{{- with .Values.watchNamespaces }}
-- name: KEYWARDEN_WATCH_NAMESPACES
-  value: {{ join "," . | quote }}
-{{- end }}
 {{- end }}
