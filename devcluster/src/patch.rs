@@ -1,6 +1,12 @@
 //! Patch formats: JSON merge patch (RFC 7386), JSON patch (RFC 6902) and strategic merge patch.
 
 mod json;
+mod strategic;
+#[cfg(test)]
+mod strategic_tests;
+mod strategy;
+
+pub(crate) use strategy::{builtin_list_strategy, ListStrategy};
 
 use serde_json::Value;
 
@@ -39,11 +45,11 @@ pub fn json_patch(target: &mut Value, patch: &Value) -> Result<(), PatchError> {
 /// Kubernetes patch strategies and merge keys (containers by `name`, ...), `$patch: delete|replace`
 /// directives, `$retainKeys`, `$setElementOrder` and `null` deletes.
 pub fn strategic_merge_patch(
-    _target: &mut Value,
-    _patch: &Value,
-    _kind: &str,
+    target: &mut Value,
+    patch: &Value,
+    kind: &str,
 ) -> Result<(), PatchError> {
-    todo!("strategic_merge_patch")
+    strategic::apply(target, patch, kind)
 }
 
 #[cfg(test)]
