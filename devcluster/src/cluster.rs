@@ -76,13 +76,24 @@ impl DevCluster {
 
     /// Starts on `addr`.
     pub async fn start_on(addr: SocketAddr) -> Result<Self, Error> {
-        Self::start_with(Options { addr, ..Options::default() }).await
+        Self::start_with(Options {
+            addr,
+            ..Options::default()
+        })
+        .await
     }
 
     pub async fn start_with(options: Options) -> Result<Self, Error> {
-        let listener =
-            TcpListener::bind(options.addr).await.map_err(|source| Error::Bind { addr: options.addr, source })?;
-        let addr = listener.local_addr().map_err(|source| Error::Bind { addr: options.addr, source })?;
+        let listener = TcpListener::bind(options.addr)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: options.addr,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| Error::Bind {
+            addr: options.addr,
+            source,
+        })?;
         let store = Arc::new(Store::new(options.history_capacity));
         let registry = Arc::new(Registry::new(builtin_types()));
         create_initial_namespaces(&store, &registry);
@@ -96,7 +107,11 @@ impl DevCluster {
         });
         let (shutdown, stopped) = oneshot::channel();
         tokio::spawn(serve(listener, server, stopped));
-        Ok(Self { addr, faults, shutdown: Some(shutdown) })
+        Ok(Self {
+            addr,
+            faults,
+            shutdown: Some(shutdown),
+        })
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -110,7 +125,10 @@ impl DevCluster {
 
     /// A kube client talking to this server (default namespace `default`).
     pub fn client(&self) -> Result<kube::Client, Error> {
-        let uri = self.url().parse::<http::Uri>().map_err(|err| Error::RenderKubeconfig(err.to_string()))?;
+        let uri = self
+            .url()
+            .parse::<http::Uri>()
+            .map_err(|err| Error::RenderKubeconfig(err.to_string()))?;
         let config = kube::Config::new(uri);
         kube::Client::try_from(config).map_err(Error::Client)
     }
@@ -131,8 +149,12 @@ impl DevCluster {
     /// Writes the kubeconfig as YAML to `path`.
     pub fn write_kubeconfig(&self, path: impl AsRef<Path>) -> Result<(), Error> {
         let path = path.as_ref();
-        let yaml = serde_yaml::to_string(&self.kubeconfig()?).map_err(|err| Error::RenderKubeconfig(err.to_string()))?;
-        std::fs::write(path, yaml).map_err(|source| Error::WriteKubeconfig { path: path.display().to_string(), source })
+        let yaml = serde_yaml::to_string(&self.kubeconfig()?)
+            .map_err(|err| Error::RenderKubeconfig(err.to_string()))?;
+        std::fs::write(path, yaml).map_err(|source| Error::WriteKubeconfig {
+            path: path.display().to_string(),
+            source,
+        })
     }
 
     /// The fault-injection handle.
@@ -163,7 +185,8 @@ fn create_initial_namespaces(store: &Store, registry: &Registry) {
     };
     let mut state = store.lock();
     for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-        let namespace = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name } });
+        let namespace =
+            json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name } });
         if let Err(err) = state.create(rt, &key, "", namespace, &ctx) {
             tracing::warn!(%err, name, "creating an initial namespace");
         }

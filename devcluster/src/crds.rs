@@ -10,12 +10,20 @@ use crate::registry::{CrdVersion, ResourceType};
 fn strings(value: Option<&Value>) -> Vec<String> {
     value
         .and_then(Value::as_array)
-        .map(|items| items.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 fn str_at<'a>(value: &'a Value, pointer: &str) -> &'a str {
-    value.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
+    value
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 /// The resource types served for each served version of `crd`.
@@ -33,10 +41,19 @@ pub fn crd_types(crd: &Value) -> Vec<ResourceType> {
         list_kind => list_kind.to_string(),
     };
     let namespaced = str_at(crd, "/spec/scope") != "Cluster";
-    let versions = crd.pointer("/spec/versions").and_then(Value::as_array).cloned().unwrap_or_default();
+    let versions = crd
+        .pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     versions
         .iter()
-        .filter(|version| version.get("served").and_then(Value::as_bool).unwrap_or(true))
+        .filter(|version| {
+            version
+                .get("served")
+                .and_then(Value::as_bool)
+                .unwrap_or(true)
+        })
         .map(|version| ResourceType {
             group: group.to_string(),
             version: str_at(version, "/name").to_string(),
@@ -52,12 +69,18 @@ pub fn crd_types(crd: &Value) -> Vec<ResourceType> {
             verbs: VERBS.iter().map(|v| v.to_string()).collect(),
             crd: Some(Arc::new(CrdVersion {
                 crd_name: crd_name.to_string(),
-                schema: version.pointer("/schema/openAPIV3Schema").cloned().unwrap_or(Value::Null),
+                schema: version
+                    .pointer("/schema/openAPIV3Schema")
+                    .cloned()
+                    .unwrap_or(Value::Null),
                 printer_columns: version
                     .get("additionalPrinterColumns")
                     .cloned()
                     .unwrap_or_else(|| json!([])),
-                storage: version.get("storage").and_then(Value::as_bool).unwrap_or(false),
+                storage: version
+                    .get("storage")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
             })),
         })
         .collect()
@@ -85,7 +108,10 @@ pub fn established_status(crd: &Value, now: &str) -> Value {
                 .collect()
         })
         .unwrap_or_default();
-    let mut accepted = crd.pointer("/spec/names").cloned().unwrap_or_else(|| json!({}));
+    let mut accepted = crd
+        .pointer("/spec/names")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
     if accepted.get("singular").is_none() {
         accepted["singular"] = json!(str_at(crd, "/spec/names/kind").to_lowercase());
     }

@@ -24,7 +24,11 @@ pub struct RequestMatch {
 impl RequestMatch {
     /// Matches requests with this verb on this resource.
     pub fn new(verb: &str, resource: &str) -> Self {
-        Self { verb: Some(verb.into()), resource: Some(resource.into()), ..Self::default() }
+        Self {
+            verb: Some(verb.into()),
+            resource: Some(resource.into()),
+            ..Self::default()
+        }
     }
 
     pub fn namespace(mut self, namespace: &str) -> Self {
@@ -87,21 +91,35 @@ pub struct Faults {
 impl Faults {
     pub(crate) fn new(store: Arc<Store>) -> Self {
         let (end_watches, _) = watch::channel(0);
-        Self { state: Arc::default(), end_watches: Arc::new(end_watches), store }
+        Self {
+            state: Arc::default(),
+            end_watches: Arc::new(end_watches),
+            store,
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, FaultState> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Fails the next `times` requests matching `matcher` with HTTP `code`.
     pub fn fail_next(&self, matcher: RequestMatch, times: u32, code: u16) {
-        self.lock().rules.push(Rule { matcher, remaining: times, action: FaultAction::Fail(code) });
+        self.lock().rules.push(Rule {
+            matcher,
+            remaining: times,
+            action: FaultAction::Fail(code),
+        });
     }
 
     /// Commits the next `times` matching writes but resets the connection instead of answering.
     pub fn drop_response_next(&self, matcher: RequestMatch, times: u32) {
-        self.lock().rules.push(Rule { matcher, remaining: times, action: FaultAction::DropResponse });
+        self.lock().rules.push(Rule {
+            matcher,
+            remaining: times,
+            action: FaultAction::DropResponse,
+        });
     }
 
     /// Delays every API request by `latency` (zero removes it).
@@ -136,7 +154,10 @@ impl Faults {
     /// Consumes one use of the first fault matching `request`.
     pub(crate) fn take(&self, request: &RequestInfo<'_>) -> Option<FaultAction> {
         let mut state = self.lock();
-        let index = state.rules.iter().position(|rule| rule.remaining > 0 && rule.matcher.matches(request))?;
+        let index = state
+            .rules
+            .iter()
+            .position(|rule| rule.remaining > 0 && rule.matcher.matches(request))?;
         let rule = &mut state.rules[index];
         rule.remaining -= 1;
         let action = rule.action.clone();

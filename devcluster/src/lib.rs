@@ -12,6 +12,7 @@ pub mod crds;
 pub mod discovery;
 pub mod events;
 pub mod faults;
+mod interim;
 pub mod openapi;
 pub mod patch;
 pub mod registry;

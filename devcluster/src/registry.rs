@@ -83,17 +83,25 @@ impl Served {
 
 impl Registry {
     pub fn new(types: Vec<ResourceType>) -> Self {
-        Self { served: std::sync::RwLock::new(Arc::new(Served::new(types))) }
+        Self {
+            served: std::sync::RwLock::new(Arc::new(Served::new(types))),
+        }
     }
 
     /// The current snapshot; cheap to take once per request.
     pub fn snapshot(&self) -> Arc<Served> {
-        self.served.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        self.served
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// Replaces the types served for the CRD `crd_name` (an empty list stops serving it).
     pub fn set_crd_types(&self, crd_name: &str, crd_types: Vec<ResourceType>) {
-        let mut served = self.served.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut served = self
+            .served
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut types: Vec<ResourceType> = served
             .types
             .iter()

@@ -44,7 +44,12 @@ fn resource_details(rt: &ResourceType, name: &str) -> Value {
 
 impl ApiError {
     pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        Self { code, reason, message: message.into(), details: None }
+        Self {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
     }
 
     pub fn with_details(mut self, details: Value) -> Self {
@@ -72,8 +77,10 @@ impl ApiError {
     }
 
     pub fn conflict_because(rt: &ResourceType, name: &str, why: &str) -> Self {
-        let message =
-            format!("Operation cannot be fulfilled on {} \"{name}\": {why}", qualified_resource(rt));
+        let message = format!(
+            "Operation cannot be fulfilled on {} \"{name}\": {why}",
+            qualified_resource(rt)
+        );
         Self::new(409, "Conflict", message).with_details(resource_details(rt, name))
     }
 
@@ -84,9 +91,17 @@ impl ApiError {
             .map(|(_, message, field)| format!("{field}: {message}"))
             .collect();
         let message = if summary.len() == 1 {
-            format!("{} \"{name}\" is invalid: {}", qualified_kind(rt), summary[0])
+            format!(
+                "{} \"{name}\" is invalid: {}",
+                qualified_kind(rt),
+                summary[0]
+            )
         } else {
-            format!("{} \"{name}\" is invalid: [{}]", qualified_kind(rt), summary.join(", "))
+            format!(
+                "{} \"{name}\" is invalid: [{}]",
+                qualified_kind(rt),
+                summary.join(", ")
+            )
         };
         let causes: Vec<Value> = causes
             .iter()

@@ -60,7 +60,10 @@ impl Query {
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str).filter(|v| !v.is_empty())
+        self.0
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     /// A boolean parameter (`true` or `1`).
@@ -70,7 +73,9 @@ impl Query {
 }
 
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 /// A JSON response with `code`.
@@ -81,10 +86,12 @@ pub fn json(code: u16, value: &Value) -> Response<Body> {
 
 pub fn json_bytes(code: u16, bytes: Vec<u8>) -> Response<Body> {
     let mut response = Response::new(full(bytes));
-    *response.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    *response.status_mut() =
+        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -118,5 +125,9 @@ pub fn fault_error(code: u16) -> ApiError {
         504 => "Timeout",
         _ => "InternalError",
     };
-    ApiError::new(code, reason, format!("devcluster: injected fault ({code} {reason})"))
+    ApiError::new(
+        code,
+        reason,
+        format!("devcluster: injected fault ({code} {reason})"),
+    )
 }

@@ -54,9 +54,15 @@ fn parse_resource_path(segments: &[&str]) -> Option<ResourcePath> {
         ["apis", group, version, rest @ ..] => (*group, *version, rest),
         _ => return None,
     };
-    let mut path = ResourcePath { group: group.into(), version: version.into(), ..Default::default() };
+    let mut path = ResourcePath {
+        group: group.into(),
+        version: version.into(),
+        ..Default::default()
+    };
     let rest = match rest {
-        ["namespaces", ns, plural, rest @ ..] if !(group.is_empty() && matches!(*plural, "status" | "finalize")) => {
+        ["namespaces", ns, plural, rest @ ..]
+            if !(group.is_empty() && matches!(*plural, "status" | "finalize")) =>
+        {
             path.namespace = Some((*ns).to_string());
             path.plural = (*plural).to_string();
             rest
@@ -96,7 +102,11 @@ pub(crate) struct Call {
 }
 
 fn header(req: &Request<Incoming>, name: ::http::header::HeaderName) -> String {
-    req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn verb_of(method: &Method, call: &Call) -> &'static str {
@@ -115,12 +125,20 @@ fn verb_of(method: &Method, call: &Call) -> &'static str {
 
 impl Server {
     /// Answers one HTTP request.
-    pub(crate) async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Result<Response<Body>, ResponseDropped> {
+    pub(crate) async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+    ) -> Result<Response<Body>, ResponseDropped> {
         let path = req.uri().path().to_string();
         tracing::debug!(method = %req.method(), uri = %req.uri(), "request");
         if let Some(admin_path) = path.strip_prefix("/_devcluster/") {
             let method = req.method().clone();
-            let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
             return Ok(admin::handle(&self, &method, admin_path, &body));
         }
         let latency = self.faults.latency();
@@ -131,27 +149,59 @@ impl Server {
         let served = self.registry.snapshot();
         match segments.as_slice() {
             ["version"] => return Ok(http::json(200, &crate::discovery::version())),
-            ["api"] => return Ok(http::json(200, &crate::discovery::core_api_versions(&self.url))),
-            ["apis"] => return Ok(http::json(200, &crate::discovery::api_group_list(&served.types))),
+            ["api"] => {
+                return Ok(http::json(
+                    200,
+                    &crate::discovery::core_api_versions(&self.url),
+                ))
+            }
+            ["apis"] => {
+                return Ok(http::json(
+                    200,
+                    &crate::discovery::api_group_list(&served.types),
+                ))
+            }
             ["api", version] => return Ok(discovery_list(&served.types, "", version)),
             ["apis", group, version] => return Ok(discovery_list(&served.types, group, version)),
-            ["openapi", "v3"] => return Ok(http::json(200, &crate::openapi::v3_index(&served.types))),
-            ["openapi", "v3", "api", version] => return Ok(openapi_doc(&served.types, "", version)),
-            ["openapi", "v3", "apis", group, version] => return Ok(openapi_doc(&served.types, group, version)),
+            ["openapi", "v3"] => {
+                return Ok(http::json(200, &crate::openapi::v3_index(&served.types)))
+            }
+            ["openapi", "v3", "api", version] => {
+                return Ok(openapi_doc(&served.types, "", version))
+            }
+            ["openapi", "v3", "apis", group, version] => {
+                return Ok(openapi_doc(&served.types, group, version))
+            }
             _ => {}
         }
         let Some(parsed) = parse_resource_path(&segments) else {
-            return Ok(http::error(&ApiError::new(404, "NotFound", "the server could not find the requested resource")));
+            return Ok(http::error(&ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )));
         };
         let Some(rt) = served.find(&parsed.group, &parsed.version, &parsed.plural) else {
-            return Ok(http::error(&ApiError::new(404, "NotFound", "the server could not find the requested resource")));
+            return Ok(http::error(&ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )));
         };
         if parsed.namespace.is_some() && !rt.namespaced {
-            return Ok(http::error(&ApiError::new(404, "NotFound", "the server could not find the requested resource")));
+            return Ok(http::error(&ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )));
         }
         if let Some(sub) = &parsed.subresource {
             if !(sub == "status" && rt.status_subresource) {
-                return Ok(http::error(&ApiError::new(404, "NotFound", "the server could not find the requested resource")));
+                return Ok(http::error(&ApiError::new(
+                    404,
+                    "NotFound",
+                    "the server could not find the requested resource",
+                )));
             }
         }
         let call = Call {
@@ -180,7 +230,11 @@ impl Server {
         }
         let body = match req.into_body().collect().await {
             Ok(body) => body.to_bytes(),
-            Err(err) => return Ok(http::error(&ApiError::bad_request(format!("reading the request body: {err}")))),
+            Err(err) => {
+                return Ok(http::error(&ApiError::bad_request(format!(
+                    "reading the request body: {err}"
+                ))))
+            }
         };
         let result = match verb {
             "get" => read::get(&self, &call),
@@ -191,7 +245,9 @@ impl Server {
             "patch" => write::patch(&self, &call, &body),
             "delete" => write::delete(&self, &call, &body),
             "deletecollection" => write::delete_collection(&self, &call, &body),
-            _ => Err(ApiError::method_not_allowed(format!("the server does not allow this method on the requested resource"))),
+            _ => Err(ApiError::method_not_allowed(format!(
+                "the server does not allow this method on the requested resource"
+            ))),
         };
         if fault == Some(FaultAction::DropResponse) {
             return Err(ResponseDropped);
@@ -203,14 +259,22 @@ impl Server {
 fn discovery_list(types: &[ResourceType], group: &str, version: &str) -> Response<Body> {
     match crate::discovery::api_resource_list(types, group, version) {
         Some(list) => http::json(200, &list),
-        None => http::error(&ApiError::new(404, "NotFound", "the server could not find the requested resource")),
+        None => http::error(&ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )),
     }
 }
 
 fn openapi_doc(types: &[ResourceType], group: &str, version: &str) -> Response<Body> {
     match crate::openapi::v3_document(types, group, version) {
         Some(doc) => http::json(200, &doc),
-        None => http::error(&ApiError::new(404, "NotFound", "the server could not find the requested resource")),
+        None => http::error(&ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )),
     }
 }
 

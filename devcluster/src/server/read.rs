@@ -62,7 +62,10 @@ pub(crate) fn get(server: &Server, call: &Call) -> Result<Response<Body>, ApiErr
         .get(&call.key, &call.namespace, name)
         .cloned()
         .ok_or_else(|| ApiError::not_found(&call.rt, name))?;
-    Ok(http::json(200, &render_one(&call.rt, &stored, &call.accept)))
+    Ok(http::json(
+        200,
+        &render_one(&call.rt, &stored, &call.accept),
+    ))
 }
 
 /// The selectors of a list or watch.
@@ -87,11 +90,16 @@ impl Filter {
             .transpose()
             .map_err(|err| ApiError::bad_request(err.0))?;
         let namespace = call.namespace_in_url.then(|| call.namespace.clone());
-        Ok(Self { namespace, labels, fields })
+        Ok(Self {
+            namespace,
+            labels,
+            fields,
+        })
     }
 
     pub(crate) fn matches(&self, obj: &Value) -> bool {
-        self.labels.as_ref().is_none_or(|s| s.matches(obj)) && self.fields.as_ref().is_none_or(|s| s.matches(obj))
+        self.labels.as_ref().is_none_or(|s| s.matches(obj))
+            && self.fields.as_ref().is_none_or(|s| s.matches(obj))
     }
 }
 
@@ -119,10 +127,16 @@ fn decode_continue(raw: &str) -> Result<ContinueToken, ApiError> {
 pub(crate) fn list(server: &Server, call: &Call) -> Result<Response<Body>, ApiError> {
     let filter = Filter::from_call(call)?;
     let limit = match call.query.get("limit") {
-        Some(raw) => raw.parse::<usize>().map_err(|_| ApiError::bad_request(format!("invalid limit: {raw}")))?,
+        Some(raw) => raw
+            .parse::<usize>()
+            .map_err(|_| ApiError::bad_request(format!("invalid limit: {raw}")))?,
         None => 0,
     };
-    let resume = call.query.get("continue").map(decode_continue).transpose()?;
+    let resume = call
+        .query
+        .get("continue")
+        .map(decode_continue)
+        .transpose()?;
     let state = server.store.lock();
     if let Some(token) = &resume {
         if token.rv < state.compacted_rv() {
@@ -131,13 +145,17 @@ pub(crate) fn list(server: &Server, call: &Call) -> Result<Response<Body>, ApiEr
             ));
         }
     }
-    let list_rv = resume.as_ref().map_or(state.resource_version(), |token| token.rv);
+    let list_rv = resume
+        .as_ref()
+        .map_or(state.resource_version(), |token| token.rv);
     let mut items: Vec<Arc<Value>> = Vec::new();
     let mut next: Option<ContinueToken> = None;
     let mut remaining = 0usize;
     for ((namespace, name), obj) in state.objects(&call.key, filter.namespace.as_deref()) {
         if let Some(token) = &resume {
-            if (namespace.as_str(), name.as_str()) <= (token.namespace.as_str(), token.name.as_str()) {
+            if (namespace.as_str(), name.as_str())
+                <= (token.namespace.as_str(), token.name.as_str())
+            {
                 continue;
             }
         }
@@ -147,12 +165,22 @@ pub(crate) fn list(server: &Server, call: &Call) -> Result<Response<Body>, ApiEr
         if limit > 0 && items.len() == limit {
             if next.is_none() {
                 let last = items.last().map(|o| {
-                    let ns = o.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
-                    let n = o.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+                    let ns = o
+                        .pointer("/metadata/namespace")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    let n = o
+                        .pointer("/metadata/name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
                     (ns.to_string(), n.to_string())
                 });
                 if let Some((namespace, name)) = last {
-                    next = Some(ContinueToken { rv: list_rv, namespace, name });
+                    next = Some(ContinueToken {
+                        rv: list_rv,
+                        namespace,
+                        name,
+                    });
                 }
             }
             remaining += 1;
@@ -170,7 +198,13 @@ pub(crate) fn list(server: &Server, call: &Call) -> Result<Response<Body>, ApiEr
     match rendering(&call.accept) {
         Rendering::Table => {
             let objects: Vec<Value> = items.iter().map(|o| to_wire(rt, o)).collect();
-            let table = crate::table::to_table(rt, &objects, metadata, !call.accept.contains("includeObject=None"), chrono::Utc::now());
+            let table = crate::table::to_table(
+                rt,
+                &objects,
+                metadata,
+                !call.accept.contains("includeObject=None"),
+                chrono::Utc::now(),
+            );
             Ok(http::json(200, &table))
         }
         Rendering::Metadata => {
@@ -190,7 +224,8 @@ pub(crate) fn list(server: &Server, call: &Call) -> Result<Response<Body>, ApiEr
 /// Serializes a list without copying stored objects that are already in served form.
 fn list_bytes(rt: &ResourceType, metadata: &Value, items: &[Arc<Value>]) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + items.len() * 512);
-    let head = json!({ "kind": rt.list_kind, "apiVersion": rt.api_version(), "metadata": metadata });
+    let head =
+        json!({ "kind": rt.list_kind, "apiVersion": rt.api_version(), "metadata": metadata });
     let head = serde_json::to_vec(&head).unwrap_or_default();
     // why: reopen the head object to append `items` while streaming each object.
     out.extend_from_slice(&head[..head.len().saturating_sub(1)]);

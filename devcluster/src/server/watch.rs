@@ -28,7 +28,8 @@ struct Watcher {
 }
 
 fn event_line(event_type: &str, object: &Value) -> Bytes {
-    let mut line = serde_json::to_vec(&json!({ "type": event_type, "object": object })).unwrap_or_default();
+    let mut line =
+        serde_json::to_vec(&json!({ "type": event_type, "object": object })).unwrap_or_default();
     line.push(b'\n');
     Bytes::from(line)
 }
@@ -47,7 +48,12 @@ impl Watcher {
     }
 
     fn in_scope(&self, change: &Change) -> bool {
-        change.key == self.key && self.filter.namespace.as_ref().is_none_or(|ns| *ns == change.namespace)
+        change.key == self.key
+            && self
+                .filter
+                .namespace
+                .as_ref()
+                .is_none_or(|ns| *ns == change.namespace)
     }
 
     /// The event this watch reports for `change`, if any (selector transitions included).
@@ -60,7 +66,10 @@ impl Watcher {
             ChangeType::Added if now => "ADDED",
             ChangeType::Deleted if now => "DELETED",
             ChangeType::Modified => {
-                let before = change.previous.as_ref().is_some_and(|p| self.filter.matches(p));
+                let before = change
+                    .previous
+                    .as_ref()
+                    .is_some_and(|p| self.filter.matches(p));
                 match (before, now) {
                     (true, true) => "MODIFIED",
                     (false, true) => "ADDED",
@@ -85,12 +94,16 @@ impl Watcher {
 
 fn stream_response(lines: mpsc::Receiver<Bytes>) -> Response<Body> {
     let stream = futures::stream::unfold(lines, |mut lines| async move {
-        lines.recv().await.map(|line| (Ok(Frame::data(line)), lines))
+        lines
+            .recv()
+            .await
+            .map(|line| (Ok(Frame::data(line)), lines))
     });
     let mut response = Response::new(BodyExt::boxed_unsync(StreamBody::new(stream)));
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -126,11 +139,20 @@ pub(crate) fn watch(server: &Server, call: &Call) -> Result<Response<Body>, ApiE
         let current = state.resource_version();
         match resume_rv {
             Some(rv) => {
-                let replay = if server.faults.take_expire_next_watch() { None } else { state.changes_since(rv) };
+                let replay = if server.faults.take_expire_next_watch() {
+                    None
+                } else {
+                    state.changes_since(rv)
+                };
                 match replay {
-                    Some(replay) => initial.extend(replay.iter().filter_map(|c| watcher.line_for(c))),
+                    Some(replay) => {
+                        initial.extend(replay.iter().filter_map(|c| watcher.line_for(c)))
+                    }
                     None => {
-                        let message = format!("too old resource version: {rv} ({})", state.compacted_rv() + 1);
+                        let message = format!(
+                            "too old resource version: {rv} ({})",
+                            state.compacted_rv() + 1
+                        );
                         drop(state);
                         let (tx, rx) = mpsc::channel(1);
                         let _ = tx.try_send(expired_line(&message));
@@ -152,7 +174,15 @@ pub(crate) fn watch(server: &Server, call: &Call) -> Result<Response<Body>, ApiE
         (server.store.subscribe(), current)
     };
     let ends = server.faults.watch_ends();
-    tokio::spawn(run(watcher, initial, changes, start_rv, timeout, server.bookmark_interval, ends));
+    tokio::spawn(run(
+        watcher,
+        initial,
+        changes,
+        start_rv,
+        timeout,
+        server.bookmark_interval,
+        ends,
+    ));
     Ok(stream_response(rx))
 }
 
@@ -172,7 +202,10 @@ async fn run(
     }
     let deadline = tokio::time::sleep(timeout.unwrap_or(Duration::from_secs(365 * 24 * 3600)));
     tokio::pin!(deadline);
-    let mut bookmarks = tokio::time::interval_at(tokio::time::Instant::now() + bookmark_interval, bookmark_interval);
+    let mut bookmarks = tokio::time::interval_at(
+        tokio::time::Instant::now() + bookmark_interval,
+        bookmark_interval,
+    );
     ends.mark_unchanged();
     loop {
         let line = tokio::select! {

@@ -8,11 +8,11 @@ use serde_json::{json, Value};
 use super::http::{self, Body};
 use super::read::{render_one, Filter};
 use super::{from_wire, to_wire, Call, Server};
-use crate::apply::{self, ApplyError, ApplyRequest};
+use crate::apply::{ApplyError, ApplyRequest};
 use crate::crds;
 use crate::patch;
 use crate::registry::ResourceType;
-use crate::schema::{self, AdmissionError, FieldValidation};
+use crate::schema::{AdmissionError, FieldValidation};
 use crate::status::{self, ApiError};
 use crate::store::{storage_key, DeleteOptions, Propagation, State, WriteContext};
 
@@ -24,13 +24,29 @@ fn write_context(call: &Call) -> Result<WriteContext, ApiError> {
     let dry_run = match call.query.get("dryRun") {
         None => false,
         Some("All") => true,
-        Some(other) => return Err(ApiError::bad_request(format!("Unsupported value: \"{other}\": supported values: \"All\""))),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "Unsupported value: \"{other}\": supported values: \"All\""
+            )))
+        }
     };
     let manager = match call.query.get("fieldManager") {
         Some(manager) => manager.to_string(),
-        None => call.user_agent.split('/').next().filter(|s| !s.is_empty()).unwrap_or("unknown").to_string(),
+        None => call
+            .user_agent
+            .split('/')
+            .next()
+            .filter(|s| !s.is_empty())
+            .unwrap_or("unknown")
+            .to_string(),
     };
-    Ok(WriteContext { dry_run, manager, subresource: call.subresource.clone(), now: now(), managed_fields_done: false })
+    Ok(WriteContext {
+        dry_run,
+        manager,
+        subresource: call.subresource.clone(),
+        now: now(),
+        managed_fields_done: false,
+    })
 }
 
 fn field_validation(call: &Call) -> Result<FieldValidation, ApiError> {
@@ -38,7 +54,9 @@ fn field_validation(call: &Call) -> Result<FieldValidation, ApiError> {
         None | Some("Strict") => Ok(FieldValidation::Strict),
         Some("Warn") => Ok(FieldValidation::Warn),
         Some("Ignore") => Ok(FieldValidation::Ignore),
-        Some(other) => Err(ApiError::bad_request(format!("fieldValidation parameter unsupported: {other}"))),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "fieldValidation parameter unsupported: {other}"
+        ))),
     }
 }
 
@@ -50,15 +68,23 @@ fn admit(call: &Call, obj: &mut Value, old: Option<&Value>) -> Result<Vec<String
     if crd.schema.is_null() {
         return Ok(Vec::new());
     }
-    let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
-    schema::admit_custom_resource(&crd.schema, obj, old, field_validation(call)?).map_err(|err| match err {
-        AdmissionError::UnknownFields(message) => ApiError::bad_request(message),
-        AdmissionError::Invalid(causes) => {
-            let causes: Vec<(String, String, String)> =
-                causes.into_iter().map(|c| (c.reason, c.message, c.field)).collect();
-            ApiError::invalid(&call.rt, &name, &causes)
-        }
-    })
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    crate::interim::admit_custom_resource(&crd.schema, obj, old, field_validation(call)?).map_err(
+        |err| match err {
+            AdmissionError::UnknownFields(message) => ApiError::bad_request(message),
+            AdmissionError::Invalid(causes) => {
+                let causes: Vec<(String, String, String)> = causes
+                    .into_iter()
+                    .map(|c| (c.reason, c.message, c.field))
+                    .collect();
+                ApiError::invalid(&call.rt, &name, &causes)
+            }
+        },
+    )
 }
 
 /// Namespaced writes need an existing namespace that is not being deleted.
@@ -83,7 +109,9 @@ fn check_namespace(state: &State, call: &Call) -> Result<(), ApiError> {
 fn respond(call: &Call, code: u16, obj: &Value, warnings: &[String]) -> Response<Body> {
     let mut response = http::json(code, &render_one(&call.rt, obj, &call.accept));
     for warning in warnings {
-        if let Ok(value) = HeaderValue::from_str(&format!("299 - \"{}\"", warning.replace('"', "'"))) {
+        if let Ok(value) =
+            HeaderValue::from_str(&format!("299 - \"{}\"", warning.replace('"', "'")))
+        {
             response.headers_mut().append("warning", value);
         }
     }
@@ -122,9 +150,15 @@ fn is_crd(rt: &ResourceType) -> bool {
     rt.group == "apiextensions.k8s.io" && rt.plural == "customresourcedefinitions"
 }
 
-pub(crate) fn create(server: &Server, call: &Call, body: &[u8]) -> Result<Response<Body>, ApiError> {
+pub(crate) fn create(
+    server: &Server,
+    call: &Call,
+    body: &[u8],
+) -> Result<Response<Body>, ApiError> {
     if call.name.is_some() {
-        return Err(ApiError::method_not_allowed("POST is not allowed on a named resource"));
+        return Err(ApiError::method_not_allowed(
+            "POST is not allowed on a named resource",
+        ));
     }
     let ctx = write_context(call)?;
     let mut obj = from_wire(&call.rt, http::parse_body(body)?);
@@ -143,14 +177,22 @@ pub(crate) fn create(server: &Server, call: &Call, body: &[u8]) -> Result<Respon
     check_namespace(&state, call)?;
     let created = state.create(&call.rt, &call.key, &call.namespace, obj, &ctx)?;
     if is_crd(&call.rt) && !ctx.dry_run {
-        let name = created.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+        let name = created
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         sync_crd(server, &mut state, &name);
     }
     drop(state);
     Ok(respond(call, 201, &created, &warnings))
 }
 
-pub(crate) fn update(server: &Server, call: &Call, body: &[u8]) -> Result<Response<Body>, ApiError> {
+pub(crate) fn update(
+    server: &Server,
+    call: &Call,
+    body: &[u8],
+) -> Result<Response<Body>, ApiError> {
     let name = call.name.as_deref().unwrap_or_default();
     let ctx = write_context(call)?;
     let mut obj = from_wire(&call.rt, http::parse_body(body)?);
@@ -175,12 +217,19 @@ fn apply_error(rt: &ResourceType, name: &str, err: ApplyError) -> ApiError {
                 .iter()
                 .map(|c| json!({ "reason": "FieldManagerConflict", "message": format!("conflict with \"{}\"", c.manager), "field": c.field }))
                 .collect();
-            let lines: Vec<String> =
-                conflicts.iter().map(|c| format!("- {}: {}", c.manager, c.field)).collect();
+            let lines: Vec<String> = conflicts
+                .iter()
+                .map(|c| format!("- {}: {}", c.manager, c.field))
+                .collect();
             let mut error = ApiError::new(
                 409,
                 "Conflict",
-                format!("Apply failed with {} conflict{}: {}", conflicts.len(), if conflicts.len() == 1 { "" } else { "s" }, lines.join("\n")),
+                format!(
+                    "Apply failed with {} conflict{}: {}",
+                    conflicts.len(),
+                    if conflicts.len() == 1 { "" } else { "s" },
+                    lines.join("\n")
+                ),
             );
             let mut details = json!({ "name": name, "kind": rt.plural, "causes": causes });
             if !rt.group.is_empty() {
@@ -196,19 +245,30 @@ fn apply_error(rt: &ResourceType, name: &str, err: ApplyError) -> ApiError {
 pub(crate) fn patch(server: &Server, call: &Call, body: &[u8]) -> Result<Response<Body>, ApiError> {
     let name = call.name.as_deref().unwrap_or_default();
     let mut ctx = write_context(call)?;
-    let content_type = call.content_type.split(';').next().unwrap_or_default().trim().to_string();
+    let content_type = call
+        .content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
     let is_apply = content_type == "application/apply-patch+yaml";
     if content_type == "application/strategic-merge-patch+json" && call.rt.crd.is_some() {
         return Err(ApiError::unsupported_media_type(&content_type));
     }
     if !matches!(
         content_type.as_str(),
-        "application/merge-patch+json" | "application/json-patch+json" | "application/strategic-merge-patch+json" | "application/apply-patch+yaml"
+        "application/merge-patch+json"
+            | "application/json-patch+json"
+            | "application/strategic-merge-patch+json"
+            | "application/apply-patch+yaml"
     ) {
         return Err(ApiError::unsupported_media_type(&content_type));
     }
     if is_apply && call.query.get("fieldManager").is_none() {
-        return Err(ApiError::bad_request("PATCH, application/apply-patch+yaml requires fieldManager to be set"));
+        return Err(ApiError::bad_request(
+            "PATCH, application/apply-patch+yaml requires fieldManager to be set",
+        ));
     }
     let patch_body = http::parse_body(body)?;
     let mut state = server.store.lock();
@@ -228,7 +288,8 @@ pub(crate) fn patch(server: &Server, call: &Call, body: &[u8]) -> Result<Respons
         check_namespace(&state, call)?;
         let mut applied = from_wire(&call.rt, patch_body);
         applied["metadata"]["name"] = json!(name);
-        let mut obj = apply::server_side_apply(None, &applied, &apply_request).map_err(|e| apply_error(&call.rt, name, e))?;
+        let mut obj = crate::interim::server_side_apply(None, &applied, &apply_request)
+            .map_err(|e| apply_error(&call.rt, name, e))?;
         let warnings = admit(call, &mut obj, None)?;
         drop(apply_request);
         ctx.managed_fields_done = true;
@@ -242,7 +303,8 @@ pub(crate) fn patch(server: &Server, call: &Call, body: &[u8]) -> Result<Respons
     let mut obj = match content_type.as_str() {
         "application/apply-patch+yaml" => {
             let applied = from_wire(&call.rt, patch_body);
-            apply::server_side_apply(Some(&live), &applied, &apply_request).map_err(|e| apply_error(&call.rt, name, e))?
+            crate::interim::server_side_apply(Some(&live), &applied, &apply_request)
+                .map_err(|e| apply_error(&call.rt, name, e))?
         }
         "application/merge-patch+json" => {
             let mut obj = live;
@@ -251,12 +313,14 @@ pub(crate) fn patch(server: &Server, call: &Call, body: &[u8]) -> Result<Respons
         }
         "application/json-patch+json" => {
             let mut obj = live;
-            patch::json_patch(&mut obj, &patch_body).map_err(|e| ApiError::new(422, "Invalid", e.0))?;
+            patch::json_patch(&mut obj, &patch_body)
+                .map_err(|e| ApiError::new(422, "Invalid", e.0))?;
             obj
         }
         _ => {
             let mut obj = live;
-            patch::strategic_merge_patch(&mut obj, &patch_body, &call.rt.kind).map_err(|e| ApiError::bad_request(e.0))?;
+            patch::strategic_merge_patch(&mut obj, &patch_body, &call.rt.kind)
+                .map_err(|e| ApiError::bad_request(e.0))?;
             obj
         }
     };
@@ -273,12 +337,19 @@ pub(crate) fn patch(server: &Server, call: &Call, body: &[u8]) -> Result<Respons
 }
 
 fn delete_options(call: &Call, body: &[u8]) -> Result<DeleteOptions, ApiError> {
-    let body: Value = if body.iter().all(u8::is_ascii_whitespace) { json!({}) } else { http::parse_body(body)? };
+    let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        http::parse_body(body)?
+    };
     let policy = body
         .get("propagationPolicy")
         .and_then(Value::as_str)
         .or_else(|| call.query.get("propagationPolicy"));
-    let orphan = body.get("orphanDependents").and_then(Value::as_bool).or_else(|| call.query.get("orphanDependents").map(|v| v == "true"));
+    let orphan = body
+        .get("orphanDependents")
+        .and_then(Value::as_bool)
+        .or_else(|| call.query.get("orphanDependents").map(|v| v == "true"));
     let propagation = match (policy, orphan) {
         (Some("Foreground"), _) => Propagation::Foreground,
         (Some("Orphan"), _) | (None, Some(true)) => Propagation::Orphan,
@@ -294,14 +365,24 @@ fn delete_options(call: &Call, body: &[u8]) -> Result<DeleteOptions, ApiError> {
         || call.query.get("dryRun") == Some("All");
     Ok(DeleteOptions {
         propagation,
-        precondition_uid: body.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string),
-        precondition_rv: body.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(str::to_string),
+        precondition_uid: body
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        precondition_rv: body
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         dry_run,
         now: now(),
     })
 }
 
-pub(crate) fn delete(server: &Server, call: &Call, body: &[u8]) -> Result<Response<Body>, ApiError> {
+pub(crate) fn delete(
+    server: &Server,
+    call: &Call,
+    body: &[u8],
+) -> Result<Response<Body>, ApiError> {
     let name = call.name.as_deref().unwrap_or_default();
     let options = delete_options(call, body)?;
     let mut state = server.store.lock();
@@ -311,13 +392,24 @@ pub(crate) fn delete(server: &Server, call: &Call, body: &[u8]) -> Result<Respon
     }
     drop(state);
     if deleted.removed && call.rt.crd.is_none() {
-        let uid = deleted.object.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default();
-        return Ok(http::json(200, &status::success_status(&call.rt, name, uid)));
+        let uid = deleted
+            .object
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        return Ok(http::json(
+            200,
+            &status::success_status(&call.rt, name, uid),
+        ));
     }
     Ok(respond(call, 200, &deleted.object, &[]))
 }
 
-pub(crate) fn delete_collection(server: &Server, call: &Call, body: &[u8]) -> Result<Response<Body>, ApiError> {
+pub(crate) fn delete_collection(
+    server: &Server,
+    call: &Call,
+    body: &[u8],
+) -> Result<Response<Body>, ApiError> {
     let options = delete_options(call, body)?;
     let filter = Filter::from_call(call)?;
     let mut state = server.store.lock();

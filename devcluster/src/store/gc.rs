@@ -15,7 +15,10 @@ fn has_finalizer(obj: &Value, finalizer: &str) -> bool {
 }
 
 fn owner_refs(obj: &Value) -> Vec<Value> {
-    obj.pointer("/metadata/ownerReferences").and_then(Value::as_array).cloned().unwrap_or_default()
+    obj.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// How the owners of one dependent stand.
@@ -42,14 +45,19 @@ impl State {
     fn owners_of(&self, dependent: &Value) -> Owners {
         let mut owners = Owners::default();
         for reference in owner_refs(dependent) {
-            let uid = reference.get("uid").and_then(Value::as_str).unwrap_or_default();
+            let uid = reference
+                .get("uid")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             match self.get_by_uid(uid) {
                 None => {}
                 Some((_, owner)) if is_deleting(owner) && has_finalizer(owner, ORPHAN) => {
                     owners.orphaned = true;
                     continue;
                 }
-                Some((_, owner)) if is_deleting(owner) && has_finalizer(owner, FOREGROUND) => owners.foreground = true,
+                Some((_, owner)) if is_deleting(owner) && has_finalizer(owner, FOREGROUND) => {
+                    owners.foreground = true
+                }
                 Some(_) => owners.alive = true,
             }
             owners.kept.push(reference);
@@ -60,21 +68,28 @@ impl State {
     /// Whether some stored object still names `uid` as owner (only blocking ones if `blocking`).
     fn has_dependents(&self, uid: &str, blocking: bool) -> bool {
         self.owned.iter().any(|at| {
-            self.get(&at.key, &at.namespace, &at.name).is_some_and(|obj| {
-                owner_refs(obj).iter().any(|r| {
-                    r.get("uid").and_then(Value::as_str) == Some(uid)
-                        && (!blocking || r.get("blockOwnerDeletion").and_then(Value::as_bool) == Some(true))
+            self.get(&at.key, &at.namespace, &at.name)
+                .is_some_and(|obj| {
+                    owner_refs(obj).iter().any(|r| {
+                        r.get("uid").and_then(Value::as_str) == Some(uid)
+                            && (!blocking
+                                || r.get("blockOwnerDeletion").and_then(Value::as_bool)
+                                    == Some(true))
+                    })
                 })
-            })
         })
     }
 
     /// Deletes a dependent as the garbage collector: foreground when an owner is deleted in
     /// the foreground (so blocking chains hold), else background.
     fn collect(&mut self, at: &ObjectRef, obj: &Value, foreground: bool) {
-        let mut finalizers: Vec<Value> =
-            obj.pointer("/metadata/finalizers").and_then(Value::as_array).cloned().unwrap_or_default();
-        if foreground && !has_finalizer(obj, FOREGROUND) && self.has_dependents(uid_of(obj), false) {
+        let mut finalizers: Vec<Value> = obj
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if foreground && !has_finalizer(obj, FOREGROUND) && self.has_dependents(uid_of(obj), false)
+        {
             finalizers.push(json!(FOREGROUND));
         }
         if finalizers.is_empty() {
@@ -100,7 +115,9 @@ impl State {
                 let mut updated = (*obj).clone();
                 match owners.kept.is_empty() {
                     true => {
-                        if let Some(meta) = updated.get_mut("metadata").and_then(Value::as_object_mut) {
+                        if let Some(meta) =
+                            updated.get_mut("metadata").and_then(Value::as_object_mut)
+                        {
                             meta.remove("ownerReferences");
                         }
                     }
@@ -139,11 +156,17 @@ impl State {
                 bucket
                     .range((namespace.to_string(), String::new())..)
                     .take_while(|((ns, _), _)| ns == namespace)
-                    .map(|((ns, name), _)| ObjectRef { key: key.clone(), namespace: ns.clone(), name: name.clone() })
+                    .map(|((ns, name), _)| ObjectRef {
+                        key: key.clone(),
+                        namespace: ns.clone(),
+                        name: name.clone(),
+                    })
             })
             .collect();
         if contents.is_empty() {
-            return self.remove(&std::sync::Arc::from("namespaces"), "", namespace).is_some();
+            return self
+                .remove(&std::sync::Arc::from("namespaces"), "", namespace)
+                .is_some();
         }
         let mut changed = false;
         for at in contents {
@@ -160,7 +183,9 @@ impl State {
 }
 
 fn uid_of(obj: &Value) -> &str {
-    obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default()
+    obj.pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 fn now() -> String {

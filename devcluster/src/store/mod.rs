@@ -101,12 +101,18 @@ impl Store {
             changes: changes.clone(),
             gc_wakeup: gc_wakeup.clone(),
         };
-        Self { state: Mutex::new(state), changes, gc_wakeup }
+        Self {
+            state: Mutex::new(state),
+            changes,
+            gc_wakeup,
+        }
     }
 
     /// Locks the store; a poisoned lock is recovered since every write leaves state consistent.
     pub fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// A receiver of every change committed after this call.
@@ -121,7 +127,9 @@ impl Store {
 }
 
 fn name_of(obj: &Value) -> &str {
-    obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default()
+    obj.pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 fn has_owner_refs(obj: &Value) -> bool {
@@ -131,7 +139,8 @@ fn has_owner_refs(obj: &Value) -> bool {
 }
 
 fn is_deleting(obj: &Value) -> bool {
-    obj.pointer("/metadata/deletionTimestamp").is_some_and(|ts| !ts.is_null())
+    obj.pointer("/metadata/deletionTimestamp")
+        .is_some_and(|ts| !ts.is_null())
 }
 
 impl State {
@@ -146,7 +155,9 @@ impl State {
     }
 
     pub fn get(&self, key: &StorageKey, namespace: &str, name: &str) -> Option<&Arc<Value>> {
-        self.buckets.get(key)?.get(&(namespace.to_string(), name.to_string()))
+        self.buckets
+            .get(key)?
+            .get(&(namespace.to_string(), name.to_string()))
     }
 
     /// Finds an object by uid (for ownerReferences).
@@ -229,7 +240,11 @@ impl State {
         let rv = self.next_rv();
         obj["metadata"]["resourceVersion"] = Value::String(rv.to_string());
         let name = name_of(&obj).to_string();
-        let at = ObjectRef { key: key.clone(), namespace: namespace.to_string(), name: name.clone() };
+        let at = ObjectRef {
+            key: key.clone(),
+            namespace: namespace.to_string(),
+            name: name.clone(),
+        };
         if let Some(uid) = obj.pointer("/metadata/uid").and_then(Value::as_str) {
             self.uids.insert(uid.to_string(), at.clone());
         }
@@ -255,7 +270,11 @@ impl State {
         let rv = self.next_rv();
         obj["metadata"]["resourceVersion"] = Value::String(rv.to_string());
         let name = name_of(&obj).to_string();
-        let at = ObjectRef { key: key.clone(), namespace: namespace.to_string(), name: name.clone() };
+        let at = ObjectRef {
+            key: key.clone(),
+            namespace: namespace.to_string(),
+            name: name.clone(),
+        };
         self.index(&at, &obj);
         let obj = Arc::new(obj);
         let previous = self
@@ -279,7 +298,11 @@ impl State {
         let bucket = self.buckets.get_mut(key)?;
         let removed = bucket.remove(&(namespace.to_string(), name.to_string()))?;
         let rv = self.next_rv();
-        let at = ObjectRef { key: key.clone(), namespace: namespace.to_string(), name: name.to_string() };
+        let at = ObjectRef {
+            key: key.clone(),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        };
         self.owned.remove(&at);
         self.deleting.remove(&at);
         if let Some(uid) = removed.pointer("/metadata/uid").and_then(Value::as_str) {
@@ -302,8 +325,11 @@ impl State {
 
     /// Removes every object of a storage key (a deleted CRD's custom resources).
     pub fn remove_all(&mut self, key: &StorageKey) {
-        let names: Vec<(String, String)> =
-            self.buckets.get(key).map(|bucket| bucket.keys().cloned().collect()).unwrap_or_default();
+        let names: Vec<(String, String)> = self
+            .buckets
+            .get(key)
+            .map(|bucket| bucket.keys().cloned().collect())
+            .unwrap_or_default();
         for (namespace, name) in names {
             self.remove(key, &namespace, &name);
         }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use serde_json::{json, Map, Value};
 
 use super::{is_deleting, State, StorageKey};
-use crate::apply;
 use crate::registry::ResourceType;
 use crate::status::ApiError;
 
@@ -57,7 +56,12 @@ const ORPHAN: &str = "orphan";
 fn finalizers(obj: &Value) -> Vec<String> {
     obj.pointer("/metadata/finalizers")
         .and_then(Value::as_array)
-        .map(|items| items.iter().filter_map(|f| f.as_str().map(str::to_string)).collect())
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|f| f.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -98,7 +102,10 @@ fn comparable(obj: &Value) -> Value {
 fn random_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let bytes = uuid::Uuid::new_v4().into_bytes();
-    bytes[..5].iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
+    bytes[..5]
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
 }
 
 impl State {
@@ -112,10 +119,16 @@ impl State {
         ctx: &WriteContext,
     ) -> Result<Arc<Value>, ApiError> {
         if !obj.is_object() {
-            return Err(ApiError::bad_request("the request body must be a JSON object"));
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
         }
         let meta = metadata_mut(&mut obj);
-        let name = match meta.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+        let name = match meta
+            .get("name")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+        {
             Some(name) => name.to_string(),
             None => match meta.get("generateName").and_then(Value::as_str) {
                 Some(prefix) if !prefix.is_empty() => format!("{prefix}{}", random_suffix()),
@@ -154,7 +167,13 @@ impl State {
             return Err(ApiError::already_exists(rt, &name));
         }
         if !ctx.managed_fields_done {
-            apply::record_update(None, &mut obj, &ctx.manager, ctx.subresource.as_deref(), &ctx.now);
+            crate::interim::record_update(
+                None,
+                &mut obj,
+                &ctx.manager,
+                ctx.subresource.as_deref(),
+                &ctx.now,
+            );
         }
         if ctx.dry_run {
             return Ok(Arc::new(obj));
@@ -177,17 +196,29 @@ impl State {
             return Err(ApiError::not_found(rt, name));
         };
         if !new.is_object() {
-            return Err(ApiError::bad_request("the request body must be a JSON object"));
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
         }
-        let body_name = new.pointer("/metadata/name").and_then(Value::as_str).unwrap_or(name);
+        let body_name = new
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or(name);
         if body_name != name {
             return Err(ApiError::bad_request(format!(
                 "the name of the object ({body_name}) does not match the name on the URL ({name})"
             )));
         }
-        match new.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
+        match new
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+        {
             Some(rv) if !rv.is_empty() => {
-                if old.pointer("/metadata/resourceVersion").and_then(Value::as_str) != Some(rv) {
+                if old
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    != Some(rv)
+                {
                     return Err(ApiError::conflict(rt, name));
                 }
             }
@@ -232,7 +263,15 @@ impl State {
 
         let old_meta = old.get("metadata").cloned().unwrap_or_else(|| json!({}));
         let meta = metadata_mut(&mut new);
-        for field in ["name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+        for field in [
+            "name",
+            "namespace",
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+        ] {
             match old_meta.get(field) {
                 Some(value) => meta.insert(field.into(), value.clone()),
                 None => meta.remove(field),
@@ -250,13 +289,22 @@ impl State {
             }
         }
         if !ctx.managed_fields_done {
-            apply::record_update(Some(&old), &mut new, &ctx.manager, ctx.subresource.as_deref(), &ctx.now);
+            crate::interim::record_update(
+                Some(&old),
+                &mut new,
+                &ctx.manager,
+                ctx.subresource.as_deref(),
+                &ctx.now,
+            );
         }
         if comparable(&new) == comparable(&old) {
             return Ok(old);
         }
         if spec_part(rt, &new) != spec_part(rt, &old) {
-            let generation = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+            let generation = old
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
             new["metadata"]["generation"] = json!(generation + 1);
         }
         if ctx.dry_run {
@@ -264,7 +312,9 @@ impl State {
         }
         if is_deleting(&new) && finalizers(&new).is_empty() {
             self.replace(key, namespace, new);
-            return self.remove(key, namespace, name).ok_or_else(|| ApiError::not_found(rt, name));
+            return self
+                .remove(key, namespace, name)
+                .ok_or_else(|| ApiError::not_found(rt, name));
         }
         Ok(self.replace(key, namespace, new))
     }
@@ -282,7 +332,10 @@ impl State {
         let Some(old) = self.get(key, namespace, name).cloned() else {
             return Err(ApiError::not_found(rt, name));
         };
-        let uid = old.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default();
+        let uid = old
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if let Some(expected) = &options.precondition_uid {
             if expected != uid {
                 return Err(ApiError::conflict_because(
@@ -292,7 +345,10 @@ impl State {
                 ));
             }
         }
-        let rv = old.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or_default();
+        let rv = old
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if let Some(expected) = &options.precondition_rv {
             if expected != rv {
                 return Err(ApiError::conflict_because(
@@ -305,19 +361,34 @@ impl State {
         let mut pending = finalizers(&old);
         let is_namespace = rt.kind == "Namespace" && rt.group.is_empty();
         match options.propagation {
-            Propagation::Foreground if !pending.iter().any(|f| f == FOREGROUND) => pending.push(FOREGROUND.into()),
-            Propagation::Orphan if !pending.iter().any(|f| f == ORPHAN) => pending.push(ORPHAN.into()),
+            Propagation::Foreground if !pending.iter().any(|f| f == FOREGROUND) => {
+                pending.push(FOREGROUND.into())
+            }
+            Propagation::Orphan if !pending.iter().any(|f| f == ORPHAN) => {
+                pending.push(ORPHAN.into())
+            }
             _ => {}
         }
         if pending.is_empty() && !is_namespace {
             if options.dry_run {
-                return Ok(Deleted { object: old, removed: true });
+                return Ok(Deleted {
+                    object: old,
+                    removed: true,
+                });
             }
-            let object = self.remove(key, namespace, name).ok_or_else(|| ApiError::not_found(rt, name))?;
-            return Ok(Deleted { object, removed: true });
+            let object = self
+                .remove(key, namespace, name)
+                .ok_or_else(|| ApiError::not_found(rt, name))?;
+            return Ok(Deleted {
+                object,
+                removed: true,
+            });
         }
         if is_deleting(&old) && pending == finalizers(&old) {
-            return Ok(Deleted { object: old, removed: false });
+            return Ok(Deleted {
+                object: old,
+                removed: false,
+            });
         }
         let mut marked = (*old).clone();
         let meta = metadata_mut(&mut marked);
@@ -334,15 +405,27 @@ impl State {
             marked["status"]["phase"] = json!("Terminating");
         }
         if options.dry_run {
-            return Ok(Deleted { object: Arc::new(marked), removed: false });
+            return Ok(Deleted {
+                object: Arc::new(marked),
+                removed: false,
+            });
         }
         let object = self.replace(key, namespace, marked);
-        Ok(Deleted { object, removed: false })
+        Ok(Deleted {
+            object,
+            removed: false,
+        })
     }
 
     /// Removes one finalizer from a deleting object as a system controller would; removes the
     /// object when none remain. Returns whether anything changed.
-    pub(crate) fn drop_finalizer(&mut self, key: &StorageKey, namespace: &str, name: &str, finalizer: &str) -> bool {
+    pub(crate) fn drop_finalizer(
+        &mut self,
+        key: &StorageKey,
+        namespace: &str,
+        name: &str,
+        finalizer: &str,
+    ) -> bool {
         let Some(old) = self.get(key, namespace, name).cloned() else {
             return false;
         };
@@ -367,12 +450,22 @@ impl State {
     }
 
     /// Rewrites an object as a system controller (no managedFields, no preconditions).
-    pub(crate) fn system_replace(&mut self, key: &StorageKey, namespace: &str, new: Value) -> Arc<Value> {
+    pub(crate) fn system_replace(
+        &mut self,
+        key: &StorageKey,
+        namespace: &str,
+        new: Value,
+    ) -> Arc<Value> {
         self.replace(key, namespace, new)
     }
 
     /// Removes an object as a system controller (namespace cleanup, CRD removal).
-    pub(crate) fn system_remove(&mut self, key: &StorageKey, namespace: &str, name: &str) -> Option<Arc<Value>> {
+    pub(crate) fn system_remove(
+        &mut self,
+        key: &StorageKey,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Arc<Value>> {
         self.remove(key, namespace, name)
     }
 }
