@@ -1,0 +1,65 @@
+//! `x-kubernetes-validations` CEL rules, evaluated by `kube-cel`, reported as the API server
+//! reports them.
+
+use kube_cel::{ErrorKind, ValidationError};
+use serde_json::Value;
+
+use super::Cause;
+
+/// Evaluates every rule of `schema` on `object` (`old` for transition rules).
+pub fn validate_rules(
+    schema: &Value,
+    object: &Value,
+    old: Option<&Value>,
+    causes: &mut Vec<Cause>,
+) {
+    if let Err(errors) = kube_cel::validate(schema, object, old) {
+        causes.extend(errors.iter().map(|error| to_cause(schema, error)));
+    }
+}
+
+fn to_cause(schema: &Value, error: &ValidationError) -> Cause {
+    let field = error.field_path.trim_start_matches('.').to_string();
+    let reason = match error.kind {
+        ErrorKind::ValidationFailure => error.reason.as_deref().unwrap_or("FieldValueInvalid"),
+        _ => "FieldValueInvalid",
+    };
+    let message = match reason {
+        "FieldValueForbidden" => format!("Forbidden: {}", error.message),
+        "FieldValueRequired" => format!("Required value: {}", error.message),
+        "FieldValueDuplicate" => format!("Duplicate value: {}", error.message),
+        _ => format!(
+            "Invalid value: \"{}\": {}",
+            schema_type_at(schema, &field),
+            error.message
+        ),
+    };
+    Cause {
+        reason: reason.to_string(),
+        message,
+        field,
+    }
+}
+
+/// The schema `type` at a `spec.items[0].name`-style path, as shown in CEL failures.
+fn schema_type_at(schema: &Value, path: &str) -> String {
+    let mut node = Some(schema);
+    for segment in path.split('.').filter(|s| !s.is_empty()) {
+        let (name, indices) = match segment.find('[') {
+            Some(at) => (&segment[..at], segment[at..].matches('[').count()),
+            None => (segment, 0),
+        };
+        node = node.and_then(|n| {
+            n.get("properties")
+                .and_then(|p| p.get(name))
+                .or_else(|| n.get("additionalProperties").filter(|a| a.is_object()))
+        });
+        for _ in 0..indices {
+            node = node.and_then(|n| n.get("items"));
+        }
+    }
+    node.and_then(|n| n.get("type"))
+        .and_then(Value::as_str)
+        .unwrap_or("object")
+        .to_string()
+}
