@@ -109,7 +109,7 @@ pub fn server_side_apply(
             .iter()
             .filter(|e| !is_mine(e))
             .any(|e| owns_within(&e.fields, path));
-        if !kept_by_others && !owns_within(&applied_fields, path) {
+        if !kept_by_others && !owns_within(&applied_fields, path) && !is_item_key(path) {
             remove(&mut merged, path);
         }
     }
@@ -226,6 +226,16 @@ fn changes(before: &Value, after: &Value, path: &Path) -> bool {
             lookup(before, path).is_some() != lookup(after, path).is_some()
         }
         _ => lookup(before, path) != lookup(after, path),
+    }
+}
+
+/// Whether `path` is a key field of a list-map item, which goes only with its item.
+fn is_item_key(path: &Path) -> bool {
+    match path.as_slice() {
+        [.., PathElement::Key(keys), PathElement::Field(name)] => {
+            serde_json::from_str::<Map<String, Value>>(keys).is_ok_and(|k| k.contains_key(name))
+        }
+        _ => false,
     }
 }
 

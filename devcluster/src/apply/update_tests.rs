@@ -109,3 +109,30 @@ fn custom_resource_updates_use_schema_list_types() {
         Some(json!({"f:spec": {"f:conditions": {}, "f:tags": {"v:\"a\"": {}}}}))
     );
 }
+
+#[test]
+fn a_list_item_kept_for_another_owner_keeps_its_key() {
+    let deployment = |containers: Value| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+               "spec": {"template": {"spec": {"containers": containers}}}})
+    };
+    let request = ApplyRequest {
+        manager: "alice",
+        force: false,
+        subresource: None,
+        schema: None,
+        now: NOW,
+    };
+    let first = deployment(json!([{"name": "app", "image": "app:1", "args": ["-v"]}]));
+    let live = server_side_apply(None, &first, &request).unwrap();
+    // `kubectl set image` by another manager takes over the image only.
+    let mut edited = live.clone();
+    edited["spec"]["template"]["spec"]["containers"][0]["image"] = json!("app:2");
+    let edited = updated(Some(&live), edited, "kubectl-set");
+
+    let dropped = server_side_apply(Some(&edited), &deployment(json!([])), &request).unwrap();
+    assert_eq!(
+        dropped["spec"]["template"]["spec"]["containers"],
+        json!([{"name": "app", "image": "app:2"}])
+    );
+}
