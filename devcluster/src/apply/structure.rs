@@ -217,9 +217,14 @@ impl<'a> Shape<'a> {
             {
                 let mut merged = live_fields.clone();
                 for (name, value) in applied_fields {
+                    // why: an applied `null` owns the field and asks for it to be absent.
+                    if value.is_null() {
+                        merged.remove(name);
+                        continue;
+                    }
                     let child = match live_fields.get(name) {
                         Some(existing) => self.merge_at(existing, value, &self.field(at, name)),
-                        None => value.clone(),
+                        None => without_nulls(value),
                     };
                     merged.insert(name.clone(), child);
                 }
@@ -252,8 +257,23 @@ impl<'a> Shape<'a> {
                     Value::Array(merged)
                 }
             },
-            _ => applied.clone(),
+            _ => without_nulls(applied),
         }
+    }
+}
+
+/// `value` with `null` object fields dropped at every depth.
+fn without_nulls(value: &Value) -> Value {
+    match value {
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), without_nulls(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(without_nulls).collect()),
+        other => other.clone(),
     }
 }
 

@@ -351,3 +351,21 @@ fn status_apply_touches_only_status_and_records_the_subresource() {
     assert_eq!(entry["subresource"], "status");
     assert_eq!(entry["fieldsV1"], json!({"f:status": {"f:phase": {}}}));
 }
+
+#[test]
+fn an_applied_null_removes_the_field_but_conflicts_with_its_owner() {
+    let live = apply(None, config_map(json!({"a": "1", "b": "2"})), "alice").unwrap();
+    assert_eq!(
+        conflicts(apply(Some(&live), config_map(json!({"a": null})), "bob")),
+        [("alice".to_string(), ".data.a".to_string())]
+    );
+    let mine = apply(
+        Some(&live),
+        config_map(json!({"a": null, "b": "2"})),
+        "alice",
+    )
+    .unwrap();
+    assert_eq!(mine["data"], json!({"b": "2"}));
+    let created = apply(None, config_map(json!({"x": null, "y": "1"})), "carol").unwrap();
+    assert_eq!(created["data"], json!({"y": "1"}));
+}
