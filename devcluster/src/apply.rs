@@ -25,11 +25,44 @@ pub struct FieldConflict {
     pub field: String,
 }
 
+impl FieldConflict {
+    /// The message of this conflict's `FieldManagerConflict` cause, e.g. `conflict with "alice"`.
+    pub fn cause_message(&self) -> String {
+        format!("conflict with {:?}", self.manager)
+    }
+}
+
+/// The API server's message for an apply refused with `conflicts`.
+fn conflicts_message(conflicts: &[FieldConflict]) -> String {
+    if let [only] = conflicts {
+        return format!(
+            "Apply failed with 1 conflict: {}: {}",
+            only.cause_message(),
+            only.field
+        );
+    }
+    let mut lines = Vec::new();
+    let mut managers: Vec<&str> = conflicts.iter().map(|c| c.manager.as_str()).collect();
+    managers.sort_unstable();
+    managers.dedup();
+    for manager in managers {
+        lines.push(format!("conflicts with {manager:?}:"));
+        for conflict in conflicts.iter().filter(|c| c.manager == manager) {
+            lines.push(format!("- {}", conflict.field));
+        }
+    }
+    format!(
+        "Apply failed with {} conflicts: {}",
+        conflicts.len(),
+        lines.join("\n")
+    )
+}
+
 /// Why an apply was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ApplyError {
     /// Fields owned by other managers would change; `force` was not set. Answered 409.
-    #[error("Apply failed with {} conflict(s)", .0.len())]
+    #[error("{}", conflicts_message(.0))]
     Conflict(Vec<FieldConflict>),
     /// The applied configuration is malformed. Answered 400/422.
     #[error("{0}")]

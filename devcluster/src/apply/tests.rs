@@ -369,3 +369,26 @@ fn an_applied_null_removes_the_field_but_conflicts_with_its_owner() {
     let created = apply(None, config_map(json!({"x": null, "y": "1"})), "carol").unwrap();
     assert_eq!(created["data"], json!({"y": "1"}));
 }
+
+#[test]
+fn conflict_messages_read_like_the_api_server() {
+    let conflict = |manager: &str, field: &str| FieldConflict {
+        manager: manager.into(),
+        field: field.into(),
+    };
+    let one = ApplyError::Conflict(vec![conflict("alice", ".data.a")]);
+    assert_eq!(
+        one.to_string(),
+        "Apply failed with 1 conflict: conflict with \"alice\": .data.a"
+    );
+    let many = ApplyError::Conflict(vec![
+        conflict("bob", ".spec.x"),
+        conflict("alice", ".data.a"),
+        conflict("alice", ".data.b"),
+    ]);
+    assert_eq!(
+        many.to_string(),
+        "Apply failed with 3 conflicts: conflicts with \"alice\":\n- .data.a\n- .data.b\n\
+         conflicts with \"bob\":\n- .spec.x"
+    );
+}
