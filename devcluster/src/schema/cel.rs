@@ -1,10 +1,39 @@
 //! `x-kubernetes-validations` CEL rules, evaluated by `kube-cel`, reported as the API server
 //! reports them.
 
-use kube_cel::{ErrorKind, ValidationError};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use kube_cel::{CompiledSchema, ErrorKind, ValidationError};
 use serde_json::Value;
 
 use super::Cause;
+
+/// How many distinct schemas each thread keeps compiled.
+const CACHED_SCHEMAS: usize = 32;
+
+thread_local! {
+    // why: compiling every rule on every write dominates admission cost; schemas rarely change.
+    static COMPILED: RefCell<HashMap<String, Rc<CompiledSchema>>> = RefCell::new(HashMap::new());
+}
+
+/// The compiled form of `schema`, from this thread's cache.
+fn compiled(schema: &Value) -> Rc<CompiledSchema> {
+    let key = schema.to_string();
+    COMPILED.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some(found) = cache.get(&key) {
+            return Rc::clone(found);
+        }
+        if cache.len() >= CACHED_SCHEMAS {
+            cache.clear();
+        }
+        let fresh = Rc::new(kube_cel::compile_schema(schema));
+        cache.insert(key, Rc::clone(&fresh));
+        fresh
+    })
+}
 
 /// Evaluates every rule of `schema` on `object` (`old` for transition rules).
 pub fn validate_rules(
@@ -13,7 +42,7 @@ pub fn validate_rules(
     old: Option<&Value>,
     causes: &mut Vec<Cause>,
 ) {
-    if let Err(errors) = kube_cel::validate(schema, object, old) {
+    if let Err(errors) = kube_cel::validate_compiled(&compiled(schema), object, old) {
         causes.extend(errors.iter().map(|error| to_cause(schema, error)));
     }
 }
