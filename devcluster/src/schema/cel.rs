@@ -59,7 +59,7 @@ fn to_cause(schema: &Value, error: &ValidationError) -> Cause {
         "FieldValueDuplicate" => format!("Duplicate value: {}", error.message),
         _ => format!(
             "Invalid value: \"{}\": {}",
-            schema_type_at(schema, &field),
+            schema_type_at(schema, declaring_path(schema, &error.rule, &field)),
             error.message
         ),
     };
@@ -67,6 +67,43 @@ fn to_cause(schema: &Value, error: &ValidationError) -> Cause {
         reason: reason.to_string(),
         message,
         field,
+    }
+}
+
+/// The path of the schema node that declares `rule`: the failure's `field` without the rule's
+/// `fieldPath`, since the API server shows the declaring node's type.
+fn declaring_path<'f>(schema: &Value, rule: &str, field: &'f str) -> &'f str {
+    let Some(rule_path) = rule_field_path(schema, rule) else {
+        return field;
+    };
+    let rule_path = rule_path.trim_start_matches('.');
+    if field == rule_path {
+        return "";
+    }
+    field
+        .strip_suffix(rule_path)
+        .and_then(|base| base.strip_suffix('.'))
+        .unwrap_or(field)
+}
+
+/// The `fieldPath` declared with `rule` anywhere in `schema`.
+fn rule_field_path<'s>(schema: &'s Value, rule: &str) -> Option<&'s str> {
+    match schema {
+        Value::Object(fields) => {
+            let declared = fields
+                .get("x-kubernetes-validations")
+                .and_then(Value::as_array)
+                .and_then(|rules| {
+                    rules
+                        .iter()
+                        .find(|r| r.get("rule").and_then(Value::as_str) == Some(rule))
+                })
+                .and_then(|r| r.get("fieldPath"))
+                .and_then(Value::as_str);
+            declared.or_else(|| fields.values().find_map(|v| rule_field_path(v, rule)))
+        }
+        Value::Array(items) => items.iter().find_map(|v| rule_field_path(v, rule)),
+        _ => None,
     }
 }
 

@@ -281,3 +281,36 @@ fn rule_reason_field_path_and_message_expression_are_honoured() {
         )]
     );
 }
+
+/// keywarden's own root rule: `spec.secret.name` may not change once set.
+#[test]
+fn root_transition_rule_with_field_path_reports_the_declaring_type() {
+    let mut schema = access_key_schema();
+    schema["properties"]["spec"]["properties"]["secret"]["properties"]["name"] =
+        json!({"type": "string"});
+    schema["x-kubernetes-validations"] = json!([{
+        "rule": "(has(self.spec.secret) && has(self.spec.secret.name) ? self.spec.secret.name : '') == (has(oldSelf.spec.secret) && has(oldSelf.spec.secret.name) ? oldSelf.spec.secret.name : '')",
+        "message": "spec.secret.name is immutable",
+        "fieldPath": ".spec.secret.name"
+    }]);
+    let with_secret = |name: &str| access_key(json!({"owner": owner(), "secret": {"name": name}}));
+    let mut old = with_secret("creds");
+    admit_custom_resource(&schema, &mut old, None, FieldValidation::Strict).unwrap();
+
+    let mut same = with_secret("creds");
+    assert!(admit_custom_resource(&schema, &mut same, Some(&old), FieldValidation::Strict).is_ok());
+    let mut renamed = with_secret("other");
+    assert_eq!(
+        causes(admit_custom_resource(
+            &schema,
+            &mut renamed,
+            Some(&old),
+            FieldValidation::Strict
+        )),
+        [cause(
+            "FieldValueInvalid",
+            "spec.secret.name",
+            "Invalid value: \"object\": spec.secret.name is immutable"
+        )]
+    );
+}
