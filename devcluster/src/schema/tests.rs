@@ -314,3 +314,39 @@ fn root_transition_rule_with_field_path_reports_the_declaring_type() {
         )]
     );
 }
+
+#[test]
+fn preserve_unknown_fields_at_the_root_and_embedded_resources_keep_their_fields() {
+    let schema = json!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+        "properties": {
+            "spec": {"type": "object", "properties": {
+                "template": {
+                    "type": "object",
+                    "x-kubernetes-embedded-resource": true,
+                    "properties": {"data": {"type": "object", "additionalProperties": {"type": "string"}}}
+                }
+            }}
+        }
+    });
+    let mut object = json!({
+        "apiVersion": "example.io/v1", "kind": "Wrapper", "metadata": {"name": "w"},
+        "anything": {"goes": 1},
+        "spec": {"template": {
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "inner"},
+            "data": {"a": "b"}, "junk": true
+        }}
+    });
+    let result = admit_custom_resource(&schema, &mut object, None, FieldValidation::Warn);
+    assert_eq!(
+        result,
+        Ok(vec!["unknown field \"spec.template.junk\"".to_string()])
+    );
+    assert_eq!(object["anything"], json!({"goes": 1}));
+    assert_eq!(object["spec"]["template"]["kind"], "ConfigMap");
+    assert_eq!(
+        object["spec"]["template"]["metadata"],
+        json!({"name": "inner"})
+    );
+}
