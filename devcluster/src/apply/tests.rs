@@ -400,13 +400,28 @@ fn finalizers_and_owner_references_are_shared_between_managers() {
             "name": "s", "finalizers": finalizers, "ownerReferences": owners
         }})
     };
-    let owner = |uid: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "name": uid, "uid": uid});
+    let owner =
+        |uid: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "name": uid, "uid": uid});
     let live = apply(None, meta(json!(["a.io/x"]), json!([owner("1")])), "alice").unwrap();
-    let both = apply(Some(&live), meta(json!(["b.io/y"]), json!([owner("2")])), "bob").unwrap();
+    let both = apply(
+        Some(&live),
+        meta(json!(["b.io/y"]), json!([owner("2")])),
+        "bob",
+    )
+    .unwrap();
     assert_eq!(both["metadata"]["finalizers"], json!(["a.io/x", "b.io/y"]));
-    assert_eq!(both["metadata"]["ownerReferences"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        both["metadata"]["ownerReferences"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
 
     let alice_done = apply(Some(&both), meta(json!([]), json!([])), "alice").unwrap();
     assert_eq!(alice_done["metadata"]["finalizers"], json!(["b.io/y"]));
-    assert_eq!(alice_done["metadata"]["ownerReferences"], json!([owner("2")]));
+    assert_eq!(
+        alice_done["metadata"]["ownerReferences"],
+        json!([owner("2")])
+    );
 }
