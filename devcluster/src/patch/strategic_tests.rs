@@ -230,3 +230,24 @@ fn retain_keys_inside_a_volume_switches_its_source() {
         json!([{"name": "data", "configMap": {"name": "cfg"}}])
     );
 }
+
+#[test]
+fn set_element_order_keeps_server_only_items_in_place() {
+    // An injected sidecar first on the server, then kubectl applies its two containers swapped.
+    let mut object = deployment();
+    object["spec"]["template"]["spec"]["containers"] = json!([
+        {"name": "injected"}, {"name": "app"}, {"name": "sidecar"}
+    ]);
+    let patch = json!({"spec": {"template": {"spec": {
+        "$setElementOrder/containers": [{"name": "sidecar"}, {"name": "app"}, {"name": "new"}],
+        "containers": [{"name": "new", "image": "n:1"}]
+    }}}});
+    let out = patched(object, patch, "Deployment").unwrap();
+    let names: Vec<&str> = out["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["injected", "sidecar", "app", "new"]);
+}
