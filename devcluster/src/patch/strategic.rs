@@ -187,8 +187,7 @@ fn merge_list(
                         "merging an object in json but data type is not struct, instead is: {item}"
                     )));
                 };
-                let primary = keys[0];
-                if !fields.contains_key(primary) {
+                if let Some(primary) = keys.first().filter(|k| !fields.contains_key(**k)) {
                     return Err(PatchError(format!(
                         "map: {item} does not contain declared merge key: {primary}"
                     )));
@@ -235,7 +234,7 @@ fn apply_element_order(
 ) {
     let matches = |item: &Value, wanted: &Value| match strategy {
         // why: kubectl names items in `$setElementOrder` by their patch merge key only.
-        ListStrategy::Map(keys) => same_key(item, wanted, &keys[..1]),
+        ListStrategy::Map(keys) => same_key(item, wanted, &keys[..keys.len().min(1)]),
         _ => item == wanted,
     };
     let position = |list: &[Value], item: &Value| list.iter().position(|o| matches(item, o));
