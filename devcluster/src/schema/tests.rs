@@ -350,3 +350,70 @@ fn preserve_unknown_fields_at_the_root_and_embedded_resources_keep_their_fields(
         json!({"name": "inner"})
     );
 }
+
+#[test]
+fn bounds_properties_counts_and_numeric_formats_are_checked() {
+    let schema = json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+        "ratio": {"type": "number", "minimum": 0, "exclusiveMinimum": true, "maximum": 1, "exclusiveMaximum": true},
+        "step": {"type": "integer", "multipleOf": 5},
+        "small": {"type": "integer", "format": "int32"},
+        "labels": {"type": "object", "minProperties": 1, "maxProperties": 2,
+                   "additionalProperties": {"type": "string"}},
+        "hosts": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+        "blob": {"type": "string", "format": "byte"},
+        "note": {"type": "string", "nullable": true}
+    }}}});
+    let wrapper = |spec: Value| json!({"apiVersion": "example.io/v1", "kind": "W", "metadata": {"name": "w"}, "spec": spec});
+    let mut bad = wrapper(json!({
+        "ratio": 1, "step": 7, "small": 3_000_000_000_i64,
+        "labels": {"a": "1", "b": "2", "c": "3"}, "hosts": [], "blob": "not base64!", "note": null
+    }));
+    let found = causes(admit_custom_resource(
+        &schema,
+        &mut bad,
+        None,
+        FieldValidation::Strict,
+    ));
+    assert_eq!(
+        found,
+        [
+            cause("FieldValueInvalid", "spec.blob", "Invalid value: \"not base64!\": spec.blob in body must be of type byte: \"not base64!\""),
+            cause("FieldValueInvalid", "spec.hosts", "Invalid value: []: spec.hosts in body should have at least 1 items"),
+            cause("FieldValueTooMany", "spec.labels", "Too many: 3: must have at most 2 items"),
+            cause("FieldValueInvalid", "spec.ratio", "Invalid value: 1: spec.ratio in body should be less than 1"),
+            cause("FieldValueInvalid", "spec.small", "Invalid value: 3000000000: spec.small in body must be of type int32: \"3000000000\""),
+            cause("FieldValueInvalid", "spec.step", "Invalid value: 7: spec.step in body should be a multiple of 5"),
+        ]
+    );
+
+    let mut good = wrapper(json!({
+        "ratio": 0.5, "step": 10, "small": 7, "labels": {"a": "1"}, "hosts": ["h"], "blob": "aGk=", "note": null
+    }));
+    assert_eq!(
+        admit_custom_resource(&schema, &mut good, None, FieldValidation::Strict),
+        Ok(vec![])
+    );
+    assert_eq!(good["spec"]["note"], Value::Null);
+
+    let mut empty_labels = wrapper(json!({"labels": {}, "ratio": 0}));
+    assert_eq!(
+        causes(admit_custom_resource(
+            &schema,
+            &mut empty_labels,
+            None,
+            FieldValidation::Strict
+        )),
+        [
+            cause(
+                "FieldValueInvalid",
+                "spec.labels",
+                "Invalid value: {}: spec.labels in body should have at least 1 properties"
+            ),
+            cause(
+                "FieldValueInvalid",
+                "spec.ratio",
+                "Invalid value: 0: spec.ratio in body should be greater than 0"
+            ),
+        ]
+    );
+}
