@@ -90,7 +90,7 @@ impl Token {
     }
 
     /// In value position `in` and `notin` are plain identifiers.
-    fn as_value(self) -> Token {
+    fn into_value(self) -> Token {
         match self {
             Token::In => Token::Identifier("in".into()),
             Token::NotIn => Token::Identifier("notin".into()),
@@ -180,7 +180,7 @@ impl Parser {
     fn parse(&mut self) -> Result<Vec<Requirement>, SelectorError> {
         let mut requirements = Vec::new();
         loop {
-            match self.lookahead().as_value() {
+            match self.lookahead().into_value() {
                 Token::Identifier(_) | Token::DoesNotExist => {
                     let requirement = self.parse_requirement().map_err(|e| {
                         SelectorError(format!("unable to parse requirement: {}", e.0))
@@ -189,7 +189,7 @@ impl Parser {
                     match self.consume() {
                         Token::EndOfString => return Ok(requirements),
                         Token::Comma => {
-                            let next = self.lookahead().as_value();
+                            let next = self.lookahead().into_value();
                             if !matches!(next, Token::Identifier(_) | Token::DoesNotExist) {
                                 return Err(err(format!(
                                     "found '{}', expected: identifier after ','",
@@ -217,10 +217,10 @@ impl Parser {
     }
 
     fn parse_requirement(&mut self) -> Result<Requirement, SelectorError> {
-        let mut token = self.consume().as_value();
+        let mut token = self.consume().into_value();
         let negated = token == Token::DoesNotExist;
         if negated {
-            token = self.consume().as_value();
+            token = self.consume().into_value();
         }
         let Token::Identifier(key) = token else {
             return Err(err(format!(
@@ -279,11 +279,11 @@ impl Parser {
     }
 
     fn parse_values(&mut self) -> Result<BTreeSet<String>, SelectorError> {
-        let open = self.consume().as_value();
+        let open = self.consume().into_value();
         if open != Token::OpenPar {
             return Err(err(format!("found '{}' expected: '('", open.literal())));
         }
-        match self.lookahead().as_value() {
+        match self.lookahead().into_value() {
             Token::Identifier(_) | Token::Comma => {
                 let values = self.parse_identifier_list()?;
                 let close = self.consume();
@@ -306,10 +306,10 @@ impl Parser {
     fn parse_identifier_list(&mut self) -> Result<BTreeSet<String>, SelectorError> {
         let mut values = BTreeSet::new();
         loop {
-            match self.consume().as_value() {
+            match self.consume().into_value() {
                 Token::Identifier(value) => {
                     values.insert(value);
-                    match self.lookahead().as_value() {
+                    match self.lookahead().into_value() {
                         Token::Comma => continue,
                         Token::ClosedPar => return Ok(values),
                         other => {
@@ -324,7 +324,7 @@ impl Parser {
                     if values.is_empty() {
                         values.insert(String::new());
                     }
-                    match self.lookahead().as_value() {
+                    match self.lookahead().into_value() {
                         Token::ClosedPar => {
                             values.insert(String::new());
                             return Ok(values);
@@ -350,7 +350,7 @@ impl Parser {
         if matches!(self.lookahead(), Token::EndOfString | Token::Comma) {
             return Ok(BTreeSet::from([String::new()]));
         }
-        match self.consume().as_value() {
+        match self.consume().into_value() {
             Token::Identifier(value) => Ok(BTreeSet::from([value])),
             other => Err(err(format!(
                 "found '{}', expected: identifier",
@@ -438,9 +438,9 @@ fn validate_label_value(key: &str, value: &str) -> Result<(), SelectorError> {
         return Err(invalid("must be no more than 63 characters"));
     }
     if !is_label_name(value) {
-        return Err(invalid(&format!(
+        return Err(invalid(
             "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"
-        )));
+        ));
     }
     Ok(())
 }
