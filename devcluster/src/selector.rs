@@ -3,9 +3,14 @@
 //! Parsing follows `k8s.io/apimachinery/pkg/labels` and `pkg/fields`, including their error
 //! wording, so clients see the messages a real API server would send.
 
+mod field;
+mod validation;
+
 use std::collections::BTreeSet;
 
 use serde_json::Value;
+
+use validation::{validate_label_key, validate_label_value};
 
 /// A parsed `labelSelector`: every requirement must hold.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -90,7 +95,7 @@ impl Token {
     }
 
     /// In value position `in` and `notin` are plain identifiers.
-    fn as_value(self) -> Token {
+    fn into_value(self) -> Token {
         match self {
             Token::In => Token::Identifier("in".into()),
             Token::NotIn => Token::Identifier("notin".into()),
@@ -180,7 +185,7 @@ impl Parser {
     fn parse(&mut self) -> Result<Vec<Requirement>, SelectorError> {
         let mut requirements = Vec::new();
         loop {
-            match self.lookahead().as_value() {
+            match self.lookahead().into_value() {
                 Token::Identifier(_) | Token::DoesNotExist => {
                     let requirement = self.parse_requirement().map_err(|e| {
                         SelectorError(format!("unable to parse requirement: {}", e.0))
@@ -189,7 +194,7 @@ impl Parser {
                     match self.consume() {
                         Token::EndOfString => return Ok(requirements),
                         Token::Comma => {
-                            let next = self.lookahead().as_value();
+                            let next = self.lookahead().into_value();
                             if !matches!(next, Token::Identifier(_) | Token::DoesNotExist) {
                                 return Err(err(format!(
                                     "found '{}', expected: identifier after ','",
@@ -217,10 +222,10 @@ impl Parser {
     }
 
     fn parse_requirement(&mut self) -> Result<Requirement, SelectorError> {
-        let mut token = self.consume().as_value();
+        let mut token = self.consume().into_value();
         let negated = token == Token::DoesNotExist;
         if negated {
-            token = self.consume().as_value();
+            token = self.consume().into_value();
         }
         let Token::Identifier(key) = token else {
             return Err(err(format!(
@@ -279,11 +284,11 @@ impl Parser {
     }
 
     fn parse_values(&mut self) -> Result<BTreeSet<String>, SelectorError> {
-        let open = self.consume().as_value();
+        let open = self.consume().into_value();
         if open != Token::OpenPar {
             return Err(err(format!("found '{}' expected: '('", open.literal())));
         }
-        match self.lookahead().as_value() {
+        match self.lookahead().into_value() {
             Token::Identifier(_) | Token::Comma => {
                 let values = self.parse_identifier_list()?;
                 let close = self.consume();
@@ -306,10 +311,10 @@ impl Parser {
     fn parse_identifier_list(&mut self) -> Result<BTreeSet<String>, SelectorError> {
         let mut values = BTreeSet::new();
         loop {
-            match self.consume().as_value() {
+            match self.consume().into_value() {
                 Token::Identifier(value) => {
                     values.insert(value);
-                    match self.lookahead().as_value() {
+                    match self.lookahead().into_value() {
                         Token::Comma => continue,
                         Token::ClosedPar => return Ok(values),
                         other => {
@@ -324,7 +329,7 @@ impl Parser {
                     if values.is_empty() {
                         values.insert(String::new());
                     }
-                    match self.lookahead().as_value() {
+                    match self.lookahead().into_value() {
                         Token::ClosedPar => {
                             values.insert(String::new());
                             return Ok(values);
@@ -350,7 +355,7 @@ impl Parser {
         if matches!(self.lookahead(), Token::EndOfString | Token::Comma) {
             return Ok(BTreeSet::from([String::new()]));
         }
-        match self.consume().as_value() {
+        match self.consume().into_value() {
             Token::Identifier(value) => Ok(BTreeSet::from([value])),
             other => Err(err(format!(
                 "found '{}', expected: identifier",
@@ -362,87 +367,6 @@ impl Parser {
 
 fn err(message: String) -> SelectorError {
     SelectorError(message)
-}
-
-const NAME_REGEX: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
-
-fn is_label_name(s: &str) -> bool {
-    let bytes = s.as_bytes();
-    let alnum = |b: &u8| b.is_ascii_alphanumeric();
-    match (bytes.first(), bytes.last()) {
-        (Some(first), Some(last)) => {
-            alnum(first)
-                && alnum(last)
-                && bytes
-                    .iter()
-                    .all(|b| alnum(b) || matches!(b, b'-' | b'_' | b'.'))
-        }
-        _ => false,
-    }
-}
-
-fn is_dns_subdomain(s: &str) -> bool {
-    s.len() <= 253
-        && s.split('.').all(|part| {
-            let bytes = part.as_bytes();
-            !bytes.is_empty()
-                && bytes
-                    .iter()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
-                && bytes.first() != Some(&b'-')
-                && bytes.last() != Some(&b'-')
-        })
-}
-
-/// Validates a qualified label key (`[prefix/]name`) with the apimachinery messages.
-fn validate_label_key(key: &str) -> Result<(), SelectorError> {
-    let invalid = |detail: &str| err(format!("key: Invalid value: \"{key}\": {detail}"));
-    let (prefix, name) = match key.split_once('/') {
-        Some((prefix, name)) => (Some(prefix), name),
-        None => (None, key),
-    };
-    if let Some(prefix) = prefix {
-        if prefix.is_empty() {
-            return Err(invalid("prefix part must be non-empty"));
-        }
-        if !is_dns_subdomain(prefix) {
-            return Err(invalid(
-                "prefix part a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
-            ));
-        }
-    }
-    if name.is_empty() {
-        return Err(invalid("name part must be non-empty"));
-    }
-    if name.len() > 63 {
-        return Err(invalid("name part must be no more than 63 characters"));
-    }
-    if !is_label_name(name) {
-        return Err(invalid(&format!(
-            "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '{NAME_REGEX}')"
-        )));
-    }
-    Ok(())
-}
-
-fn validate_label_value(key: &str, value: &str) -> Result<(), SelectorError> {
-    if value.is_empty() {
-        return Ok(());
-    }
-    let invalid = |detail: &str| {
-        err(format!(
-            "values[0][{key}]: Invalid value: \"{value}\": {detail}"
-        ))
-    };
-    if value.len() > 63 {
-        return Err(invalid("must be no more than 63 characters"));
-    }
-    if !is_label_name(value) {
-        return Err(invalid(&format!(
-            "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"
-        )));
-    }
-    Ok(())
 }
 
 impl LabelSelector {
@@ -502,173 +426,5 @@ impl Requirement {
                 }
             }
         }
-    }
-}
-
-/// The fields a kind can be selected on, beyond `metadata.name` and `metadata.namespace`.
-fn selectable_fields(kind: &str) -> &'static [&'static str] {
-    match kind {
-        "Event" => &[
-            "involvedObject.kind",
-            "involvedObject.namespace",
-            "involvedObject.name",
-            "involvedObject.uid",
-            "involvedObject.apiVersion",
-            "involvedObject.resourceVersion",
-            "involvedObject.fieldPath",
-            "reason",
-            "reportingComponent",
-            "source",
-            "type",
-        ],
-        "Secret" => &["type"],
-        "Namespace" => &["status.phase"],
-        _ => &[],
-    }
-}
-
-/// Splits on unescaped `sep`, keeping escapes for [`unescape`].
-fn split_unescaped(s: &str, sep: char) -> Vec<String> {
-    let mut parts = Vec::new();
-    let mut current = String::new();
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            current.push(c);
-            if let Some(next) = chars.next() {
-                current.push(next);
-            }
-        } else if c == sep {
-            parts.push(std::mem::take(&mut current));
-        } else {
-            current.push(c);
-        }
-    }
-    parts.push(current);
-    parts
-}
-
-/// Finds the first unescaped operator in a field term: `!=`, `==` or `=`.
-fn split_term(term: &str) -> Option<(&str, &str, bool)> {
-    let bytes = term.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\\' => i += 2,
-            b'!' if bytes.get(i + 1) == Some(&b'=') => {
-                return Some((&term[..i], &term[i + 2..], true));
-            }
-            b'=' if bytes.get(i + 1) == Some(&b'=') => {
-                return Some((&term[..i], &term[i + 2..], false));
-            }
-            b'=' => return Some((&term[..i], &term[i + 1..], false)),
-            _ => i += 1,
-        }
-    }
-    None
-}
-
-fn unescape(s: &str, whole: &str) -> Result<String, SelectorError> {
-    let mut out = String::new();
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            match chars.next() {
-                Some(escaped @ ('\\' | ',' | '=')) => out.push(escaped),
-                Some(other) => {
-                    return Err(err(format!(
-                        "invalid field selector: invalid escape sequence: \\{other}"
-                    )))
-                }
-                None => {
-                    return Err(err(format!(
-                        "invalid field selector: unterminated escape sequence in {whole}"
-                    )))
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    Ok(out)
-}
-
-impl FieldSelector {
-    /// Parses `field=value`, `field==value` and `field!=value` terms. Supported fields:
-    /// `metadata.name`, `metadata.namespace`, and for `kind` `Event` also `involvedObject.*`,
-    /// `reason`, `type`, `source`; for `Secret` also `type`. Others are a `SelectorError`.
-    ///
-    /// Event terms are evaluated against the stored `core/v1` form.
-    pub fn parse(s: &str, kind: &str) -> Result<Self, SelectorError> {
-        let mut terms = Vec::new();
-        if s.trim().is_empty() {
-            return Ok(Self { terms });
-        }
-        for part in split_unescaped(s, ',') {
-            if part.is_empty() {
-                continue;
-            }
-            let Some((field, value, negated)) = split_term(&part) else {
-                return Err(err(format!(
-                    "invalid selector: '{s}'; can't understand '{part}'"
-                )));
-            };
-            let field = unescape(field, s)?;
-            let value = unescape(value, s)?;
-            let known = matches!(field.as_str(), "metadata.name" | "metadata.namespace")
-                || selectable_fields(kind).contains(&field.as_str());
-            if !known {
-                return Err(err(match kind {
-                    "Event" | "Secret" | "Namespace" => {
-                        format!("field label not supported: {field}")
-                    }
-                    _ => format!(
-                        "\"{field}\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
-                    ),
-                }));
-            }
-            terms.push(FieldTerm {
-                field,
-                value,
-                negated,
-            });
-        }
-        Ok(Self { terms })
-    }
-
-    /// Whether the selector has no terms (matches everything).
-    pub fn is_empty(&self) -> bool {
-        self.terms.is_empty()
-    }
-
-    /// Whether every term holds for `obj`; absent fields compare as the empty string.
-    pub fn matches(&self, obj: &Value) -> bool {
-        self.terms.iter().all(|term| {
-            let actual = field_value(obj, &term.field);
-            (actual == term.value) != term.negated
-        })
-    }
-}
-
-/// The selectable value of `field`, as the real server's `*ToSelectableFields` computes it.
-fn field_value(obj: &Value, field: &str) -> String {
-    let text = |pointer: &str| {
-        obj.pointer(pointer)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
-    match field {
-        // why: the real server selects `source` on source.component, falling back to the
-        // reporting controller for events written through events.k8s.io/v1.
-        "source" => {
-            let component = text("/source/component");
-            if component.is_empty() {
-                text("/reportingComponent")
-            } else {
-                component
-            }
-        }
-        _ => text(&format!("/{}", field.replace('.', "/"))),
     }
 }

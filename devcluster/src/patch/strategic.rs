@@ -86,7 +86,11 @@ fn merge_map(
             continue;
         }
         if let Some(field) = key.strip_prefix(SET_ELEMENT_ORDER) {
-            orders.push((field, value));
+            let server_order = match original.get(field) {
+                Some(Value::Array(items)) => items.clone(),
+                _ => Vec::new(),
+            };
+            orders.push((field, value, server_order));
         } else if let Some(field) = key.strip_prefix(DELETE_FROM_PRIMITIVE_LIST) {
             let doomed = value.as_array().ok_or_else(|| {
                 PatchError(format!("invalid {key} directive: {value} is not a list"))
@@ -105,12 +109,12 @@ fn merge_map(
             }
         }
     }
-    for (field, order) in orders {
+    for (field, order, server_order) in orders {
         cursor.path.push(field.to_string());
         let strategy = cursor.list_strategy();
         cursor.path.pop();
         if let (Some(Value::Array(items)), Value::Array(order)) = (original.get_mut(field), order) {
-            apply_element_order(items, order, strategy);
+            apply_element_order(items, order, &server_order, strategy);
         }
     }
     Ok(Outcome::Keep)
@@ -183,8 +187,7 @@ fn merge_list(
                         "merging an object in json but data type is not struct, instead is: {item}"
                     )));
                 };
-                let primary = keys[0];
-                if !fields.contains_key(primary) {
+                if let Some(primary) = keys.first().filter(|k| !fields.contains_key(**k)) {
                     return Err(PatchError(format!(
                         "map: {item} does not contain declared merge key: {primary}"
                     )));
@@ -220,18 +223,48 @@ fn same_key(a: &Value, b: &Value, keys: &[&str]) -> bool {
     keys.iter().all(|key| a.get(key) == b.get(key))
 }
 
-/// Reorders `items` to follow `order` (`$setElementOrder`); items not named there keep their
-/// relative order after the named ones.
-fn apply_element_order(items: &mut Vec<Value>, order: &[Value], strategy: ListStrategy) {
+/// Reorders `items` as `$setElementOrder` asks, the way the API server does: items named in
+/// `order` follow it; the others keep their `server_order` and stay in front of a named item
+/// that came after them on the server.
+fn apply_element_order(
+    items: &mut Vec<Value>,
+    order: &[Value],
+    server_order: &[Value],
+    strategy: ListStrategy,
+) {
     let matches = |item: &Value, wanted: &Value| match strategy {
-        ListStrategy::Map(keys) => same_key(item, wanted, &keys[..1]),
+        // why: kubectl names items in `$setElementOrder` by their patch merge key only.
+        ListStrategy::Map(keys) => same_key(item, wanted, &keys[..keys.len().min(1)]),
         _ => item == wanted,
     };
-    let mut remaining = std::mem::take(items);
-    for wanted in order {
-        if let Some(index) = remaining.iter().position(|item| matches(item, wanted)) {
-            items.push(remaining.remove(index));
-        }
+    let position = |list: &[Value], item: &Value| list.iter().position(|o| matches(item, o));
+    let (mut named, mut server_only): (Vec<Value>, Vec<Value>) = std::mem::take(items)
+        .into_iter()
+        .partition(|item| position(order, item).is_some());
+    named.sort_by_key(|item| position(order, item));
+    server_only.sort_by_key(|item| position(server_order, item));
+    let mut named = named.into_iter().peekable();
+    let mut server_only = server_only.into_iter().peekable();
+    loop {
+        let server_first = match (server_only.peek(), named.peek()) {
+            (Some(server), Some(patched)) => {
+                match (
+                    position(server_order, server),
+                    position(server_order, patched),
+                ) {
+                    (Some(s), Some(p)) => s < p,
+                    _ => false,
+                }
+            }
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        let next = if server_first {
+            server_only.next()
+        } else {
+            named.next()
+        };
+        items.extend(next);
     }
-    items.append(&mut remaining);
 }

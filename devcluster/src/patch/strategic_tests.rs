@@ -201,3 +201,53 @@ fn malformed_patches_are_rejected_and_leave_the_object_unchanged() {
     assert!(err.0.starts_with("Unknown patch type"), "{err}");
     assert!(strategic_merge_patch(&mut object, &json!([1]), "Deployment").is_err());
 }
+
+#[test]
+fn kubectl_apply_patch_removing_a_container_and_an_env_var() {
+    let patch = json!({"spec": {"template": {"spec": {
+        "$setElementOrder/containers": [{"name": "app"}],
+        "containers": [
+            {"$setElementOrder/env": [{"name": "B"}], "name": "app",
+             "env": [{"$patch": "delete", "name": "A"}]},
+            {"$patch": "delete", "name": "sidecar"}
+        ]
+    }}}});
+    let out = patched(deployment(), patch, "Deployment").unwrap();
+    let containers = &out["spec"]["template"]["spec"]["containers"];
+    assert_eq!(containers.as_array().unwrap().len(), 1);
+    assert_eq!(containers[0]["env"], json!([{"name": "B", "value": "2"}]));
+    assert_eq!(containers[0]["image"], "app:1");
+}
+
+#[test]
+fn retain_keys_inside_a_volume_switches_its_source() {
+    let patch = json!({"spec": {"template": {"spec": {"volumes": [
+        {"name": "data", "$retainKeys": ["configMap", "name"], "configMap": {"name": "cfg"}}
+    ]}}}});
+    let out = patched(deployment(), patch, "Deployment").unwrap();
+    assert_eq!(
+        out["spec"]["template"]["spec"]["volumes"],
+        json!([{"name": "data", "configMap": {"name": "cfg"}}])
+    );
+}
+
+#[test]
+fn set_element_order_keeps_server_only_items_in_place() {
+    // An injected sidecar first on the server, then kubectl applies its two containers swapped.
+    let mut object = deployment();
+    object["spec"]["template"]["spec"]["containers"] = json!([
+        {"name": "injected"}, {"name": "app"}, {"name": "sidecar"}
+    ]);
+    let patch = json!({"spec": {"template": {"spec": {
+        "$setElementOrder/containers": [{"name": "sidecar"}, {"name": "app"}, {"name": "new"}],
+        "containers": [{"name": "new", "image": "n:1"}]
+    }}}});
+    let out = patched(object, patch, "Deployment").unwrap();
+    let names: Vec<&str> = out["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["injected", "sidecar", "app", "new"]);
+}
