@@ -62,6 +62,17 @@ fn helm_binary() -> Option<PathBuf> {
         .or_else(|| std::env::split_paths(&path).find_map(|dir| executable(dir.join("helm"))))
 }
 
+/// Finds kubectl: `KEYWARDEN_KUBECTL`, the kube tools directory, `.cache/tools/bin`, then PATH.
+fn kubectl_binary() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::var_os("KEYWARDEN_KUBECTL")
+        .map(PathBuf::from)
+        .and_then(executable)
+        .or_else(|| kube_tools_dir().and_then(|dir| executable(dir.join("kubectl"))))
+        .or_else(|| executable(repo_root().join(".cache/tools/bin/kubectl")))
+        .or_else(|| std::env::split_paths(&path).find_map(|dir| executable(dir.join("kubectl"))))
+}
+
 /// Where the chart is installed, and the names it gets there.
 struct Target {
     /// Kept alive for the test; `None` on a real cluster.
@@ -127,7 +138,7 @@ impl Target {
         let home = self.home.path();
         let mut helm = Command::new(binary);
         helm.args([command, &self.release]);
-        if matches!(command, "install" | "upgrade") {
+        if matches!(command, "install" | "upgrade" | "template") {
             helm.arg(repo_root().join("charts/keywarden"))
                 .arg(format!("--set=defaultPolicy.name={}", self.policy));
             if self.cluster.is_some() {
@@ -159,6 +170,36 @@ impl Target {
             String::from_utf8_lossy(&output.stderr)
         );
         stdout
+    }
+
+    /// Runs kubectl against the target with `args`, asserting success.
+    async fn kubectl(&self, binary: &Path, args: &[&str]) -> String {
+        let home = self.home.path();
+        let output = Command::new(binary)
+            .arg("--kubeconfig")
+            .arg(home.join("kubeconfig"))
+            .args(args)
+            .env("KUBECACHEDIR", home.join("kube-cache"))
+            .output()
+            .await
+            .expect("run kubectl");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "kubectl {args:?} failed with {}\nstdout:\n{stdout}\nstderr:\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    }
+
+    /// Renders the chart with `args` into a file and applies it with kubectl.
+    async fn apply_render(&self, helm: &Path, kubectl: &Path, args: &[String]) {
+        let rendered = self.helm(helm, "template", args).await;
+        let file = self.home.path().join("rendered.yaml");
+        std::fs::write(&file, rendered).expect("write the render");
+        let file = file.to_str().expect("UTF-8 path");
+        self.kubectl(kubectl, &["apply", "-f", file]).await;
     }
 
     async fn replicas(&self, component: &str) -> Option<i32> {
@@ -304,5 +345,89 @@ async fn helm_installs_upgrades_and_uninstalls_the_chart() {
             .delete(namespace, &DeleteParams::default())
             .await
             .expect("delete a test namespace");
+    }
+}
+
+/// What `helm install` and `helm upgrade` do, done with `kubectl apply` of `helm template`: every
+/// object of the chart is accepted by the API server, including the default policy against the
+/// CRD's schema, and an upgrade's changes land in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rendered_chart_applies_and_upgrades_in_place() {
+    let (Some(helm), Some(kubectl)) = (helm_binary(), kubectl_binary()) else {
+        missing_tool("helm and kubectl", "run scripts/ensure-kube-tools.sh");
+        return;
+    };
+    let target = Target::start().await;
+    let client = &target.client;
+    let crds = repo_root().join("charts/keywarden/crds");
+    let crds = crds.to_str().expect("UTF-8 path");
+    target
+        .kubectl(&kubectl, &["apply", "--server-side", "-f", crds])
+        .await;
+    target
+        .kubectl(
+            &kubectl,
+            &[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=10s",
+                "crd/accesskeys.keywarden.io",
+                "crd/accesskeypolicies.keywarden.io",
+            ],
+        )
+        .await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for name in [&target.namespace, &target.team] {
+        let namespace: Namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))
+                .expect("namespace object");
+        namespaces
+            .create(&PostParams::default(), &namespace)
+            .await
+            .expect("create a test namespace");
+    }
+
+    target.apply_render(&helm, &kubectl, &[]).await;
+
+    assert_eq!(target.replicas("controller").await, Some(2));
+    assert_eq!(target.replicas("verifier").await, Some(2));
+    assert_eq!(target.max_keys_per_owner().await, 5);
+    let cluster_roles: Api<ClusterRole> = Api::all(client.clone());
+    assert!(exists(&cluster_roles, &target.name("controller-keys")).await);
+    let roles: Api<Role> = Api::namespaced(client.clone(), &target.namespace);
+    assert!(exists(&roles, &target.name("leader-election")).await);
+
+    target
+        .apply_render(
+            &helm,
+            &kubectl,
+            &[
+                "--set=verifier.replicas=3".into(),
+                "--set=defaultPolicy.spec.maxKeysPerOwner=7".into(),
+                format!("--set=watchNamespaces={{{}}}", target.team),
+            ],
+        )
+        .await;
+
+    assert_eq!(target.replicas("verifier").await, Some(3));
+    assert_eq!(target.max_keys_per_owner().await, 7);
+    let team_roles: Api<Role> = Api::namespaced(client.clone(), &target.team);
+    assert!(exists(&team_roles, &target.name("controller-keys")).await);
+    assert!(exists(&team_roles, &target.name("verifier")).await);
+
+    let rendered = target.home.path().join("rendered.yaml");
+    let rendered = rendered.to_str().expect("UTF-8 path");
+    target
+        .kubectl(&kubectl, &["delete", "--wait=false", "-f", rendered])
+        .await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &target.namespace);
+    assert!(!exists(&deployments, &target.name("verifier")).await);
+    if target.cluster.is_none() {
+        for namespace in [&target.team, &target.namespace] {
+            namespaces
+                .delete(namespace, &DeleteParams::default())
+                .await
+                .expect("delete a test namespace");
+        }
     }
 }

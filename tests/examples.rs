@@ -196,6 +196,60 @@ fn example_builtin_objects_are_schema_valid() {
     }
 }
 
+/// Validates every keywarden object of the given files against the `crds/` schemas, with the
+/// `jsonschema` package that kubernetes-validate brings along; prints `valid Kind/name` lines.
+const CRD_SCHEMA_CHECK: &str = r#"
+import sys, yaml, jsonschema
+schemas = {}
+for path in sys.argv[1].split(","):
+    for crd in yaml.safe_load_all(open(path)):
+        for version in crd["spec"]["versions"]:
+            key = (crd["spec"]["group"] + "/" + version["name"], crd["spec"]["names"]["kind"])
+            schemas[key] = version["schema"]["openAPIV3Schema"]
+errors = 0
+for path in sys.argv[2:]:
+    for obj in yaml.safe_load_all(open(path)):
+        if not obj or (obj["apiVersion"], obj["kind"]) not in schemas:
+            continue
+        name = obj["kind"] + "/" + obj["metadata"]["name"]
+        found = list(jsonschema.Draft7Validator(schemas[(obj["apiVersion"], obj["kind"])]).iter_errors(obj))
+        for error in found:
+            print(f"{path}: {name}: {'.'.join(map(str, error.absolute_path))}: {error.message}")
+        errors += len(found)
+        if not found:
+            print("valid " + name)
+sys.exit(1 if errors else 0)
+"#;
+
+#[test]
+fn example_custom_resources_match_the_crd_schemas() {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/chart-venv/bin/python");
+    if !python.is_file() {
+        missing_tool("the chart tools venv", "run scripts/ensure-chart-tools.sh");
+        return;
+    }
+    let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+    let crds: Vec<String> = std::fs::read_dir(crds)
+        .expect("crds/ exists")
+        .map(|entry| entry.expect("entry").path().display().to_string())
+        .collect();
+    let output = run(Command::new(python)
+        .args(["-c", CRD_SCHEMA_CHECK, &crds.join(",")])
+        .args(manifest_files()));
+    let report = String::from_utf8_lossy(&output.stdout);
+    for object in all_objects() {
+        if object["apiVersion"] == "keywarden.io/v1alpha1" {
+            let kind = object["kind"].as_str().expect("kind");
+            let name = object["metadata"]["name"].as_str().expect("name");
+            let valid = format!("valid {kind}/{name}");
+            assert!(
+                report.lines().any(|line| line == valid),
+                "{kind}/{name} not validated:\n{report}"
+            );
+        }
+    }
+}
+
 #[test]
 fn example_manifests_agree_with_each_other_and_with_keywarden_secrets() {
     let objects = all_objects();
