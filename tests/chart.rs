@@ -622,3 +622,67 @@ fn dockerfile_builds_both_binaries_into_a_non_root_image_the_chart_runs_as() {
         "the chart's args (`controller`, `verifier`) go to keywarden: {entrypoint}"
     );
 }
+
+/// Validates every keywarden object of the given files against the chart's CRD schemas, with the
+/// `jsonschema` package that kubernetes-validate brings along; prints `valid Kind/name` lines.
+const CRD_SCHEMA_CHECK: &str = r#"
+import sys, yaml, jsonschema
+schemas = {}
+for path in sys.argv[1].split(","):
+    for crd in yaml.safe_load_all(open(path)):
+        for version in crd["spec"]["versions"]:
+            key = (crd["spec"]["group"] + "/" + version["name"], crd["spec"]["names"]["kind"])
+            schemas[key] = version["schema"]["openAPIV3Schema"]
+errors = 0
+for path in sys.argv[2:]:
+    for obj in yaml.safe_load_all(open(path)):
+        if not obj or (obj["apiVersion"], obj["kind"]) not in schemas:
+            continue
+        name = obj["kind"] + "/" + obj["metadata"]["name"]
+        found = list(jsonschema.Draft7Validator(schemas[(obj["apiVersion"], obj["kind"])]).iter_errors(obj))
+        for error in found:
+            print(f"{path}: {name}: {'.'.join(map(str, error.absolute_path))}: {error.message}")
+        errors += len(found)
+        if not found:
+            print("valid " + name)
+sys.exit(1 if errors else 0)
+"#;
+
+#[test]
+fn rendered_default_policy_matches_the_crd_schema() {
+    let helm = require!(helm(), "helm", "run scripts/ensure-kube-tools.sh");
+    let python = repo_root().join(".cache/chart-venv/bin/python");
+    if kubernetes_validate().is_none() || !python.is_file() {
+        missing_tool("the chart tools venv", "run scripts/ensure-chart-tools.sh");
+        return;
+    }
+    let crds: Vec<String> = yaml_files(&chart_dir().join("crds"))
+        .into_iter()
+        .map(|(name, _)| chart_dir().join("crds").join(name).display().to_string())
+        .collect();
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (file, values) in [
+        ("default.yaml", vec![]),
+        (
+            "custom.yaml",
+            vec![
+                "--set=defaultPolicy.spec.expireAfter=90d",
+                "--set=defaultPolicy.spec.rotateBeforeExpiry=7d",
+                "--set-json=defaultPolicy.spec.allowedScopes=[\"reports:view\"]",
+            ],
+        ),
+    ] {
+        let rendered = dir.path().join(file);
+        std::fs::write(&rendered, render(&helm, &values)).expect("write render");
+        let output = run(Command::new(&python)
+            .args(["-c", CRD_SCHEMA_CHECK, &crds.join(",")])
+            .arg(&rendered));
+        let report = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            report
+                .lines()
+                .any(|line| line == "valid AccessKeyPolicy/default"),
+            "{file}: the default policy was not validated:\n{report}"
+        );
+    }
+}
