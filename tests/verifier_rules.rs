@@ -110,7 +110,11 @@ async fn check_endpoint_answers_every_rule_case() {
         ("no-phase", None),
     ] {
         let issued = Issued::generate();
-        index(KeyBuilder::new("team-a", name, &issued).phase(phase).build());
+        index(
+            KeyBuilder::new("team-a", name, &issued)
+                .phase(phase)
+                .build(),
+        );
         not_active.push((name, issued));
     }
     let expired = Issued::generate();
@@ -145,7 +149,9 @@ async fn check_endpoint_answers_every_rule_case() {
     );
     let unknown = Issued::generate();
     let mut bad_checksum = plain.bearer();
-    let last = bad_checksum.pop().map_or('A', |c| if c == 'A' { 'B' } else { 'A' });
+    let last = bad_checksum
+        .pop()
+        .map_or('A', |c| if c == 'A' { 'B' } else { 'A' });
     bad_checksum.push(last);
 
     let mut cases = vec![
@@ -232,7 +238,11 @@ async fn check_endpoint_answers_every_rule_case() {
         }
         if case.status == StatusCode::UNAUTHORIZED {
             let challenge = response.headers().get("www-authenticate");
-            assert!(challenge.is_some(), "case {:?}: 401 without challenge", case.name);
+            assert!(
+                challenge.is_some(),
+                "case {:?}: 401 without challenge",
+                case.name
+            );
         }
         if case.status != StatusCode::OK {
             assert!(response.headers().get("x-keywarden-key-id").is_none());
@@ -242,7 +252,11 @@ async fn check_endpoint_answers_every_rule_case() {
             assert_eq!(body, expected, "case {:?}: body", case.name);
         }
         if case.status == StatusCode::FORBIDDEN && case.body.is_none() {
-            assert!(body.contains(r#""code":"insufficient_scope""#), "case {:?}", case.name);
+            assert!(
+                body.contains(r#""code":"insufficient_scope""#),
+                "case {:?}",
+                case.name
+            );
         }
     }
 }
@@ -331,7 +345,11 @@ async fn repeated_wrong_secret_is_refused_from_the_failure_cache() {
             .await
             .unwrap();
         // why: one remembered failure costs no argon2 work and so never reaches the limit.
-        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "attempt {attempt}");
+        assert_eq!(
+            response.status(),
+            StatusCode::UNAUTHORIZED,
+            "attempt {attempt}"
+        );
     }
     let metrics = http.get(local.url("/metrics")).send().await.unwrap();
     let metrics = metrics.text().await.unwrap();
@@ -357,7 +375,11 @@ async fn watch_changes_take_effect_on_the_next_request() {
             .status()
     };
     assert_eq!(status().await, StatusCode::OK);
-    assert_eq!(status().await, StatusCode::OK, "served from the verified cache");
+    assert_eq!(
+        status().await,
+        StatusCode::OK,
+        "served from the verified cache"
+    );
 
     let deactivated = KeyBuilder::new("team-a", "k", &issued)
         .spec_active(false)
@@ -409,9 +431,7 @@ async fn verify_endpoint_reports_a_code_for_each_outcome() {
             .phase(Some(Phase::Expired))
             .build(),
     );
-    let pair = |issued: &Issued| {
-        serde_json::json!({"accessKeyId": issued.id.to_string(), "secret": issued.secret.expose()})
-    };
+    let pair = |issued: &Issued| serde_json::json!({"accessKeyId": issued.id.to_string(), "secret": issued.secret.expose()});
     let with = |mut body: serde_json::Value, field: &str, value: &str| {
         body[field] = value.into();
         body
@@ -427,8 +447,14 @@ async fn verify_endpoint_reports_a_code_for_each_outcome() {
         (pair(&valid.with_wrong_secret()), "NOT_FOUND"),
         (pair(&disabled), "DISABLED"),
         (pair(&expired), "EXPIRED"),
-        (with(pair(&valid), "origin", "https://evil.com"), "FORBIDDEN_ORIGIN"),
-        (with(pair(&valid), "scope", "logs:manage"), "INSUFFICIENT_SCOPE"),
+        (
+            with(pair(&valid), "origin", "https://evil.com"),
+            "FORBIDDEN_ORIGIN",
+        ),
+        (
+            with(pair(&valid), "scope", "logs:manage"),
+            "INSUFFICIENT_SCOPE",
+        ),
     ];
     let http = reqwest::Client::new();
     for (body, code) in cases {

@@ -2,6 +2,8 @@
 //! free loopback port.
 #![allow(dead_code)]
 
+pub mod proxies;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
