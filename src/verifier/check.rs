@@ -1,19 +1,18 @@
 //! The decision: is this presented key usable for this request right now?
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::Semaphore;
 
 use super::credentials::{Presented, Unreadable};
 use super::guard::{FailureCache, FailureLimiter, FailureLimits, SecretMacer, VerifiedCache};
+use super::hashing::{Hasher, Verification};
 use super::index::{Credential, KeyIndex, KeyRecord, Unusable};
 use super::last_used::LastUse;
 use super::metrics::{CacheOutcome, CheckResult, Metrics};
-use crate::keys::hash::verify_secret;
 use crate::keys::origin::is_origin_allowed;
 use crate::keys::scope::grants_scope;
 
@@ -124,9 +123,7 @@ pub struct Verifier {
     verified: VerifiedCache,
     failures: FailureCache,
     limits: FailureLimits,
-    hashing: Semaphore,
-    queued_hashes: AtomicUsize,
-    max_queued_hashes: usize,
+    hasher: Hasher,
     last_use: LastUse,
     metrics: Metrics,
     ready: AtomicBool,
@@ -144,9 +141,7 @@ impl Verifier {
                 per_key: FailureLimiter::new(settings.failures_per_second_per_key, capacity),
                 per_client: FailureLimiter::new(settings.failures_per_second_per_client, capacity),
             },
-            hashing: Semaphore::new(settings.max_concurrent_hashes.max(1)),
-            queued_hashes: AtomicUsize::new(0),
-            max_queued_hashes: settings.max_queued_hashes,
+            hasher: Hasher::new(settings.max_concurrent_hashes, settings.max_queued_hashes),
             last_use: LastUse::default(),
             metrics: Metrics::default(),
             ready: AtomicBool::new(false),
@@ -265,10 +260,22 @@ impl Verifier {
         if let Some(retry_after) = self.limits.check(Some(id), client) {
             return Err(Decision::RateLimited { retry_after });
         }
-        let matches = self
-            .hash_bounded(presented, credential.secret_hash.clone())
-            .await?;
-        if !matches {
+        let verification = self
+            .hasher
+            .verify(
+                id,
+                mac,
+                presented.secret,
+                credential.secret_hash.clone(),
+                &self.metrics,
+            )
+            .await;
+        if verification == Verification::Overloaded {
+            return Err(Decision::RateLimited {
+                retry_after: Duration::from_secs(1),
+            });
+        }
+        if verification == Verification::Mismatch {
             self.failures
                 .insert(id, mac, credential.secret_hash.clone());
             self.limits.record_failure(Some(id), client);
@@ -281,47 +288,5 @@ impl Verifier {
             .lookup(id)
             .filter(|fresh| fresh.secret_hash == credential.secret_hash)
             .ok_or(Decision::Unauthorized(Refusal::UnknownId))
-    }
-
-    /// Runs one argon2 verification on the blocking pool, at most `max_concurrent_hashes` at a
-    /// time and at most `max_queued_hashes` waiting.
-    async fn hash_bounded(&self, presented: Presented, hash: Arc<str>) -> Result<bool, Decision> {
-        let overloaded = Decision::RateLimited {
-            retry_after: Duration::from_secs(1),
-        };
-        let queued =
-            QueueSlot::take(&self.queued_hashes, self.max_queued_hashes).ok_or(overloaded)?;
-        let Ok(_permit) = self.hashing.acquire().await else {
-            return Err(Decision::RateLimited {
-                retry_after: Duration::from_secs(1),
-            });
-        };
-        drop(queued);
-        let started = Instant::now();
-        let secret = presented.secret;
-        let verified = tokio::task::spawn_blocking(move || verify_secret(&secret, &hash)).await;
-        self.metrics.observe_argon2(started.elapsed());
-        // why: a panicked verification is a failed one; never a grant.
-        Ok(verified.unwrap_or(false))
-    }
-}
-
-/// A place in the argon2 wait queue, released on drop.
-struct QueueSlot<'a>(&'a AtomicUsize);
-
-impl<'a> QueueSlot<'a> {
-    fn take(counter: &'a AtomicUsize, max: usize) -> Option<Self> {
-        counter
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| Self(counter))
-    }
-}
-
-impl Drop for QueueSlot<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }

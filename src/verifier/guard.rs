@@ -71,7 +71,11 @@ impl<K: Clone + Eq + Hash, V> BoundedMap<K, V> {
         self.entries.get_mut(key)
     }
 
-    fn get(&self, key: &K) -> Option<&V> {
+    fn get<Q>(&self, key: &Q) -> Option<&V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.entries.get(key)
     }
 
@@ -118,7 +122,7 @@ impl VerifiedCache {
     /// Whether `mac` was verified against exactly `secret_hash` for this ID.
     pub fn is_verified(&self, access_key_id: &str, mac: &SecretMac, secret_hash: &str) -> bool {
         lock(&self.entries)
-            .get(&access_key_id.to_owned())
+            .get(access_key_id)
             .is_some_and(|v| v.mac.matches(mac) && *v.secret_hash == *secret_hash)
     }
 

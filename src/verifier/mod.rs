@@ -22,6 +22,7 @@
 mod check;
 mod credentials;
 mod guard;
+mod hashing;
 mod http;
 mod index;
 mod last_used;
