@@ -251,3 +251,95 @@ fn credentials_of(key: &AccessKey, key_ref: &KeyRef) -> Vec<Credential> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::access_key::{AccessKeySpec, AccessKeyStatus, KeyOwner, PreviousKey};
+
+    fn key(
+        namespace: &str,
+        name: &str,
+        id: &str,
+        hash: &str,
+        previous: &[(&str, &str)],
+    ) -> AccessKey {
+        let spec: AccessKeySpec = serde_json::from_value(serde_json::json!({
+            "owner": {"kind": "User", "name": "alice"}
+        }))
+        .unwrap();
+        let mut key = AccessKey::new(name, spec);
+        key.metadata.namespace = Some(namespace.into());
+        key.status = Some(AccessKeyStatus {
+            phase: Some(Phase::Active),
+            access_key_id: Some(id.into()),
+            secret_hash: Some(hash.into()),
+            previous_keys: previous
+                .iter()
+                .map(|(id, hash)| PreviousKey {
+                    access_key_id: (*id).into(),
+                    secret_hash: (*hash).into(),
+                    valid_until: Utc::now(),
+                })
+                .collect(),
+            ..AccessKeyStatus::default()
+        });
+        key
+    }
+
+    #[test]
+    fn reapplying_reports_only_ids_whose_hash_changed_or_vanished() {
+        let index = KeyIndex::default();
+        assert!(index
+            .apply(&key("a", "k", "ID1", "h1", &[("ID0", "h0")]))
+            .is_empty());
+        assert_eq!(index.len(), 2);
+        assert!(index
+            .apply(&key("a", "k", "ID1", "h1", &[("ID0", "h0")]))
+            .is_empty());
+        assert_eq!(
+            index.apply(&key("a", "k", "ID1", "h2", &[("ID0", "h0")])),
+            vec!["ID1"]
+        );
+        assert_eq!(index.apply(&key("a", "k", "ID1", "h2", &[])), vec!["ID0"]);
+        assert!(index.lookup("ID0").is_none());
+        assert_eq!(
+            index.remove(&KeyRef {
+                namespace: "a".into(),
+                name: "k".into()
+            }),
+            vec!["ID1"]
+        );
+        assert!(index.is_empty());
+    }
+
+    #[test]
+    fn relist_removes_vanished_keys_only_in_its_scope() {
+        let index = KeyIndex::default();
+        index.apply(&key("a", "gone", "ID1", "h", &[]));
+        index.apply(&key("a", "kept", "ID2", "h", &[]));
+        index.apply(&key("b", "other", "ID3", "h", &[]));
+        let listed = vec![Arc::new(key("a", "kept", "ID2", "h", &[]))];
+        let stale = index.replace(|k| k.namespace == "a", &listed);
+        assert_eq!(stale, vec!["ID1"]);
+        assert!(index.lookup("ID1").is_none());
+        assert!(index.lookup("ID2").is_some());
+        assert!(
+            index.lookup("ID3").is_some(),
+            "other namespaces are untouched"
+        );
+    }
+
+    #[test]
+    fn service_account_owner_is_a_kubernetes_identity() {
+        let index = KeyIndex::default();
+        let mut sa = key("team", "k", "ID1", "h", &[]);
+        sa.spec.owner = KeyOwner {
+            kind: OwnerKind::ServiceAccount,
+            name: "ci".into(),
+        };
+        index.apply(&sa);
+        let credential = index.lookup("ID1").unwrap();
+        assert_eq!(credential.record.owner, "system:serviceaccount:team:ci");
+    }
+}

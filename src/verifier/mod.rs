@@ -18,6 +18,14 @@
 //! must then overwrite them, never pass a client's own. Without the flag the request's method and
 //! the TCP peer are used. Every `OPTIONS` request (CORS preflight) is accepted without a key.
 //! A required scope comes from `?scope=` and/or `X-Keywarden-Required-Scope`; all must be granted.
+//!
+//! Answers: 200 with `X-Keywarden-Key-Id`, `-Owner` (user name or
+//! `system:serviceaccount:<ns>:<name>`), `-Scopes` (comma-separated, `*` for all) and `-Key-Name`
+//! (`<namespace>/<name>`), plus `Access-Control-Allow-Origin` when an allowlisted `Origin` was
+//! sent; 401 (one body for every reason) with `WWW-Authenticate`; 403 `forbidden` (origin) or
+//! `insufficient_scope`; 429 with `Retry-After` when failed attempts for the access ID or the
+//! client exceed their rate, or argon2 work is saturated. A secret already verified is answered
+//! from memory without argon2, so rate limits never block a client presenting the right secret.
 
 mod check;
 mod credentials;
@@ -42,6 +50,7 @@ pub use credentials::{Presented, Unreadable};
 pub use http::{router, AppState, REQUIRED_SCOPE_HEADER};
 pub use index::{Credential, KeyIndex, KeyRecord, KeyRef, Unusable};
 pub use last_used::{flush_due, LastUse, FIELD_MANAGER};
+pub use watch::watch_keys;
 
 /// Verifier settings (flags and environment).
 #[derive(clap::Args, Debug, Clone)]
