@@ -2,6 +2,7 @@
 //! free loopback port.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod proxies;
 
 use std::net::SocketAddr;
@@ -54,6 +55,14 @@ impl Issued {
     /// `Authorization: Bearer` value.
     pub fn bearer(&self) -> String {
         format!("Bearer {}", encode_token(&self.id, &self.secret).as_str())
+    }
+
+    /// The credentials as the verifier reads them.
+    pub fn presented(&self) -> keywarden::verifier::Presented {
+        keywarden::verifier::Presented {
+            access_key_id: self.id.clone(),
+            secret: SecretKey::parse(self.secret.expose()).expect("valid secret"),
+        }
     }
 
     /// The same ID with another secret.
