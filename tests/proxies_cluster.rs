@@ -39,7 +39,7 @@ async fn lifecycle_through(proxy: &ProxyProcess, cluster: &TestCluster, name: &s
     cluster
         .write_status(
             &KeyBuilder::new(NAMESPACE, name, &second)
-                .previous(&first, seconds_from_now(2))
+                .previous(&first, seconds_from_now(5))
                 .build(),
         )
         .await;

@@ -76,7 +76,7 @@ async fn rotation_keeps_the_previous_key_until_valid_until_and_deletion_revokes(
 
     let second = Issued::generate();
     let rotated = KeyBuilder::new(NAMESPACE, "rotating", &second)
-        .previous(&first, seconds_from_now(2))
+        .previous(&first, seconds_from_now(5))
         .build();
     cluster.write_status(&rotated).await;
     let new_accepted = wait_until(Duration::from_secs(10), || async {
