@@ -4,7 +4,8 @@
 //!
 //! The stand-in answers like the verifier contract says (200 with identity headers, 401 with
 //! `WWW-Authenticate`, 403 for a foreign `Origin`), so these tests check what each proxy sends and
-//! relays, not the verifier itself. nginx and caddy are skipped loudly when missing, and required
+//! relays. The last test puts the real verifier behind both, with the example key from
+//! `examples/key-service-account.yaml` issued on devcluster. nginx and caddy are skipped loudly when missing, and required
 //! when `KEYWARDEN_REQUIRE_TOOLS` or `KEYWARDEN_REQUIRE_PROXIES` is set (as in CI).
 
 use std::net::SocketAddr;
@@ -17,6 +18,15 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use base64::Engine;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use keywarden::api::{AccessKey, Phase};
+use keywarden::keys::hash::{hash_secret, HashParams};
+use keywarden::keys::material::{AccessKeyId, SecretKey};
+use keywarden::verifier::VerifierArgs;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, CustomResourceExt};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
 
 const GOOD_ID: &str = "AKWEXAMPLE";
 const GOOD_SECRET: &str = "s3cret-example";
@@ -134,9 +144,9 @@ struct Backends {
 }
 
 impl Backends {
+    /// The recording API behind the recording verifier stand-in.
     async fn start() -> Self {
         let checks = Log::default();
-        let calls = Log::default();
         let verifier_log = checks.clone();
         let verifier = serve(Router::new().fallback(
             move |method: Method, uri: Uri, headers: HeaderMap| {
@@ -145,6 +155,12 @@ impl Backends {
             },
         ))
         .await;
+        Self::start_with_verifier(verifier, checks).await
+    }
+
+    /// The recording API, checked by the verifier at `verifier`.
+    async fn start_with_verifier(verifier: SocketAddr, checks: Log) -> Self {
+        let calls = Log::default();
         let api_log = calls.clone();
         let api = serve(Router::new().fallback(
             move |method: Method, uri: Uri, headers: HeaderMap| {
@@ -449,4 +465,153 @@ async fn caddy_example_admits_only_keys_the_verifier_accepts() {
         body.contains(r#""code":"forbidden""#),
         "caddy relays the verifier's JSON: {body}"
     );
+}
+
+/// Waits up to 10 s for `url` to answer `expected` when presented `authorization`.
+async fn wait_for_status(url: &str, authorization: &str, expected: u16) -> bool {
+    for _ in 0..100 {
+        let response = client()
+            .get(url)
+            .header("authorization", authorization)
+            .send()
+            .await;
+        if response.is_ok_and(|r| r.status().as_u16() == expected) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_examples_enforce_the_example_key_with_the_real_verifier() {
+    let (Some(nginx), Some(caddy)) = (on_path("nginx"), on_path("caddy")) else {
+        missing_tool("nginx and caddy", "apt-get install nginx-light caddy");
+        return;
+    };
+    let cluster = devcluster::DevCluster::start()
+        .await
+        .expect("devcluster starts");
+    let kube = cluster.client().expect("kube client");
+    let crds: Api<CustomResourceDefinition> = Api::all(kube.clone());
+    crds.create(&PostParams::default(), &AccessKey::crd())
+        .await
+        .expect("install the AccessKey CRD");
+
+    // The example key, issued as the controller would: an ID and a hash in status.
+    let manifest = example("key-service-account.yaml");
+    let key: AccessKey = serde_yaml::Deserializer::from_str(&manifest)
+        .filter_map(|document| serde_yaml::Value::deserialize(document).ok())
+        .find(|value| value["kind"] == "AccessKey")
+        .map(|value| serde_yaml::from_value(value).expect("the example AccessKey"))
+        .expect("key-service-account.yaml declares an AccessKey");
+    let name = key.metadata.name.clone().expect("name");
+    let keys: Api<AccessKey> = Api::namespaced(kube.clone(), "default");
+    let mut created = None;
+    for _ in 0..100 {
+        match keys.create(&PostParams::default(), &key).await {
+            Ok(key) => {
+                created = Some(key);
+                break;
+            }
+            // why: a CRD's API is served a moment after the CRD is created.
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    assert!(
+        created.is_some(),
+        "the example AccessKey was not accepted within 10 s"
+    );
+    let (id, secret) = (AccessKeyId::generate(), SecretKey::generate());
+    let cheap = HashParams {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
+    let status = serde_json::json!({"status": {
+        "phase": Phase::Active,
+        "accessKeyId": id.as_str(),
+        "secretHash": hash_secret(&secret, &cheap).expect("hash the secret"),
+    }});
+    keys.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("write the issuance into status");
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the verifier");
+    let verifier = listener.local_addr().expect("verifier address");
+    let args = VerifierArgs {
+        trust_forwarded_headers: true,
+        ..VerifierArgs::default()
+    };
+    let shutdown = CancellationToken::new();
+    let serving = tokio::spawn(keywarden::verifier::serve(
+        kube,
+        args,
+        listener,
+        shutdown.clone(),
+    ));
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{}", secret.expose()))
+    );
+    let check = format!("http://{verifier}/v1/check");
+    assert!(
+        wait_for_status(&check, &basic, 200).await,
+        "the verifier did not accept the example key within 10 s"
+    );
+
+    let backends = Backends::start_with_verifier(verifier, Log::default()).await;
+    for proxy in [
+        start_nginx(&nginx, &backends).await,
+        start_caddy(&caddy, &backends).await,
+    ] {
+        let http = client();
+        let read = http
+            .get(proxy.url("/v1/reports"))
+            .header("authorization", &basic)
+            .header("origin", "https://app.example.com")
+            .send()
+            .await
+            .expect("request through the proxy");
+        assert_eq!(read.status(), 200, "reports:view is among the key's scopes");
+        assert_eq!(
+            backends.last_call().header("x-keywarden-key-id"),
+            Some(id.as_str())
+        );
+        let calls = backends.call_count();
+        let write = http
+            .post(proxy.url("/v1/reports"))
+            .header("authorization", &basic)
+            .send()
+            .await
+            .expect("request through the proxy");
+        assert_eq!(
+            write.status(),
+            403,
+            "reports:manage is not among the key's scopes"
+        );
+        let foreign = http
+            .get(proxy.url("/v1/reports"))
+            .header("authorization", &basic)
+            .header("origin", "https://evil.example.net")
+            .send()
+            .await
+            .expect("request through the proxy");
+        assert_eq!(foreign.status(), 403, "the origin is not in allowedOrigins");
+        let anonymous = http
+            .get(proxy.url("/v1/reports"))
+            .send()
+            .await
+            .expect("request through the proxy");
+        assert_eq!(anonymous.status(), 401);
+        assert_eq!(
+            backends.call_count(),
+            calls,
+            "denied requests never reach the API"
+        );
+    }
+    shutdown.cancel();
+    let _ = serving.await;
 }
