@@ -1,6 +1,6 @@
-//! Helm chart tests: `helm lint`, rendered manifests validated against the Kubernetes schemas
-//! (`kubernetes-validate`) and checked for least privilege and high availability, CRDs in sync
-//! with `crds/`, and `helm install`/`upgrade`/`uninstall` against devcluster.
+//! Helm chart tests: `helm lint`, and rendered manifests validated against the Kubernetes schemas
+//! (`kubernetes-validate`) and the CRD schemas, and checked for least privilege and high
+//! availability. CRD and Dockerfile consistency: tests/chart_crds.rs; installs: chart_install.rs.
 //!
 //! helm comes from `scripts/ensure-kube-tools.sh` (or `.cache/tools/bin`, or PATH) and
 //! kubernetes-validate from `scripts/ensure-chart-tools.sh`; a missing tool skips a test loudly,
@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use kube::CustomResourceExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -516,113 +515,6 @@ fn watch_namespaces_render_confines_secret_access_to_roles_in_those_namespaces()
     assert_eq!(of_kind(&objects, "AccessKeyPolicy").count(), 0);
 }
 
-/// The chart's CRD files, by file name.
-fn yaml_files(dir: &Path) -> Vec<(String, String)> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap_or_else(|error| panic!("cannot read {}: {error}", dir.display()))
-        .map(|entry| entry.expect("directory entry").path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
-        .map(|path| {
-            let name = path
-                .file_name()
-                .expect("file name")
-                .to_string_lossy()
-                .into_owned();
-            let text = std::fs::read_to_string(&path).expect("readable CRD file");
-            (name, text)
-        })
-        .collect();
-    files.sort();
-    files
-}
-
-#[test]
-fn chart_crds_are_exact_copies_of_repository_crds() {
-    let repository = yaml_files(&repo_root().join("crds"));
-    let chart = yaml_files(&chart_dir().join("crds"));
-    assert!(
-        !repository.is_empty(),
-        "crds/ holds no CRD: run `keywarden crdgen`"
-    );
-    assert!(
-        repository == chart,
-        "charts/keywarden/crds differs from crds/: run `cp crds/*.yaml charts/keywarden/crds/`"
-    );
-}
-
-#[test]
-fn chart_crds_match_the_rust_types() {
-    let chart: Vec<Value> = yaml_files(&chart_dir().join("crds"))
-        .iter()
-        .flat_map(|(_, text)| documents(text))
-        .collect();
-    for generated in [
-        keywarden::api::AccessKey::crd(),
-        keywarden::api::AccessKeyPolicy::crd(),
-    ] {
-        let name = generated.metadata.name.clone().expect("CRD name");
-        let generated = serde_json::to_value(&generated).expect("CRD serializes");
-        let shipped = find(&chart, "CustomResourceDefinition", &name);
-        assert!(
-            *shipped == generated,
-            "chart CRD {name} is stale: run `keywarden crdgen` and copy crds/ into the chart"
-        );
-    }
-}
-
-#[test]
-fn dockerfile_builds_both_binaries_into_a_non_root_image_the_chart_runs_as() {
-    let dockerfile =
-        std::fs::read_to_string(repo_root().join("Dockerfile")).expect("Dockerfile exists");
-    let stages: Vec<&str> = dockerfile
-        .lines()
-        .filter(|line| line.starts_with("FROM "))
-        .collect();
-    assert_eq!(
-        stages.len(),
-        2,
-        "a builder stage and a runtime stage: {stages:?}"
-    );
-    assert!(
-        stages[1].contains("distroless"),
-        "runtime stage: {}",
-        stages[1]
-    );
-    for binary in ["keywarden", "kubectl-keywarden"] {
-        assert!(
-            dockerfile.contains(&format!("--bin {binary}")),
-            "{binary} is not built"
-        );
-        assert!(
-            dockerfile.contains(&format!("/usr/local/bin/{binary}")),
-            "{binary} is not in the image"
-        );
-    }
-    let user = dockerfile
-        .lines()
-        .rev()
-        .find_map(|line| line.strip_prefix("USER "))
-        .expect("the image sets a USER");
-    let values: Value = serde_yaml::from_str(
-        &std::fs::read_to_string(chart_dir().join("values.yaml")).expect("values.yaml"),
-    )
-    .expect("values.yaml parses");
-    let run_as = &values["podSecurityContext"];
-    assert_eq!(
-        user,
-        format!("{}:{}", run_as["runAsUser"], run_as["runAsGroup"]),
-        "the chart runs the image as its own non-root user"
-    );
-    let entrypoint = dockerfile
-        .lines()
-        .find(|line| line.starts_with("ENTRYPOINT"))
-        .expect("ENTRYPOINT");
-    assert!(
-        entrypoint.contains("/usr/local/bin/keywarden"),
-        "the chart's args (`controller`, `verifier`) go to keywarden: {entrypoint}"
-    );
-}
-
 /// Validates every keywarden object of the given files against the chart's CRD schemas, with the
 /// `jsonschema` package that kubernetes-validate brings along; prints `valid Kind/name` lines.
 const CRD_SCHEMA_CHECK: &str = r#"
@@ -656,9 +548,9 @@ fn rendered_default_policy_matches_the_crd_schema() {
         missing_tool("the chart tools venv", "run scripts/ensure-chart-tools.sh");
         return;
     }
-    let crds: Vec<String> = yaml_files(&chart_dir().join("crds"))
-        .into_iter()
-        .map(|(name, _)| chart_dir().join("crds").join(name).display().to_string())
+    let crds: Vec<String> = std::fs::read_dir(chart_dir().join("crds"))
+        .expect("the chart has CRDs")
+        .map(|entry| entry.expect("entry").path().display().to_string())
         .collect();
     let dir = tempfile::tempdir().expect("temp dir");
     for (file, values) in [
