@@ -12,7 +12,6 @@ pub mod crds;
 pub mod discovery;
 pub mod events;
 pub mod faults;
-mod interim;
 pub mod openapi;
 pub mod patch;
 pub mod registry;

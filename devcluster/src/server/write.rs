@@ -8,11 +8,11 @@ use serde_json::{json, Value};
 use super::http::{self, Body};
 use super::read::{render_one, Filter};
 use super::{from_wire, to_wire, Call, Server};
-use crate::apply::{ApplyError, ApplyRequest};
+use crate::apply::{self, ApplyError, ApplyRequest};
 use crate::crds;
 use crate::patch;
 use crate::registry::ResourceType;
-use crate::schema::{AdmissionError, FieldValidation};
+use crate::schema::{self, AdmissionError, FieldValidation};
 use crate::status::{self, ApiError};
 use crate::store::{storage_key, DeleteOptions, Propagation, State, WriteContext};
 
@@ -73,8 +73,8 @@ fn admit(call: &Call, obj: &mut Value, old: Option<&Value>) -> Result<Vec<String
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    crate::interim::admit_custom_resource(&crd.schema, obj, old, field_validation(call)?).map_err(
-        |err| match err {
+    schema::admit_custom_resource(&crd.schema, obj, old, field_validation(call)?).map_err(|err| {
+        match err {
             AdmissionError::UnknownFields(message) => ApiError::bad_request(message),
             AdmissionError::Invalid(causes) => {
                 let causes: Vec<(String, String, String)> = causes
@@ -83,8 +83,8 @@ fn admit(call: &Call, obj: &mut Value, old: Option<&Value>) -> Result<Vec<String
                     .collect();
                 ApiError::invalid(&call.rt, &name, &causes)
             }
-        },
-    )
+        }
+    })
 }
 
 /// Namespaced writes need an existing namespace that is not being deleted.
@@ -211,34 +211,20 @@ pub(crate) fn update(
 }
 
 fn apply_error(rt: &ResourceType, name: &str, err: ApplyError) -> ApiError {
+    let message = err.to_string();
     match err {
         ApplyError::Conflict(conflicts) => {
             let causes: Vec<Value> = conflicts
                 .iter()
-                .map(|c| json!({ "reason": "FieldManagerConflict", "message": format!("conflict with \"{}\"", c.manager), "field": c.field }))
+                .map(|c| json!({ "reason": "FieldManagerConflict", "message": c.cause_message(), "field": c.field }))
                 .collect();
-            let lines: Vec<String> = conflicts
-                .iter()
-                .map(|c| format!("- {}: {}", c.manager, c.field))
-                .collect();
-            let mut error = ApiError::new(
-                409,
-                "Conflict",
-                format!(
-                    "Apply failed with {} conflict{}: {}",
-                    conflicts.len(),
-                    if conflicts.len() == 1 { "" } else { "s" },
-                    lines.join("\n")
-                ),
-            );
             let mut details = json!({ "name": name, "kind": rt.plural, "causes": causes });
             if !rt.group.is_empty() {
                 details["group"] = json!(rt.group);
             }
-            error.details = Some(details);
-            error
+            ApiError::new(409, "Conflict", message).with_details(details)
         }
-        ApplyError::Invalid(message) => ApiError::bad_request(message),
+        ApplyError::Invalid(_) => ApiError::bad_request(message),
     }
 }
 
@@ -288,7 +274,7 @@ pub(crate) fn patch(server: &Server, call: &Call, body: &[u8]) -> Result<Respons
         check_namespace(&state, call)?;
         let mut applied = from_wire(&call.rt, patch_body);
         applied["metadata"]["name"] = json!(name);
-        let mut obj = crate::interim::server_side_apply(None, &applied, &apply_request)
+        let mut obj = apply::server_side_apply(None, &applied, &apply_request)
             .map_err(|e| apply_error(&call.rt, name, e))?;
         let warnings = admit(call, &mut obj, None)?;
         drop(apply_request);
@@ -303,7 +289,7 @@ pub(crate) fn patch(server: &Server, call: &Call, body: &[u8]) -> Result<Respons
     let mut obj = match content_type.as_str() {
         "application/apply-patch+yaml" => {
             let applied = from_wire(&call.rt, patch_body);
-            crate::interim::server_side_apply(Some(&live), &applied, &apply_request)
+            apply::server_side_apply(Some(&live), &applied, &apply_request)
                 .map_err(|e| apply_error(&call.rt, name, e))?
         }
         "application/merge-patch+json" => {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde_json::{json, Map, Value};
 
 use super::{is_deleting, State, StorageKey};
+use crate::apply;
 use crate::registry::ResourceType;
 use crate::status::ApiError;
 
@@ -167,11 +168,13 @@ impl State {
             return Err(ApiError::already_exists(rt, &name));
         }
         if !ctx.managed_fields_done {
-            crate::interim::record_update(
+            let schema = rt.crd.as_ref().map(|crd| &crd.schema);
+            apply::record_update_with_schema(
                 None,
                 &mut obj,
                 &ctx.manager,
                 ctx.subresource.as_deref(),
+                schema,
                 &ctx.now,
             );
         }
@@ -289,11 +292,13 @@ impl State {
             }
         }
         if !ctx.managed_fields_done {
-            crate::interim::record_update(
+            let schema = rt.crd.as_ref().map(|crd| &crd.schema);
+            apply::record_update_with_schema(
                 Some(&old),
                 &mut new,
                 &ctx.manager,
                 ctx.subresource.as_deref(),
+                schema,
                 &ctx.now,
             );
         }
