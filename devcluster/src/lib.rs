@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod apply;
+pub mod bench;
 pub mod builtin;
 mod cluster;
 pub mod crds;

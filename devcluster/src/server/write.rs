@@ -107,7 +107,13 @@ fn check_namespace(state: &State, call: &Call) -> Result<(), ApiError> {
 }
 
 fn respond(call: &Call, code: u16, obj: &Value, warnings: &[String]) -> Response<Body> {
-    let mut response = http::json(code, &render_one(&call.rt, obj, &call.accept));
+    let mut response = if super::read::rendering(&call.accept) == super::read::Rendering::Full
+        && super::wire_ready(&call.rt, obj)
+    {
+        http::json(code, obj)
+    } else {
+        http::json(code, &render_one(&call.rt, obj, &call.accept))
+    };
     for warning in warnings {
         if let Ok(value) =
             HeaderValue::from_str(&format!("299 - \"{}\"", warning.replace('"', "'")))
