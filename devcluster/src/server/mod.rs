@@ -245,9 +245,9 @@ impl Server {
             "patch" => write::patch(&self, &call, &body),
             "delete" => write::delete(&self, &call, &body),
             "deletecollection" => write::delete_collection(&self, &call, &body),
-            _ => Err(ApiError::method_not_allowed(format!(
-                "the server does not allow this method on the requested resource"
-            ))),
+            _ => Err(ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource",
+            )),
         };
         if fault == Some(FaultAction::DropResponse) {
             return Err(ResponseDropped);

@@ -283,7 +283,6 @@ pub(crate) fn patch(server: &Server, call: &Call, body: &[u8]) -> Result<Respons
         let mut obj = apply::server_side_apply(None, &applied, &apply_request)
             .map_err(|e| apply_error(&call.rt, name, e))?;
         let warnings = admit(call, &mut obj, None)?;
-        drop(apply_request);
         ctx.managed_fields_done = true;
         let created = state.create(&call.rt, &call.key, &call.namespace, obj, &ctx)?;
         if is_crd(&call.rt) && !ctx.dry_run {
@@ -316,7 +315,6 @@ pub(crate) fn patch(server: &Server, call: &Call, body: &[u8]) -> Result<Respons
             obj
         }
     };
-    drop(apply_request);
     ctx.managed_fields_done = is_apply;
     let mut obj_stored = from_wire(&call.rt, std::mem::take(&mut obj));
     let warnings = admit(call, &mut obj_stored, Some(&current))?;

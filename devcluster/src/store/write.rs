@@ -216,15 +216,16 @@ impl State {
             .pointer("/metadata/resourceVersion")
             .and_then(Value::as_str)
         {
-            Some(rv) if !rv.is_empty() => {
-                if old
-                    .pointer("/metadata/resourceVersion")
-                    .and_then(Value::as_str)
-                    != Some(rv)
-                {
-                    return Err(ApiError::conflict(rt, name));
-                }
+            Some(rv)
+                if !rv.is_empty()
+                    && old
+                        .pointer("/metadata/resourceVersion")
+                        .and_then(Value::as_str)
+                        != Some(rv) =>
+            {
+                return Err(ApiError::conflict(rt, name));
             }
+            Some(rv) if !rv.is_empty() => {}
             _ if rt.crd.is_some() => {
                 let cause = (
                     "FieldValueInvalid".to_string(),
