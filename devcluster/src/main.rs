@@ -42,7 +42,7 @@ async fn main() -> anyhow::Result<()> {
     let cluster = DevCluster::start_on(cli.addr).await?;
     println!("devcluster listening on {}", cluster.url());
     let path = cli.kubeconfig.unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("devcluster-{}.kubeconfig", cli.addr.port()))
+        std::env::temp_dir().join(format!("devcluster-{}.kubeconfig", cluster.addr().port()))
     });
     cluster.write_kubeconfig(&path)?;
     println!("export KUBECONFIG={}", path.display());
