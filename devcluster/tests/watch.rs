@@ -254,3 +254,29 @@ async fn kube_runtime_watcher_sees_the_initial_list_and_later_changes() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn streaming_lists_send_initial_events_then_an_initial_events_end_bookmark() {
+    let cluster = DevCluster::start().await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(cluster.client().unwrap(), "default");
+    api.create(&PostParams::default(), &config_map("first", &[]))
+        .await
+        .unwrap();
+    let config = watcher::Config::default().streaming_lists();
+    let mut events = watcher::watcher(api.clone(), config).boxed();
+    let mut initial = Vec::new();
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.try_next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        match event {
+            Event::Init => {}
+            Event::InitApply(cm) => initial.push(cm.name_any()),
+            Event::InitDone => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(initial, ["first"]);
+}
