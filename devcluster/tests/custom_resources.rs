@@ -254,3 +254,45 @@ async fn deleting_a_custom_resource_returns_the_object() {
     let deleted = widgets.delete("x", &DeleteParams::default()).await.unwrap();
     assert_eq!(deleted.left().map(|w| w.spec.size), Some(1));
 }
+
+#[tokio::test]
+async fn updating_a_crd_serves_its_new_versions() {
+    let cluster = DevCluster::start().await.unwrap();
+    let client = cluster.client().unwrap();
+    install_crd(&client, Gadget::crd()).await;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let mut crd = crds.get("gadgets.test.devcluster.io").await.unwrap();
+    let mut v2 = crd.spec.versions[0].clone();
+    v2.name = "v2".into();
+    v2.storage = false;
+    crd.spec.versions.push(v2);
+    crds.replace("gadgets.test.devcluster.io", &PostParams::default(), &crd)
+        .await
+        .unwrap();
+    let resource = kube::core::ApiResource {
+        group: "test.devcluster.io".into(),
+        version: "v2".into(),
+        api_version: "test.devcluster.io/v2".into(),
+        kind: "Gadget".into(),
+        plural: "gadgets".into(),
+    };
+    let v2_api: Api<kube::core::DynamicObject> = Api::all_with(client.clone(), &resource);
+    let created = Api::<Gadget>::all(client)
+        .create(
+            &PostParams::default(),
+            &Gadget::new(
+                "shared",
+                GadgetSpec {
+                    color: "blue".into(),
+                },
+            ),
+        )
+        .await
+        .unwrap();
+    let through_v2 = v2_api.get("shared").await.unwrap();
+    assert_eq!(
+        through_v2.types.unwrap().api_version,
+        "test.devcluster.io/v2"
+    );
+    assert_eq!(through_v2.metadata.uid, created.metadata.uid);
+}

@@ -235,3 +235,15 @@ async fn finalizers_hold_a_deleted_object_until_removed() {
         .unwrap();
     assert!(api.get_opt("held").await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn post_to_a_named_resource_is_405_method_not_allowed() {
+    let cluster = DevCluster::start().await.unwrap();
+    let client = cluster.client().unwrap();
+    let request = http::Request::post("/api/v1/namespaces/default/configmaps/named")
+        .header("content-type", "application/json")
+        .body(br#"{"metadata":{"name":"named"}}"#.to_vec())
+        .unwrap();
+    let err = api_error(client.request::<ConfigMap>(request).await.unwrap_err());
+    assert_eq!((err.code, err.reason.as_str()), (405, "MethodNotAllowed"));
+}

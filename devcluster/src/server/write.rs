@@ -88,7 +88,7 @@ fn admit(call: &Call, obj: &mut Value, old: Option<&Value>) -> Result<Vec<String
 }
 
 /// Namespaced writes need an existing namespace that is not being deleted.
-fn check_namespace(state: &State, call: &Call) -> Result<(), ApiError> {
+fn check_namespace(state: &State, call: &Call, name: &str) -> Result<(), ApiError> {
     if !call.rt.namespaced {
         return Ok(());
     }
@@ -99,7 +99,7 @@ fn check_namespace(state: &State, call: &Call) -> Result<(), ApiError> {
         Some(ns) if ns.pointer("/metadata/deletionTimestamp").is_some() => Err(ApiError::forbidden(format!(
             "{} \"{}\" is forbidden: unable to create new content in namespace {} because it is being terminated",
             status::qualified_resource(&call.rt),
-            call.name.as_deref().unwrap_or_default(),
+            name,
             call.namespace
         ))),
         Some(_) => Ok(()),
@@ -179,8 +179,13 @@ pub(crate) fn create(
         }
     }
     let warnings = admit(call, &mut obj, None)?;
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let mut state = server.store.lock();
-    check_namespace(&state, call)?;
+    check_namespace(&state, call, &name)?;
     let created = state.create(&call.rt, &call.key, &call.namespace, obj, &ctx)?;
     if is_crd(&call.rt) && !ctx.dry_run {
         let name = created
@@ -277,7 +282,7 @@ pub(crate) fn patch(server: &Server, call: &Call, body: &[u8]) -> Result<Respons
         if !is_apply {
             return Err(ApiError::not_found(&call.rt, name));
         }
-        check_namespace(&state, call)?;
+        check_namespace(&state, call, name)?;
         let mut applied = from_wire(&call.rt, patch_body);
         applied["metadata"]["name"] = json!(name);
         let mut obj = apply::server_side_apply(None, &applied, &apply_request)
