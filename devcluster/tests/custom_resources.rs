@@ -36,6 +36,28 @@ pub struct GadgetSpec {
     pub color: String,
 }
 
+/// A kind with a scale subresource.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, JsonSchema, PartialEq)]
+#[kube(
+    group = "test.devcluster.io",
+    version = "v1",
+    kind = "Replicated",
+    namespaced,
+    status = "ReplicatedStatus",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas"
+    )
+)]
+pub struct ReplicatedSpec {
+    pub replicas: i32,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, JsonSchema, PartialEq, Default)]
+pub struct ReplicatedStatus {
+    pub replicas: i32,
+}
+
 fn api_error(err: kube::Error) -> Status {
     match err {
         kube::Error::Api(response) => *response,
@@ -295,4 +317,34 @@ async fn updating_a_crd_serves_its_new_versions() {
         "test.devcluster.io/v2"
     );
     assert_eq!(through_v2.metadata.uid, created.metadata.uid);
+}
+
+#[tokio::test]
+async fn the_scale_subresource_reads_and_writes_spec_replicas() {
+    let cluster = DevCluster::start().await.unwrap();
+    let client = cluster.client().unwrap();
+    install_crd(&client, Replicated::crd()).await;
+    let api: Api<Replicated> = Api::namespaced(client, "default");
+    api.create(
+        &PostParams::default(),
+        &Replicated::new("r", ReplicatedSpec { replicas: 2 }),
+    )
+    .await
+    .unwrap();
+    let status = Patch::Merge(serde_json::json!({ "status": { "replicas": 1 } }));
+    api.patch_status("r", &PatchParams::default(), &status)
+        .await
+        .unwrap();
+    let scale = api.get_scale("r").await.unwrap();
+    assert_eq!(scale.spec.and_then(|s| s.replicas), Some(2));
+    assert_eq!(scale.status.map(|s| s.replicas), Some(1));
+    let patch = Patch::Merge(serde_json::json!({ "spec": { "replicas": 5 } }));
+    let scaled = api
+        .patch_scale("r", &PatchParams::default(), &patch)
+        .await
+        .unwrap();
+    assert_eq!(scaled.spec.and_then(|s| s.replicas), Some(5));
+    let stored = api.get("r").await.unwrap();
+    assert_eq!(stored.spec.replicas, 5);
+    assert_eq!(stored.metadata.generation, Some(2));
 }

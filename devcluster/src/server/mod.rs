@@ -3,6 +3,7 @@
 mod admin;
 pub(crate) mod http;
 mod read;
+mod scale;
 mod watch;
 mod write;
 
@@ -196,7 +197,12 @@ impl Server {
             )));
         }
         if let Some(sub) = &parsed.subresource {
-            if !(sub == "status" && rt.status_subresource) {
+            let served = match sub.as_str() {
+                "status" => rt.status_subresource,
+                "scale" => rt.scale_subresource.is_some(),
+                _ => false,
+            };
+            if !served {
                 return Ok(http::error(&ApiError::new(
                     404,
                     "NotFound",
@@ -237,6 +243,9 @@ impl Server {
             }
         };
         let result = match verb {
+            _ if call.subresource.as_deref() == Some("scale") => {
+                scale::handle(&self, &call, verb, &body)
+            }
             "get" => read::get(&self, &call),
             "list" => read::list(&self, &call),
             "watch" => watch::watch(&self, &call),
