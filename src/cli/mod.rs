@@ -2,6 +2,7 @@
 
 pub mod crdgen;
 pub mod logging;
+pub mod manifests;
 pub mod plugin;
 pub mod serve;
 pub mod shutdown;
