@@ -160,6 +160,10 @@ fn kubectl() -> PathBuf {
 
 /// Runs `kubectl keywarden <args>` with only the plugin's directory added in front of PATH.
 async fn kubectl_keywarden(cluster: &Cluster, args: &[&str]) -> Output {
+    kubectl_keywarden_with_kubeconfig_env(&cluster.kubeconfig, args).await
+}
+
+async fn kubectl_keywarden_with_kubeconfig_env(kubeconfig: &Path, args: &[&str]) -> Output {
     let plugin_dir = Path::new(env!("CARGO_BIN_EXE_kubectl-keywarden"))
         .parent()
         .unwrap()
@@ -171,7 +175,7 @@ async fn kubectl_keywarden(cluster: &Cluster, args: &[&str]) -> Output {
         .arg("keywarden")
         .args(args)
         .env("PATH", path)
-        .env("KUBECONFIG", &cluster.kubeconfig)
+        .env("KUBECONFIG", kubeconfig)
         .output()
         .await
         .unwrap_or_else(|e| {
@@ -325,4 +329,23 @@ async fn missing_key_and_missing_secret_are_clear_errors() {
         stderr.contains("secret \"lost-access-key\" of accesskey \"lost\" not found"),
         "{stderr}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubeconfig_flag_wins_over_the_environment() {
+    let cluster = cluster().await;
+    keywarden::cli::manifests::install_crds(&cluster.client)
+        .await
+        .unwrap();
+    let ns = namespace(&cluster.client, "plugin-flags").await;
+    let issued = issued_key(&cluster.client, &ns, "flagged", "erin").await;
+    let kubeconfig = cluster.kubeconfig.to_str().unwrap();
+    let nowhere = Path::new("/nonexistent/kubeconfig");
+
+    let without_flag = kubectl_keywarden_with_kubeconfig_env(nowhere, &["status", "-n", &ns]).await;
+    assert!(!without_flag.status.success());
+
+    let args = ["status", "flagged", "-n", &ns, "--kubeconfig", kubeconfig];
+    let out = stdout(&kubectl_keywarden_with_kubeconfig_env(nowhere, &args).await);
+    assert!(out.contains(issued.id.as_str()), "{out}");
 }
