@@ -1,7 +1,14 @@
 //! argon2id hashing of secrets (PHC strings stored in `status.secretHash`).
 
+use argon2::password_hash::phc::PasswordHash;
+use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
+
 use super::material::SecretKey;
 use super::KeyError;
+
+/// Largest argon2 memory cost [`verify_secret`] accepts (1 GiB), so a forged hash cannot exhaust
+/// the verifier's memory.
+pub const MAX_VERIFY_MEMORY_KIB: u32 = 1024 * 1024;
 
 /// argon2id cost parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,12 +29,157 @@ impl Default for HashParams {
     }
 }
 
+impl HashParams {
+    /// An argon2id hasher with these parameters.
+    fn hasher(&self) -> Result<Argon2<'static>, KeyError> {
+        let params = Params::new(self.memory_kib, self.iterations, self.parallelism, None)
+            .map_err(|e| KeyError::HashParams(e.to_string()))?;
+        Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+    }
+
+    /// Checks the parameters without hashing anything (for validating configuration).
+    pub fn validate(&self) -> Result<(), KeyError> {
+        self.hasher().map(|_| ())
+    }
+}
+
 /// Hashes a secret with a fresh random salt.
-pub fn hash_secret(_secret: &SecretKey, _params: &HashParams) -> Result<String, KeyError> {
-    todo!()
+pub fn hash_secret(secret: &SecretKey, params: &HashParams) -> Result<String, KeyError> {
+    params
+        .hasher()?
+        .hash_password(secret.expose().as_bytes())
+        .map(|hash| hash.to_string())
+        .map_err(|e| KeyError::Hash(e.to_string()))
 }
 
 /// Whether `secret` matches the PHC string `hash` (constant-time; false on a malformed hash).
-pub fn verify_secret(_secret: &SecretKey, _hash: &str) -> bool {
-    todo!()
+pub fn verify_secret(secret: &SecretKey, hash: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    if parsed.algorithm != Algorithm::Argon2id.ident() {
+        return false;
+    }
+    match Params::try_from(&parsed) {
+        Ok(params) if params.m_cost() <= MAX_VERIFY_MEMORY_KIB => {}
+        _ => return false,
+    }
+    // why: the PHC string's own parameters and salt are used; the output comparison inside
+    // argon2 is constant-time.
+    Argon2::default()
+        .verify_password(secret.expose().as_bytes(), &parsed)
+        .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Cheap parameters so the suite stays fast; the algorithm is the same.
+    const FAST: HashParams = HashParams {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
+
+    fn hash(secret: &SecretKey, params: &HashParams) -> String {
+        match hash_secret(secret, params) {
+            Ok(hash) => hash,
+            Err(e) => panic!("hashing failed: {e}"),
+        }
+    }
+
+    #[test]
+    fn default_params_are_owasp_and_valid() {
+        let params = HashParams::default();
+        assert_eq!(
+            (params.memory_kib, params.iterations, params.parallelism),
+            (19_456, 2, 1)
+        );
+        assert_eq!(params.validate(), Ok(()));
+    }
+
+    #[test]
+    fn hash_is_an_argon2id_phc_string_carrying_its_params() {
+        let hash = hash(&SecretKey::generate(), &HashParams::default());
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
+    }
+
+    #[test]
+    fn hash_never_contains_the_secret() {
+        let secret = SecretKey::generate();
+        let hash = hash(&secret, &FAST);
+        assert!(!hash.contains(secret.expose()));
+        assert!(!hash.contains(&secret.expose()[..16]));
+    }
+
+    #[test]
+    fn secret_verifies_against_its_own_hash() {
+        let secret = SecretKey::generate();
+        let hash = hash(&secret, &HashParams::default());
+        assert!(verify_secret(&secret, &hash));
+    }
+
+    #[test]
+    fn other_secret_does_not_verify() {
+        let hash = hash(&SecretKey::generate(), &FAST);
+        assert!(!verify_secret(&SecretKey::generate(), &hash));
+    }
+
+    #[test]
+    fn same_secret_hashes_differently_each_time() {
+        let secret = SecretKey::generate();
+        let (first, second) = (hash(&secret, &FAST), hash(&secret, &FAST));
+        assert_ne!(first, second);
+        assert!(verify_secret(&secret, &first) && verify_secret(&secret, &second));
+    }
+
+    #[test]
+    fn one_character_change_in_the_secret_fails() {
+        let secret = SecretKey::generate();
+        let hash = hash(&secret, &FAST);
+        let text = secret.expose();
+        let replacement = if text.starts_with('A') { "B" } else { "A" };
+        let Ok(near) = SecretKey::parse(&format!("{replacement}{}", &text[1..])) else {
+            panic!("test secret should be well-formed");
+        };
+        assert!(!verify_secret(&near, &hash));
+    }
+
+    #[test]
+    fn malformed_or_foreign_hashes_verify_false() {
+        let secret = SecretKey::generate();
+        let good = hash(&secret, &FAST);
+        let argon2i = good.replacen("$argon2id$", "$argon2i$", 1);
+        let huge_memory = good.replacen("m=64,", "m=4194304,", 1);
+        let truncated = &good[..good.len() - 10];
+        for bad in [
+            "",
+            "not a hash",
+            "$argon2id$",
+            "$argon2id$v=19$m=64,t=1,p=1$",
+            truncated,
+            argon2i.as_str(),
+            huge_memory.as_str(),
+            "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW",
+        ] {
+            assert!(!verify_secret(&secret, bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn invalid_params_are_an_error_not_a_panic() {
+        let zero_iterations = HashParams {
+            iterations: 0,
+            ..FAST
+        };
+        assert!(matches!(
+            hash_secret(&SecretKey::generate(), &zero_iterations),
+            Err(KeyError::HashParams(_))
+        ));
+        assert!(zero_iterations.validate().is_err());
+    }
 }
