@@ -43,7 +43,7 @@ pub fn error_policy(key: Arc<AccessKey>, err: &Error, _ctx: Arc<Context>) -> Act
 
 /// What the key needs written to its Secret.
 #[derive(Debug, PartialEq)]
-enum Step {
+pub(super) enum Step {
     Nothing,
     /// No issuance yet: create the Secret (subject to the owner limit).
     IssueFirst,
@@ -59,7 +59,7 @@ enum Step {
 }
 
 /// Decides the Secret write, if any; nothing new is issued without a resolved policy.
-fn next_step(
+pub(super) fn next_step(
     key: &AccessKey,
     secret: &SecretState,
     remembered: Option<&Issuance>,

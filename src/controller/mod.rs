@@ -10,6 +10,8 @@ mod policy;
 mod probes;
 mod runner;
 mod status;
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 
