@@ -26,7 +26,11 @@ async fn applied_key_gets_one_secret_whose_hash_is_in_status() {
     let cluster = TestCluster::start().await;
     let _controller = cluster.start_controller();
     cluster
-        .create_key(&KeyBuilder::new("ci", "alice").secret_label("team", "a").build())
+        .create_key(
+            &KeyBuilder::new("ci", "alice")
+                .secret_label("team", "a")
+                .build(),
+        )
         .await;
     let key = cluster.wait_phase("ci", Phase::Active).await;
     let status = key.status.clone().unwrap();
@@ -53,7 +57,11 @@ async fn applied_key_gets_one_secret_whose_hash_is_in_status() {
     // Re-reconciles (a spec edit) must never issue again.
     cluster
         .keys()
-        .patch("ci", &PatchParams::default(), &merge(serde_json::json!({"spec": {"displayName": "CI"}})))
+        .patch(
+            "ci",
+            &PatchParams::default(),
+            &merge(serde_json::json!({"spec": {"displayName": "CI"}})),
+        )
         .await
         .unwrap();
     cluster
@@ -76,8 +84,14 @@ async fn basic_auth_secret_carries_username_and_password() {
     cluster.wait_phase("web", Phase::Active).await;
     let secret = cluster.secrets().get("web-access-key").await.unwrap();
     assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/basic-auth"));
-    assert_eq!(secret_data(&secret, "username"), secret_data(&secret, DATA_ACCESS_KEY_ID));
-    assert_eq!(secret_data(&secret, "password"), secret_data(&secret, DATA_ACCESS_KEY));
+    assert_eq!(
+        secret_data(&secret, "username"),
+        secret_data(&secret, DATA_ACCESS_KEY_ID)
+    );
+    assert_eq!(
+        secret_data(&secret, "password"),
+        secret_data(&secret, DATA_ACCESS_KEY)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,9 +117,17 @@ async fn twenty_keys_applied_at_once_never_exceed_the_owner_limit() {
             .await;
     }
     let keys = cluster.keys().list(&ListParams::default()).await.unwrap();
-    let active: Vec<_> = keys.items.iter().filter(|k| phase_of(k) == Some(Phase::Active)).collect();
+    let active: Vec<_> = keys
+        .items
+        .iter()
+        .filter(|k| phase_of(k) == Some(Phase::Active))
+        .collect();
     assert_eq!(active.len(), 5);
-    let rejected = keys.items.iter().find(|k| phase_of(k) == Some(Phase::Rejected)).unwrap();
+    let rejected = keys
+        .items
+        .iter()
+        .find(|k| phase_of(k) == Some(Phase::Rejected))
+        .unwrap();
     assert_eq!(
         condition(rejected, types::LIMIT_EXCEEDED),
         Some(("True".into(), reasons::LIMIT_EXCEEDED.into()))
@@ -125,7 +147,11 @@ async fn twenty_keys_applied_at_once_never_exceed_the_owner_limit() {
         .unwrap();
     support::eventually("a waiting key takes the freed slot", || async {
         let keys = cluster.keys().list(&ListParams::default()).await.ok()?;
-        let active = keys.items.iter().filter(|k| phase_of(k) == Some(Phase::Active)).count();
+        let active = keys
+            .items
+            .iter()
+            .filter(|k| phase_of(k) == Some(Phase::Active))
+            .count();
         (active == 5 && keys.items.len() == 19).then_some(())
     })
     .await;
@@ -147,7 +173,11 @@ async fn rotation_issues_a_new_id_and_keeps_the_old_one_for_the_grace_period() {
 
     cluster
         .keys()
-        .patch("rot", &PatchParams::default(), &merge(serde_json::json!({"spec": {"rotateGeneration": 1}})))
+        .patch(
+            "rot",
+            &PatchParams::default(),
+            &merge(serde_json::json!({"spec": {"rotateGeneration": 1}})),
+        )
         .await
         .unwrap();
     let rotated = cluster
@@ -161,11 +191,16 @@ async fn rotation_issues_a_new_id_and_keeps_the_old_one_for_the_grace_period() {
     assert_eq!(status.previous_keys[0].access_key_id, old_id);
     assert!(status.rotated_at.is_some());
     let secret = cluster.secrets().get("rot-access-key").await.unwrap();
-    assert_eq!(secret_data(&secret, DATA_ACCESS_KEY_ID), status.access_key_id);
+    assert_eq!(
+        secret_data(&secret, DATA_ACCESS_KEY_ID),
+        status.access_key_id
+    );
 
     cluster
         .wait_key("rot", "grace period ended", |k| {
-            k.status.as_ref().is_some_and(|s| s.previous_keys.is_empty())
+            k.status
+                .as_ref()
+                .is_some_and(|s| s.previous_keys.is_empty())
         })
         .await;
 }
@@ -185,11 +220,18 @@ async fn expired_key_is_revived_by_a_rotation() {
     assert!(active.status.unwrap().expires_at.is_some());
     let expired = cluster.wait_phase("exp", Phase::Expired).await;
     let status = expired.status.unwrap();
-    assert_eq!(status.deactivation_reason, Some(DeactivationReason::Expired));
+    assert_eq!(
+        status.deactivation_reason,
+        Some(DeactivationReason::Expired)
+    );
 
     cluster
         .keys()
-        .patch("exp", &PatchParams::default(), &merge(serde_json::json!({"spec": {"rotateGeneration": 1}})))
+        .patch(
+            "exp",
+            &PatchParams::default(),
+            &merge(serde_json::json!({"spec": {"rotateGeneration": 1}})),
+        )
         .await
         .unwrap();
     let revived = cluster
@@ -205,12 +247,18 @@ async fn expired_key_is_revived_by_a_rotation() {
 async fn deactivation_and_reactivation_follow_spec_active() {
     let cluster = TestCluster::start().await;
     let _controller = cluster.start_controller();
-    cluster.create_key(&KeyBuilder::new("sw", "frank").build()).await;
+    cluster
+        .create_key(&KeyBuilder::new("sw", "frank").build())
+        .await;
     let active = cluster.wait_phase("sw", Phase::Active).await;
     let id = active.status.unwrap().access_key_id;
     cluster
         .keys()
-        .patch("sw", &PatchParams::default(), &merge(serde_json::json!({"spec": {"active": false}})))
+        .patch(
+            "sw",
+            &PatchParams::default(),
+            &merge(serde_json::json!({"spec": {"active": false}})),
+        )
         .await
         .unwrap();
     let inactive = cluster.wait_phase("sw", Phase::Inactive).await;
@@ -219,11 +267,19 @@ async fn deactivation_and_reactivation_follow_spec_active() {
     assert!(status.deactivated_at.is_some());
     cluster
         .keys()
-        .patch("sw", &PatchParams::default(), &merge(serde_json::json!({"spec": {"active": true}})))
+        .patch(
+            "sw",
+            &PatchParams::default(),
+            &merge(serde_json::json!({"spec": {"active": true}})),
+        )
         .await
         .unwrap();
     let back = cluster.wait_phase("sw", Phase::Active).await;
-    assert_eq!(back.status.unwrap().access_key_id, id, "reactivation does not re-issue");
+    assert_eq!(
+        back.status.unwrap().access_key_id,
+        id,
+        "reactivation does not re-issue"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -260,7 +316,9 @@ async fn unused_key_is_deactivated_and_a_reactivation_bump_revives_it() {
 async fn deleted_secret_is_reported_and_only_a_rotation_issues_a_new_one() {
     let cluster = TestCluster::start().await;
     let _controller = cluster.start_controller();
-    cluster.create_key(&KeyBuilder::new("gone", "hank").build()).await;
+    cluster
+        .create_key(&KeyBuilder::new("gone", "hank").build())
+        .await;
     let active = cluster.wait_phase("gone", Phase::Active).await;
     let old_id = active.status.unwrap().access_key_id;
     cluster
@@ -274,12 +332,25 @@ async fn deleted_secret_is_reported_and_only_a_rotation_issues_a_new_one() {
                 == Some(("False".into(), reasons::SECRET_MISSING.into()))
         })
         .await;
-    assert_eq!(missing.status.unwrap().access_key_id, old_id, "keeps its hash and ID");
-    assert!(cluster.secrets().get_opt("gone-access-key").await.unwrap().is_none());
+    assert_eq!(
+        missing.status.unwrap().access_key_id,
+        old_id,
+        "keeps its hash and ID"
+    );
+    assert!(cluster
+        .secrets()
+        .get_opt("gone-access-key")
+        .await
+        .unwrap()
+        .is_none());
 
     cluster
         .keys()
-        .patch("gone", &PatchParams::default(), &merge(serde_json::json!({"spec": {"rotateGeneration": 1}})))
+        .patch(
+            "gone",
+            &PatchParams::default(),
+            &merge(serde_json::json!({"spec": {"rotateGeneration": 1}})),
+        )
         .await
         .unwrap();
     let rotated = cluster
@@ -288,7 +359,10 @@ async fn deleted_secret_is_reported_and_only_a_rotation_issues_a_new_one() {
         })
         .await;
     let secret = cluster.secrets().get("gone-access-key").await.unwrap();
-    assert_eq!(secret_data(&secret, DATA_ACCESS_KEY_ID), rotated.status.unwrap().access_key_id);
+    assert_eq!(
+        secret_data(&secret, DATA_ACCESS_KEY_ID),
+        rotated.status.unwrap().access_key_id
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -296,7 +370,11 @@ async fn missing_policy_issues_nothing_and_says_why() {
     let cluster = TestCluster::start().await;
     let _controller = cluster.start_controller();
     cluster
-        .create_key(&KeyBuilder::new("orphan", "ivy").policy("does-not-exist").build())
+        .create_key(
+            &KeyBuilder::new("orphan", "ivy")
+                .policy("does-not-exist")
+                .build(),
+        )
         .await;
     let key = cluster
         .wait_key("orphan", "PolicyResolved=False", |k| {
@@ -305,28 +383,44 @@ async fn missing_policy_issues_nothing_and_says_why() {
         })
         .await;
     assert_eq!(phase_of(&key), Some(Phase::Pending));
-    assert!(cluster.secrets().get_opt("orphan-access-key").await.unwrap().is_none());
+    assert!(cluster
+        .secrets()
+        .get_opt("orphan-access-key")
+        .await
+        .unwrap()
+        .is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_status_is_rebuilt_from_the_secret_without_reissuing() {
     let cluster = TestCluster::start().await;
     let controller = cluster.start_controller();
-    cluster.create_key(&KeyBuilder::new("restore", "jo").build()).await;
+    cluster
+        .create_key(&KeyBuilder::new("restore", "jo").build())
+        .await;
     let before = cluster.wait_phase("restore", Phase::Active).await;
     controller.stop().await;
     let secret = cluster.secrets().get("restore-access-key").await.unwrap();
 
     cluster
         .keys()
-        .patch_status("restore", &PatchParams::default(), &merge(serde_json::json!({"status": null})))
+        .patch_status(
+            "restore",
+            &PatchParams::default(),
+            &merge(serde_json::json!({"status": null})),
+        )
         .await
         .unwrap();
-    cluster.wait_key("restore", "status cleared", |k| phase_of(k).is_none()).await;
+    cluster
+        .wait_key("restore", "status cleared", |k| phase_of(k).is_none())
+        .await;
 
     let _controller = cluster.start_controller();
     let after = cluster.wait_phase("restore", Phase::Active).await;
-    assert_eq!(after.status.unwrap().access_key_id, before.status.unwrap().access_key_id);
+    assert_eq!(
+        after.status.unwrap().access_key_id,
+        before.status.unwrap().access_key_id
+    );
     let again = cluster.secrets().get("restore-access-key").await.unwrap();
     assert_eq!(again.resource_version(), secret.resource_version());
 }

@@ -141,6 +141,7 @@ pub async fn run_with_clock(
     shutdown: tokio_util::sync::CancellationToken,
     clock: Clock,
 ) -> anyhow::Result<()> {
+    args.hash_params().validate()?;
     let state = probes::ProbeState::new();
     let server = probes::serve(args.probe_addr, state.clone(), shutdown.clone()).await?;
     let result = leader::run_when_leader(client, &args, clock, state, shutdown.clone()).await;

@@ -41,7 +41,9 @@ impl TestCluster {
                 (Client::try_from(config).expect("client"), None)
             }
             Err(_) => {
-                let dev = devcluster::DevCluster::start().await.expect("devcluster starts");
+                let dev = devcluster::DevCluster::start()
+                    .await
+                    .expect("devcluster starts");
                 (dev.client(), Some(dev))
             }
         };
@@ -65,6 +67,11 @@ impl TestCluster {
             namespace,
             _dev: dev,
         }
+    }
+
+    /// The API server URL of devcluster (for child processes); `None` against a real cluster.
+    pub fn url(&self) -> Option<String> {
+        self._dev.as_ref().map(|dev| dev.url().to_string())
     }
 
     /// The devcluster handle (fault injection); `None` against a real cluster.
@@ -106,14 +113,21 @@ impl TestCluster {
     }
 
     /// Waits until key `name` satisfies `pred`.
-    pub async fn wait_key(&self, name: &str, what: &str, pred: impl Fn(&AccessKey) -> bool) -> AccessKey {
+    pub async fn wait_key(
+        &self,
+        name: &str,
+        what: &str,
+        pred: impl Fn(&AccessKey) -> bool,
+    ) -> AccessKey {
         wait_for(&self.keys(), name, what, pred).await
     }
 
     /// Waits until key `name` is in `phase`.
     pub async fn wait_phase(&self, name: &str, phase: Phase) -> AccessKey {
-        self.wait_key(name, &format!("phase {phase:?}"), |k| phase_of(k) == Some(phase))
-            .await
+        self.wait_key(name, &format!("phase {phase:?}"), |k| {
+            phase_of(k) == Some(phase)
+        })
+        .await
     }
 }
 
@@ -149,7 +163,9 @@ impl RunningController {
     pub async fn stop(mut self) {
         self.stop.cancel();
         if let Some(task) = self.task.take() {
-            task.await.expect("controller task").expect("controller ran");
+            task.await
+                .expect("controller task")
+                .expect("controller ran");
         }
     }
 }
@@ -175,7 +191,10 @@ async fn install_crds(client: &Client) {
             crd.status
                 .as_ref()
                 .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|c| c.iter().any(|c| c.type_ == "Established" && c.status == "True"))
+                .is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True")
+                })
         })
         .await;
     }
@@ -203,7 +222,10 @@ where
             Ok(seen) => last = seen,
             Err(err) => tracing::debug!(error = %err, "get failed while waiting"),
         }
-        assert!(Instant::now() < deadline, "waited {WAIT:?} for {what} on {name}; last seen: {last:#?}");
+        assert!(
+            Instant::now() < deadline,
+            "waited {WAIT:?} for {what} on {name}; last seen: {last:#?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -324,10 +346,17 @@ impl PolicyBuilder {
     }
 
     pub fn select_namespaces(mut self, labels: &[(&str, &str)]) -> Self {
-        self.0.spec.namespace_selector = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {
-            match_labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>()),
-            ..Default::default()
-        });
+        self.0.spec.namespace_selector = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {
+                match_labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect::<BTreeMap<_, _>>(),
+                ),
+                ..Default::default()
+            },
+        );
         self
     }
 
@@ -340,4 +369,70 @@ impl PolicyBuilder {
 pub fn secret_data(secret: &Secret, key: &str) -> Option<String> {
     let bytes = secret.data.as_ref()?.get(key)?;
     String::from_utf8(bytes.0.clone()).ok()
+}
+
+/// Controller flags of a child process, read from `KEYWARDEN_*` environment variables.
+#[derive(clap::Parser)]
+struct ChildArgs {
+    #[command(flatten)]
+    controller: ControllerArgs,
+}
+
+/// A client for an API server URL without authentication (devcluster).
+pub fn client_for_url(url: &str) -> anyhow::Result<Client> {
+    let config = kube::Config::new(url.parse()?);
+    Ok(Client::try_from(config)?)
+}
+
+/// Entry point of a controller child process: runs until killed or SIGTERM.
+pub async fn run_child_controller(url: &str) -> anyhow::Result<()> {
+    use clap::Parser;
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,kube=warn".into()),
+        )
+        .try_init();
+    let client = client_for_url(url)?;
+    let args = ChildArgs::parse_from(["keywarden-child"]).controller;
+    let stop = CancellationToken::new();
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            term.recv().await;
+        }
+        on_signal.cancel();
+    });
+    controller::run(client, args, stop).await
+}
+
+/// Resident set size of process `pid` in KiB (Linux).
+pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no VmRSS for {pid}"))
+}
+
+/// User plus system CPU clock ticks used so far by process `pid` (Linux).
+pub fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after_name = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .unwrap_or_default();
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // why: utime and stime are fields 14 and 15 of /proc/pid/stat; index from after "(comm)".
+    Ok(field(11) + field(12))
 }
