@@ -5,8 +5,15 @@
 //! 3. 1,000 keys applied at once: time until all Active, keys/s, ratio to the ceiling (>= 0.8);
 //! 4. controller RSS with 10,000 keys and their Secrets (<= 80 MiB) and idle CPU after settling.
 //!
-//! Sizes: `KW_BENCH_KEYS` (default 1000), `KW_BENCH_RSS_KEYS` (default 10000).
+//! 5. soak: randomised fault schedules (failed / lost writes on every issuance and rotation write),
+//!    each run asserting one secret written per issuance and a hash that verifies.
+//!
+//! Sizes: `KW_BENCH_KEYS` (default 1000), `KW_BENCH_RSS_KEYS` (default 10000),
+//! `KW_SOAK_RUNS` (default 200), `KW_SOAK_SEED` (default: time); `KW_BENCH_ONLY=soak` runs only
+//! the soak.
 
+#[path = "controller/soak.rs"]
+mod soak;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -81,6 +88,9 @@ async fn apply_keys(cluster: &TestCluster, prefix: &str, count: usize) {
 }
 
 async fn bench() -> anyhow::Result<()> {
+    if std::env::var("KW_BENCH_ONLY").as_deref() == Ok("soak") {
+        return soak::run(env_count("KW_SOAK_RUNS", 200)).await;
+    }
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let per_hash = argon2_seconds_per_hash()?;
     let ceiling = cores as f64 / per_hash;
@@ -139,7 +149,8 @@ async fn bench() -> anyhow::Result<()> {
     controller.stop().await;
     drop(cluster);
 
-    rss_and_idle_cpu().await
+    rss_and_idle_cpu().await?;
+    soak::run(env_count("KW_SOAK_RUNS", 200)).await
 }
 
 /// Runs the controller as a child process over many keys and reads its RSS and idle CPU.

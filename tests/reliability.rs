@@ -3,23 +3,21 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
-use kube::runtime::{watcher, WatchStreamExt};
 use kube::ResourceExt;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use keywarden::api::Phase;
-use keywarden::controller::{DATA_ACCESS_KEY, DATA_ACCESS_KEY_ID, DATA_TOKEN};
-use keywarden::keys::hash::verify_secret;
-use keywarden::keys::material::SecretKey;
-use support::{eventually, phase_of, secret_data, KeyBuilder, TestCluster};
+use keywarden::controller::{DATA_ACCESS_KEY, DATA_TOKEN};
+use support::{
+    assert_issued_exactly_once, eventually, phase_of, secret_data, KeyBuilder, SecretWrites,
+    TestCluster,
+};
 
 /// Entry point of the controller child processes these tests start (not a test by itself).
 #[test]
@@ -105,73 +103,6 @@ impl ChildController {
 fn free_local_addr() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("addr").to_string()
-}
-
-/// Every access ID ever written into each Secret, as seen by a watch started before any write.
-struct SecretWrites(Arc<Mutex<BTreeMap<String, BTreeSet<String>>>>);
-
-impl SecretWrites {
-    fn track(api: Api<Secret>) -> Self {
-        let seen = Arc::new(Mutex::new(BTreeMap::<String, BTreeSet<String>>::new()));
-        let sink = seen.clone();
-        tokio::spawn(async move {
-            let mut secrets = watcher(api, watcher::Config::default())
-                .applied_objects()
-                .boxed();
-            while let Some(Ok(secret)) = secrets.next().await {
-                if let Some(id) = secret_data(&secret, DATA_ACCESS_KEY_ID) {
-                    sink.lock()
-                        .unwrap()
-                        .entry(secret.name_any())
-                        .or_default()
-                        .insert(id);
-                }
-            }
-        });
-        Self(seen)
-    }
-
-    fn ids(&self, secret: &str) -> BTreeSet<String> {
-        self.0
-            .lock()
-            .unwrap()
-            .get(secret)
-            .cloned()
-            .unwrap_or_default()
-    }
-}
-
-/// Asserts every key is Active with exactly one issuance ever written and a verifying hash.
-async fn assert_issued_exactly_once(
-    cluster: &TestCluster,
-    writes: &SecretWrites,
-    names: &[String],
-) {
-    for name in names {
-        let key = cluster.wait_phase(name, Phase::Active).await;
-        let status = key.status.unwrap();
-        let secret = cluster
-            .secrets()
-            .get(&format!("{name}-access-key"))
-            .await
-            .unwrap();
-        let ids = eventually("the write tracker saw the Secret", || {
-            let ids = writes.ids(&secret.name_any());
-            async move { (!ids.is_empty()).then_some(ids) }
-        })
-        .await;
-        assert_eq!(
-            ids.len(),
-            1,
-            "{name}: more than one issuance written: {ids:?}"
-        );
-        assert_eq!(status.access_key_id.as_ref(), ids.iter().next());
-        let plain = SecretKey::parse(&secret_data(&secret, DATA_ACCESS_KEY).unwrap()).unwrap();
-        assert!(
-            verify_secret(&plain, status.secret_hash.as_deref().unwrap()),
-            "{name}: hash verifies"
-        );
-    }
 }
 
 async fn create_keys(cluster: &TestCluster, prefix: &str, count: usize) -> Vec<String> {

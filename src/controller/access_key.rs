@@ -208,7 +208,7 @@ async fn reconcile_key(key: &AccessKey, ctx: &Context) -> Result<Action> {
         now,
     });
     let current = key.status.clone().unwrap_or_default();
-    if desired != current {
+    if comparable(&desired) != comparable(&current) {
         apply_status(key, ctx, &desired).await?;
         for event in audit::transitions(&current, &desired) {
             audit::record(&ctx.recorder, key, event).await;
@@ -218,6 +218,13 @@ async fn reconcile_key(key: &AccessKey, ctx: &Context) -> Result<Action> {
         Some(deadline) => Action::requeue(schedule::wait_until(deadline, now) + DEADLINE_SLACK),
         None => Action::await_change(),
     })
+}
+
+/// A status with conditions in a canonical order, so that list order alone never causes a write.
+fn comparable(status: &crate::api::AccessKeyStatus) -> crate::api::AccessKeyStatus {
+    let mut status = status.clone();
+    status.conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
+    status
 }
 
 /// First issuance, serialized per owner so that concurrent keys never exceed the limit.

@@ -19,6 +19,10 @@ use keywarden::api::{
 };
 use keywarden::controller::{self, ControllerArgs};
 
+mod tracking;
+#[allow(unused_imports)]
+pub use tracking::{assert_issued_exactly_once, SecretWrites};
+
 /// Upper bound of every wait: generous, it only bounds waiting on a noisy shared machine.
 pub const WAIT: Duration = Duration::from_secs(60);
 
@@ -44,7 +48,7 @@ impl TestCluster {
                 let dev = devcluster::DevCluster::start()
                     .await
                     .expect("devcluster starts");
-                (dev.client(), Some(dev))
+                (dev.client().expect("devcluster client"), Some(dev))
             }
         };
         install_crds(&client).await;
@@ -74,7 +78,12 @@ impl TestCluster {
         self._dev.as_ref().map(|dev| dev.url().to_string())
     }
 
-    /// The devcluster handle (fault injection); `None` against a real cluster.
+    /// Fault injection of devcluster; `None` against a real cluster.
+    pub fn faults(&self) -> Option<devcluster::Faults> {
+        self._dev.as_ref().map(|dev| dev.faults())
+    }
+
+    /// The devcluster handle; `None` against a real cluster.
     pub fn dev(&self) -> Option<&devcluster::DevCluster> {
         self._dev.as_ref()
     }
