@@ -86,7 +86,9 @@ pub struct AccessKeySpec {
     pub policy_name: Option<String>,
 
     /// The Secret the credentials are written to (same namespace).
+    // why: Kubernetes cannot change a Secret's type in place.
     #[serde(default)]
+    #[x_kube(validation = Rule::new("(has(self.type) ? self.type : 'Opaque') == (has(oldSelf.type) ? oldSelf.type : 'Opaque')").message("secret.type is immutable"))]
     pub secret: SecretTemplate,
 }
 
@@ -138,9 +140,11 @@ pub struct SecretTemplate {
     pub type_: SecretType,
     /// Labels copied onto the Secret.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 64))]
     pub labels: BTreeMap<String, String>,
     /// Annotations copied onto the Secret.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 64))]
     pub annotations: BTreeMap<String, String>,
 }
 

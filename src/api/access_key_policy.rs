@@ -8,9 +8,12 @@ use serde::{Deserialize, Serialize};
 use super::access_key::SCOPE_PATTERN;
 
 /// Pattern of a policy duration: a number with a unit `s`, `m`, `h` or `d`, or `0` (never).
-pub const DURATION_PATTERN: &str = r"^(0|[0-9]{1,9}(s|m|h|d))$";
+pub const DURATION_PATTERN: &str = crate::keys::duration::DURATION_PATTERN;
 
 /// Limits and timers for the access keys of the namespaces it selects.
+// why: clippy mistakes the repeated `type_` keys of separate `printcolumn(...)` entries for
+// duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "keywarden.io",

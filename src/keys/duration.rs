@@ -4,8 +4,8 @@ use chrono::Duration;
 
 use super::KeyError;
 
-/// The accepted syntax, shared with the CRD schema.
-pub const DURATION_PATTERN: &str = "^(0|[0-9]+(s|m|h|d))$";
+/// The syntax the CRD schema enforces (at most 9 digits, so no value can overflow).
+pub const DURATION_PATTERN: &str = "^(0|[0-9]{1,9}(s|m|h|d))$";
 
 /// Parses a policy duration; `0` (with or without unit) is `Duration::zero()`, meaning never.
 pub fn parse_duration(s: &str) -> Result<Duration, KeyError> {

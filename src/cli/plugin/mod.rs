@@ -1,0 +1,287 @@
+//! `kubectl keywarden`: rotate, activate, deactivate, reactivate, status and credentials.
+
+pub mod credentials;
+pub mod status;
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config, ResourceExt};
+
+use crate::api::{AccessKey, AccessKeyPolicy};
+use credentials::{Credentials, CredentialsFormat};
+
+const AFTER_HELP: &str = "\
+Examples:
+  kubectl keywarden status -A
+  kubectl keywarden rotate ci-deployer -n team-a
+  kubectl keywarden credentials ci-deployer -n team-a --format csv > ci-deployer.csv";
+
+/// Manage keywarden access keys: rotate, activate, deactivate, read credentials.
+#[derive(clap::Parser, Debug)]
+#[command(name = "kubectl keywarden", version, after_help = AFTER_HELP)]
+pub struct PluginCli {
+    /// Namespace of the AccessKey (default: the kubeconfig context's namespace).
+    #[arg(short = 'n', long, global = true)]
+    pub namespace: Option<String>,
+    /// Path to the kubeconfig file (default: KUBECONFIG, then ~/.kube/config).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use.
+    #[arg(long, global = true)]
+    pub context: Option<String>,
+    #[command(subcommand)]
+    pub command: PluginCommand,
+}
+
+/// The plugin's subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum PluginCommand {
+    /// Issue a new access ID and secret now (bumps spec.rotateGeneration); the old ones keep
+    /// working for the policy's rotation grace period.
+    Rotate { name: String },
+    /// Deactivate a key (spec.active=false): the verifier refuses it within a second.
+    Deactivate { name: String },
+    /// Activate a manually deactivated key (spec.active=true).
+    Activate { name: String },
+    /// Reactivate a key deactivated for non-use (bumps spec.reactivateGeneration).
+    Reactivate { name: String },
+    /// Show keys (owner, access ID, phase, last use, expiry) and each owner's key limit usage.
+    Status {
+        /// One key; default: every key in the namespace.
+        name: Option<String>,
+        /// Every namespace.
+        #[arg(short = 'A', long, conflicts_with = "name")]
+        all_namespaces: bool,
+    },
+    /// Print a key's credentials from its Secret.
+    Credentials {
+        name: String,
+        #[arg(long, value_enum, default_value = "env")]
+        format: CredentialsFormat,
+    },
+}
+
+/// Runs the plugin, writing its results to stdout.
+pub async fn run(cli: PluginCli) -> anyhow::Result<()> {
+    let (client, default_namespace) = connect(&cli).await?;
+    let namespace = cli.namespace.clone().unwrap_or(default_namespace);
+    let keys: Api<AccessKey> = Api::namespaced(client.clone(), &namespace);
+    let output = match cli.command {
+        PluginCommand::Rotate { name } => {
+            let generation = bump(&keys, &namespace, &name, "rotateGeneration", |k| {
+                k.spec.rotate_generation
+            })
+            .await?;
+            format!("accesskey.keywarden.io/{name} rotation requested (rotateGeneration={generation})\n")
+        }
+        PluginCommand::Reactivate { name } => {
+            let generation = bump(&keys, &namespace, &name, "reactivateGeneration", |k| {
+                k.spec.reactivate_generation
+            })
+            .await?;
+            format!("accesskey.keywarden.io/{name} reactivation requested (reactivateGeneration={generation})\n")
+        }
+        PluginCommand::Activate { name } => {
+            set_active(&keys, &namespace, &name, true).await?;
+            format!("accesskey.keywarden.io/{name} activated\n")
+        }
+        PluginCommand::Deactivate { name } => {
+            set_active(&keys, &namespace, &name, false).await?;
+            format!("accesskey.keywarden.io/{name} deactivated\n")
+        }
+        PluginCommand::Status {
+            name,
+            all_namespaces,
+        } => {
+            let scope = if all_namespaces {
+                Api::all(client.clone())
+            } else {
+                keys.clone()
+            };
+            let shown = match &name {
+                Some(name) => vec![get(&keys, &namespace, name).await?],
+                None => scope.list(&ListParams::default()).await?.items,
+            };
+            if shown.is_empty() {
+                return no_keys(&namespace, all_namespaces);
+            }
+            status_report(&client, &shown, all_namespaces).await
+        }
+        PluginCommand::Credentials { name, format } => {
+            let key = get(&keys, &namespace, &name).await?;
+            let secret_name = key
+                .status
+                .as_ref()
+                .and_then(|s| s.secret_name.clone())
+                .unwrap_or_else(|| key.spec.secret_name(&name));
+            let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+            let secret = secrets.get_opt(&secret_name).await?.with_context(|| {
+                format!("secret {secret_name:?} of accesskey {name:?} not found in namespace {namespace:?} (not issued yet?)")
+            })?;
+            let credentials = Credentials::from_secret_data(&secret.data.unwrap_or_default())
+                .with_context(|| format!("secret {secret_name:?} of accesskey {name:?}"))?;
+            credentials.render(format).to_string()
+        }
+    };
+    std::io::stdout()
+        .write_all(output.as_bytes())
+        .context("writing to stdout")
+}
+
+fn no_keys(namespace: &str, all_namespaces: bool) -> anyhow::Result<()> {
+    if all_namespaces {
+        eprintln!("No access keys found.");
+    } else {
+        eprintln!("No access keys found in namespace {namespace}.");
+    }
+    Ok(())
+}
+
+/// The key table plus owner limit usage, counted cluster-wide when the caller may list that.
+async fn status_report(client: &Client, shown: &[AccessKey], all_namespaces: bool) -> String {
+    let all_keys = match Api::<AccessKey>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+    {
+        Ok(list) => list.items,
+        Err(_) => shown.to_vec(),
+    };
+    let policies = Api::<AccessKeyPolicy>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .ok()
+        .map(|list| list.items);
+    let now = chrono::Utc::now();
+    format!(
+        "{}\n{}",
+        status::key_table(shown, all_namespaces, now),
+        status::owner_usage_table(shown, &all_keys, policies.as_deref())
+    )
+}
+
+/// Reads one key; a missing key is an error that names it and its namespace.
+async fn get(keys: &Api<AccessKey>, namespace: &str, name: &str) -> anyhow::Result<AccessKey> {
+    keys.get_opt(name)
+        .await
+        .with_context(|| format!("reading accesskey {name:?} in namespace {namespace:?}"))?
+        .with_context(|| format!("accesskey {name:?} not found in namespace {namespace:?}"))
+}
+
+/// Increments a `spec` counter with a merge patch guarded by the read resourceVersion, so two
+/// concurrent bumps cannot collapse into one; returns the new value.
+async fn bump(
+    keys: &Api<AccessKey>,
+    namespace: &str,
+    name: &str,
+    field: &str,
+    current: impl Fn(&AccessKey) -> i64,
+) -> anyhow::Result<i64> {
+    const ATTEMPTS: usize = 5;
+    let mut last_error = None;
+    for _ in 0..ATTEMPTS {
+        let key = get(keys, namespace, name).await?;
+        let next = current(&key).saturating_add(1);
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": key.resource_version()},
+            "spec": {field: next},
+        });
+        match keys
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => return Ok(next),
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                last_error = Some(kube::Error::Api(status));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(anyhow::Error::from(last_error.context("no attempt made")?))
+        .context(format!("{field} kept changing; try again"))
+}
+
+async fn set_active(
+    keys: &Api<AccessKey>,
+    namespace: &str,
+    name: &str,
+    active: bool,
+) -> anyhow::Result<()> {
+    get(keys, namespace, name).await?;
+    let patch = serde_json::json!({"spec": {"active": active}});
+    keys.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
+}
+
+/// A client and its default namespace from `--kubeconfig`/`--context`, KUBECONFIG, or in-cluster.
+async fn connect(cli: &PluginCli) -> anyhow::Result<(Client, String)> {
+    let options = KubeConfigOptions {
+        context: cli.context.clone(),
+        ..KubeConfigOptions::default()
+    };
+    let config = match &cli.kubeconfig {
+        Some(path) => {
+            let kubeconfig = Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            Config::from_custom_kubeconfig(kubeconfig, &options).await?
+        }
+        None if cli.context.is_some() => Config::from_kubeconfig(&options).await?,
+        None => Config::infer()
+            .await
+            .context("no kubeconfig found (set KUBECONFIG or pass --kubeconfig)")?,
+    };
+    let namespace = config.default_namespace.clone();
+    Ok((Client::try_from(config)?, namespace))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        PluginCli::command().debug_assert();
+    }
+
+    #[test]
+    fn kubectl_style_flags_go_anywhere() {
+        let cli = PluginCli::try_parse_from([
+            "kubectl-keywarden",
+            "credentials",
+            "ci",
+            "-n",
+            "team-a",
+            "--format",
+            "csv",
+            "--context",
+            "dev",
+        ])
+        .unwrap();
+        assert_eq!(cli.namespace.as_deref(), Some("team-a"));
+        assert_eq!(cli.context.as_deref(), Some("dev"));
+        assert!(matches!(
+            cli.command,
+            PluginCommand::Credentials { ref name, format: CredentialsFormat::Csv } if name == "ci"
+        ));
+    }
+
+    #[test]
+    fn status_takes_all_namespaces_but_not_with_a_name() {
+        let all = PluginCli::try_parse_from(["kubectl-keywarden", "status", "-A"]).unwrap();
+        assert!(matches!(
+            all.command,
+            PluginCommand::Status {
+                name: None,
+                all_namespaces: true
+            }
+        ));
+        assert!(PluginCli::try_parse_from(["kubectl-keywarden", "status", "x", "-A"]).is_err());
+    }
+}
