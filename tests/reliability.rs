@@ -4,6 +4,7 @@
 mod support;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -19,20 +20,7 @@ use support::{
     TestCluster,
 };
 
-/// Entry point of the controller child processes these tests start (not a test by itself).
-#[test]
-#[ignore = "child process entry point, started by the reliability tests"]
-fn child_controller() {
-    let Ok(url) = std::env::var("KW_CHILD_CLUSTER_URL") else {
-        return;
-    };
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    runtime
-        .block_on(support::run_child_controller(&url))
-        .expect("controller");
-}
-
-/// A controller child process whose stdout (JSON logs) is collected.
+/// A `keywarden controller` process whose JSON log lines (stderr) are collected.
 struct ChildController {
     process: Child,
     logs: Arc<Mutex<Vec<String>>>,
@@ -40,30 +28,25 @@ struct ChildController {
 }
 
 impl ChildController {
-    fn spawn(url: &str, envs: &[(&str, &str)]) -> Self {
+    fn spawn(kubeconfig: &Path, envs: &[(&str, &str)]) -> Self {
         let probe_addr = free_local_addr();
-        let mut command = Command::new(std::env::current_exe().expect("test binary"));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_keywarden"));
         command
-            .args([
-                "child_controller",
-                "--exact",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("KW_CHILD_CLUSTER_URL", url)
+            .arg("controller")
+            .env("KUBECONFIG", kubeconfig)
+            .env("KEYWARDEN_LOG_FORMAT", "json")
             .env("KEYWARDEN_PROBE_ADDR", &probe_addr)
             .env("KEYWARDEN_ARGON2_MEMORY_KIB", "1024")
             .env("KEYWARDEN_ARGON2_ITERATIONS", "1")
             .env("RUST_LOG", "info,kube=warn")
-            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
             .kill_on_drop(true);
         for (k, v) in envs {
             command.env(k, v);
         }
         let mut process = command.spawn().expect("spawn controller process");
         let logs = Arc::new(Mutex::new(Vec::new()));
-        let stdout = process.stdout.take().expect("stdout");
+        let stdout = process.stderr.take().expect("stderr");
         let sink = logs.clone();
         tokio::spawn(async move {
             let mut lines = BufReader::new(stdout).lines();
@@ -129,17 +112,20 @@ async fn active_count(cluster: &TestCluster) -> usize {
 async fn controller_killed_mid_issuance_never_issues_a_key_twice() {
     for (round, kill_after) in [0usize, 1, 4].into_iter().enumerate() {
         let cluster = TestCluster::start().await;
-        let Some(url) = cluster.url() else { return };
+        let dir = tempfile::tempdir().unwrap();
+        let Some(kubeconfig) = cluster.write_kubeconfig(dir.path()) else {
+            return;
+        };
         let writes = SecretWrites::track(cluster.secrets());
         let names = create_keys(&cluster, &format!("r{round}"), 8).await;
         let disable = [("KEYWARDEN_DISABLE_LEADER_ELECTION", "true")];
-        let mut first = ChildController::spawn(&url, &disable);
+        let mut first = ChildController::spawn(&kubeconfig, &disable);
         eventually("some keys issued before the kill", || async {
             (active_count(&cluster).await >= kill_after).then_some(())
         })
         .await;
         first.kill_9().await;
-        let _second = ChildController::spawn(&url, &disable);
+        let _second = ChildController::spawn(&kubeconfig, &disable);
         assert_issued_exactly_once(&cluster, &writes, &names).await;
     }
 }
@@ -147,7 +133,10 @@ async fn controller_killed_mid_issuance_never_issues_a_key_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_leader_issues_and_the_standby_takes_over_after_a_kill() {
     let cluster = TestCluster::start().await;
-    let Some(url) = cluster.url() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let Some(kubeconfig) = cluster.write_kubeconfig(dir.path()) else {
+        return;
+    };
     let writes = SecretWrites::track(cluster.secrets());
     let namespace = cluster.namespace.clone();
     let env = |identity: &'static str| {
@@ -160,7 +149,7 @@ async fn only_the_leader_issues_and_the_standby_takes_over_after_a_kill() {
     let spawn = |identity: &'static str| {
         let env = env(identity);
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        ChildController::spawn(&url, &env)
+        ChildController::spawn(&kubeconfig, &env)
     };
     let mut replicas = BTreeMap::from([("one", spawn("one")), ("two", spawn("two"))]);
 

@@ -78,6 +78,16 @@ impl TestCluster {
         self._dev.as_ref().map(|dev| dev.url().to_string())
     }
 
+    /// Writes a kubeconfig for child processes into `dir`; `None` against a real cluster.
+    pub fn write_kubeconfig(&self, dir: &std::path::Path) -> Option<std::path::PathBuf> {
+        let path = dir.join("kubeconfig");
+        self._dev
+            .as_ref()?
+            .write_kubeconfig(&path)
+            .expect("write kubeconfig");
+        Some(path)
+    }
+
     /// Fault injection of devcluster; `None` against a real cluster.
     pub fn faults(&self) -> Option<devcluster::Faults> {
         self._dev.as_ref().map(|dev| dev.faults())
