@@ -11,7 +11,8 @@ use keywarden::controller::{DATA_ACCESS_KEY, DATA_ACCESS_KEY_ID};
 use keywarden::keys::hash::verify_secret;
 use keywarden::keys::material::SecretKey;
 use support::{
-    assert_issued_exactly_once, phase_of, secret_data, KeyBuilder, SecretWrites, TestCluster,
+    assert_issued_exactly_once, phase_of, secret_data, write_matcher, KeyBuilder, SecretWrites,
+    TestCluster,
 };
 
 /// What happens to the matched write.
@@ -48,18 +49,7 @@ async fn issuance_survives_failed_and_lost_writes_without_issuing_twice() {
     let mut names = Vec::new();
     for (i, (verb, resource, fault)) in cases.into_iter().enumerate() {
         let name = format!("issue-{i}");
-        let target = if resource == "secrets" {
-            format!("{name}-access-key")
-        } else {
-            name.clone()
-        };
-        inject(
-            &faults,
-            RequestMatch::new(verb, resource)
-                .namespace(&ns)
-                .name(&target),
-            fault,
-        );
+        inject(&faults, write_matcher(verb, resource, &ns, &name), fault);
         cluster
             .create_key(&KeyBuilder::new(&name, &name).build())
             .await;
@@ -91,18 +81,7 @@ async fn rotation_survives_failed_and_lost_writes_without_issuing_twice() {
             .create_key(&KeyBuilder::new(&name, &name).build())
             .await;
         cluster.wait_phase(&name, Phase::Active).await;
-        let target = if resource == "secrets" {
-            secret_name.clone()
-        } else {
-            name.clone()
-        };
-        inject(
-            &faults,
-            RequestMatch::new(verb, resource)
-                .namespace(&ns)
-                .name(&target),
-            fault,
-        );
+        inject(&faults, write_matcher(verb, resource, &ns, &name), fault);
         cluster
             .keys()
             .patch(

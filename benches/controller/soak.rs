@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use devcluster::{Faults, RequestMatch};
+use devcluster::Faults;
 use futures::{stream, StreamExt};
 use kube::api::{Patch, PatchParams};
 
@@ -11,7 +11,7 @@ use keywarden::controller::{DATA_ACCESS_KEY, DATA_ACCESS_KEY_ID};
 use keywarden::keys::hash::verify_secret;
 use keywarden::keys::material::SecretKey;
 
-use crate::support::{phase_of, secret_data, KeyBuilder, SecretWrites, TestCluster};
+use crate::support::{phase_of, secret_data, write_matcher, KeyBuilder, SecretWrites, TestCluster};
 
 /// A small xorshift generator: reproducible from the printed seed.
 struct Rng(u64);
@@ -36,14 +36,7 @@ fn random_faults(
     let mut schedule = Vec::new();
     for _ in 0..rng.below(4) {
         let (verb, resource) = writes[rng.below(writes.len() as u64) as usize];
-        let target = if resource == "secrets" {
-            format!("{name}-access-key")
-        } else {
-            name.to_string()
-        };
-        let matcher = RequestMatch::new(verb, resource)
-            .namespace(ns)
-            .name(&target);
+        let matcher = write_matcher(verb, resource, ns, name);
         let times = 1 + rng.below(2) as u32;
         match rng.below(3) {
             0 => {

@@ -455,3 +455,19 @@ pub fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     // why: utime and stime are fields 14 and 15 of /proc/pid/stat; index from after "(comm)".
     Ok(field(11) + field(12))
 }
+
+/// Matches one write of a key's path: the Secret (`secrets`) or the key's status (`accesskeys`).
+pub fn write_matcher(
+    verb: &str,
+    resource: &str,
+    namespace: &str,
+    key: &str,
+) -> devcluster::RequestMatch {
+    let matcher = devcluster::RequestMatch::new(verb, resource).namespace(namespace);
+    // why: a create is a POST to the collection; its URL carries no name to match on.
+    match (verb, resource) {
+        ("create", _) => matcher,
+        (_, "secrets") => matcher.name(&format!("{key}-access-key")),
+        _ => matcher.name(key),
+    }
+}
