@@ -327,4 +327,90 @@ mod tests {
         assert!(selector_matches(&req("DoesNotExist", &[]), &none));
         assert!(!selector_matches(&req("Bogus", &[]), &prod));
     }
+
+    fn key(scopes: &[&str], origins: &[&str]) -> AccessKey {
+        let mut key = AccessKey::new(
+            "k",
+            crate::api::AccessKeySpec {
+                owner: crate::api::KeyOwner {
+                    kind: crate::api::OwnerKind::User,
+                    name: "alice".into(),
+                },
+                display_name: None,
+                description: None,
+                scopes: scopes.iter().map(|s| s.to_string()).collect(),
+                allowed_origins: origins.iter().map(|s| s.to_string()).collect(),
+                active: true,
+                rotate_generation: 0,
+                reactivate_generation: 0,
+                policy_name: None,
+                secret: crate::api::SecretTemplate::default(),
+            },
+        );
+        key.metadata.namespace = Some("team-a".into());
+        key
+    }
+
+    #[test]
+    fn scopes_outside_the_policy_are_refused() {
+        let spec = AccessKeyPolicySpec {
+            allowed_scopes: vec!["logs:view".into()],
+            ..AccessKeyPolicySpec::default()
+        };
+        assert!(check_key(&key(&["logs:view"], &[]), None, &spec, None).is_ok());
+        let refused = check_key(&key(&["logs:manage"], &[]), None, &spec, None).unwrap_err();
+        assert_eq!(refused.reason, reasons::SCOPE_NOT_ALLOWED);
+        let all = check_key(&key(&[], &[]), None, &spec, None).unwrap_err();
+        assert_eq!(
+            all.reason,
+            reasons::SCOPE_NOT_ALLOWED,
+            "empty scopes mean all scopes"
+        );
+    }
+
+    #[test]
+    fn required_origins_must_be_listed() {
+        let spec = AccessKeyPolicySpec {
+            require_allowed_origins: true,
+            ..AccessKeyPolicySpec::default()
+        };
+        let refused = check_key(&key(&[], &[]), None, &spec, None).unwrap_err();
+        assert_eq!(refused.reason, reasons::ORIGINS_REQUIRED);
+        assert!(check_key(&key(&[], &["https://app.example.com"]), None, &spec, None).is_ok());
+    }
+
+    #[test]
+    fn built_in_defaults_govern_with_their_timers() {
+        let governing =
+            check_key(&key(&[], &[]), None, &AccessKeyPolicySpec::default(), None).unwrap();
+        assert_eq!(governing.max_keys_per_owner, 5);
+        assert_eq!(
+            governing.timers.expire_after,
+            Some(chrono::Duration::days(180))
+        );
+        assert_eq!(
+            governing.timers.deactivate_after_unused,
+            Some(chrono::Duration::days(30))
+        );
+        assert_eq!(
+            governing.timers.rotation_grace_period,
+            chrono::Duration::minutes(5)
+        );
+        assert_eq!(governing.timers.rotate_before_expiry, None);
+    }
+
+    #[test]
+    fn an_invalid_duration_is_named() {
+        let spec = AccessKeyPolicySpec {
+            expire_after: "soon".into(),
+            ..AccessKeyPolicySpec::default()
+        };
+        let refused = check_key(&key(&[], &[]), Some("p".into()), &spec, None).unwrap_err();
+        assert_eq!(refused.reason, reasons::INVALID_SPEC);
+        assert!(
+            refused.message.contains("spec.expireAfter"),
+            "{}",
+            refused.message
+        );
+    }
 }

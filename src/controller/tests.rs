@@ -380,3 +380,86 @@ fn nothing_is_issued_without_a_policy_or_into_a_foreign_secret() {
         Step::Nothing
     );
 }
+
+mod transitions {
+    use super::*;
+    use crate::controller::audit::transitions;
+
+    fn status(phase: Phase, reason: Option<DeactivationReason>) -> AccessKeyStatus {
+        AccessKeyStatus {
+            phase: Some(phase),
+            deactivation_reason: reason,
+            access_key_id: Some("AKWX".into()),
+            ..AccessKeyStatus::default()
+        }
+    }
+
+    fn reasons_of(old: &AccessKeyStatus, new: &AccessKeyStatus) -> Vec<&'static str> {
+        transitions(old, new).iter().map(|e| e.reason).collect()
+    }
+
+    #[test]
+    fn phase_changes_are_audited_with_their_reason() {
+        let active = status(Phase::Active, None);
+        let manual = status(Phase::Inactive, Some(DeactivationReason::Manual));
+        let unused = status(Phase::Inactive, Some(DeactivationReason::Unused));
+        let expired = status(Phase::Expired, Some(DeactivationReason::Expired));
+        assert_eq!(reasons_of(&active, &manual), [reasons::DEACTIVATED]);
+        assert_eq!(reasons_of(&manual, &active), [reasons::ACTIVATED]);
+        assert_eq!(reasons_of(&active, &unused), [reasons::UNUSED]);
+        assert_eq!(reasons_of(&unused, &active), [reasons::REACTIVATED]);
+        assert_eq!(reasons_of(&active, &expired), [reasons::EXPIRED]);
+        assert!(reasons_of(&active, &active).is_empty());
+    }
+
+    #[test]
+    fn first_activation_is_not_audited_twice() {
+        // why: the issuance itself is audited as Issued at the Secret write.
+        let pending = status(Phase::Pending, None);
+        assert!(reasons_of(&pending, &status(Phase::Active, None)).is_empty());
+    }
+
+    #[test]
+    fn a_limit_rejection_is_a_warning() {
+        let events = transitions(
+            &AccessKeyStatus::default(),
+            &status(Phase::Rejected, Some(DeactivationReason::PolicyLimit)),
+        );
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].reason, reasons::LIMIT_EXCEEDED);
+        assert!(events[0].warning);
+    }
+
+    #[test]
+    fn the_end_of_a_grace_period_is_audited() {
+        let mut old = status(Phase::Active, None);
+        old.previous_keys = vec![PreviousKey {
+            access_key_id: "AKWOLD".into(),
+            secret_hash: "$argon2id$old".into(),
+            valid_until: at(10),
+        }];
+        let new = status(Phase::Active, None);
+        assert_eq!(reasons_of(&old, &new), [reasons::GRACE_PERIOD_ENDED]);
+    }
+}
+
+mod metrics {
+    use crate::controller::metrics::Metrics;
+
+    #[test]
+    fn metrics_expose_issuances_and_reconcile_figures() {
+        let metrics = Metrics::default();
+        metrics.issuances.inc();
+        metrics.observe_reconcile(std::time::Duration::from_millis(3), true);
+        let text = metrics.encode().unwrap();
+        assert!(text.contains("keywarden_issuances_total 1"), "{text}");
+        assert!(
+            text.contains("keywarden_reconcile_errors_total 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("keywarden_reconcile_duration_seconds_count 1"),
+            "{text}"
+        );
+    }
+}
