@@ -250,7 +250,8 @@ async fn issue_first(
     // why: recorded before the write, so a lost response still counts against the owner.
     ctx.owners.record_issued(&owner, &uid);
     let grace_ends = schedule::grace_ends_at(now, &governing.timers);
-    let new = issuance::generate(key, None, grace_ends, now, ctx.hash_params).await?;
+    let new =
+        issuance::generate(key, None, grace_ends, now, ctx.hash_params, &ctx.hash_slots).await?;
     let secret = issuance::desired_secret(key, &new, None)?;
     let outcome = issuance::create_secret(api, &secret).await?;
     if outcome == WriteOutcome::Written {
@@ -278,7 +279,15 @@ async fn rotate(
     now: DateTime<Utc>,
 ) -> Result<(WriteOutcome, Issuance)> {
     let grace_ends = schedule::grace_ends_at(now, &governing.timers);
-    let new = issuance::generate(key, Some(prior), grace_ends, now, ctx.hash_params).await?;
+    let new = issuance::generate(
+        key,
+        Some(prior),
+        grace_ends,
+        now,
+        ctx.hash_params,
+        &ctx.hash_slots,
+    )
+    .await?;
     let recreate = resource_version.is_none();
     let secret = issuance::desired_secret(key, &new, resource_version)?;
     let outcome = if recreate {

@@ -32,6 +32,8 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub hash_params: HashParams,
+    /// Bounds concurrent argon2id hashes to the number of cores.
+    pub hash_slots: tokio::sync::Semaphore,
     pub clock: Clock,
     pub owners: OwnerGate,
 }

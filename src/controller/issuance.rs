@@ -177,9 +177,15 @@ pub async fn generate(
     grace_ends_at: DateTime<Utc>,
     now: DateTime<Utc>,
     params: HashParams,
+    hash_slots: &tokio::sync::Semaphore,
 ) -> Result<NewIssuance> {
     let id = AccessKeyId::generate();
     let secret = SecretKey::generate();
+    // why: each argon2id hash holds its memory cost (19 MiB by default); one per core at a time.
+    let _slot = hash_slots
+        .acquire()
+        .await
+        .map_err(|_| Error::MissingField("hash slot"))?;
     // why: argon2id takes tens of milliseconds of CPU; it must not block the reconcilers.
     let (secret, hash) = tokio::task::spawn_blocking(move || {
         let hash = hash_secret(&secret, &params);

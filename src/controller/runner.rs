@@ -78,6 +78,9 @@ pub async fn run_controllers(
         recorder: Recorder::new(client.clone(), reporter),
         metrics: probes.metrics.clone(),
         hash_params: settings.hash_params,
+        hash_slots: tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(1, usize::from),
+        ),
         clock: settings.clock.clone(),
         owners: OwnerGate::default(),
     });
