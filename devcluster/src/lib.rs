@@ -6,11 +6,22 @@
 #![forbid(unsafe_code)]
 
 pub mod apply;
+pub mod builtin;
+mod cluster;
+pub mod crds;
 pub mod discovery;
 pub mod events;
+pub mod faults;
+mod interim;
 pub mod openapi;
 pub mod patch;
 pub mod registry;
 pub mod schema;
 pub mod selector;
+mod server;
+pub mod status;
+pub mod store;
 pub mod table;
+
+pub use cluster::{DevCluster, Error, Options};
+pub use faults::{Faults, RequestMatch};

@@ -51,3 +51,64 @@ impl ResourceType {
         }
     }
 }
+
+/// The live set of served resource types: the built-in kinds plus those of established CRDs.
+pub struct Registry {
+    served: std::sync::RwLock<Arc<Served>>,
+}
+
+/// One immutable snapshot of the served types, indexed by (group, version, plural).
+#[derive(Default)]
+pub struct Served {
+    pub types: Vec<ResourceType>,
+    index: std::collections::HashMap<(String, String, String), usize>,
+}
+
+impl Served {
+    fn new(types: Vec<ResourceType>) -> Self {
+        let index = types
+            .iter()
+            .enumerate()
+            .map(|(i, rt)| ((rt.group.clone(), rt.version.clone(), rt.plural.clone()), i))
+            .collect();
+        Self { types, index }
+    }
+
+    /// The type served at `/apis/{group}/{version}/{plural}` (`group` empty for `/api/v1`).
+    pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<&ResourceType> {
+        let key = (group.to_string(), version.to_string(), plural.to_string());
+        self.index.get(&key).map(|&i| &self.types[i])
+    }
+}
+
+impl Registry {
+    pub fn new(types: Vec<ResourceType>) -> Self {
+        Self {
+            served: std::sync::RwLock::new(Arc::new(Served::new(types))),
+        }
+    }
+
+    /// The current snapshot; cheap to take once per request.
+    pub fn snapshot(&self) -> Arc<Served> {
+        self.served
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Replaces the types served for the CRD `crd_name` (an empty list stops serving it).
+    pub fn set_crd_types(&self, crd_name: &str, crd_types: Vec<ResourceType>) {
+        let mut served = self
+            .served
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut types: Vec<ResourceType> = served
+            .types
+            .iter()
+            .filter(|rt| rt.crd.as_ref().is_none_or(|crd| crd.crd_name != crd_name))
+            .cloned()
+            .collect();
+        types.extend(crd_types);
+        *served = Arc::new(Served::new(types));
+    }
+}

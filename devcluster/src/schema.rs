@@ -1,7 +1,17 @@
 //! Admission of custom resources against their CRD schema: pruning, defaulting, structural
 //! validation and CEL `x-kubernetes-validations` rules.
 
+mod cel;
+mod defaults;
+mod prune;
+#[cfg(test)]
+mod tests;
+mod validate;
+
 use serde_json::Value;
+
+const RULES_NOT_CHECKED: &str = "Invalid value: \"null\": some validation rules were not checked \
+because the object was invalid; correct the existing errors to complete validation";
 
 /// The `fieldValidation` query parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -40,10 +50,53 @@ pub enum AdmissionError {
 /// (the version's `openAPIV3Schema`). `old` is the stored object on updates, for CEL transition
 /// rules (`oldSelf`). Returns the warnings to send in `Warning` headers.
 pub fn admit_custom_resource(
-    _schema: &Value,
-    _obj: &mut Value,
-    _old: Option<&Value>,
-    _field_validation: FieldValidation,
+    schema: &Value,
+    obj: &mut Value,
+    old: Option<&Value>,
+    field_validation: FieldValidation,
 ) -> Result<Vec<String>, AdmissionError> {
-    todo!("admit_custom_resource")
+    let unknown = prune::prune_object(schema, obj);
+    let mut warnings = Vec::new();
+    match field_validation {
+        FieldValidation::Strict if !unknown.is_empty() => {
+            let fields: Vec<String> = unknown
+                .iter()
+                .map(|field| format!("unknown field \"{field}\""))
+                .collect();
+            return Err(AdmissionError::UnknownFields(format!(
+                "strict decoding error: {}",
+                fields.join(", ")
+            )));
+        }
+        FieldValidation::Warn => {
+            warnings.extend(
+                unknown
+                    .iter()
+                    .map(|field| format!("unknown field \"{field}\"")),
+            );
+        }
+        _ => {}
+    }
+    defaults::apply_defaults(schema, obj);
+    let mut causes = Vec::new();
+    validate::validate_object(schema, obj, &mut causes);
+    // why: like the API server, CEL rules are skipped when a value has the wrong type or an
+    // unsupported enum value, and a cause says so.
+    let blocking = causes
+        .iter()
+        .any(|c| c.reason == "FieldValueTypeInvalid" || c.reason == "FieldValueNotSupported");
+    if blocking {
+        causes.push(Cause {
+            reason: "FieldValueInvalid".into(),
+            message: RULES_NOT_CHECKED.into(),
+            field: "<nil>".into(),
+        });
+    } else {
+        cel::validate_rules(schema, obj, old, &mut causes);
+    }
+    if causes.is_empty() {
+        Ok(warnings)
+    } else {
+        Err(AdmissionError::Invalid(causes))
+    }
 }

@@ -1,0 +1,157 @@
+//! The built-in kinds devcluster serves, stored generically as JSON.
+
+use crate::registry::ResourceType;
+
+/// Verbs every served resource supports.
+pub const VERBS: [&str; 8] = [
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+
+/// (group, version, kind, plural, singular, short names, namespaced, status subresource)
+type Row = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+    bool,
+    bool,
+);
+
+const BUILTIN: &[Row] = &[
+    ("", "v1", "Namespace", "namespaces", &["ns"], false, true),
+    ("", "v1", "Secret", "secrets", &[], true, false),
+    ("", "v1", "ConfigMap", "configmaps", &["cm"], true, false),
+    (
+        "",
+        "v1",
+        "ServiceAccount",
+        "serviceaccounts",
+        &["sa"],
+        true,
+        false,
+    ),
+    ("", "v1", "Service", "services", &["svc"], true, true),
+    ("", "v1", "Event", "events", &["ev"], true, false),
+    (
+        "events.k8s.io",
+        "v1",
+        "Event",
+        "events",
+        &["ev"],
+        true,
+        false,
+    ),
+    (
+        "coordination.k8s.io",
+        "v1",
+        "Lease",
+        "leases",
+        &[],
+        true,
+        false,
+    ),
+    (
+        "apps",
+        "v1",
+        "Deployment",
+        "deployments",
+        &["deploy"],
+        true,
+        true,
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "v1",
+        "Role",
+        "roles",
+        &[],
+        true,
+        false,
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "v1",
+        "RoleBinding",
+        "rolebindings",
+        &[],
+        true,
+        false,
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRole",
+        "clusterroles",
+        &[],
+        false,
+        false,
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        &[],
+        false,
+        false,
+    ),
+    (
+        "apiextensions.k8s.io",
+        "v1",
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+        &["crd", "crds"],
+        false,
+        true,
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingAdmissionPolicy",
+        "validatingadmissionpolicies",
+        &[],
+        false,
+        true,
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingAdmissionPolicyBinding",
+        "validatingadmissionpolicybindings",
+        &[],
+        false,
+        false,
+    ),
+];
+
+/// The resource types served before any CRD is created.
+pub fn builtin_types() -> Vec<ResourceType> {
+    BUILTIN
+        .iter()
+        .map(
+            |&(group, version, kind, plural, short_names, namespaced, status)| ResourceType {
+                group: group.to_string(),
+                version: version.to_string(),
+                kind: kind.to_string(),
+                list_kind: format!("{kind}List"),
+                plural: plural.to_string(),
+                singular: kind.to_lowercase(),
+                short_names: short_names.iter().map(|s| s.to_string()).collect(),
+                categories: Vec::new(),
+                namespaced,
+                status_subresource: status,
+                scale_subresource: None,
+                verbs: VERBS.iter().map(|v| v.to_string()).collect(),
+                crd: None,
+            },
+        )
+        .collect()
+}

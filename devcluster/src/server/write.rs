@@ -1,0 +1,435 @@
+//! create, update, patch (merge, JSON, strategic, apply), delete and deletecollection.
+
+use std::sync::Arc;
+
+use ::http::{HeaderValue, Response};
+use serde_json::{json, Value};
+
+use super::http::{self, Body};
+use super::read::{render_one, Filter};
+use super::{from_wire, to_wire, Call, Server};
+use crate::apply::{ApplyError, ApplyRequest};
+use crate::crds;
+use crate::patch;
+use crate::registry::ResourceType;
+use crate::schema::{AdmissionError, FieldValidation};
+use crate::status::{self, ApiError};
+use crate::store::{storage_key, DeleteOptions, Propagation, State, WriteContext};
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn write_context(call: &Call) -> Result<WriteContext, ApiError> {
+    let dry_run = match call.query.get("dryRun") {
+        None => false,
+        Some("All") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "Unsupported value: \"{other}\": supported values: \"All\""
+            )))
+        }
+    };
+    let manager = match call.query.get("fieldManager") {
+        Some(manager) => manager.to_string(),
+        None => call
+            .user_agent
+            .split('/')
+            .next()
+            .filter(|s| !s.is_empty())
+            .unwrap_or("unknown")
+            .to_string(),
+    };
+    Ok(WriteContext {
+        dry_run,
+        manager,
+        subresource: call.subresource.clone(),
+        now: now(),
+        managed_fields_done: false,
+    })
+}
+
+fn field_validation(call: &Call) -> Result<FieldValidation, ApiError> {
+    match call.query.get("fieldValidation") {
+        None | Some("Strict") => Ok(FieldValidation::Strict),
+        Some("Warn") => Ok(FieldValidation::Warn),
+        Some("Ignore") => Ok(FieldValidation::Ignore),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "fieldValidation parameter unsupported: {other}"
+        ))),
+    }
+}
+
+/// Prunes, defaults and validates a custom resource; returns warnings for `Warning` headers.
+fn admit(call: &Call, obj: &mut Value, old: Option<&Value>) -> Result<Vec<String>, ApiError> {
+    let Some(crd) = &call.rt.crd else {
+        return Ok(Vec::new());
+    };
+    if crd.schema.is_null() {
+        return Ok(Vec::new());
+    }
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    crate::interim::admit_custom_resource(&crd.schema, obj, old, field_validation(call)?).map_err(
+        |err| match err {
+            AdmissionError::UnknownFields(message) => ApiError::bad_request(message),
+            AdmissionError::Invalid(causes) => {
+                let causes: Vec<(String, String, String)> = causes
+                    .into_iter()
+                    .map(|c| (c.reason, c.message, c.field))
+                    .collect();
+                ApiError::invalid(&call.rt, &name, &causes)
+            }
+        },
+    )
+}
+
+/// Namespaced writes need an existing namespace that is not being deleted.
+fn check_namespace(state: &State, call: &Call) -> Result<(), ApiError> {
+    if !call.rt.namespaced {
+        return Ok(());
+    }
+    let namespaces: crate::store::StorageKey = Arc::from("namespaces");
+    match state.get(&namespaces, "", &call.namespace) {
+        None => Err(ApiError::new(404, "NotFound", format!("namespaces \"{}\" not found", call.namespace))
+            .with_details(json!({ "name": call.namespace, "kind": "namespaces" }))),
+        Some(ns) if ns.pointer("/metadata/deletionTimestamp").is_some() => Err(ApiError::forbidden(format!(
+            "{} \"{}\" is forbidden: unable to create new content in namespace {} because it is being terminated",
+            status::qualified_resource(&call.rt),
+            call.name.as_deref().unwrap_or_default(),
+            call.namespace
+        ))),
+        Some(_) => Ok(()),
+    }
+}
+
+fn respond(call: &Call, code: u16, obj: &Value, warnings: &[String]) -> Response<Body> {
+    let mut response = http::json(code, &render_one(&call.rt, obj, &call.accept));
+    for warning in warnings {
+        if let Ok(value) =
+            HeaderValue::from_str(&format!("299 - \"{}\"", warning.replace('"', "'")))
+        {
+            response.headers_mut().append("warning", value);
+        }
+    }
+    response
+}
+
+/// After a write to a CRD: serve (or stop serving) its resources and mark it established.
+fn sync_crd(server: &Server, state: &mut State, crd_name: &str) {
+    let key: crate::store::StorageKey = Arc::from("customresourcedefinitions.apiextensions.k8s.io");
+    let Some(crd) = state.get(&key, "", crd_name).cloned() else {
+        server.registry.set_crd_types(crd_name, Vec::new());
+        return;
+    };
+    let types = crds::crd_types(&crd);
+    if crd.pointer("/metadata/deletionTimestamp").is_some() {
+        if let Some(rt) = types.first() {
+            state.remove_all(&storage_key(rt));
+        }
+        server.registry.set_crd_types(crd_name, Vec::new());
+        state.system_remove(&key, "", crd_name);
+        return;
+    }
+    server.registry.set_crd_types(crd_name, types);
+    let established = crd
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|conditions| conditions.iter().any(|c| c["type"] == "Established"));
+    if !established {
+        let mut updated = (*crd).clone();
+        updated["status"] = crds::established_status(&crd, &now());
+        state.system_replace(&key, "", updated);
+    }
+}
+
+fn is_crd(rt: &ResourceType) -> bool {
+    rt.group == "apiextensions.k8s.io" && rt.plural == "customresourcedefinitions"
+}
+
+pub(crate) fn create(
+    server: &Server,
+    call: &Call,
+    body: &[u8],
+) -> Result<Response<Body>, ApiError> {
+    if call.name.is_some() {
+        return Err(ApiError::method_not_allowed(
+            "POST is not allowed on a named resource",
+        ));
+    }
+    let ctx = write_context(call)?;
+    let mut obj = from_wire(&call.rt, http::parse_body(body)?);
+    if call.rt.namespaced {
+        match obj.pointer("/metadata/namespace").and_then(Value::as_str) {
+            Some(ns) if !ns.is_empty() && ns != call.namespace => {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ))
+            }
+            _ => {}
+        }
+    }
+    let warnings = admit(call, &mut obj, None)?;
+    let mut state = server.store.lock();
+    check_namespace(&state, call)?;
+    let created = state.create(&call.rt, &call.key, &call.namespace, obj, &ctx)?;
+    if is_crd(&call.rt) && !ctx.dry_run {
+        let name = created
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        sync_crd(server, &mut state, &name);
+    }
+    drop(state);
+    Ok(respond(call, 201, &created, &warnings))
+}
+
+pub(crate) fn update(
+    server: &Server,
+    call: &Call,
+    body: &[u8],
+) -> Result<Response<Body>, ApiError> {
+    let name = call.name.as_deref().unwrap_or_default();
+    let ctx = write_context(call)?;
+    let mut obj = from_wire(&call.rt, http::parse_body(body)?);
+    let mut state = server.store.lock();
+    let old = state.get(&call.key, &call.namespace, name).cloned();
+    let Some(old) = old else {
+        return Err(ApiError::not_found(&call.rt, name));
+    };
+    let warnings = admit(call, &mut obj, Some(&old))?;
+    let updated = state.update(&call.rt, &call.key, &call.namespace, name, obj, &ctx)?;
+    if is_crd(&call.rt) && !ctx.dry_run {
+        sync_crd(server, &mut state, name);
+    }
+    drop(state);
+    Ok(respond(call, 200, &updated, &warnings))
+}
+
+fn apply_error(rt: &ResourceType, name: &str, err: ApplyError) -> ApiError {
+    match err {
+        ApplyError::Conflict(conflicts) => {
+            let causes: Vec<Value> = conflicts
+                .iter()
+                .map(|c| json!({ "reason": "FieldManagerConflict", "message": format!("conflict with \"{}\"", c.manager), "field": c.field }))
+                .collect();
+            let lines: Vec<String> = conflicts
+                .iter()
+                .map(|c| format!("- {}: {}", c.manager, c.field))
+                .collect();
+            let mut error = ApiError::new(
+                409,
+                "Conflict",
+                format!(
+                    "Apply failed with {} conflict{}: {}",
+                    conflicts.len(),
+                    if conflicts.len() == 1 { "" } else { "s" },
+                    lines.join("\n")
+                ),
+            );
+            let mut details = json!({ "name": name, "kind": rt.plural, "causes": causes });
+            if !rt.group.is_empty() {
+                details["group"] = json!(rt.group);
+            }
+            error.details = Some(details);
+            error
+        }
+        ApplyError::Invalid(message) => ApiError::bad_request(message),
+    }
+}
+
+pub(crate) fn patch(server: &Server, call: &Call, body: &[u8]) -> Result<Response<Body>, ApiError> {
+    let name = call.name.as_deref().unwrap_or_default();
+    let mut ctx = write_context(call)?;
+    let content_type = call
+        .content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let is_apply = content_type == "application/apply-patch+yaml";
+    if content_type == "application/strategic-merge-patch+json" && call.rt.crd.is_some() {
+        return Err(ApiError::unsupported_media_type(&content_type));
+    }
+    if !matches!(
+        content_type.as_str(),
+        "application/merge-patch+json"
+            | "application/json-patch+json"
+            | "application/strategic-merge-patch+json"
+            | "application/apply-patch+yaml"
+    ) {
+        return Err(ApiError::unsupported_media_type(&content_type));
+    }
+    if is_apply && call.query.get("fieldManager").is_none() {
+        return Err(ApiError::bad_request(
+            "PATCH, application/apply-patch+yaml requires fieldManager to be set",
+        ));
+    }
+    let patch_body = http::parse_body(body)?;
+    let mut state = server.store.lock();
+    let current = state.get(&call.key, &call.namespace, name).cloned();
+    let now = ctx.now.clone();
+    let apply_request = ApplyRequest {
+        manager: &ctx.manager,
+        force: call.query.flag("force"),
+        subresource: call.subresource.as_deref(),
+        schema: call.rt.crd.as_ref().map(|crd| &crd.schema),
+        now: &now,
+    };
+    let Some(current) = current else {
+        if !is_apply {
+            return Err(ApiError::not_found(&call.rt, name));
+        }
+        check_namespace(&state, call)?;
+        let mut applied = from_wire(&call.rt, patch_body);
+        applied["metadata"]["name"] = json!(name);
+        let mut obj = crate::interim::server_side_apply(None, &applied, &apply_request)
+            .map_err(|e| apply_error(&call.rt, name, e))?;
+        let warnings = admit(call, &mut obj, None)?;
+        drop(apply_request);
+        ctx.managed_fields_done = true;
+        let created = state.create(&call.rt, &call.key, &call.namespace, obj, &ctx)?;
+        if is_crd(&call.rt) && !ctx.dry_run {
+            sync_crd(server, &mut state, name);
+        }
+        return Ok(respond(call, 201, &created, &warnings));
+    };
+    let live = to_wire(&call.rt, &current);
+    let mut obj = match content_type.as_str() {
+        "application/apply-patch+yaml" => {
+            let applied = from_wire(&call.rt, patch_body);
+            crate::interim::server_side_apply(Some(&live), &applied, &apply_request)
+                .map_err(|e| apply_error(&call.rt, name, e))?
+        }
+        "application/merge-patch+json" => {
+            let mut obj = live;
+            patch::merge_patch(&mut obj, &patch_body);
+            obj
+        }
+        "application/json-patch+json" => {
+            let mut obj = live;
+            patch::json_patch(&mut obj, &patch_body)
+                .map_err(|e| ApiError::new(422, "Invalid", e.0))?;
+            obj
+        }
+        _ => {
+            let mut obj = live;
+            patch::strategic_merge_patch(&mut obj, &patch_body, &call.rt.kind)
+                .map_err(|e| ApiError::bad_request(e.0))?;
+            obj
+        }
+    };
+    drop(apply_request);
+    ctx.managed_fields_done = is_apply;
+    let mut obj_stored = from_wire(&call.rt, std::mem::take(&mut obj));
+    let warnings = admit(call, &mut obj_stored, Some(&current))?;
+    let updated = state.update(&call.rt, &call.key, &call.namespace, name, obj_stored, &ctx)?;
+    if is_crd(&call.rt) && !ctx.dry_run {
+        sync_crd(server, &mut state, name);
+    }
+    drop(state);
+    Ok(respond(call, 200, &updated, &warnings))
+}
+
+fn delete_options(call: &Call, body: &[u8]) -> Result<DeleteOptions, ApiError> {
+    let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        http::parse_body(body)?
+    };
+    let policy = body
+        .get("propagationPolicy")
+        .and_then(Value::as_str)
+        .or_else(|| call.query.get("propagationPolicy"));
+    let orphan = body
+        .get("orphanDependents")
+        .and_then(Value::as_bool)
+        .or_else(|| call.query.get("orphanDependents").map(|v| v == "true"));
+    let propagation = match (policy, orphan) {
+        (Some("Foreground"), _) => Propagation::Foreground,
+        (Some("Orphan"), _) | (None, Some(true)) => Propagation::Orphan,
+        (Some("Background") | None, _) => Propagation::Background,
+        (Some(other), _) => {
+            return Err(ApiError::bad_request(format!("Unsupported value: \"{other}\": supported values: \"Background\", \"Foreground\", \"Orphan\"")))
+        }
+    };
+    let dry_run = body
+        .get("dryRun")
+        .and_then(Value::as_array)
+        .is_some_and(|d| d.iter().any(|v| v == "All"))
+        || call.query.get("dryRun") == Some("All");
+    Ok(DeleteOptions {
+        propagation,
+        precondition_uid: body
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        precondition_rv: body
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        dry_run,
+        now: now(),
+    })
+}
+
+pub(crate) fn delete(
+    server: &Server,
+    call: &Call,
+    body: &[u8],
+) -> Result<Response<Body>, ApiError> {
+    let name = call.name.as_deref().unwrap_or_default();
+    let options = delete_options(call, body)?;
+    let mut state = server.store.lock();
+    let deleted = state.delete(&call.rt, &call.key, &call.namespace, name, &options)?;
+    if is_crd(&call.rt) && !options.dry_run {
+        sync_crd(server, &mut state, name);
+    }
+    drop(state);
+    if deleted.removed && call.rt.crd.is_none() {
+        let uid = deleted
+            .object
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        return Ok(http::json(
+            200,
+            &status::success_status(&call.rt, name, uid),
+        ));
+    }
+    Ok(respond(call, 200, &deleted.object, &[]))
+}
+
+pub(crate) fn delete_collection(
+    server: &Server,
+    call: &Call,
+    body: &[u8],
+) -> Result<Response<Body>, ApiError> {
+    let options = delete_options(call, body)?;
+    let filter = Filter::from_call(call)?;
+    let mut state = server.store.lock();
+    let targets: Vec<(String, String)> = state
+        .objects(&call.key, filter.namespace.as_deref())
+        .filter(|(_, obj)| filter.matches(obj))
+        .map(|(at, _)| at.clone())
+        .collect();
+    let mut items = Vec::with_capacity(targets.len());
+    for (namespace, name) in targets {
+        let deleted = state.delete(&call.rt, &call.key, &namespace, &name, &options)?;
+        items.push(to_wire(&call.rt, &deleted.object));
+    }
+    let rv = state.resource_version().to_string();
+    drop(state);
+    let list = json!({
+        "kind": call.rt.list_kind,
+        "apiVersion": call.rt.api_version(),
+        "metadata": { "resourceVersion": rv },
+        "items": items,
+    });
+    Ok(http::json(200, &list))
+}

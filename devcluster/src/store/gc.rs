@@ -1,0 +1,193 @@
+//! Garbage collection of ownerReferences (background, foreground, orphan) and namespace cleanup,
+//! run by a background task whenever something is deleted.
+
+use serde_json::{json, Value};
+
+use super::{is_deleting, ObjectRef, State};
+
+const FOREGROUND: &str = "foregroundDeletion";
+const ORPHAN: &str = "orphan";
+
+fn has_finalizer(obj: &Value, finalizer: &str) -> bool {
+    obj.pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|items| items.iter().any(|f| f == finalizer))
+}
+
+fn owner_refs(obj: &Value) -> Vec<Value> {
+    obj.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// How the owners of one dependent stand.
+#[derive(Default)]
+struct Owners {
+    alive: bool,
+    foreground: bool,
+    /// References kept after dropping those of owners deleted with `Orphan`.
+    kept: Vec<Value>,
+    orphaned: bool,
+}
+
+impl State {
+    /// Runs collection passes until nothing changes.
+    pub fn collect_garbage(&mut self) {
+        // why: bounded so a pathological cycle cannot spin forever under the lock.
+        for _ in 0..1000 {
+            if !self.collect_pass() {
+                return;
+            }
+        }
+    }
+
+    fn owners_of(&self, dependent: &Value) -> Owners {
+        let mut owners = Owners::default();
+        for reference in owner_refs(dependent) {
+            let uid = reference
+                .get("uid")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            match self.get_by_uid(uid) {
+                None => {}
+                Some((_, owner)) if is_deleting(owner) && has_finalizer(owner, ORPHAN) => {
+                    owners.orphaned = true;
+                    continue;
+                }
+                Some((_, owner)) if is_deleting(owner) && has_finalizer(owner, FOREGROUND) => {
+                    owners.foreground = true
+                }
+                Some(_) => owners.alive = true,
+            }
+            owners.kept.push(reference);
+        }
+        owners
+    }
+
+    /// Whether some stored object still names `uid` as owner (only blocking ones if `blocking`).
+    fn has_dependents(&self, uid: &str, blocking: bool) -> bool {
+        self.owned.iter().any(|at| {
+            self.get(&at.key, &at.namespace, &at.name)
+                .is_some_and(|obj| {
+                    owner_refs(obj).iter().any(|r| {
+                        r.get("uid").and_then(Value::as_str) == Some(uid)
+                            && (!blocking
+                                || r.get("blockOwnerDeletion").and_then(Value::as_bool)
+                                    == Some(true))
+                    })
+                })
+        })
+    }
+
+    /// Deletes a dependent as the garbage collector: foreground when an owner is deleted in
+    /// the foreground (so blocking chains hold), else background.
+    fn collect(&mut self, at: &ObjectRef, obj: &Value, foreground: bool) {
+        let mut finalizers: Vec<Value> = obj
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if foreground && !has_finalizer(obj, FOREGROUND) && self.has_dependents(uid_of(obj), false)
+        {
+            finalizers.push(json!(FOREGROUND));
+        }
+        if finalizers.is_empty() {
+            self.remove(&at.key, &at.namespace, &at.name);
+            return;
+        }
+        let mut marked = obj.clone();
+        marked["metadata"]["deletionTimestamp"] = json!(now());
+        marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+        marked["metadata"]["finalizers"] = Value::Array(finalizers);
+        self.replace(&at.key, &at.namespace, marked);
+    }
+
+    fn collect_pass(&mut self) -> bool {
+        let mut changed = false;
+        let owned: Vec<ObjectRef> = self.owned.iter().cloned().collect();
+        for at in owned {
+            let Some(obj) = self.get(&at.key, &at.namespace, &at.name).cloned() else {
+                continue;
+            };
+            let owners = self.owners_of(&obj);
+            if owners.orphaned {
+                let mut updated = (*obj).clone();
+                match owners.kept.is_empty() {
+                    true => {
+                        if let Some(meta) =
+                            updated.get_mut("metadata").and_then(Value::as_object_mut)
+                        {
+                            meta.remove("ownerReferences");
+                        }
+                    }
+                    false => updated["metadata"]["ownerReferences"] = Value::Array(owners.kept),
+                }
+                self.replace(&at.key, &at.namespace, updated);
+                changed = true;
+            } else if !owners.alive && !is_deleting(&obj) {
+                self.collect(&at, &obj, owners.foreground);
+                changed = true;
+            }
+        }
+        let deleting: Vec<ObjectRef> = self.deleting.iter().cloned().collect();
+        for at in deleting {
+            let Some(obj) = self.get(&at.key, &at.namespace, &at.name).cloned() else {
+                continue;
+            };
+            let uid = uid_of(&obj).to_string();
+            if has_finalizer(&obj, ORPHAN) && !self.has_dependents(&uid, false) {
+                changed |= self.drop_finalizer(&at.key, &at.namespace, &at.name, ORPHAN);
+            } else if has_finalizer(&obj, FOREGROUND) && !self.has_dependents(&uid, true) {
+                changed |= self.drop_finalizer(&at.key, &at.namespace, &at.name, FOREGROUND);
+            } else if &*at.key == "namespaces" {
+                changed |= self.empty_namespace(&at.name);
+            }
+        }
+        changed
+    }
+
+    /// Deletes the content of a terminating namespace; removes the namespace once it is empty.
+    fn empty_namespace(&mut self, namespace: &str) -> bool {
+        let contents: Vec<ObjectRef> = self
+            .buckets
+            .iter()
+            .flat_map(|(key, bucket)| {
+                bucket
+                    .range((namespace.to_string(), String::new())..)
+                    .take_while(|((ns, _), _)| ns == namespace)
+                    .map(|((ns, name), _)| ObjectRef {
+                        key: key.clone(),
+                        namespace: ns.clone(),
+                        name: name.clone(),
+                    })
+            })
+            .collect();
+        if contents.is_empty() {
+            return self
+                .remove(&std::sync::Arc::from("namespaces"), "", namespace)
+                .is_some();
+        }
+        let mut changed = false;
+        for at in contents {
+            let Some(obj) = self.get(&at.key, &at.namespace, &at.name).cloned() else {
+                continue;
+            };
+            if !is_deleting(&obj) {
+                self.collect(&at, &obj, false);
+                changed = true;
+            }
+        }
+        changed
+    }
+}
+
+fn uid_of(obj: &Value) -> &str {
+    obj.pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
