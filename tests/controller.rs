@@ -229,10 +229,20 @@ async fn expired_key_is_revived_by_a_rotation() {
         status.deactivation_reason,
         Some(DeactivationReason::Expired)
     );
-    let issued_at = status.issued_at.unwrap();
+    let applied_at = cluster
+        .policies()
+        .get(&policy)
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .applied_at;
+    let basis = applied_at.map_or(status.issued_at.unwrap(), |a| {
+        a.max(status.issued_at.unwrap())
+    });
     assert_eq!(
         status.expires_at,
-        Some(issued_at + chrono::Duration::seconds(2))
+        Some(basis + chrono::Duration::seconds(2))
     );
 
     cluster

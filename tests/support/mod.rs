@@ -36,6 +36,13 @@ pub struct TestCluster {
 impl TestCluster {
     /// Starts devcluster (or connects to the real cluster), installs the CRDs, makes a namespace.
     pub async fn start() -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .with_test_writer()
+            .try_init();
         let (client, dev) = match std::env::var("KEYWARDEN_TEST_KUBECONFIG") {
             Ok(path) => {
                 let kubeconfig = kube::config::Kubeconfig::read_from(path).expect("kubeconfig");
