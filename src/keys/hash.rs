@@ -9,6 +9,8 @@ use super::KeyError;
 /// Largest argon2 memory cost [`verify_secret`] accepts (1 GiB), so a forged hash cannot exhaust
 /// the verifier's memory.
 pub const MAX_VERIFY_MEMORY_KIB: u32 = 1024 * 1024;
+/// Largest argon2 iteration count [`verify_secret`] accepts, so a forged hash cannot pin a CPU.
+pub const MAX_VERIFY_ITERATIONS: u32 = 64;
 
 /// argon2id cost parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,7 +63,9 @@ pub fn verify_secret(secret: &SecretKey, hash: &str) -> bool {
         return false;
     }
     match Params::try_from(&parsed) {
-        Ok(params) if params.m_cost() <= MAX_VERIFY_MEMORY_KIB => {}
+        Ok(params)
+            if params.m_cost() <= MAX_VERIFY_MEMORY_KIB
+                && params.t_cost() <= MAX_VERIFY_ITERATIONS => {}
         _ => return false,
     }
     // why: the PHC string's own parameters and salt are used; the output comparison inside
@@ -155,6 +159,7 @@ mod tests {
         let good = hash(&secret, &FAST);
         let argon2i = good.replacen("$argon2id$", "$argon2i$", 1);
         let huge_memory = good.replacen("m=64,", "m=4194304,", 1);
+        let huge_iterations = good.replacen("t=1,", "t=1000000,", 1);
         let truncated = &good[..good.len() - 10];
         for bad in [
             "",
@@ -164,6 +169,7 @@ mod tests {
             truncated,
             argon2i.as_str(),
             huge_memory.as_str(),
+            huge_iterations.as_str(),
             "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW",
         ] {
             assert!(!verify_secret(&secret, bad), "{bad:?}");

@@ -50,8 +50,10 @@ pub fn parse_token(token: &str) -> Result<(AccessKeyId, SecretKey), KeyError> {
     if checksum(body) != sum {
         return Err(KeyError::TokenChecksum);
     }
-    let (id, secret) = body[TOKEN_PREFIX.len()..]
-        .split_once('_')
+    // why: `body` may be shorter than the prefix (`kwk_` + a checksum of `kwk`), so no slicing.
+    let (id, secret) = body
+        .strip_prefix(TOKEN_PREFIX)
+        .and_then(|rest| rest.split_once('_'))
         .ok_or(KeyError::MalformedToken)?;
     let id = AccessKeyId::parse(id).map_err(|_| KeyError::MalformedToken)?;
     let secret = SecretKey::parse(secret).map_err(|_| KeyError::MalformedToken)?;
@@ -172,6 +174,14 @@ mod tests {
                 Err(KeyError::MalformedToken),
                 "{body}"
             );
+        }
+    }
+
+    #[test]
+    fn checksum_over_a_body_shorter_than_the_prefix_is_rejected_without_panicking() {
+        for body in ["", "k", "kwk"] {
+            let token = format!("kwk_{}", checksum(body));
+            assert!(parse_token(&token).is_err(), "{token}");
         }
     }
 
