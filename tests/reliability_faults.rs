@@ -4,7 +4,7 @@
 mod support;
 
 use devcluster::{Faults, RequestMatch};
-use kube::api::{Patch, PatchParams};
+use kube::api::PostParams;
 
 use keywarden::api::Phase;
 use keywarden::controller::{DATA_ACCESS_KEY, DATA_ACCESS_KEY_ID};
@@ -82,13 +82,13 @@ async fn rotation_survives_failed_and_lost_writes_without_issuing_twice() {
             .await;
         cluster.wait_phase(&name, Phase::Active).await;
         inject(&faults, write_matcher(verb, resource, &ns, &name), fault);
+        // why: an update, not a patch, so the injected status-patch fault hits only the controller.
+        let mut bumped = cluster.keys().get(&name).await.unwrap();
+        bumped.spec.rotate_generation = 1;
+        bumped.status = None;
         cluster
             .keys()
-            .patch(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(serde_json::json!({"spec": {"rotateGeneration": 1}})),
-            )
+            .replace(&name, &PostParams::default(), &bumped)
             .await
             .unwrap();
         let rotated = cluster

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use devcluster::Faults;
 use futures::{stream, StreamExt};
-use kube::api::{Patch, PatchParams};
+use kube::api::PostParams;
 
 use keywarden::api::Phase;
 use keywarden::controller::{DATA_ACCESS_KEY, DATA_ACCESS_KEY_ID};
@@ -106,13 +106,13 @@ async fn one_run(
         &name,
         &[("update", "secrets"), ("patch", "accesskeys")],
     );
+    // why: an update, not a patch, so injected status-patch faults hit only the controller.
+    let mut bumped = cluster.keys().get(&name).await.map_err(|e| e.to_string())?;
+    bumped.spec.rotate_generation = 1;
+    bumped.status = None;
     cluster
         .keys()
-        .patch(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"spec": {"rotateGeneration": 1}})),
-        )
+        .replace(&name, &PostParams::default(), &bumped)
         .await
         .map_err(|e| e.to_string())?;
     wait_until("rotated", async || {
