@@ -1,14 +1,151 @@
 //! The controller: reconciles AccessKeys and AccessKeyPolicies (leader-elected).
 
+mod access_key;
+mod audit;
+mod context;
+mod issuance;
+mod leader;
+mod metrics;
+mod policy;
+mod probes;
+mod runner;
+mod status;
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+
+use crate::keys::hash::HashParams;
+
+pub use context::Clock;
+pub use issuance::{
+    DATA_ACCESS_KEY, DATA_ACCESS_KEY_ID, DATA_TOKEN, FIRST_ISSUED_AT_ANNOTATION,
+    PREVIOUS_KEYS_ANNOTATION, SECRET_HASH_ANNOTATION,
+};
+
 /// Controller settings (flags and environment).
 #[derive(clap::Args, Debug, Clone)]
-pub struct ControllerArgs {}
+pub struct ControllerArgs {
+    /// Address of the `/livez`, `/readyz` and `/metrics` endpoints.
+    #[arg(long, env = "KEYWARDEN_PROBE_ADDR", default_value = "0.0.0.0:8081")]
+    pub probe_addr: SocketAddr,
+
+    /// Run without leader election (a single replica only).
+    #[arg(long, env = "KEYWARDEN_DISABLE_LEADER_ELECTION")]
+    pub disable_leader_election: bool,
+
+    /// Namespace of the leader-election Lease.
+    #[arg(
+        long,
+        env = "KEYWARDEN_LEADER_ELECTION_NAMESPACE",
+        default_value = "default"
+    )]
+    pub leader_election_namespace: String,
+
+    /// Name of the leader-election Lease.
+    #[arg(
+        long,
+        env = "KEYWARDEN_LEASE_NAME",
+        default_value = "keywarden-controller"
+    )]
+    pub lease_name: String,
+
+    /// Seconds a leader holds the Lease without renewing it.
+    #[arg(long, env = "KEYWARDEN_LEASE_DURATION_SECONDS", default_value_t = 15)]
+    pub lease_duration_seconds: u64,
+
+    /// This replica's identity in the Lease (default: a random one).
+    #[arg(long, env = "KEYWARDEN_IDENTITY")]
+    pub identity: Option<String>,
+
+    /// argon2id memory cost in KiB.
+    #[arg(long, env = "KEYWARDEN_ARGON2_MEMORY_KIB", default_value_t = HashParams::default().memory_kib)]
+    pub argon2_memory_kib: u32,
+
+    /// argon2id iterations.
+    #[arg(long, env = "KEYWARDEN_ARGON2_ITERATIONS", default_value_t = HashParams::default().iterations)]
+    pub argon2_iterations: u32,
+
+    /// argon2id lanes.
+    #[arg(long, env = "KEYWARDEN_ARGON2_PARALLELISM", default_value_t = HashParams::default().parallelism)]
+    pub argon2_parallelism: u32,
+}
+
+impl Default for ControllerArgs {
+    fn default() -> Self {
+        let hash = HashParams::default();
+        Self {
+            probe_addr: SocketAddr::from(([0, 0, 0, 0], 8081)),
+            disable_leader_election: false,
+            leader_election_namespace: "default".into(),
+            lease_name: "keywarden-controller".into(),
+            lease_duration_seconds: 15,
+            identity: None,
+            argon2_memory_kib: hash.memory_kib,
+            argon2_iterations: hash.iterations,
+            argon2_parallelism: hash.parallelism,
+        }
+    }
+}
+
+impl ControllerArgs {
+    /// The argon2id parameters selected by the flags.
+    pub fn hash_params(&self) -> HashParams {
+        HashParams {
+            memory_kib: self.argon2_memory_kib,
+            iterations: self.argon2_iterations,
+            parallelism: self.argon2_parallelism,
+        }
+    }
+}
+
+/// Why a reconciliation or the controller failed. Never carries key material.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading Secret: {0}")]
+    ReadSecret(#[source] kube::Error),
+    #[error("creating Secret: {0}")]
+    CreateSecret(#[source] kube::Error),
+    #[error("replacing Secret: {0}")]
+    ReplaceSecret(#[source] kube::Error),
+    #[error("reading Namespace: {0}")]
+    ReadNamespace(#[source] kube::Error),
+    #[error("applying AccessKey status: {0}")]
+    ApplyKeyStatus(#[source] kube::Error),
+    #[error("applying AccessKeyPolicy status: {0}")]
+    ApplyPolicyStatus(#[source] kube::Error),
+    #[error("hashing secret: {0}")]
+    HashSecret(#[source] crate::keys::KeyError),
+    #[error("hashing task failed: {0}")]
+    HashTask(#[source] tokio::task::JoinError),
+    #[error("object has no {0}")]
+    MissingField(&'static str),
+}
+
+/// A `Result` whose error is the controller's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Runs the controller until `shutdown` is cancelled.
 pub async fn run(
-    _client: kube::Client,
-    _args: ControllerArgs,
-    _shutdown: tokio_util::sync::CancellationToken,
+    client: kube::Client,
+    args: ControllerArgs,
+    shutdown: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<()> {
-    todo!()
+    run_with_clock(client, args, shutdown, context::system_clock()).await
+}
+
+/// Runs the controller with an injected clock (tests control time with it).
+pub async fn run_with_clock(
+    client: kube::Client,
+    args: ControllerArgs,
+    shutdown: tokio_util::sync::CancellationToken,
+    clock: Clock,
+) -> anyhow::Result<()> {
+    args.hash_params().validate()?;
+    let state = probes::ProbeState::new();
+    let server = probes::serve(args.probe_addr, state.clone(), shutdown.clone()).await?;
+    let result = leader::run_when_leader(client, &args, clock, state, shutdown.clone()).await;
+    shutdown.cancel();
+    server.await??;
+    result
 }

@@ -1,1 +1,247 @@
 //! Policy timers: expiry, unused deadline, rotation grace end, auto-rotation, next deadline.
+//!
+//! Everything takes `now` as an argument so tests control time.
+
+use chrono::{DateTime, Duration, Utc};
+
+/// The timers of a governing policy, already parsed; `None` means never.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timers {
+    /// Keys expire this long after their latest issuance (or the policy's `appliedAt`).
+    pub expire_after: Option<Duration>,
+    /// Keys unused this long are deactivated.
+    pub deactivate_after_unused: Option<Duration>,
+    /// How long previous credentials stay valid after a rotation.
+    pub rotation_grace_period: Duration,
+    /// Rotate automatically this long before expiry instead of expiring.
+    pub rotate_before_expiry: Option<Duration>,
+}
+
+impl Timers {
+    /// Builds timers from parsed durations, where zero means never.
+    pub fn from_durations(
+        expire_after: Duration,
+        deactivate_after_unused: Duration,
+        rotation_grace_period: Duration,
+        rotate_before_expiry: Duration,
+    ) -> Self {
+        let positive = |d: Duration| (d > Duration::zero()).then_some(d);
+        Self {
+            expire_after: positive(expire_after),
+            deactivate_after_unused: positive(deactivate_after_unused),
+            rotation_grace_period: rotation_grace_period.max(Duration::zero()),
+            rotate_before_expiry: positive(rotate_before_expiry),
+        }
+    }
+}
+
+/// The moments in a key's life that its timers count from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KeyTimes {
+    /// When the current credentials were issued (first issuance or latest rotation).
+    pub issued_at: DateTime<Utc>,
+    /// When the governing policy's current spec took effect.
+    pub policy_applied_at: Option<DateTime<Utc>>,
+    /// Last successful verification, as recorded by the verifier.
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// Last reactivation of a key deactivated for non-use.
+    pub reactivated_at: Option<DateTime<Utc>>,
+}
+
+/// What the timers say about a key at `now`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimerState {
+    /// No timer has fired.
+    Live,
+    /// The key should be rotated automatically now (instead of expiring).
+    RotationDue,
+    /// The key is past its expiry.
+    Expired,
+    /// The key has not been used for too long.
+    Unused,
+}
+
+/// `max(issuance, policy appliedAt) + expireAfter`, or `None` when keys never expire.
+pub fn expires_at(times: &KeyTimes, timers: &Timers) -> Option<DateTime<Utc>> {
+    let expire_after = timers.expire_after?;
+    let basis = times
+        .policy_applied_at
+        .map_or(times.issued_at, |applied| applied.max(times.issued_at));
+    basis.checked_add_signed(expire_after)
+}
+
+/// When an automatic rotation is due, or `None` when the policy does not auto-rotate.
+pub fn rotation_due_at(times: &KeyTimes, timers: &Timers) -> Option<DateTime<Utc>> {
+    let before = timers.rotate_before_expiry?;
+    expires_at(times, timers)?.checked_sub_signed(before)
+}
+
+/// The later of last use, issuance and reactivation, plus `deactivateAfterUnused`.
+pub fn unused_deadline(times: &KeyTimes, timers: &Timers) -> Option<DateTime<Utc>> {
+    let unused_after = timers.deactivate_after_unused?;
+    let basis = [times.last_used_at, times.reactivated_at]
+        .into_iter()
+        .flatten()
+        .fold(times.issued_at, DateTime::max);
+    basis.checked_add_signed(unused_after)
+}
+
+/// When previous credentials issued until `rotated_at` stop being valid.
+pub fn grace_ends_at(rotated_at: DateTime<Utc>, timers: &Timers) -> DateTime<Utc> {
+    rotated_at
+        .checked_add_signed(timers.rotation_grace_period)
+        .unwrap_or(rotated_at)
+}
+
+/// Which timer, if any, has fired at `now`. Auto-rotation wins over expiry and non-use.
+pub fn timer_state(times: &KeyTimes, timers: &Timers, now: DateTime<Utc>) -> TimerState {
+    let fired = |deadline: Option<DateTime<Utc>>| deadline.is_some_and(|at| now >= at);
+    if fired(rotation_due_at(times, timers)) {
+        TimerState::RotationDue
+    } else if fired(expires_at(times, timers)) {
+        TimerState::Expired
+    } else if fired(unused_deadline(times, timers)) {
+        TimerState::Unused
+    } else {
+        TimerState::Live
+    }
+}
+
+/// The earliest of `deadlines` strictly after `now`: when the controller must look again.
+pub fn next_deadline(
+    deadlines: impl IntoIterator<Item = Option<DateTime<Utc>>>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    deadlines.into_iter().flatten().filter(|at| *at > now).min()
+}
+
+/// The key's own upcoming deadlines (auto-rotation, expiry, non-use), not yet filtered by `now`.
+pub fn key_deadlines(times: &KeyTimes, timers: &Timers) -> [Option<DateTime<Utc>>; 3] {
+    [
+        rotation_due_at(times, timers),
+        expires_at(times, timers),
+        unused_deadline(times, timers),
+    ]
+}
+
+/// How long to wait from `now` until `deadline` (zero when it has passed).
+pub fn wait_until(deadline: DateTime<Utc>, now: DateTime<Utc>) -> std::time::Duration {
+    (deadline - now).to_std().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + seconds, 0).unwrap()
+    }
+
+    fn timers(expire: i64, unused: i64, grace: i64, rotate_before: i64) -> Timers {
+        Timers::from_durations(
+            Duration::seconds(expire),
+            Duration::seconds(unused),
+            Duration::seconds(grace),
+            Duration::seconds(rotate_before),
+        )
+    }
+
+    fn issued(seconds: i64) -> KeyTimes {
+        KeyTimes {
+            issued_at: at(seconds),
+            ..KeyTimes::default()
+        }
+    }
+
+    #[test]
+    fn expiry_counts_from_issuance() {
+        assert_eq!(
+            expires_at(&issued(10), &timers(100, 0, 0, 0)),
+            Some(at(110))
+        );
+    }
+
+    #[test]
+    fn policy_change_after_issuance_resets_expiry() {
+        let times = KeyTimes {
+            policy_applied_at: Some(at(50)),
+            ..issued(10)
+        };
+        assert_eq!(expires_at(&times, &timers(100, 0, 0, 0)), Some(at(150)));
+    }
+
+    #[test]
+    fn policy_applied_before_issuance_does_not_shorten_expiry() {
+        let times = KeyTimes {
+            policy_applied_at: Some(at(0)),
+            ..issued(10)
+        };
+        assert_eq!(expires_at(&times, &timers(100, 0, 0, 0)), Some(at(110)));
+    }
+
+    #[test]
+    fn zero_durations_mean_never() {
+        let times = issued(0);
+        let never = timers(0, 0, 0, 0);
+        assert_eq!(expires_at(&times, &never), None);
+        assert_eq!(unused_deadline(&times, &never), None);
+        assert_eq!(rotation_due_at(&times, &never), None);
+        assert_eq!(timer_state(&times, &never, at(1_000_000)), TimerState::Live);
+    }
+
+    #[test]
+    fn unused_deadline_counts_from_latest_of_use_issuance_and_reactivation() {
+        let t = timers(0, 30, 0, 0);
+        assert_eq!(unused_deadline(&issued(0), &t), Some(at(30)));
+        let used = KeyTimes {
+            last_used_at: Some(at(20)),
+            ..issued(0)
+        };
+        assert_eq!(unused_deadline(&used, &t), Some(at(50)));
+        let reactivated = KeyTimes {
+            reactivated_at: Some(at(40)),
+            ..used
+        };
+        assert_eq!(unused_deadline(&reactivated, &t), Some(at(70)));
+    }
+
+    #[test]
+    fn timers_fire_at_their_deadlines() {
+        let t = timers(100, 30, 0, 0);
+        let times = issued(0);
+        assert_eq!(timer_state(&times, &t, at(29)), TimerState::Live);
+        assert_eq!(timer_state(&times, &t, at(30)), TimerState::Unused);
+        assert_eq!(timer_state(&times, &t, at(100)), TimerState::Expired);
+    }
+
+    #[test]
+    fn auto_rotation_comes_before_expiry() {
+        let t = timers(100, 0, 0, 10);
+        let times = issued(0);
+        assert_eq!(rotation_due_at(&times, &t), Some(at(90)));
+        assert_eq!(timer_state(&times, &t, at(89)), TimerState::Live);
+        assert_eq!(timer_state(&times, &t, at(90)), TimerState::RotationDue);
+        assert_eq!(timer_state(&times, &t, at(200)), TimerState::RotationDue);
+    }
+
+    #[test]
+    fn grace_ends_after_the_grace_period() {
+        assert_eq!(grace_ends_at(at(10), &timers(0, 0, 300, 0)), at(310));
+    }
+
+    #[test]
+    fn next_deadline_is_the_earliest_future_one() {
+        let deadlines = [Some(at(5)), None, Some(at(50)), Some(at(20))];
+        assert_eq!(next_deadline(deadlines, at(10)), Some(at(20)));
+        assert_eq!(next_deadline([Some(at(5))], at(10)), None);
+    }
+
+    #[test]
+    fn wait_until_a_past_deadline_is_zero() {
+        assert_eq!(wait_until(at(5), at(10)), std::time::Duration::ZERO);
+        assert_eq!(
+            wait_until(at(15), at(10)),
+            std::time::Duration::from_secs(5)
+        );
+    }
+}

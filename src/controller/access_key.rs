@@ -1,0 +1,384 @@
+//! The AccessKey reconciler: issue or rotate exactly once, then write the decided status.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+
+use super::audit::{self, AuditEvent};
+use super::context::{key_owner_identity, Context};
+use super::issuance::{self, Issuance, SecretState, WriteOutcome};
+use super::policy::{self, Governing};
+use super::status::{self, Observed, SecretPresence};
+use super::{Error, Result};
+use crate::api::conditions::reasons;
+use crate::api::{AccessKey, FIELD_MANAGER};
+use crate::keys::limits::{self, LimitDecision, OwnedKey};
+use crate::keys::schedule::{self, TimerState};
+
+/// How soon to look again after losing a write race (the winner's write is then re-read).
+const AFTER_LOST_WRITE: Duration = Duration::from_millis(200);
+/// Slack after a deadline so the reconcile that follows sees it as passed.
+const DEADLINE_SLACK: Duration = Duration::from_millis(50);
+
+/// Reconciles one AccessKey.
+pub async fn reconcile(key: Arc<AccessKey>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let result = reconcile_key(&key, &ctx).await;
+    ctx.metrics
+        .observe_reconcile(started.elapsed(), result.is_err());
+    result
+}
+
+/// Backs off per object on transient errors.
+pub fn error_policy(key: Arc<AccessKey>, err: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(name = key.name_any(), namespace = key.namespace(), error = %err, "reconcile failed");
+    Action::requeue(Duration::from_secs(1))
+}
+
+/// What the key needs written to its Secret.
+#[derive(Debug, PartialEq)]
+pub(super) enum Step {
+    Nothing,
+    /// No issuance yet: create the Secret (subject to the owner limit).
+    IssueFirst,
+    /// Replace the Secret with a new issuance (manual or automatic rotation).
+    Rotate {
+        prior: Issuance,
+        resource_version: Option<String>,
+    },
+    /// The Secret is gone and a rotation was requested: create it with a new issuance.
+    Reissue {
+        prior: Issuance,
+    },
+}
+
+/// Decides the Secret write, if any; nothing new is issued without a resolved policy.
+pub(super) fn next_step(
+    key: &AccessKey,
+    secret: &SecretState,
+    remembered: Option<&Issuance>,
+    policy: Option<&Governing>,
+    now: DateTime<Utc>,
+) -> Step {
+    let Some(policy) = policy else {
+        return Step::Nothing;
+    };
+    let wants_rotation = |i: &Issuance| key.spec.rotate_generation > i.rotate_generation;
+    match secret {
+        SecretState::Foreign => Step::Nothing,
+        SecretState::Missing => match remembered {
+            None => Step::IssueFirst,
+            Some(prior) if wants_rotation(prior) => Step::Reissue {
+                prior: prior.clone(),
+            },
+            Some(_) => Step::Nothing,
+        },
+        SecretState::Held {
+            issuance,
+            resource_version,
+        } => {
+            let times = status::key_times(issuance, &Default::default(), policy.applied_at, None);
+            let due = schedule::timer_state(&times, &policy.timers, now) == TimerState::RotationDue;
+            if wants_rotation(issuance) || due {
+                Step::Rotate {
+                    prior: issuance.clone(),
+                    resource_version: resource_version.clone(),
+                }
+            } else {
+                Step::Nothing
+            }
+        }
+    }
+}
+
+/// The key's Secret from the cache, or from the API when the cache may lag behind.
+async fn observe_secret(
+    key: &AccessKey,
+    ctx: &Context,
+    api: &Api<Secret>,
+    remembered: Option<&Issuance>,
+) -> Result<SecretState> {
+    let name = key.spec.secret_name(&key.name_any());
+    let cached = ctx
+        .secrets
+        .get(&ObjectRef::new(&name).within(&key.namespace().unwrap_or_default()));
+    let state = issuance::classify(cached.as_ref().map(|s| &s.metadata), key);
+    let trusted = match (&state, remembered) {
+        (SecretState::Held { issuance, .. }, Some(r)) => issuance.access_key_id == r.access_key_id,
+        (SecretState::Held { .. }, None) => true,
+        _ => false,
+    };
+    if trusted {
+        return Ok(state);
+    }
+    read_secret(key, api).await
+}
+
+/// Reads the key's Secret from the API server.
+async fn read_secret(key: &AccessKey, api: &Api<Secret>) -> Result<SecretState> {
+    let name = key.spec.secret_name(&key.name_any());
+    let fresh = api.get_opt(&name).await.map_err(Error::ReadSecret)?;
+    Ok(issuance::classify(fresh.as_ref().map(|s| &s.metadata), key))
+}
+
+async fn reconcile_key(key: &AccessKey, ctx: &Context) -> Result<Action> {
+    // why: limits and policy resolution must not decide on caches that have not listed yet.
+    let synced = futures::future::try_join(
+        ctx.secrets.wait_until_ready(),
+        ctx.policies.wait_until_ready(),
+    )
+    .await;
+    if synced.is_err() {
+        return Ok(Action::await_change());
+    }
+    if key.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let now = ctx.now();
+    let namespace = key
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &namespace);
+    let policy = policy::resolve(key, ctx).await?;
+    let remembered = key.status.as_ref().and_then(Issuance::from_status);
+    let mut secret = observe_secret(key, ctx, &secrets, remembered.as_ref()).await?;
+    let mut limit = None;
+
+    let step = next_step(key, &secret, remembered.as_ref(), policy.as_ref().ok(), now);
+    if step != Step::Nothing {
+        // why: the cache may lag behind our own last write; decide again on the API's truth.
+        secret = read_secret(key, &secrets).await?;
+        let step = next_step(key, &secret, remembered.as_ref(), policy.as_ref().ok(), now);
+        let written = match (step, policy.as_ref().ok()) {
+            (Step::Nothing, _) | (_, None) => None,
+            (Step::IssueFirst, Some(governing)) => {
+                match issue_first(key, ctx, &secrets, governing, now).await? {
+                    Ok(outcome) => Some(outcome),
+                    Err(decision) => {
+                        limit = Some(decision);
+                        None
+                    }
+                }
+            }
+            (
+                Step::Rotate {
+                    prior,
+                    resource_version,
+                },
+                Some(governing),
+            ) => Some(rotate(key, ctx, &secrets, governing, &prior, resource_version, now).await?),
+            (Step::Reissue { prior }, Some(governing)) => {
+                Some(rotate(key, ctx, &secrets, governing, &prior, None, now).await?)
+            }
+        };
+        match written {
+            Some((WriteOutcome::Lost, _)) => return Ok(Action::requeue(AFTER_LOST_WRITE)),
+            Some((WriteOutcome::Written, record)) => {
+                secret = SecretState::Held {
+                    issuance: record,
+                    resource_version: None,
+                }
+            }
+            None => {}
+        }
+    }
+
+    let (issuance, presence) = match &secret {
+        SecretState::Held { issuance, .. } => (Some(issuance), SecretPresence::Present),
+        SecretState::Missing => (remembered.as_ref(), SecretPresence::Missing),
+        SecretState::Foreign => (remembered.as_ref(), SecretPresence::Foreign),
+    };
+    let presence = if issuance.is_none() && presence == SecretPresence::Missing {
+        SecretPresence::NotIssued
+    } else {
+        presence
+    };
+    let (desired, next) = status::desired_status(&Observed {
+        key,
+        issuance,
+        secret: presence,
+        policy: policy.as_ref(),
+        limit,
+        now,
+    });
+    let current = key.status.clone().unwrap_or_default();
+    if comparable(&desired) != comparable(&current) {
+        apply_status(key, ctx, &desired).await?;
+        for event in audit::transitions(&current, &desired) {
+            audit::record(&ctx.recorder, key, event).await;
+        }
+    }
+    Ok(match next {
+        Some(deadline) => Action::requeue(schedule::wait_until(deadline, now) + DEADLINE_SLACK),
+        None => Action::await_change(),
+    })
+}
+
+/// A status with conditions in a canonical order, so that list order alone never causes a write.
+fn comparable(status: &crate::api::AccessKeyStatus) -> crate::api::AccessKeyStatus {
+    let mut status = status.clone();
+    status.conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
+    status
+}
+
+/// First issuance, serialized per owner so that concurrent keys never exceed the limit.
+async fn issue_first(
+    key: &AccessKey,
+    ctx: &Context,
+    api: &Api<Secret>,
+    governing: &Governing,
+    now: DateTime<Utc>,
+) -> Result<Result<(WriteOutcome, Issuance), LimitDecision>> {
+    let owner = key_owner_identity(key);
+    let uid = key.uid().ok_or(Error::MissingField("metadata.uid"))?;
+    let lock = ctx.owners.lock_for(&owner);
+    let _serialized = lock.lock().await;
+    let decision = limits::decide(
+        &owner_keys(key, ctx, &owner, &uid),
+        &uid,
+        governing.max_keys_per_owner,
+    );
+    if decision != LimitDecision::Allowed {
+        return Ok(Err(decision));
+    }
+    // why: recorded before the write, so a lost response still counts against the owner.
+    ctx.owners.record_issued(&owner, &uid);
+    let grace_ends = schedule::grace_ends_at(now, &governing.timers);
+    let new =
+        issuance::generate(key, None, grace_ends, now, ctx.hash_params, &ctx.hash_slots).await?;
+    let secret = issuance::desired_secret(key, &new, None)?;
+    let outcome = issuance::create_secret(api, &secret).await?;
+    if outcome == WriteOutcome::Written {
+        ctx.metrics.issuances.inc();
+        let id = new.id.as_str();
+        let message = format!("issued access ID {id} into Secret {}", secret.name_any());
+        audit::record(
+            &ctx.recorder,
+            key,
+            AuditEvent::normal(reasons::ISSUED, message, Some(id)),
+        )
+        .await;
+    }
+    Ok(Ok((outcome, new.record)))
+}
+
+/// Rotation: a new issuance replaces (or re-creates) the Secret; the prior stays valid in grace.
+async fn rotate(
+    key: &AccessKey,
+    ctx: &Context,
+    api: &Api<Secret>,
+    governing: &Governing,
+    prior: &Issuance,
+    resource_version: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<(WriteOutcome, Issuance)> {
+    let grace_ends = schedule::grace_ends_at(now, &governing.timers);
+    let new = issuance::generate(
+        key,
+        Some(prior),
+        grace_ends,
+        now,
+        ctx.hash_params,
+        &ctx.hash_slots,
+    )
+    .await?;
+    let recreate = resource_version.is_none();
+    let secret = issuance::desired_secret(key, &new, resource_version)?;
+    let outcome = if recreate {
+        issuance::create_secret(api, &secret).await?
+    } else {
+        issuance::replace_secret(api, &secret).await?
+    };
+    if outcome == WriteOutcome::Written {
+        ctx.metrics.rotations.inc();
+        let id = new.id.as_str();
+        let message = format!(
+            "rotated to access ID {id}; previous access ID {} valid until {}",
+            prior.access_key_id,
+            grace_ends.to_rfc3339()
+        );
+        audit::record(
+            &ctx.recorder,
+            key,
+            AuditEvent::normal(reasons::ROTATED, message, Some(id)),
+        )
+        .await;
+    }
+    Ok((outcome, new.record))
+}
+
+/// The owner's keys as the limit sees them: issued per status, Secret, or this process's record.
+fn owner_keys(key: &AccessKey, ctx: &Context, owner: &str, uid: &str) -> Vec<OwnedKey<String>> {
+    let mut keys: Vec<OwnedKey<String>> = ctx
+        .keys
+        .state()
+        .iter()
+        .filter(|k| k.meta().deletion_timestamp.is_none() && key_owner_identity(k) == owner)
+        .filter_map(|k| {
+            let uid = k.uid()?;
+            let issued = k.status.as_ref().is_some_and(|s| s.access_key_id.is_some())
+                || ctx.owners.was_issued(owner, &uid)
+                || has_cached_secret(k, ctx);
+            Some(OwnedKey {
+                created_at: created_at(k),
+                issued,
+                id: uid,
+            })
+        })
+        .collect();
+    if !keys.iter().any(|k| k.id == uid) {
+        keys.push(OwnedKey {
+            id: uid.to_string(),
+            created_at: created_at(key),
+            issued: false,
+        });
+    }
+    keys
+}
+
+fn created_at(key: &AccessKey) -> Option<DateTime<Utc>> {
+    let ts = key.meta().creation_timestamp.as_ref()?.0;
+    DateTime::from_timestamp(ts.as_second(), u32::try_from(ts.subsec_nanosecond()).ok()?)
+}
+
+fn has_cached_secret(key: &AccessKey, ctx: &Context) -> bool {
+    let name = key.spec.secret_name(&key.name_any());
+    let cached = ctx
+        .secrets
+        .get(&ObjectRef::new(&name).within(&key.namespace().unwrap_or_default()));
+    matches!(
+        issuance::classify(cached.as_ref().map(|s| &s.metadata), key),
+        SecretState::Held { .. }
+    )
+}
+
+/// Server-side applies the status (without `lastUsedAt`, which the verifier owns).
+async fn apply_status(
+    key: &AccessKey,
+    ctx: &Context,
+    status: &crate::api::AccessKeyStatus,
+) -> Result<()> {
+    let mut status = status.clone();
+    status.last_used_at = None;
+    let patch = serde_json::json!({
+        "apiVersion": "keywarden.io/v1alpha1",
+        "kind": "AccessKey",
+        "status": status,
+    });
+    let api =
+        Api::<AccessKey>::namespaced(ctx.client.clone(), &key.namespace().unwrap_or_default());
+    api.patch_status(
+        &key.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(Error::ApplyKeyStatus)?;
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! Shared state of the reconcilers: client, caches, clock, per-owner issuance gate.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::core::v1::Secret;
+use kube::core::PartialObjectMeta;
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::Store;
+use kube::{Client, ResourceExt};
+
+use super::metrics::Metrics;
+use crate::api::{AccessKey, AccessKeyPolicy, KeyOwner, OwnerKind};
+use crate::keys::hash::HashParams;
+
+/// The controller's notion of "now"; injectable so tests control time.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// The wall clock.
+pub fn system_clock() -> Clock {
+    Arc::new(Utc::now)
+}
+
+/// Everything a reconciliation needs.
+pub struct Context {
+    pub client: Client,
+    pub keys: Store<AccessKey>,
+    pub policies: Store<AccessKeyPolicy>,
+    /// Metadata of the Secrets keywarden manages (selected by label).
+    pub secrets: Store<PartialObjectMeta<Secret>>,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub hash_params: HashParams,
+    /// Bounds concurrent argon2id hashes to the number of cores.
+    pub hash_slots: tokio::sync::Semaphore,
+    pub clock: Clock,
+    pub owners: OwnerGate,
+}
+
+impl Context {
+    /// The current time according to the injected clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        (self.clock)()
+    }
+}
+
+/// Owner identity string: users are cluster-wide, service accounts belong to a namespace.
+pub fn owner_identity(owner: &KeyOwner, namespace: &str) -> String {
+    match owner.kind {
+        OwnerKind::User => format!("User/{}", owner.name),
+        OwnerKind::ServiceAccount => format!("ServiceAccount/{namespace}/{}", owner.name),
+    }
+}
+
+/// Owner identity of a key.
+pub fn key_owner_identity(key: &AccessKey) -> String {
+    owner_identity(&key.spec.owner, &key.namespace().unwrap_or_default())
+}
+
+/// Serializes first issuances per owner and remembers issuances the caches may not show yet.
+#[derive(Default)]
+pub struct OwnerGate {
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// UIDs of keys this process issued, by owner identity.
+    issued: Mutex<HashMap<String, HashSet<String>>>,
+}
+
+impl OwnerGate {
+    /// The lock that serializes issuance decisions for `owner`.
+    pub fn lock_for(&self, owner: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks.entry(owner.to_string()).or_default().clone()
+    }
+
+    /// Records that this process wrote (or may have written) an issuance for key `uid`.
+    pub fn record_issued(&self, owner: &str, uid: &str) {
+        let mut issued = self.issued.lock().unwrap_or_else(|e| e.into_inner());
+        issued
+            .entry(owner.to_string())
+            .or_default()
+            .insert(uid.to_string());
+    }
+
+    /// Whether this process recorded an issuance for key `uid`.
+    pub fn was_issued(&self, owner: &str, uid: &str) -> bool {
+        let issued = self.issued.lock().unwrap_or_else(|e| e.into_inner());
+        issued.get(owner).is_some_and(|uids| uids.contains(uid))
+    }
+
+    /// Forgets a deleted key.
+    pub fn forget(&self, owner: &str, uid: &str) {
+        let mut issued = self.issued.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(uids) = issued.get_mut(owner) {
+            uids.remove(uid);
+        }
+    }
+}

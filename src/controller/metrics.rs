@@ -1,0 +1,107 @@
+//! Prometheus metrics of the controller.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use kube::runtime::reflector::Store;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::api::{AccessKey, Phase};
+
+/// Label set of the keys-by-phase gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabel {
+    pub phase: String,
+}
+
+/// The controller's metrics, registered in one registry.
+pub struct Metrics {
+    registry: Registry,
+    reconcile_duration: Histogram,
+    reconcile_errors: Counter,
+    pub issuances: Counter,
+    pub rotations: Counter,
+    keys_by_phase: Family<PhaseLabel, Gauge>,
+    /// The key cache of the running (leader) controller, read at scrape time.
+    keys: Mutex<Option<Store<AccessKey>>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("keywarden");
+        let reconcile_duration = Histogram::new(exponential_buckets(0.001, 2.0, 14));
+        let reconcile_errors = Counter::default();
+        let issuances = Counter::default();
+        let rotations = Counter::default();
+        let keys_by_phase = Family::<PhaseLabel, Gauge>::default();
+        registry.register(
+            "reconcile_duration_seconds",
+            "Duration of AccessKey reconciliations",
+            reconcile_duration.clone(),
+        );
+        registry.register(
+            "reconcile_errors",
+            "AccessKey reconciliations that failed",
+            reconcile_errors.clone(),
+        );
+        registry.register(
+            "issuances",
+            "Secrets issued for new keys",
+            issuances.clone(),
+        );
+        registry.register("rotations", "Key rotations", rotations.clone());
+        registry.register("access_keys", "AccessKeys by phase", keys_by_phase.clone());
+        Self {
+            registry,
+            reconcile_duration,
+            reconcile_errors,
+            issuances,
+            rotations,
+            keys_by_phase,
+            keys: Mutex::new(None),
+        }
+    }
+}
+
+impl Metrics {
+    /// Records one reconciliation.
+    pub fn observe_reconcile(&self, took: Duration, failed: bool) {
+        self.reconcile_duration.observe(took.as_secs_f64());
+        if failed {
+            self.reconcile_errors.inc();
+        }
+    }
+
+    /// Points the keys-by-phase gauge at the running controller's cache (`None` when not leader).
+    pub fn watch_keys(&self, keys: Option<Store<AccessKey>>) {
+        *self.keys.lock().unwrap_or_else(|e| e.into_inner()) = keys;
+    }
+
+    /// The OpenMetrics text of every metric.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let keys = self.keys.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        self.keys_by_phase.clear();
+        if let Some(keys) = keys {
+            for key in keys.state() {
+                let phase = key
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.phase)
+                    .unwrap_or(Phase::Pending);
+                self.keys_by_phase
+                    .get_or_create(&PhaseLabel {
+                        phase: format!("{phase:?}"),
+                    })
+                    .inc();
+            }
+        }
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}

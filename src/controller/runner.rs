@@ -1,0 +1,176 @@
+//! Wires the reconcilers to their watches: AccessKeys, their Secrets (metadata only) and policies.
+
+use std::sync::Arc;
+
+use futures::{future, StreamExt};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::Controller;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Client, ResourceExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::access_key;
+use super::audit::{self, AuditEvent};
+use super::context::{key_owner_identity, Clock, Context, OwnerGate};
+use super::policy;
+use super::probes::ProbeState;
+use crate::api::conditions::reasons;
+use crate::api::{AccessKey, AccessKeyPolicy, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::keys::hash::HashParams;
+
+/// What the controllers are started with.
+pub struct Settings {
+    pub hash_params: HashParams,
+    pub clock: Clock,
+    pub identity: String,
+}
+
+/// Runs the AccessKey and AccessKeyPolicy controllers until `stop`.
+pub async fn run_controllers(
+    client: Client,
+    settings: &Settings,
+    probes: &ProbeState,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let (keys, keys_writer) = reflector::store::<AccessKey>();
+    let (secrets, secrets_writer) = reflector::store();
+    let (deleted_tx, deleted_rx) = mpsc::unbounded_channel::<AccessKey>();
+    let key_stream = watcher(
+        Api::<AccessKey>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(keys_writer)
+    .inspect(move |event| {
+        if let Ok(watcher::Event::Delete(key)) = event {
+            let _ = deleted_tx.send(key.clone());
+        }
+    })
+    .touched_objects();
+    let managed = format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}");
+    // why: metadata only (annotations carry the issuance), so 10,000 Secrets stay cheap in memory.
+    let secret_stream = watcher(
+        Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+        watcher::Config::default().labels(&managed),
+    )
+    .default_backoff()
+    .reflect(secrets_writer)
+    .touched_objects();
+
+    let policy_controller = Controller::new(
+        Api::<AccessKeyPolicy>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let reporter = Reporter {
+        controller: "keywarden".into(),
+        instance: Some(settings.identity.clone()),
+    };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        keys: keys.clone(),
+        policies: policy_controller.store(),
+        secrets,
+        recorder: Recorder::new(client.clone(), reporter),
+        metrics: probes.metrics.clone(),
+        hash_params: settings.hash_params,
+        hash_slots: tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(1, usize::from),
+        ),
+        clock: settings.clock.clone(),
+        owners: OwnerGate::default(),
+    });
+    probes.metrics.watch_keys(Some(keys.clone()));
+
+    let (retrigger_tx, retrigger_rx) = mpsc::unbounded_channel();
+    let deletions = tokio::spawn(on_deletions(ctx.clone(), deleted_rx, retrigger_tx));
+    let readiness = tokio::spawn(mark_ready_when_synced(ctx.clone(), probes.clone()));
+
+    let mapper_keys = keys.clone();
+    let key_controller = Controller::for_stream(key_stream, keys.clone())
+        .owns_stream(secret_stream)
+        .watches(
+            Api::<AccessKeyPolicy>::all(client.clone()),
+            watcher::Config::default(),
+            move |changed: AccessKeyPolicy| {
+                mapper_keys
+                    .state()
+                    .into_iter()
+                    .filter(|k| k.spec.policy_name.is_none() || policy::governs(&changed, k))
+                    .map(|k| ObjectRef::from_obj(&*k))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .reconcile_on(futures::stream::unfold(retrigger_rx, |mut rx| async move {
+            rx.recv().await.map(|r| (r, rx))
+        }))
+        .graceful_shutdown_on(stop.clone().cancelled_owned())
+        .run(access_key::reconcile, access_key::error_policy, ctx.clone())
+        .for_each(|_| future::ready(()));
+    let policy_controller = policy_controller
+        .graceful_shutdown_on(stop.clone().cancelled_owned())
+        .run(
+            policy::reconcile_policy,
+            |policy, err, _| {
+                tracing::warn!(name = policy.name_any(), error = %err, "policy reconcile failed");
+                kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(1))
+            },
+            ctx.clone(),
+        )
+        .for_each(|_| future::ready(()));
+    future::join(key_controller, policy_controller).await;
+    deletions.abort();
+    readiness.abort();
+    probes.metrics.watch_keys(None);
+    probes.set_ready(false);
+    Ok(())
+}
+
+/// Marks the probes ready once every cache has listed its objects.
+async fn mark_ready_when_synced(ctx: Arc<Context>, probes: ProbeState) {
+    let synced = future::try_join3(
+        ctx.keys.wait_until_ready(),
+        ctx.secrets.wait_until_ready(),
+        ctx.policies.wait_until_ready(),
+    )
+    .await;
+    if synced.is_ok() {
+        probes.set_ready(true);
+        tracing::info!("caches synced; controller ready");
+    }
+}
+
+/// Audits deleted keys and lets the owner's waiting keys take the freed slot.
+async fn on_deletions(
+    ctx: Arc<Context>,
+    mut deleted: mpsc::UnboundedReceiver<AccessKey>,
+    retrigger: mpsc::UnboundedSender<ObjectRef<AccessKey>>,
+) {
+    while let Some(key) = deleted.recv().await {
+        let owner = key_owner_identity(&key);
+        if let Some(uid) = key.uid() {
+            ctx.owners.forget(&owner, &uid);
+        }
+        let id = key.status.as_ref().and_then(|s| s.access_key_id.clone());
+        let message = match &id {
+            Some(id) => format!("key deleted; access ID {id} revoked"),
+            None => "key deleted".to_string(),
+        };
+        audit::record(
+            &ctx.recorder,
+            &key,
+            AuditEvent::normal(reasons::DELETED, message, id.as_deref()),
+        )
+        .await;
+        for waiting in ctx.keys.state().into_iter().filter(|k| {
+            key_owner_identity(k) == owner
+                && k.status.as_ref().is_none_or(|s| s.access_key_id.is_none())
+        }) {
+            let _ = retrigger.send(ObjectRef::from_obj(&*waiting));
+        }
+    }
+}

@@ -1,0 +1,452 @@
+//! Reconciler tests against devcluster (or `KEYWARDEN_TEST_KUBECONFIG`): issuance, limits,
+//! policies, timers, rotation, deactivation and Secret loss.
+
+mod support;
+
+use futures::future::join_all;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::ResourceExt;
+
+use keywarden::api::conditions::{reasons, types};
+use keywarden::api::{
+    DeactivationReason, Phase, ACCESS_KEY_ID_ANNOTATION, ACCESS_KEY_LABEL, MANAGED_BY_LABEL,
+};
+use keywarden::controller::{DATA_ACCESS_KEY, DATA_ACCESS_KEY_ID, DATA_TOKEN};
+use keywarden::keys::hash::verify_secret;
+use keywarden::keys::material::SecretKey;
+use keywarden::keys::token::parse_token;
+use support::{condition, phase_of, secret_data, KeyBuilder, PolicyBuilder, TestCluster};
+
+fn merge(value: serde_json::Value) -> Patch<serde_json::Value> {
+    Patch::Merge(value)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applied_key_gets_one_secret_whose_hash_is_in_status() {
+    let cluster = TestCluster::start().await;
+    let _controller = cluster.start_controller();
+    cluster
+        .create_key(
+            &KeyBuilder::new("ci", "alice")
+                .secret_label("team", "a")
+                .build(),
+        )
+        .await;
+    let key = cluster.wait_phase("ci", Phase::Active).await;
+    let status = key.status.clone().unwrap();
+
+    let secret = cluster.secrets().get("ci-access-key").await.unwrap();
+    let id = secret_data(&secret, DATA_ACCESS_KEY_ID).unwrap();
+    let plain = secret_data(&secret, DATA_ACCESS_KEY).unwrap();
+    assert_eq!(status.access_key_id.as_deref(), Some(id.as_str()));
+    assert!(id.starts_with("AKW"));
+    let hash = status.secret_hash.clone().unwrap();
+    assert!(verify_secret(&SecretKey::parse(&plain).unwrap(), &hash));
+    let (token_id, token_secret) = parse_token(&secret_data(&secret, DATA_TOKEN).unwrap()).unwrap();
+    assert_eq!(token_id.as_str(), id);
+    assert_eq!(token_secret.expose(), plain);
+    assert_eq!(secret.labels()[MANAGED_BY_LABEL], "keywarden");
+    assert_eq!(secret.labels()[ACCESS_KEY_LABEL], "ci");
+    assert_eq!(secret.labels()["team"], "a");
+    assert_eq!(secret.annotations()[ACCESS_KEY_ID_ANNOTATION], id);
+    let owner = &secret.owner_references()[0];
+    assert_eq!(owner.uid, key.uid().unwrap());
+    assert_eq!(owner.controller, Some(true));
+    assert!(!serde_json::to_string(&status).unwrap().contains(&plain));
+
+    // Re-reconciles (a spec edit) must never issue again.
+    cluster
+        .keys()
+        .patch(
+            "ci",
+            &PatchParams::default(),
+            &merge(serde_json::json!({"spec": {"displayName": "CI"}})),
+        )
+        .await
+        .unwrap();
+    cluster
+        .wait_key("ci", "observed the edit", |k| {
+            k.status.as_ref().and_then(|s| s.observed_generation) == k.metadata.generation
+        })
+        .await;
+    let again = cluster.secrets().get("ci-access-key").await.unwrap();
+    assert_eq!(again.resource_version(), secret.resource_version());
+    assert_eq!(secret_data(&again, DATA_ACCESS_KEY).unwrap(), plain);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_auth_secret_carries_username_and_password() {
+    let cluster = TestCluster::start().await;
+    let _controller = cluster.start_controller();
+    cluster
+        .create_key(&KeyBuilder::new("web", "bob").basic_auth().build())
+        .await;
+    cluster.wait_phase("web", Phase::Active).await;
+    let secret = cluster.secrets().get("web-access-key").await.unwrap();
+    assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/basic-auth"));
+    assert_eq!(
+        secret_data(&secret, "username"),
+        secret_data(&secret, DATA_ACCESS_KEY_ID)
+    );
+    assert_eq!(
+        secret_data(&secret, "password"),
+        secret_data(&secret, DATA_ACCESS_KEY)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_keys_applied_at_once_never_exceed_the_owner_limit() {
+    let cluster = TestCluster::start().await;
+    let policy = format!("limit-{}", support::random_suffix());
+    cluster
+        .create_policy(&PolicyBuilder::new(&policy).max_keys(5).build())
+        .await;
+    let _controller = cluster.start_controller();
+    let names: Vec<String> = (0..20).map(|i| format!("k{i:02}")).collect();
+    join_all(names.iter().map(|name| {
+        let key = KeyBuilder::new(name, "carol").policy(&policy).build();
+        let cluster = &cluster;
+        async move { cluster.create_key(&key).await }
+    }))
+    .await;
+    for name in &names {
+        cluster
+            .wait_key(name, "Active or Rejected", |k| {
+                matches!(phase_of(k), Some(Phase::Active | Phase::Rejected))
+            })
+            .await;
+    }
+    let keys = cluster.keys().list(&ListParams::default()).await.unwrap();
+    let active: Vec<_> = keys
+        .items
+        .iter()
+        .filter(|k| phase_of(k) == Some(Phase::Active))
+        .collect();
+    assert_eq!(active.len(), 5);
+    let rejected = keys
+        .items
+        .iter()
+        .find(|k| phase_of(k) == Some(Phase::Rejected))
+        .unwrap();
+    assert_eq!(
+        condition(rejected, types::LIMIT_EXCEEDED),
+        Some(("True".into(), reasons::LIMIT_EXCEEDED.into()))
+    );
+    let secrets = cluster
+        .secrets()
+        .list(&ListParams::default().labels("app.kubernetes.io/managed-by=keywarden"))
+        .await
+        .unwrap();
+    assert_eq!(secrets.items.len(), 5, "exactly the limit of Secrets");
+
+    // Deleting an issued key frees a slot for a waiting one.
+    cluster
+        .keys()
+        .delete(&active[0].name_any(), &DeleteParams::default())
+        .await
+        .unwrap();
+    support::eventually("a waiting key takes the freed slot", || async {
+        let keys = cluster.keys().list(&ListParams::default()).await.ok()?;
+        let active = keys
+            .items
+            .iter()
+            .filter(|k| phase_of(k) == Some(Phase::Active))
+            .count();
+        (active == 5 && keys.items.len() == 19).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_issues_a_new_id_and_keeps_the_old_one_for_the_grace_period() {
+    let cluster = TestCluster::start().await;
+    let policy = format!("grace-{}", support::random_suffix());
+    cluster
+        .create_policy(&PolicyBuilder::new(&policy).grace("3s").build())
+        .await;
+    let _controller = cluster.start_controller();
+    cluster
+        .create_key(&KeyBuilder::new("rot", "dave").policy(&policy).build())
+        .await;
+    let first = cluster.wait_phase("rot", Phase::Active).await;
+    let old_id = first.status.unwrap().access_key_id.unwrap();
+
+    cluster
+        .keys()
+        .patch(
+            "rot",
+            &PatchParams::default(),
+            &merge(serde_json::json!({"spec": {"rotateGeneration": 1}})),
+        )
+        .await
+        .unwrap();
+    let rotated = cluster
+        .wait_key("rot", "rotated", |k| {
+            k.status.as_ref().and_then(|s| s.observed_rotate_generation) == Some(1)
+        })
+        .await;
+    let status = rotated.status.unwrap();
+    assert_ne!(status.access_key_id.as_deref(), Some(old_id.as_str()));
+    let rotated_at = status.rotated_at.expect("rotatedAt set");
+    // why: on a slow machine the 3 s grace period may already be over when we read.
+    if let Some(previous) = status.previous_keys.first() {
+        assert_eq!(previous.access_key_id, old_id);
+        assert_eq!(
+            previous.valid_until,
+            rotated_at + chrono::Duration::seconds(3)
+        );
+    }
+    let secret = cluster.secrets().get("rot-access-key").await.unwrap();
+    assert_eq!(
+        secret_data(&secret, DATA_ACCESS_KEY_ID),
+        status.access_key_id
+    );
+
+    cluster
+        .wait_key("rot", "grace period ended", |k| {
+            k.status
+                .as_ref()
+                .is_some_and(|s| s.previous_keys.is_empty())
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_key_is_revived_by_a_rotation() {
+    let cluster = TestCluster::start().await;
+    let policy = format!("expire-{}", support::random_suffix());
+    cluster
+        .create_policy(&PolicyBuilder::new(&policy).expire_after("2s").build())
+        .await;
+    let _controller = cluster.start_controller();
+    cluster
+        .create_key(&KeyBuilder::new("exp", "erin").policy(&policy).build())
+        .await;
+    // why: no wait for Active first: on a slow machine the key may already be past 2 s.
+    let expired = cluster.wait_phase("exp", Phase::Expired).await;
+    let status = expired.status.unwrap();
+    assert_eq!(
+        status.deactivation_reason,
+        Some(DeactivationReason::Expired)
+    );
+    let applied_at = cluster
+        .policies()
+        .get(&policy)
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .applied_at;
+    let basis = applied_at.map_or(status.issued_at.unwrap(), |a| {
+        a.max(status.issued_at.unwrap())
+    });
+    assert_eq!(
+        status.expires_at,
+        Some(basis + chrono::Duration::seconds(2))
+    );
+
+    cluster
+        .keys()
+        .patch(
+            "exp",
+            &PatchParams::default(),
+            &merge(serde_json::json!({"spec": {"rotateGeneration": 1}})),
+        )
+        .await
+        .unwrap();
+    let revived = cluster
+        .wait_key("exp", "rotated", |k| {
+            k.status.as_ref().and_then(|s| s.observed_rotate_generation) == Some(1)
+        })
+        .await;
+    let revived = revived.status.unwrap();
+    assert_ne!(revived.access_key_id, status.access_key_id);
+    let rotated_at = revived.rotated_at.expect("rotatedAt set");
+    assert!(rotated_at >= status.expires_at.unwrap());
+    assert_eq!(
+        revived.expires_at,
+        Some(rotated_at + chrono::Duration::seconds(2)),
+        "a fresh expiry"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deactivation_and_reactivation_follow_spec_active() {
+    let cluster = TestCluster::start().await;
+    let _controller = cluster.start_controller();
+    cluster
+        .create_key(&KeyBuilder::new("sw", "frank").build())
+        .await;
+    let active = cluster.wait_phase("sw", Phase::Active).await;
+    let id = active.status.unwrap().access_key_id;
+    cluster
+        .keys()
+        .patch(
+            "sw",
+            &PatchParams::default(),
+            &merge(serde_json::json!({"spec": {"active": false}})),
+        )
+        .await
+        .unwrap();
+    let inactive = cluster.wait_phase("sw", Phase::Inactive).await;
+    let status = inactive.status.unwrap();
+    assert_eq!(status.deactivation_reason, Some(DeactivationReason::Manual));
+    assert!(status.deactivated_at.is_some());
+    cluster
+        .keys()
+        .patch(
+            "sw",
+            &PatchParams::default(),
+            &merge(serde_json::json!({"spec": {"active": true}})),
+        )
+        .await
+        .unwrap();
+    let back = cluster.wait_phase("sw", Phase::Active).await;
+    assert_eq!(
+        back.status.unwrap().access_key_id,
+        id,
+        "reactivation does not re-issue"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unused_key_is_deactivated_and_a_reactivation_bump_revives_it() {
+    let cluster = TestCluster::start().await;
+    let policy = format!("unused-{}", support::random_suffix());
+    cluster
+        .create_policy(&PolicyBuilder::new(&policy).unused_after("2s").build())
+        .await;
+    let _controller = cluster.start_controller();
+    cluster
+        .create_key(&KeyBuilder::new("idle", "gina").policy(&policy).build())
+        .await;
+    let unused = cluster.wait_phase("idle", Phase::Inactive).await;
+    assert_eq!(
+        unused.status.unwrap().deactivation_reason,
+        Some(DeactivationReason::Unused)
+    );
+    cluster
+        .keys()
+        .patch(
+            "idle",
+            &PatchParams::default(),
+            &merge(serde_json::json!({"spec": {"reactivateGeneration": 1}})),
+        )
+        .await
+        .unwrap();
+    let revived = cluster.wait_phase("idle", Phase::Active).await;
+    assert!(revived.status.unwrap().reactivated_at.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_secret_is_reported_and_only_a_rotation_issues_a_new_one() {
+    let cluster = TestCluster::start().await;
+    let _controller = cluster.start_controller();
+    cluster
+        .create_key(&KeyBuilder::new("gone", "hank").build())
+        .await;
+    let active = cluster.wait_phase("gone", Phase::Active).await;
+    let old_id = active.status.unwrap().access_key_id;
+    cluster
+        .secrets()
+        .delete("gone-access-key", &DeleteParams::default())
+        .await
+        .unwrap();
+    let missing = cluster
+        .wait_key("gone", "SecretPresent=False", |k| {
+            condition(k, types::SECRET_PRESENT)
+                == Some(("False".into(), reasons::SECRET_MISSING.into()))
+        })
+        .await;
+    assert_eq!(
+        missing.status.unwrap().access_key_id,
+        old_id,
+        "keeps its hash and ID"
+    );
+    assert!(cluster
+        .secrets()
+        .get_opt("gone-access-key")
+        .await
+        .unwrap()
+        .is_none());
+
+    cluster
+        .keys()
+        .patch(
+            "gone",
+            &PatchParams::default(),
+            &merge(serde_json::json!({"spec": {"rotateGeneration": 1}})),
+        )
+        .await
+        .unwrap();
+    let rotated = cluster
+        .wait_key("gone", "SecretPresent=True after rotation", |k| {
+            condition(k, types::SECRET_PRESENT).is_some_and(|(s, _)| s == "True")
+        })
+        .await;
+    let secret = cluster.secrets().get("gone-access-key").await.unwrap();
+    assert_eq!(
+        secret_data(&secret, DATA_ACCESS_KEY_ID),
+        rotated.status.unwrap().access_key_id
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_policy_issues_nothing_and_says_why() {
+    let cluster = TestCluster::start().await;
+    let _controller = cluster.start_controller();
+    cluster
+        .create_key(
+            &KeyBuilder::new("orphan", "ivy")
+                .policy("does-not-exist")
+                .build(),
+        )
+        .await;
+    let key = cluster
+        .wait_key("orphan", "PolicyResolved=False", |k| {
+            condition(k, types::POLICY_RESOLVED)
+                == Some(("False".into(), reasons::POLICY_NOT_FOUND.into()))
+        })
+        .await;
+    assert_eq!(phase_of(&key), Some(Phase::Pending));
+    assert!(cluster
+        .secrets()
+        .get_opt("orphan-access-key")
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_status_is_rebuilt_from_the_secret_without_reissuing() {
+    let cluster = TestCluster::start().await;
+    let controller = cluster.start_controller();
+    cluster
+        .create_key(&KeyBuilder::new("restore", "jo").build())
+        .await;
+    let before = cluster.wait_phase("restore", Phase::Active).await;
+    controller.stop().await;
+    let secret = cluster.secrets().get("restore-access-key").await.unwrap();
+
+    cluster
+        .keys()
+        .patch_status(
+            "restore",
+            &PatchParams::default(),
+            &merge(serde_json::json!({"status": null})),
+        )
+        .await
+        .unwrap();
+    cluster
+        .wait_key("restore", "status cleared", |k| phase_of(k).is_none())
+        .await;
+
+    let _controller = cluster.start_controller();
+    let after = cluster.wait_phase("restore", Phase::Active).await;
+    assert_eq!(
+        after.status.unwrap().access_key_id,
+        before.status.unwrap().access_key_id
+    );
+    let again = cluster.secrets().get("restore-access-key").await.unwrap();
+    assert_eq!(again.resource_version(), secret.resource_version());
+}

@@ -1,0 +1,480 @@
+//! Shared helpers of the controller tests: a cluster per test, builders, bounded waits.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ObjectMeta, PostParams};
+use kube::{Client, CustomResourceExt};
+use serde::de::DeserializeOwned;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use keywarden::api::{
+    AccessKey, AccessKeyPolicy, AccessKeyPolicySpec, AccessKeySpec, KeyOwner, OwnerKind, Phase,
+    SecretTemplate, SecretType,
+};
+use keywarden::controller::{self, ControllerArgs};
+
+mod tracking;
+#[allow(unused_imports)]
+pub use tracking::{assert_issued_exactly_once, SecretWrites};
+
+/// Upper bound of every wait: generous, it only bounds waiting on a noisy shared machine.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// A cluster to test against: devcluster in-process, or a real one via `KEYWARDEN_TEST_KUBECONFIG`.
+pub struct TestCluster {
+    pub client: Client,
+    pub namespace: String,
+    _dev: Option<devcluster::DevCluster>,
+}
+
+impl TestCluster {
+    /// Starts devcluster (or connects to the real cluster), installs the CRDs, makes a namespace.
+    pub async fn start() -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .with_test_writer()
+            .try_init();
+        let (client, dev) = match std::env::var("KEYWARDEN_TEST_KUBECONFIG") {
+            Ok(path) => {
+                let kubeconfig = kube::config::Kubeconfig::read_from(path).expect("kubeconfig");
+                let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+                    .await
+                    .expect("kube config");
+                (Client::try_from(config).expect("client"), None)
+            }
+            Err(_) => {
+                let dev = devcluster::DevCluster::start()
+                    .await
+                    .expect("devcluster starts");
+                (dev.client().expect("devcluster client"), Some(dev))
+            }
+        };
+        install_crds(&client).await;
+        let namespace = format!("kw-test-{}", random_suffix());
+        Api::<Namespace>::all(client.clone())
+            .create(
+                &PostParams::default(),
+                &Namespace {
+                    metadata: ObjectMeta {
+                        name: Some(namespace.clone()),
+                        ..ObjectMeta::default()
+                    },
+                    ..Namespace::default()
+                },
+            )
+            .await
+            .expect("create namespace");
+        Self {
+            client,
+            namespace,
+            _dev: dev,
+        }
+    }
+
+    /// The API server URL of devcluster (for child processes); `None` against a real cluster.
+    pub fn url(&self) -> Option<String> {
+        self._dev.as_ref().map(|dev| dev.url().to_string())
+    }
+
+    /// Writes a kubeconfig for child processes into `dir`; `None` against a real cluster.
+    pub fn write_kubeconfig(&self, dir: &std::path::Path) -> Option<std::path::PathBuf> {
+        let path = dir.join("kubeconfig");
+        self._dev
+            .as_ref()?
+            .write_kubeconfig(&path)
+            .expect("write kubeconfig");
+        Some(path)
+    }
+
+    /// Fault injection of devcluster; `None` against a real cluster.
+    pub fn faults(&self) -> Option<devcluster::Faults> {
+        self._dev.as_ref().map(|dev| dev.faults())
+    }
+
+    /// The devcluster handle; `None` against a real cluster.
+    pub fn dev(&self) -> Option<&devcluster::DevCluster> {
+        self._dev.as_ref()
+    }
+
+    pub fn keys(&self) -> Api<AccessKey> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    pub fn secrets(&self) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    pub fn policies(&self) -> Api<AccessKeyPolicy> {
+        Api::all(self.client.clone())
+    }
+
+    /// Starts an in-process controller (no leader election, cheap argon2 parameters).
+    pub fn start_controller(&self) -> RunningController {
+        RunningController::start(self.client.clone(), test_args())
+    }
+
+    /// Creates a key.
+    pub async fn create_key(&self, key: &AccessKey) -> AccessKey {
+        self.keys()
+            .create(&PostParams::default(), key)
+            .await
+            .expect("create AccessKey")
+    }
+
+    /// Creates a policy with a name unique to this test.
+    pub async fn create_policy(&self, policy: &AccessKeyPolicy) -> AccessKeyPolicy {
+        self.policies()
+            .create(&PostParams::default(), policy)
+            .await
+            .expect("create AccessKeyPolicy")
+    }
+
+    /// Waits until key `name` satisfies `pred`.
+    pub async fn wait_key(
+        &self,
+        name: &str,
+        what: &str,
+        pred: impl Fn(&AccessKey) -> bool,
+    ) -> AccessKey {
+        wait_for(&self.keys(), name, what, pred).await
+    }
+
+    /// Waits until key `name` is in `phase`.
+    pub async fn wait_phase(&self, name: &str, phase: Phase) -> AccessKey {
+        self.wait_key(name, &format!("phase {phase:?}"), |k| {
+            phase_of(k) == Some(phase)
+        })
+        .await
+    }
+}
+
+/// Controller arguments for tests: ephemeral probe port, no lease, light argon2id.
+pub fn test_args() -> ControllerArgs {
+    ControllerArgs {
+        probe_addr: "127.0.0.1:0".parse().expect("addr"),
+        disable_leader_election: true,
+        argon2_memory_kib: 1024,
+        argon2_iterations: 1,
+        argon2_parallelism: 1,
+        ..ControllerArgs::default()
+    }
+}
+
+/// An in-process controller, stopped on drop.
+pub struct RunningController {
+    stop: CancellationToken,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl RunningController {
+    pub fn start(client: Client, args: ControllerArgs) -> Self {
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(controller::run(client, args, stop.clone()));
+        Self {
+            stop,
+            task: Some(task),
+        }
+    }
+
+    /// Stops the controller and waits for it to finish.
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        if let Some(task) = self.task.take() {
+            task.await
+                .expect("controller task")
+                .expect("controller ran");
+        }
+    }
+}
+
+impl Drop for RunningController {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn install_crds(client: &Client) {
+    let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    for crd in [AccessKey::crd(), AccessKeyPolicy::crd()] {
+        match crds.create(&PostParams::default(), &crd).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(err) => panic!("installing CRD: {err}"),
+        }
+    }
+    // why: a CRD's resources are served only once it is established.
+    for name in ["accesskeys.keywarden.io", "accesskeypolicies.keywarden.io"] {
+        wait_for(&crds, name, "CRD established", |crd| {
+            crd.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True")
+                })
+        })
+        .await;
+    }
+}
+
+/// A short random suffix for names.
+pub fn random_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!("{:x}{:x}", std::process::id() % 4096, nanos)
+}
+
+/// Polls `name` until `pred` holds; panics with the last seen object after [`WAIT`].
+pub async fn wait_for<K>(api: &Api<K>, name: &str, what: &str, pred: impl Fn(&K) -> bool) -> K
+where
+    K: Clone + DeserializeOwned + Debug,
+{
+    let deadline = Instant::now() + WAIT;
+    let mut last = None;
+    loop {
+        match api.get_opt(name).await {
+            Ok(Some(obj)) if pred(&obj) => return obj,
+            Ok(seen) => last = seen,
+            Err(err) => tracing::debug!(error = %err, "get failed while waiting"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "waited {WAIT:?} for {what} on {name}; last seen: {last:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls `check` until it returns `Some`; panics with `what` after [`WAIT`].
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "waited {WAIT:?} for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn phase_of(key: &AccessKey) -> Option<Phase> {
+    key.status.as_ref().and_then(|s| s.phase)
+}
+
+pub fn condition(key: &AccessKey, type_: &str) -> Option<(String, String)> {
+    key.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+/// Builds an AccessKey for tests.
+pub struct KeyBuilder(AccessKey);
+
+impl KeyBuilder {
+    pub fn new(name: &str, owner: &str) -> Self {
+        Self(AccessKey::new(
+            name,
+            AccessKeySpec {
+                owner: KeyOwner {
+                    kind: OwnerKind::User,
+                    name: owner.into(),
+                },
+                display_name: None,
+                description: None,
+                scopes: vec![],
+                allowed_origins: vec![],
+                active: true,
+                rotate_generation: 0,
+                reactivate_generation: 0,
+                policy_name: None,
+                secret: SecretTemplate::default(),
+            },
+        ))
+    }
+
+    pub fn policy(mut self, name: &str) -> Self {
+        self.0.spec.policy_name = Some(name.into());
+        self
+    }
+
+    pub fn basic_auth(mut self) -> Self {
+        self.0.spec.secret.type_ = SecretType::BasicAuth;
+        self
+    }
+
+    pub fn secret_label(mut self, key: &str, value: &str) -> Self {
+        self.0.spec.secret.labels.insert(key.into(), value.into());
+        self
+    }
+
+    pub fn build(self) -> AccessKey {
+        self.0
+    }
+}
+
+/// Builds an AccessKeyPolicy for tests; timers default to never.
+pub struct PolicyBuilder(AccessKeyPolicy);
+
+impl PolicyBuilder {
+    pub fn new(name: &str) -> Self {
+        Self(AccessKeyPolicy::new(
+            name,
+            AccessKeyPolicySpec {
+                expire_after: "0".into(),
+                deactivate_after_unused: "0".into(),
+                rotation_grace_period: "0".into(),
+                ..AccessKeyPolicySpec::default()
+            },
+        ))
+    }
+
+    pub fn max_keys(mut self, max: u32) -> Self {
+        self.0.spec.max_keys_per_owner = max;
+        self
+    }
+
+    pub fn expire_after(mut self, d: &str) -> Self {
+        self.0.spec.expire_after = d.into();
+        self
+    }
+
+    pub fn unused_after(mut self, d: &str) -> Self {
+        self.0.spec.deactivate_after_unused = d.into();
+        self
+    }
+
+    pub fn grace(mut self, d: &str) -> Self {
+        self.0.spec.rotation_grace_period = d.into();
+        self
+    }
+
+    pub fn rotate_before_expiry(mut self, d: &str) -> Self {
+        self.0.spec.rotate_before_expiry = d.into();
+        self
+    }
+
+    pub fn select_namespaces(mut self, labels: &[(&str, &str)]) -> Self {
+        self.0.spec.namespace_selector = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {
+                match_labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect::<BTreeMap<_, _>>(),
+                ),
+                ..Default::default()
+            },
+        );
+        self
+    }
+
+    pub fn build(self) -> AccessKeyPolicy {
+        self.0
+    }
+}
+
+/// The string value of a Secret data key.
+pub fn secret_data(secret: &Secret, key: &str) -> Option<String> {
+    let bytes = secret.data.as_ref()?.get(key)?;
+    String::from_utf8(bytes.0.clone()).ok()
+}
+
+/// Controller flags of a child process, read from `KEYWARDEN_*` environment variables.
+#[derive(clap::Parser)]
+struct ChildArgs {
+    #[command(flatten)]
+    controller: ControllerArgs,
+}
+
+/// A client for an API server URL without authentication (devcluster).
+pub fn client_for_url(url: &str) -> anyhow::Result<Client> {
+    let config = kube::Config::new(url.parse()?);
+    Ok(Client::try_from(config)?)
+}
+
+/// Entry point of a controller child process: runs until killed or SIGTERM.
+pub async fn run_child_controller(url: &str) -> anyhow::Result<()> {
+    use clap::Parser;
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,kube=warn".into()),
+        )
+        .try_init();
+    let client = client_for_url(url)?;
+    let args = ChildArgs::parse_from(["keywarden-child"]).controller;
+    let stop = CancellationToken::new();
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            term.recv().await;
+        }
+        on_signal.cancel();
+    });
+    controller::run(client, args, stop).await
+}
+
+/// Resident set size of process `pid` in KiB (Linux).
+pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no VmRSS for {pid}"))
+}
+
+/// User plus system CPU clock ticks used so far by process `pid` (Linux).
+pub fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after_name = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .unwrap_or_default();
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // why: utime and stime are fields 14 and 15 of /proc/pid/stat; index from after "(comm)".
+    Ok(field(11) + field(12))
+}
+
+/// Matches one write of a key's path: the Secret (`secrets`) or the key's status (`accesskeys`).
+pub fn write_matcher(
+    verb: &str,
+    resource: &str,
+    namespace: &str,
+    key: &str,
+) -> devcluster::RequestMatch {
+    let matcher = devcluster::RequestMatch::new(verb, resource).namespace(namespace);
+    // why: a create is a POST to the collection; its URL carries no name to match on.
+    match (verb, resource) {
+        ("create", _) => matcher,
+        (_, "secrets") => matcher.name(&format!("{key}-access-key")),
+        _ => matcher.name(key),
+    }
+}
