@@ -68,6 +68,15 @@ const BUILTIN: &[Row] = &[
         true,
     ),
     (
+        "policy",
+        "v1",
+        "PodDisruptionBudget",
+        "poddisruptionbudgets",
+        &["pdb"],
+        true,
+        true,
+    ),
+    (
         "rbac.authorization.k8s.io",
         "v1",
         "Role",

@@ -42,7 +42,6 @@ async fn release_secrets(kube: &Kube) -> Vec<String> {
 }
 
 #[tokio::test]
-#[ignore = "needs protobuf request bodies in devcluster (helm stores releases through a typed client)"]
 async fn chart_installs_upgrades_lists_and_uninstalls_cleanly() {
     let kube = Kube::start().await;
     kube.helm_ok(&[

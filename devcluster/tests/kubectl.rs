@@ -40,7 +40,6 @@ async fn get_custom_resources_shows_printer_columns_by_short_name_and_category()
 }
 
 #[tokio::test]
-#[ignore = "needs protobuf request bodies in devcluster (kubectl create sends application/vnd.kubernetes.protobuf)"]
 async fn get_config_maps_shows_the_built_in_columns() {
     let kube = Kube::start().await;
     kube.kubectl_ok(&[
@@ -57,7 +56,6 @@ async fn get_config_maps_shows_the_built_in_columns() {
 }
 
 #[tokio::test]
-#[ignore = "needs protobuf request bodies and Secret type defaulting (Opaque) in devcluster"]
 async fn get_secrets_shows_type_and_data_count() {
     let kube = Kube::start().await;
     kube.kubectl_ok(&[
@@ -126,7 +124,6 @@ async fn output_formats_render_the_stored_object() {
 }
 
 #[tokio::test]
-#[ignore = "needs protobuf request bodies in devcluster (kubectl create sends application/vnd.kubernetes.protobuf)"]
 async fn create_namespace_and_generic_secret() {
     let kube = Kube::start().await;
     assert_eq!(
@@ -174,7 +171,6 @@ async fn create_namespace_and_generic_secret() {
 }
 
 #[tokio::test]
-#[ignore = "needs authorization.k8s.io/v1 selfsubjectaccessreviews served by devcluster (allow-all)"]
 async fn auth_can_i_allows_everything() {
     let kube = Kube::start().await;
     let output = kube
@@ -218,7 +214,6 @@ async fn strict_validation_rejects_unknown_fields() {
 }
 
 #[tokio::test]
-#[ignore = "needs watch events rendered as Tables when the watch asks for as=Table"]
 async fn watch_prints_new_and_changed_objects() {
     let kube = Kube::start().await;
     install_gadget_crd(&kube).await;

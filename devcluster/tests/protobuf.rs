@@ -1,11 +1,6 @@
 //! Decoding the protobuf bodies typed client-go clients send (kubectl create, helm storage).
 
-// why: `protobuf` is not yet declared in lib.rs (owned by the server's engineer); compile the
-// module into this test directly until it is.
-#[path = "../src/protobuf.rs"]
-mod protobuf;
-
-use protobuf::{decode, is_protobuf};
+use devcluster::protobuf::{decode, is_protobuf};
 use serde_json::json;
 
 /// Encodes protobuf fields the way client-go's generated marshallers do.

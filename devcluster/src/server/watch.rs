@@ -22,7 +22,10 @@ struct Watcher {
     rt: ResourceType,
     key: StorageKey,
     filter: Filter,
-    metadata: bool,
+    rendering: Rendering,
+    /// Whether a Table event already carried the column definitions (sent once per watch).
+    headers_sent: std::cell::Cell<bool>,
+    include_object: bool,
     bookmarks: bool,
     lines: mpsc::Sender<Bytes>,
 }
@@ -40,10 +43,26 @@ fn expired_line(message: &str) -> Bytes {
 
 impl Watcher {
     fn render(&self, obj: &Value) -> Value {
-        if self.metadata {
-            metadata_only(obj)
-        } else {
-            to_wire(&self.rt, obj)
+        match self.rendering {
+            Rendering::Full => to_wire(&self.rt, obj),
+            Rendering::Metadata => metadata_only(obj),
+            Rendering::Table => {
+                let metadata =
+                    json!({ "resourceVersion": obj.pointer("/metadata/resourceVersion") });
+                let wire = to_wire(&self.rt, obj);
+                let mut table = crate::table::to_table(
+                    &self.rt,
+                    &[wire],
+                    metadata,
+                    self.include_object,
+                    chrono::Utc::now(),
+                );
+                // why: like the API server, only the first event of a watch carries the headers.
+                if self.headers_sent.replace(true) {
+                    table["columnDefinitions"] = json!([]);
+                }
+                table
+            }
         }
     }
 
@@ -114,7 +133,9 @@ pub(crate) fn watch(server: &Server, call: &Call) -> Result<Response<Body>, ApiE
         rt: call.rt.clone(),
         key: call.key.clone(),
         filter,
-        metadata: rendering(&call.accept) == Rendering::Metadata,
+        rendering: rendering(&call.accept),
+        headers_sent: std::cell::Cell::new(false),
+        include_object: !call.accept.contains("includeObject=None"),
         bookmarks: call.query.flag("allowWatchBookmarks"),
         lines: tx,
     };

@@ -1,6 +1,8 @@
 //! Garbage collection of ownerReferences (background, foreground, orphan) and namespace cleanup,
 //! run by a background task whenever something is deleted.
 
+use std::collections::HashMap;
+
 use serde_json::{json, Value};
 
 use super::{is_deleting, ObjectRef, State};
@@ -65,19 +67,35 @@ impl State {
         owners
     }
 
-    /// Whether some stored object still names `uid` as owner (only blocking ones if `blocking`).
-    fn has_dependents(&self, uid: &str, blocking: bool) -> bool {
+    /// Whether some stored object still names `uid` as owner.
+    fn has_dependents(&self, uid: &str) -> bool {
         self.owned.iter().any(|at| {
             self.get(&at.key, &at.namespace, &at.name)
                 .is_some_and(|obj| {
-                    owner_refs(obj).iter().any(|r| {
-                        r.get("uid").and_then(Value::as_str) == Some(uid)
-                            && (!blocking
-                                || r.get("blockOwnerDeletion").and_then(Value::as_bool)
-                                    == Some(true))
-                    })
+                    owner_refs(obj)
+                        .iter()
+                        .any(|r| r.get("uid").and_then(Value::as_str) == Some(uid))
                 })
         })
+    }
+
+    /// For every owner uid named by a stored object: whether some dependent blocks its deletion.
+    fn dependents_by_owner(&self) -> HashMap<String, bool> {
+        let mut owners: HashMap<String, bool> = HashMap::new();
+        for at in &self.owned {
+            let Some(obj) = self.get(&at.key, &at.namespace, &at.name) else {
+                continue;
+            };
+            for reference in owner_refs(obj) {
+                let Some(uid) = reference.get("uid").and_then(Value::as_str) else {
+                    continue;
+                };
+                let blocks =
+                    reference.get("blockOwnerDeletion").and_then(Value::as_bool) == Some(true);
+                *owners.entry(uid.to_string()).or_default() |= blocks;
+            }
+        }
+        owners
     }
 
     /// Deletes a dependent as the garbage collector: foreground when an owner is deleted in
@@ -88,8 +106,7 @@ impl State {
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
-        if foreground && !has_finalizer(obj, FOREGROUND) && self.has_dependents(uid_of(obj), false)
-        {
+        if foreground && !has_finalizer(obj, FOREGROUND) && self.has_dependents(uid_of(obj)) {
             finalizers.push(json!(FOREGROUND));
         }
         if finalizers.is_empty() {
@@ -131,14 +148,18 @@ impl State {
             }
         }
         let deleting: Vec<ObjectRef> = self.deleting.iter().cloned().collect();
+        if deleting.is_empty() {
+            return changed;
+        }
+        let dependents = self.dependents_by_owner();
         for at in deleting {
             let Some(obj) = self.get(&at.key, &at.namespace, &at.name).cloned() else {
                 continue;
             };
-            let uid = uid_of(&obj).to_string();
-            if has_finalizer(&obj, ORPHAN) && !self.has_dependents(&uid, false) {
+            let blocking = dependents.get(uid_of(&obj)).copied();
+            if has_finalizer(&obj, ORPHAN) && blocking.is_none() {
                 changed |= self.drop_finalizer(&at.key, &at.namespace, &at.name, ORPHAN);
-            } else if has_finalizer(&obj, FOREGROUND) && !self.has_dependents(&uid, true) {
+            } else if has_finalizer(&obj, FOREGROUND) && blocking != Some(true) {
                 changed |= self.drop_finalizer(&at.key, &at.namespace, &at.name, FOREGROUND);
             } else if &*at.key == "namespaces" {
                 changed |= self.empty_namespace(&at.name);
