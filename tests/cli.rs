@@ -27,10 +27,11 @@ fn help_lists_every_subcommand() {
 }
 
 #[test]
-fn run_help_offers_the_verifier_flags_and_logging() {
+fn run_help_offers_flags_of_both_parts() {
     let output = keywarden(&["run", "--help"]);
     assert!(output.status.success());
     let help = String::from_utf8(output.stdout).unwrap();
+    assert!(help.contains("--probe-addr"), "{help}");
     assert!(help.contains("--listen"), "{help}");
     assert!(help.contains("--log-format"), "{help}");
 }
