@@ -113,6 +113,15 @@ const BUILTIN: &[Row] = &[
         true,
     ),
     (
+        "authorization.k8s.io",
+        "v1",
+        "SelfSubjectAccessReview",
+        "selfsubjectaccessreviews",
+        &[],
+        false,
+        false,
+    ),
+    (
         "admissionregistration.k8s.io",
         "v1",
         "ValidatingAdmissionPolicy",

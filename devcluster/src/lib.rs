@@ -6,15 +6,16 @@
 #![forbid(unsafe_code)]
 
 pub mod apply;
+pub mod bench;
 pub mod builtin;
 mod cluster;
 pub mod crds;
 pub mod discovery;
 pub mod events;
 pub mod faults;
-mod interim;
 pub mod openapi;
 pub mod patch;
+pub mod protobuf;
 pub mod registry;
 pub mod schema;
 pub mod selector;

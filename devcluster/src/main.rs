@@ -1,1 +1,53 @@
-fn main() {}
+//! `devcluster`: run the embedded Kubernetes API server, or benchmark it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use devcluster::DevCluster;
+use tracing_subscriber::EnvFilter;
+
+/// An in-memory Kubernetes API server for tests and local development.
+#[derive(Parser)]
+#[command(name = "devcluster", version)]
+struct Cli {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    addr: SocketAddr,
+    /// Where to write a kubeconfig pointing at the server (default: a file in the temp dir).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print throughput and memory figures of an in-process server.
+    Bench,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    if let Some(Command::Bench) = cli.command {
+        return devcluster::bench::run().await;
+    }
+    let cluster = DevCluster::start_on(cli.addr).await?;
+    println!("devcluster listening on {}", cluster.url());
+    let path = cli.kubeconfig.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("devcluster-{}.kubeconfig", cluster.addr().port()))
+    });
+    cluster.write_kubeconfig(&path)?;
+    println!("export KUBECONFIG={}", path.display());
+    tokio::signal::ctrl_c().await?;
+    println!("devcluster: shutting down");
+    drop(cluster);
+    Ok(())
+}

@@ -69,6 +69,7 @@ pub fn v3_document(types: &[ResourceType], group: &str, version: &str) -> Option
     generator.subschema_for::<ObjectMeta>();
     generator.subschema_for::<Status>();
     let mut custom_schemas = Map::new();
+    let mut builtin_kinds: Vec<(String, &ResourceType)> = Vec::new();
     let mut paths = Map::new();
     for rt in &served {
         let schema_name = match &rt.crd {
@@ -77,20 +78,24 @@ pub fn v3_document(types: &[ResourceType], group: &str, version: &str) -> Option
                 custom_schemas.insert(name.clone(), custom_resource_schema(rt, &crd.schema));
                 name
             }
-            None => builtin_schema(&mut generator, rt).unwrap_or_else(|| {
-                let name = custom_schema_name(rt);
-                custom_schemas.insert(name.clone(), opaque_schema(rt));
-                name
-            }),
+            None => match builtin_schema(&mut generator, rt) {
+                Some(name) => {
+                    builtin_kinds.push((name.clone(), *rt));
+                    name
+                }
+                None => {
+                    let name = custom_schema_name(rt);
+                    custom_schemas.insert(name.clone(), opaque_schema(rt));
+                    name
+                }
+            },
         };
         add_paths(&mut paths, rt, &schema_name);
     }
     let mut schemas = generator.take_definitions(true);
-    for rt in &served {
-        if rt.crd.is_none() {
-            if let Some(Value::Object(schema)) = builtin_name(rt).and_then(|n| schemas.get_mut(n)) {
-                schema.insert("x-kubernetes-group-version-kind".into(), json!([gvk(rt)]));
-            }
+    for (name, rt) in &builtin_kinds {
+        if let Some(Value::Object(schema)) = schemas.get_mut(name) {
+            schema.insert("x-kubernetes-group-version-kind".into(), json!([gvk(rt)]));
         }
     }
     schemas.extend(custom_schemas);
@@ -158,84 +163,45 @@ fn opaque_schema(rt: &ResourceType) -> Value {
     })
 }
 
-/// Adds `T`'s schema (and everything it references) to the generator.
-fn add<T: JsonSchema>(generator: &mut SchemaGenerator) {
+/// Adds `T`'s schema (and everything it references) to the generator; returns its name.
+fn add<T: JsonSchema>(generator: &mut SchemaGenerator) -> String {
     generator.subschema_for::<T>();
+    T::schema_name().into_owned()
 }
 
-/// Adds the k8s-openapi schema of a built-in kind to a generator.
-fn builtin_type(rt: &ResourceType) -> Option<fn(&mut SchemaGenerator)> {
-    fn entry<T: JsonSchema>() -> fn(&mut SchemaGenerator) {
-        add::<T>
-    }
-    let adder = match (rt.group.as_str(), rt.version.as_str(), rt.kind.as_str()) {
-        ("", "v1", "Namespace") => entry::<core::Namespace>(),
-        ("", "v1", "Secret") => entry::<core::Secret>(),
-        ("", "v1", "ConfigMap") => entry::<core::ConfigMap>(),
-        ("", "v1", "ServiceAccount") => entry::<core::ServiceAccount>(),
-        ("", "v1", "Service") => entry::<core::Service>(),
-        ("", "v1", "Pod") => entry::<core::Pod>(),
-        ("", "v1", "Event") => entry::<core::Event>(),
-        ("events.k8s.io", "v1", "Event") => entry::<events::Event>(),
-        ("coordination.k8s.io", "v1", "Lease") => entry::<coordination::Lease>(),
-        ("apps", "v1", "Deployment") => entry::<apps::Deployment>(),
-        ("rbac.authorization.k8s.io", "v1", "Role") => entry::<rbac::Role>(),
-        ("rbac.authorization.k8s.io", "v1", "RoleBinding") => entry::<rbac::RoleBinding>(),
-        ("rbac.authorization.k8s.io", "v1", "ClusterRole") => entry::<rbac::ClusterRole>(),
-        ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding") => {
-            entry::<rbac::ClusterRoleBinding>()
-        }
-        ("apiextensions.k8s.io", "v1", "CustomResourceDefinition") => {
-            entry::<apiextensions::CustomResourceDefinition>()
-        }
-        ("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicy") => {
-            entry::<admission::ValidatingAdmissionPolicy>()
-        }
-        ("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicyBinding") => {
-            entry::<admission::ValidatingAdmissionPolicyBinding>()
-        }
-        _ => return None,
-    };
-    Some(adder)
-}
-
-/// The OpenAPI schema name of a built-in kind, e.g. `io.k8s.api.core.v1.Secret`.
-fn builtin_name(rt: &ResourceType) -> Option<&'static str> {
-    Some(match (rt.group.as_str(), rt.kind.as_str()) {
-        ("", "Namespace") => "io.k8s.api.core.v1.Namespace",
-        ("", "Secret") => "io.k8s.api.core.v1.Secret",
-        ("", "ConfigMap") => "io.k8s.api.core.v1.ConfigMap",
-        ("", "ServiceAccount") => "io.k8s.api.core.v1.ServiceAccount",
-        ("", "Service") => "io.k8s.api.core.v1.Service",
-        ("", "Pod") => "io.k8s.api.core.v1.Pod",
-        ("", "Event") => "io.k8s.api.core.v1.Event",
-        ("events.k8s.io", "Event") => "io.k8s.api.events.v1.Event",
-        ("coordination.k8s.io", "Lease") => "io.k8s.api.coordination.v1.Lease",
-        ("apps", "Deployment") => "io.k8s.api.apps.v1.Deployment",
-        ("rbac.authorization.k8s.io", "Role") => "io.k8s.api.rbac.v1.Role",
-        ("rbac.authorization.k8s.io", "RoleBinding") => "io.k8s.api.rbac.v1.RoleBinding",
-        ("rbac.authorization.k8s.io", "ClusterRole") => "io.k8s.api.rbac.v1.ClusterRole",
-        ("rbac.authorization.k8s.io", "ClusterRoleBinding") => {
-            "io.k8s.api.rbac.v1.ClusterRoleBinding"
-        }
-        ("apiextensions.k8s.io", "CustomResourceDefinition") => {
-            "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinition"
-        }
-        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy") => {
-            "io.k8s.api.admissionregistration.v1.ValidatingAdmissionPolicy"
-        }
-        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding") => {
-            "io.k8s.api.admissionregistration.v1.ValidatingAdmissionPolicyBinding"
-        }
-        _ => return None,
-    })
-}
-
-/// Adds a built-in kind's schema to the generator and returns its name.
+/// Adds the k8s-openapi schema of a built-in kind to the generator and returns its name
+/// (e.g. `io.k8s.api.core.v1.Secret`); `None` for kinds without a typed schema.
 fn builtin_schema(generator: &mut SchemaGenerator, rt: &ResourceType) -> Option<String> {
-    let name = builtin_name(rt)?;
-    builtin_type(rt)?(generator);
-    Some(name.to_owned())
+    let add: fn(&mut SchemaGenerator) -> String =
+        match (rt.group.as_str(), rt.version.as_str(), rt.kind.as_str()) {
+            ("", "v1", "Namespace") => add::<core::Namespace>,
+            ("", "v1", "Secret") => add::<core::Secret>,
+            ("", "v1", "ConfigMap") => add::<core::ConfigMap>,
+            ("", "v1", "ServiceAccount") => add::<core::ServiceAccount>,
+            ("", "v1", "Service") => add::<core::Service>,
+            ("", "v1", "Pod") => add::<core::Pod>,
+            ("", "v1", "Event") => add::<core::Event>,
+            ("events.k8s.io", "v1", "Event") => add::<events::Event>,
+            ("coordination.k8s.io", "v1", "Lease") => add::<coordination::Lease>,
+            ("apps", "v1", "Deployment") => add::<apps::Deployment>,
+            ("rbac.authorization.k8s.io", "v1", "Role") => add::<rbac::Role>,
+            ("rbac.authorization.k8s.io", "v1", "RoleBinding") => add::<rbac::RoleBinding>,
+            ("rbac.authorization.k8s.io", "v1", "ClusterRole") => add::<rbac::ClusterRole>,
+            ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding") => {
+                add::<rbac::ClusterRoleBinding>
+            }
+            ("apiextensions.k8s.io", "v1", "CustomResourceDefinition") => {
+                add::<apiextensions::CustomResourceDefinition>
+            }
+            ("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicy") => {
+                add::<admission::ValidatingAdmissionPolicy>
+            }
+            ("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicyBinding") => {
+                add::<admission::ValidatingAdmissionPolicyBinding>
+            }
+            _ => return None,
+        };
+    Some(add(generator))
 }
 
 fn query_parameter(name: &str, description: &str, schema: Value) -> Value {

@@ -36,6 +36,28 @@ pub struct GadgetSpec {
     pub color: String,
 }
 
+/// A kind with a scale subresource.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, JsonSchema, PartialEq)]
+#[kube(
+    group = "test.devcluster.io",
+    version = "v1",
+    kind = "Replicated",
+    namespaced,
+    status = "ReplicatedStatus",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas"
+    )
+)]
+pub struct ReplicatedSpec {
+    pub replicas: i32,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, JsonSchema, PartialEq, Default)]
+pub struct ReplicatedStatus {
+    pub replicas: i32,
+}
+
 fn api_error(err: kube::Error) -> Status {
     match err {
         kube::Error::Api(response) => *response,
@@ -253,4 +275,76 @@ async fn deleting_a_custom_resource_returns_the_object() {
         .unwrap();
     let deleted = widgets.delete("x", &DeleteParams::default()).await.unwrap();
     assert_eq!(deleted.left().map(|w| w.spec.size), Some(1));
+}
+
+#[tokio::test]
+async fn updating_a_crd_serves_its_new_versions() {
+    let cluster = DevCluster::start().await.unwrap();
+    let client = cluster.client().unwrap();
+    install_crd(&client, Gadget::crd()).await;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let mut crd = crds.get("gadgets.test.devcluster.io").await.unwrap();
+    let mut v2 = crd.spec.versions[0].clone();
+    v2.name = "v2".into();
+    v2.storage = false;
+    crd.spec.versions.push(v2);
+    crds.replace("gadgets.test.devcluster.io", &PostParams::default(), &crd)
+        .await
+        .unwrap();
+    let resource = kube::core::ApiResource {
+        group: "test.devcluster.io".into(),
+        version: "v2".into(),
+        api_version: "test.devcluster.io/v2".into(),
+        kind: "Gadget".into(),
+        plural: "gadgets".into(),
+    };
+    let v2_api: Api<kube::core::DynamicObject> = Api::all_with(client.clone(), &resource);
+    let created = Api::<Gadget>::all(client)
+        .create(
+            &PostParams::default(),
+            &Gadget::new(
+                "shared",
+                GadgetSpec {
+                    color: "blue".into(),
+                },
+            ),
+        )
+        .await
+        .unwrap();
+    let through_v2 = v2_api.get("shared").await.unwrap();
+    assert_eq!(
+        through_v2.types.unwrap().api_version,
+        "test.devcluster.io/v2"
+    );
+    assert_eq!(through_v2.metadata.uid, created.metadata.uid);
+}
+
+#[tokio::test]
+async fn the_scale_subresource_reads_and_writes_spec_replicas() {
+    let cluster = DevCluster::start().await.unwrap();
+    let client = cluster.client().unwrap();
+    install_crd(&client, Replicated::crd()).await;
+    let api: Api<Replicated> = Api::namespaced(client, "default");
+    api.create(
+        &PostParams::default(),
+        &Replicated::new("r", ReplicatedSpec { replicas: 2 }),
+    )
+    .await
+    .unwrap();
+    let status = Patch::Merge(serde_json::json!({ "status": { "replicas": 1 } }));
+    api.patch_status("r", &PatchParams::default(), &status)
+        .await
+        .unwrap();
+    let scale = api.get_scale("r").await.unwrap();
+    assert_eq!(scale.spec.and_then(|s| s.replicas), Some(2));
+    assert_eq!(scale.status.map(|s| s.replicas), Some(1));
+    let patch = Patch::Merge(serde_json::json!({ "spec": { "replicas": 5 } }));
+    let scaled = api
+        .patch_scale("r", &PatchParams::default(), &patch)
+        .await
+        .unwrap();
+    assert_eq!(scaled.spec.and_then(|s| s.replicas), Some(5));
+    let stored = api.get("r").await.unwrap();
+    assert_eq!(stored.spec.replicas, 5);
+    assert_eq!(stored.metadata.generation, Some(2));
 }

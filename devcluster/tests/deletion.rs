@@ -232,3 +232,48 @@ async fn deleting_a_namespace_removes_its_content_then_the_namespace() {
     .await;
     assert!(api.get_opt("inside").await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn creating_in_a_terminating_namespace_is_403_forbidden() {
+    let cluster = DevCluster::start().await.unwrap();
+    let client = cluster.client().unwrap();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let mut ns = Namespace::default();
+    ns.metadata.name = Some("closing".into());
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(client, "closing");
+    let mut held = config_map("held");
+    held.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+    api.create(&PostParams::default(), &held).await.unwrap();
+    namespaces
+        .delete("closing", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the held object is being deleted", || async {
+        api.get("held")
+            .await
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .is_some()
+    })
+    .await;
+    let terminating = namespaces.get("closing").await.unwrap();
+    assert_eq!(
+        terminating.status.and_then(|s| s.phase).as_deref(),
+        Some("Terminating")
+    );
+    let err = api_error(
+        api.create(&PostParams::default(), &config_map("late"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (403, "Forbidden"));
+    assert_eq!(
+        err.message,
+        "configmaps \"late\" is forbidden: unable to create new content in namespace closing because it is being terminated"
+    );
+}

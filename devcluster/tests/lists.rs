@@ -143,3 +143,29 @@ async fn metadata_only_requests_get_partial_object_metadata() {
         ["meta"]
     );
 }
+
+#[tokio::test]
+async fn a_continue_token_older_than_the_history_is_410_expired() {
+    let cluster = DevCluster::start().await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(cluster.client().unwrap(), "default");
+    for i in 0..3 {
+        api.create(&PostParams::default(), &config_map(&format!("cm-{i}"), &[]))
+            .await
+            .unwrap();
+    }
+    let page = api.list(&ListParams::default().limit(1)).await.unwrap();
+    let token = page.metadata.continue_.unwrap();
+    api.create(&PostParams::default(), &config_map("later", &[]))
+        .await
+        .unwrap();
+    cluster.faults().compact_history();
+    match api
+        .list(&ListParams::default().limit(1).continue_token(&token))
+        .await
+    {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!((status.code, status.reason.as_str()), (410, "Expired"))
+        }
+        other => panic!("expected 410 Expired, got {other:?}"),
+    }
+}

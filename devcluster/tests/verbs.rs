@@ -235,3 +235,49 @@ async fn finalizers_hold_a_deleted_object_until_removed() {
         .unwrap();
     assert!(api.get_opt("held").await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn post_to_a_named_resource_is_405_method_not_allowed() {
+    let cluster = DevCluster::start().await.unwrap();
+    let client = cluster.client().unwrap();
+    let request = http::Request::post("/api/v1/namespaces/default/configmaps/named")
+        .header("content-type", "application/json")
+        .body(br#"{"metadata":{"name":"named"}}"#.to_vec())
+        .unwrap();
+    let err = api_error(client.request::<ConfigMap>(request).await.unwrap_err());
+    assert_eq!((err.code, err.reason.as_str()), (405, "MethodNotAllowed"));
+}
+
+#[tokio::test]
+async fn secret_string_data_is_stored_as_base64_data_with_a_default_type() {
+    let cluster = DevCluster::start().await.unwrap();
+    let api: Api<Secret> = Api::namespaced(cluster.client().unwrap(), "default");
+    let mut secret = Secret::default();
+    secret.metadata.name = Some("creds".into());
+    secret.string_data = Some([("password".to_string(), "hunter2".to_string())].into());
+    api.create(&PostParams::default(), &secret).await.unwrap();
+    let stored = api.get("creds").await.unwrap();
+    assert_eq!(stored.type_.as_deref(), Some("Opaque"));
+    assert_eq!(stored.string_data, None);
+    let data = stored.data.unwrap();
+    assert_eq!(data["password"].0, b"hunter2");
+}
+
+#[tokio::test]
+async fn self_subject_access_reviews_are_always_allowed() {
+    let cluster = DevCluster::start().await.unwrap();
+    let client = cluster.client().unwrap();
+    let request = http::Request::post("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews")
+        .header("content-type", "application/json")
+        .body(
+            serde_json::to_vec(&serde_json::json!({
+                "apiVersion": "authorization.k8s.io/v1",
+                "kind": "SelfSubjectAccessReview",
+                "spec": { "resourceAttributes": { "verb": "delete", "resource": "secrets" } },
+            }))
+            .unwrap(),
+        )
+        .unwrap();
+    let review: serde_json::Value = client.request(request).await.unwrap();
+    assert_eq!(review["status"]["allowed"], true);
+}

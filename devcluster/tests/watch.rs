@@ -254,3 +254,65 @@ async fn kube_runtime_watcher_sees_the_initial_list_and_later_changes() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn streaming_lists_send_initial_events_then_an_initial_events_end_bookmark() {
+    let cluster = DevCluster::start().await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(cluster.client().unwrap(), "default");
+    api.create(&PostParams::default(), &config_map("first", &[]))
+        .await
+        .unwrap();
+    let config = watcher::Config::default().streaming_lists();
+    let mut events = watcher::watcher(api.clone(), config).boxed();
+    let mut initial = Vec::new();
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.try_next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        match event {
+            Event::Init => {}
+            Event::InitApply(cm) => initial.push(cm.name_any()),
+            Event::InitDone => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(initial, ["first"]);
+}
+
+#[tokio::test]
+async fn metadata_watches_stream_partial_object_metadata() {
+    let cluster = DevCluster::start().await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(cluster.client().unwrap(), "default");
+    let rv = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut stream = api
+        .watch_metadata(&WatchParams::default(), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    api.create(&PostParams::default(), &config_map("meta", &[("a", "b")]))
+        .await
+        .unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    match event {
+        WatchEvent::Added(meta) => {
+            assert_eq!(meta.name_any(), "meta");
+            assert_eq!(
+                meta.types.map(|t| t.kind).as_deref(),
+                Some("PartialObjectMetadata")
+            );
+        }
+        other => panic!("expected ADDED, got {other:?}"),
+    }
+}

@@ -31,7 +31,8 @@ pub const DNS_SUBDOMAIN_PATTERN: &str =
     printcolumn(name = "Access ID", type_ = "string", json_path = ".status.accessKeyId"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Last Used", type_ = "date", json_path = ".status.lastUsedAt"),
-    printcolumn(name = "Expires", type_ = "date", json_path = ".status.expiresAt"),
+    // why: kubectl renders a future `date` column as `<invalid>`, so expiry shows as a timestamp.
+    printcolumn(name = "Expires", type_ = "string", json_path = ".status.expiresAt"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("(has(self.spec.secret) && has(self.spec.secret.name) ? self.spec.secret.name : '') == (has(oldSelf.spec.secret) && has(oldSelf.spec.secret.name) ? oldSelf.spec.secret.name : '')").message("spec.secret.name is immutable").field_path(".spec.secret.name"),
 )]

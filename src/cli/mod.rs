@@ -1,7 +1,9 @@
 //! Command-line entry points: `keywarden` subcommands and the `kubectl-keywarden` plugin.
 
 pub mod crdgen;
+pub mod dev;
 pub mod logging;
+pub mod manifests;
 pub mod plugin;
 pub mod serve;
 pub mod shutdown;
@@ -43,6 +45,9 @@ pub enum Command {
     Run(RunArgs),
     /// Write the CRD manifests (crds/*.yaml) generated from the Rust types.
     Crdgen(CrdgenArgs),
+    /// Try keywarden without a cluster: an in-memory Kubernetes API, the CRDs, controller,
+    /// verifier and the examples, all in this process.
+    Dev(dev::DevArgs),
 }
 
 /// Arguments of `keywarden run`: those of both parts.
@@ -79,6 +84,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             verifier: Some(args.verifier),
         },
         Command::Crdgen(_) => return Ok(ExitCode::SUCCESS),
+        Command::Dev(args) => {
+            dev::run(args, shutdown::on_signal()).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
     };
     let shutdown = shutdown::on_signal();
     let client = serve::default_client().await?;

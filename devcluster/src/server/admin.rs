@@ -60,10 +60,22 @@ pub(crate) fn handle(server: &Server, method: &Method, path: &str, body: &[u8]) 
         }
         (&Method::POST, "faults/latency") => parse::<LatencyRequest>(body)
             .map(|r| faults.set_latency(Duration::from_millis(r.millis))),
-        (&Method::POST, "faults/end-watches") => Ok(faults.end_watches()),
-        (&Method::POST, "faults/expire-next-watch") => Ok(faults.expire_next_watch()),
-        (&Method::POST, "faults/compact") => Ok(faults.compact_history()),
-        (&Method::DELETE, "faults") => Ok(faults.clear()),
+        (&Method::POST, "faults/end-watches") => {
+            faults.end_watches();
+            Ok(())
+        }
+        (&Method::POST, "faults/expire-next-watch") => {
+            faults.expire_next_watch();
+            Ok(())
+        }
+        (&Method::POST, "faults/compact") => {
+            faults.compact_history();
+            Ok(())
+        }
+        (&Method::DELETE, "faults") => {
+            faults.clear();
+            Ok(())
+        }
         _ => Err(ApiError::new(
             404,
             "NotFound",

@@ -100,8 +100,11 @@ pub fn error(error: &ApiError) -> Response<Body> {
     json(error.code, &error.to_status())
 }
 
-/// Parses a request body as JSON, or YAML when it is not JSON.
+/// Parses a request body as JSON, Kubernetes protobuf (typed client-go clients), or YAML.
 pub fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
+    if crate::protobuf::is_protobuf(body) {
+        return crate::protobuf::decode(body).map_err(|err| ApiError::bad_request(err.0));
+    }
     serde_json::from_slice(body).or_else(|json_error| {
         serde_yaml::from_slice::<Value>(body).map_err(|_| {
             ApiError::bad_request(format!("the object provided is unrecognized: {json_error}"))

@@ -3,6 +3,7 @@
 mod admin;
 pub(crate) mod http;
 mod read;
+mod scale;
 mod watch;
 mod write;
 
@@ -196,7 +197,12 @@ impl Server {
             )));
         }
         if let Some(sub) = &parsed.subresource {
-            if !(sub == "status" && rt.status_subresource) {
+            let served = match sub.as_str() {
+                "status" => rt.status_subresource,
+                "scale" => rt.scale_subresource.is_some(),
+                _ => false,
+            };
+            if !served {
                 return Ok(http::error(&ApiError::new(
                     404,
                     "NotFound",
@@ -237,6 +243,9 @@ impl Server {
             }
         };
         let result = match verb {
+            _ if call.subresource.as_deref() == Some("scale") => {
+                scale::handle(&self, &call, verb, &body)
+            }
             "get" => read::get(&self, &call),
             "list" => read::list(&self, &call),
             "watch" => watch::watch(&self, &call),
@@ -245,9 +254,9 @@ impl Server {
             "patch" => write::patch(&self, &call, &body),
             "delete" => write::delete(&self, &call, &body),
             "deletecollection" => write::delete_collection(&self, &call, &body),
-            _ => Err(ApiError::method_not_allowed(format!(
-                "the server does not allow this method on the requested resource"
-            ))),
+            _ => Err(ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource",
+            )),
         };
         if fault == Some(FaultAction::DropResponse) {
             return Err(ResponseDropped);

@@ -60,6 +60,9 @@ pub struct Change {
 /// Objects of one storage key, ordered by (namespace, name) for stable lists and paging.
 pub type Bucket = BTreeMap<(String, String), Arc<Value>>;
 
+/// Stored objects with their (namespace, name), in order.
+pub type Entries<'a> = Box<dyn Iterator<Item = (&'a (String, String), &'a Arc<Value>)> + 'a>;
+
 /// Everything guarded by the store lock.
 pub struct State {
     rv: u64,
@@ -171,11 +174,7 @@ impl State {
     }
 
     /// Every object of a storage key in `namespace` (all namespaces when `None`), in order.
-    pub fn objects<'a>(
-        &'a self,
-        key: &StorageKey,
-        namespace: Option<&'a str>,
-    ) -> Box<dyn Iterator<Item = (&'a (String, String), &'a Arc<Value>)> + 'a> {
+    pub fn objects<'a>(&'a self, key: &StorageKey, namespace: Option<&'a str>) -> Entries<'a> {
         let Some(bucket) = self.buckets.get(key) else {
             return Box::new(std::iter::empty());
         };

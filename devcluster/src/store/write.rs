@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde_json::{json, Map, Value};
 
 use super::{is_deleting, State, StorageKey};
+use crate::apply;
 use crate::registry::ResourceType;
 use crate::status::ApiError;
 
@@ -167,11 +168,13 @@ impl State {
             return Err(ApiError::already_exists(rt, &name));
         }
         if !ctx.managed_fields_done {
-            crate::interim::record_update(
+            let schema = rt.crd.as_ref().map(|crd| &crd.schema);
+            apply::record_update_with_schema(
                 None,
                 &mut obj,
                 &ctx.manager,
                 ctx.subresource.as_deref(),
+                schema,
                 &ctx.now,
             );
         }
@@ -213,15 +216,16 @@ impl State {
             .pointer("/metadata/resourceVersion")
             .and_then(Value::as_str)
         {
-            Some(rv) if !rv.is_empty() => {
-                if old
-                    .pointer("/metadata/resourceVersion")
-                    .and_then(Value::as_str)
-                    != Some(rv)
-                {
-                    return Err(ApiError::conflict(rt, name));
-                }
+            Some(rv)
+                if !rv.is_empty()
+                    && old
+                        .pointer("/metadata/resourceVersion")
+                        .and_then(Value::as_str)
+                        != Some(rv) =>
+            {
+                return Err(ApiError::conflict(rt, name));
             }
+            Some(rv) if !rv.is_empty() => {}
             _ if rt.crd.is_some() => {
                 let cause = (
                     "FieldValueInvalid".to_string(),
@@ -289,11 +293,13 @@ impl State {
             }
         }
         if !ctx.managed_fields_done {
-            crate::interim::record_update(
+            let schema = rt.crd.as_ref().map(|crd| &crd.schema);
+            apply::record_update_with_schema(
                 Some(&old),
                 &mut new,
                 &ctx.manager,
                 ctx.subresource.as_deref(),
+                schema,
                 &ctx.now,
             );
         }

@@ -1,0 +1,294 @@
+//! What keeps verification cheap and abuse bounded: the verified cache, the failure cache and
+//! failure rate limits, all keyed by an HMAC of the presented secret and all of bounded size.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use hmac::digest::KeyInit;
+use hmac::{Hmac, Mac};
+use rand::Rng;
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use crate::keys::material::SecretKey;
+
+/// HMAC-SHA256 of a presented secret under a per-process random key: safe to keep in memory
+/// and useless outside this process.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SecretMac([u8; 32]);
+
+impl SecretMac {
+    fn matches(&self, other: &SecretMac) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+/// Computes [`SecretMac`]s with a key drawn once per process.
+pub struct SecretMacer {
+    keyed: Hmac<Sha256>,
+}
+
+impl SecretMacer {
+    /// A macer with a fresh random key.
+    pub fn random() -> Self {
+        let mut key = zeroize::Zeroizing::new([0u8; 64]);
+        rand::rng().fill_bytes(key.as_mut());
+        Self {
+            keyed: <Hmac<Sha256> as KeyInit>::new(&(*key).into()),
+        }
+    }
+
+    /// The MAC of `secret` presented for `access_key_id`.
+    pub fn mac(&self, access_key_id: &str, secret: &SecretKey) -> SecretMac {
+        let mut mac = self.keyed.clone();
+        mac.update(access_key_id.as_bytes());
+        mac.update(&[0]);
+        mac.update(secret.expose().as_bytes());
+        SecretMac(mac.finalize().into_bytes().into())
+    }
+}
+
+/// A map that holds at most `capacity` entries, evicting the oldest insertion first.
+struct BoundedMap<K, V> {
+    entries: HashMap<K, V>,
+    order: VecDeque<K>,
+    capacity: usize,
+}
+
+impl<K: Clone + Eq + Hash, V> BoundedMap<K, V> {
+    fn new(capacity: usize) -> Self {
+        Self {
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        self.entries.get_mut(key)
+    }
+
+    fn get<Q>(&self, key: &Q) -> Option<&V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.entries.get(key)
+    }
+
+    fn insert(&mut self, key: K, value: V) {
+        if self.entries.insert(key.clone(), value).is_none() {
+            self.order.push_back(key);
+        }
+        while self.entries.len() > self.capacity {
+            match self.order.pop_front() {
+                Some(oldest) => self.entries.remove(&oldest),
+                None => break,
+            };
+        }
+        // why: removals leave their keys in `order`; compact so it stays bounded too.
+        if self.order.len() > 2 * self.capacity {
+            let entries = &self.entries;
+            self.order.retain(|key| entries.contains_key(key));
+        }
+    }
+
+    fn remove(&mut self, key: &K) {
+        self.entries.remove(key);
+    }
+}
+
+/// A verification that succeeded: this MAC matched this secret hash.
+struct Verified {
+    mac: SecretMac,
+    secret_hash: Arc<str>,
+}
+
+/// Successful verifications, one per access ID (only one secret can match an ID's hash).
+pub struct VerifiedCache {
+    entries: Mutex<BoundedMap<String, Verified>>,
+}
+
+impl VerifiedCache {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            entries: Mutex::new(BoundedMap::new(capacity)),
+        }
+    }
+
+    /// Whether `mac` was verified against exactly `secret_hash` for this ID.
+    pub fn is_verified(&self, access_key_id: &str, mac: &SecretMac, secret_hash: &str) -> bool {
+        lock(&self.entries)
+            .get(access_key_id)
+            .is_some_and(|v| v.mac.matches(mac) && *v.secret_hash == *secret_hash)
+    }
+
+    pub fn insert(&self, access_key_id: &str, mac: SecretMac, secret_hash: Arc<str>) {
+        lock(&self.entries).insert(access_key_id.to_owned(), Verified { mac, secret_hash });
+    }
+
+    /// Drops what was verified for these IDs (a watch event changed or removed them).
+    pub fn invalidate(&self, access_key_ids: &[String]) {
+        let mut entries = lock(&self.entries);
+        for id in access_key_ids {
+            entries.remove(id);
+        }
+    }
+}
+
+/// Recent wrong secrets per (ID, MAC), so repeating one costs no argon2 work.
+pub struct FailureCache {
+    entries: Mutex<BoundedMap<(String, SecretMac), Arc<str>>>,
+}
+
+impl FailureCache {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            entries: Mutex::new(BoundedMap::new(capacity)),
+        }
+    }
+
+    /// Whether this MAC already failed against exactly `secret_hash`.
+    pub fn has_failed(&self, access_key_id: &str, mac: &SecretMac, secret_hash: &str) -> bool {
+        lock(&self.entries)
+            .get(&(access_key_id.to_owned(), *mac))
+            .is_some_and(|hash| **hash == *secret_hash)
+    }
+
+    pub fn insert(&self, access_key_id: &str, mac: SecretMac, secret_hash: Arc<str>) {
+        lock(&self.entries).insert((access_key_id.to_owned(), mac), secret_hash);
+    }
+}
+
+/// A token bucket: `rate` tokens per second, holding at most `burst`.
+struct Bucket {
+    tokens: f64,
+    updated: Instant,
+}
+
+/// Limits how many failed verifications a subject (access ID or client address) may cause.
+pub struct FailureLimiter<K> {
+    buckets: Mutex<BoundedMap<K, Bucket>>,
+    rate: f64,
+    burst: f64,
+}
+
+impl<K: Clone + Eq + Hash> FailureLimiter<K> {
+    /// Allows `per_second` failures a second on average and bursts of twice that.
+    pub fn new(per_second: u32, capacity: usize) -> Self {
+        let rate = f64::from(per_second.max(1));
+        Self {
+            buckets: Mutex::new(BoundedMap::new(capacity)),
+            rate,
+            burst: 2.0 * rate,
+        }
+    }
+
+    /// `Some(wait)` when `subject` has no failures left and must wait before the next attempt.
+    pub fn check(&self, subject: &K, now: Instant) -> Option<Duration> {
+        let mut buckets = lock(&self.buckets);
+        let bucket = buckets.get_mut(subject)?;
+        self.refill(bucket, now);
+        (bucket.tokens < 1.0).then(|| Duration::from_secs_f64((1.0 - bucket.tokens) / self.rate))
+    }
+
+    /// Charges one failure to `subject`.
+    pub fn record_failure(&self, subject: &K, now: Instant) {
+        let mut buckets = lock(&self.buckets);
+        match buckets.get_mut(subject) {
+            Some(bucket) => {
+                self.refill(bucket, now);
+                bucket.tokens = (bucket.tokens - 1.0).max(0.0);
+            }
+            None => buckets.insert(
+                subject.clone(),
+                Bucket {
+                    tokens: self.burst - 1.0,
+                    updated: now,
+                },
+            ),
+        }
+    }
+
+    fn refill(&self, bucket: &mut Bucket, now: Instant) {
+        let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * self.rate).min(self.burst);
+        bucket.updated = now;
+    }
+}
+
+/// Failure limits per access ID and per client address.
+pub struct FailureLimits {
+    pub per_key: FailureLimiter<String>,
+    pub per_client: FailureLimiter<IpAddr>,
+}
+
+impl FailureLimits {
+    /// How long to wait when either the ID or the client is out of failures.
+    pub fn check(&self, access_key_id: Option<&str>, client: Option<IpAddr>) -> Option<Duration> {
+        let now = Instant::now();
+        let by_key = access_key_id.and_then(|id| self.per_key.check(&id.to_owned(), now));
+        let by_client = client.and_then(|ip| self.per_client.check(&ip, now));
+        by_key.into_iter().chain(by_client).max()
+    }
+
+    pub fn record_failure(&self, access_key_id: Option<&str>, client: Option<IpAddr>) {
+        let now = Instant::now();
+        if let Some(id) = access_key_id {
+            self.per_key.record_failure(&id.to_owned(), now);
+        }
+        if let Some(ip) = client {
+            self.per_client.record_failure(&ip, now);
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // why: every critical section is a complete map operation; poisoning leaves no torn state.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_map_evicts_oldest_beyond_capacity() {
+        let mut map = BoundedMap::new(2);
+        map.insert(1, "a");
+        map.insert(2, "b");
+        map.insert(3, "c");
+        assert_eq!(map.entries.len(), 2);
+        assert!(map.get(&1).is_none());
+        assert_eq!(map.get(&3), Some(&"c"));
+        for i in 0..100 {
+            map.insert(i, "x");
+            map.remove(&i);
+        }
+        assert!(map.order.len() <= 4);
+    }
+
+    #[test]
+    fn limiter_blocks_after_burst_and_recovers_with_time() {
+        let limiter = FailureLimiter::new(2, 10);
+        let start = Instant::now();
+        let subject = "AKWTEST".to_owned();
+        assert!(limiter.check(&subject, start).is_none());
+        for _ in 0..4 {
+            limiter.record_failure(&subject, start);
+        }
+        let wait = limiter
+            .check(&subject, start)
+            .expect("limited after the burst");
+        assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1));
+        assert!(limiter
+            .check(&subject, start + Duration::from_secs(1))
+            .is_none());
+        assert!(limiter.check(&"other".to_owned(), start).is_none());
+    }
+}

@@ -1,0 +1,377 @@
+//! HTTP routes: `/v1/check` for forward-auth proxies, `POST /v1/verify` for apps, health and
+//! metrics.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+
+use super::check::{CheckRequest, Decision, Refusal, Verifier};
+use super::credentials;
+use super::index::Unusable;
+
+/// Header a proxy may set to require a scope (in addition to `?scope=`).
+pub const REQUIRED_SCOPE_HEADER: &str = "x-keywarden-required-scope";
+const KEY_ID_HEADER: HeaderName = HeaderName::from_static("x-keywarden-key-id");
+const OWNER_HEADER: HeaderName = HeaderName::from_static("x-keywarden-owner");
+const SCOPES_HEADER: HeaderName = HeaderName::from_static("x-keywarden-scopes");
+const KEY_NAME_HEADER: HeaderName = HeaderName::from_static("x-keywarden-key-name");
+const WWW_AUTHENTICATE: &str = r#"Basic realm="keywarden", Bearer realm="keywarden""#;
+/// The one body of every 401, so callers cannot tell unknown, wrong and inactive keys apart.
+const UNAUTHORIZED_BODY: &str =
+    r#"{"code":"unauthorized","message":"The access key is missing, invalid or not active"}"#;
+const FORBIDDEN_ORIGIN_BODY: &str = r#"{"code":"forbidden","message":"The request origin is not allowlisted to use this access key"}"#;
+const INSUFFICIENT_SCOPE_BODY: &str =
+    r#"{"code":"insufficient_scope","message":"The access key does not grant the required scope"}"#;
+const RATE_LIMITED_BODY: &str =
+    r#"{"code":"too_many_requests","message":"Too many failed attempts; retry later"}"#;
+
+/// Shared state of the routes.
+#[derive(Clone)]
+pub struct AppState {
+    pub verifier: Arc<Verifier>,
+    /// Whether `X-Forwarded-*`, `X-Original-Method` and `X-Real-IP` come from a trusted proxy.
+    pub trust_forwarded_headers: bool,
+}
+
+/// The verifier's routes. Serve with `into_make_service_with_connect_info::<SocketAddr>()`.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/check", any(check))
+        .route("/v1/check/{*original_path}", any(check))
+        .route("/v1/verify", post(verify))
+        .route("/livez", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn check(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let trusted = state.trust_forwarded_headers;
+    let method = forwarded_method(&headers, trusted).unwrap_or_else(|| method.as_str().to_owned());
+    let mut required_scopes: Vec<String> = headers
+        .get_all(REQUIRED_SCOPE_HEADER)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .collect();
+    required_scopes.extend(scopes_from_query(query.as_deref()));
+    let client = client_address(&headers, peer.ip(), trusted);
+    let request = CheckRequest {
+        credentials: credentials::from_authorization(header_str(&headers, header::AUTHORIZATION)),
+        is_preflight: method.eq_ignore_ascii_case("OPTIONS"),
+        origin: header_str(&headers, header::ORIGIN).map(str::to_owned),
+        required_scopes,
+        client: Some(client),
+    };
+    let decision = state.verifier.check(request, Utc::now()).await;
+    log_decision(&decision, client);
+    check_response(decision)
+}
+
+/// The response a forward-auth proxy acts on.
+fn check_response(decision: Decision) -> Response {
+    match decision {
+        Decision::Valid(grant) => {
+            let record = &grant.record;
+            let scopes = if record.scopes.is_empty() {
+                "*".to_owned()
+            } else {
+                record.scopes.join(",")
+            };
+            let mut headers = HeaderMap::new();
+            let values = [
+                (KEY_ID_HEADER, grant.access_key_id.clone()),
+                (OWNER_HEADER, record.owner.clone()),
+                (SCOPES_HEADER, scopes),
+                (KEY_NAME_HEADER, record.key_ref.to_string()),
+            ];
+            for (name, value) in values {
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    headers.insert(name, value);
+                }
+            }
+            if let Some(origin) = grant.allowed_origin.as_deref() {
+                if let Ok(origin) = HeaderValue::from_str(origin) {
+                    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+                    headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+                }
+            }
+            (StatusCode::OK, headers).into_response()
+        }
+        Decision::Preflight => StatusCode::OK.into_response(),
+        Decision::Unauthorized(_) => (
+            StatusCode::UNAUTHORIZED,
+            [
+                (header::WWW_AUTHENTICATE, WWW_AUTHENTICATE),
+                (header::CONTENT_TYPE, "application/json"),
+            ],
+            UNAUTHORIZED_BODY,
+        )
+            .into_response(),
+        Decision::ForbiddenOrigin { .. } => {
+            json_error(StatusCode::FORBIDDEN, FORBIDDEN_ORIGIN_BODY)
+        }
+        Decision::InsufficientScope { .. } => {
+            json_error(StatusCode::FORBIDDEN, INSUFFICIENT_SCOPE_BODY)
+        }
+        Decision::RateLimited { retry_after } => {
+            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            let mut response = json_error(StatusCode::TOO_MANY_REQUESTS, RATE_LIMITED_BODY);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+            response
+        }
+    }
+}
+
+fn json_error(status: StatusCode, body: &'static str) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// Body of `POST /v1/verify`: a token, or an access ID and secret, and what the request needs.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct VerifyRequest {
+    token: Option<String>,
+    access_key_id: Option<String>,
+    secret: Option<String>,
+    origin: Option<String>,
+    method: Option<String>,
+    #[serde(default)]
+    scopes: Vec<String>,
+    scope: Option<String>,
+}
+
+/// Answer of `POST /v1/verify`; `code` is one of VALID, MALFORMED, NOT_FOUND, DISABLED,
+/// EXPIRED, FORBIDDEN_ORIGIN, INSUFFICIENT_SCOPE, RATE_LIMITED, PREFLIGHT.
+#[derive(Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct VerifyResponse {
+    valid: bool,
+    code: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    access_key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scopes: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after_seconds: Option<u64>,
+}
+
+async fn verify(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Json(body): Json<VerifyRequest>,
+) -> Json<VerifyResponse> {
+    let client = client_address(&headers, peer.ip(), state.trust_forwarded_headers);
+    let credentials = match (&body.token, &body.access_key_id, &body.secret) {
+        (Some(token), _, _) => credentials::from_token(token),
+        (None, Some(id), Some(secret)) => credentials::from_pair(id, secret),
+        _ => Err(credentials::Unreadable::Missing),
+    };
+    let mut required_scopes = body.scopes;
+    required_scopes.extend(body.scope);
+    let request = CheckRequest {
+        credentials,
+        is_preflight: body
+            .method
+            .is_some_and(|m| m.eq_ignore_ascii_case("OPTIONS")),
+        origin: body.origin,
+        required_scopes,
+        client: Some(client),
+    };
+    let decision = state.verifier.check(request, Utc::now()).await;
+    log_decision(&decision, client);
+    Json(verify_response(decision))
+}
+
+fn verify_response(decision: Decision) -> VerifyResponse {
+    let refused = |code| VerifyResponse {
+        code,
+        ..VerifyResponse::default()
+    };
+    match decision {
+        Decision::Valid(grant) => VerifyResponse {
+            valid: true,
+            code: "VALID",
+            key_name: Some(grant.record.key_ref.to_string()),
+            owner: Some(grant.record.owner.clone()),
+            scopes: Some(grant.record.scopes.clone()),
+            access_key_id: Some(grant.access_key_id),
+            retry_after_seconds: None,
+        },
+        Decision::Preflight => VerifyResponse {
+            valid: true,
+            code: "PREFLIGHT",
+            ..VerifyResponse::default()
+        },
+        Decision::Unauthorized(Refusal::Unreadable(_)) => refused("MALFORMED"),
+        Decision::Unauthorized(Refusal::UnknownId | Refusal::WrongSecret) => refused("NOT_FOUND"),
+        Decision::Unauthorized(Refusal::Unusable(Unusable::Disabled)) => refused("DISABLED"),
+        Decision::Unauthorized(Refusal::Unusable(Unusable::Expired)) => refused("EXPIRED"),
+        Decision::ForbiddenOrigin { .. } => refused("FORBIDDEN_ORIGIN"),
+        Decision::InsufficientScope { .. } => refused("INSUFFICIENT_SCOPE"),
+        Decision::RateLimited { retry_after } => VerifyResponse {
+            retry_after_seconds: Some(retry_after.as_secs().max(1)),
+            ..refused("RATE_LIMITED")
+        },
+    }
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.verifier.is_ready() {
+        "ok".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "index not synced").into_response()
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    match state.verifier.metrics().encode() {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// Logs why a check ended as it did: IDs and reasons only, never secrets or tokens.
+fn log_decision(decision: &Decision, client: IpAddr) {
+    match decision {
+        Decision::Valid(grant) => {
+            tracing::debug!(access_key_id = %grant.access_key_id, key = %grant.record.key_ref, "key accepted")
+        }
+        Decision::Preflight => tracing::debug!(%client, "preflight accepted"),
+        Decision::Unauthorized(refusal) => {
+            tracing::info!(%client, reason = refusal.as_str(), "key refused")
+        }
+        Decision::ForbiddenOrigin { access_key_id } => {
+            tracing::info!(%client, %access_key_id, "origin not allowlisted")
+        }
+        Decision::InsufficientScope { access_key_id } => {
+            tracing::info!(%client, %access_key_id, "scope not granted")
+        }
+        Decision::RateLimited { .. } => tracing::debug!(%client, "rate limited"),
+    }
+}
+
+/// The original method a forward-auth proxy reports, when its headers are trusted.
+fn forwarded_method(headers: &HeaderMap, trusted: bool) -> Option<String> {
+    if !trusted {
+        return None;
+    }
+    ["x-forwarded-method", "x-original-method"]
+        .into_iter()
+        .find_map(|name| headers.get(name)?.to_str().ok())
+        .map(|m| m.trim().to_owned())
+}
+
+/// The client address: the peer, or when trusted `X-Real-IP`, else the last `X-Forwarded-For`
+/// hop (the one the trusted proxy appended; earlier hops are client-controlled).
+fn client_address(headers: &HeaderMap, peer: IpAddr, trusted: bool) -> IpAddr {
+    if !trusted {
+        return peer;
+    }
+    let real_ip = header_str(headers, "x-real-ip").and_then(|v| v.trim().parse().ok());
+    let forwarded_for = || {
+        headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .last()
+            .and_then(|hop| hop.trim().parse().ok())
+    };
+    real_ip.or_else(forwarded_for).unwrap_or(peer)
+}
+
+fn header_str(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
+    headers.get(name)?.to_str().ok()
+}
+
+/// Every `scope` parameter of a query string.
+fn scopes_from_query(query: Option<&str>) -> Vec<String> {
+    query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(name, _)| *name == "scope")
+        .map(|(_, value)| percent_decode(value))
+        .collect()
+}
+
+/// Decodes `%XX` escapes and `+` of a query value; undecodable input is kept as is.
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let decoded = (bytes[i] == b'%')
+            .then(|| value.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match (bytes[i], decoded) {
+            (_, Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b'+', None) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (byte, None) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_scopes_are_decoded() {
+        assert_eq!(
+            scopes_from_query(Some("a=1&scope=logs%3Aview&scope=x:manage")),
+            vec!["logs:view".to_owned(), "x:manage".to_owned()]
+        );
+        assert!(scopes_from_query(None).is_empty());
+    }
+
+    #[test]
+    fn client_address_trusts_forwarded_headers_only_when_told() {
+        let peer: IpAddr = "10.0.0.1".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", "1.1.1.1, 2.2.2.2".parse().unwrap());
+        assert_eq!(client_address(&headers, peer, false), peer);
+        assert_eq!(client_address(&headers, peer, true).to_string(), "2.2.2.2");
+        headers.insert("x-real-ip", "3.3.3.3".parse().unwrap());
+        assert_eq!(client_address(&headers, peer, true).to_string(), "3.3.3.3");
+    }
+}

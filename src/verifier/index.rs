@@ -1,0 +1,345 @@
+//! The in-memory index of verifiable credentials, by access ID, built from watched `AccessKey`s.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, Utc};
+use kube::ResourceExt;
+
+use crate::api::access_key::{AccessKey, OwnerKind, Phase};
+
+/// Namespace and name of an `AccessKey`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyRef {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for KeyRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// What the verifier needs from one `AccessKey`, shared by its current and previous credentials.
+#[derive(Debug)]
+pub struct KeyRecord {
+    pub key_ref: KeyRef,
+    /// Kubernetes-style identity: the user name, or `system:serviceaccount:<ns>:<name>`.
+    pub owner: String,
+    pub scopes: Vec<String>,
+    pub allowed_origins: Vec<String>,
+    /// `spec.active`: `false` revokes at once, before the controller updates the phase.
+    pub spec_active: bool,
+    pub phase: Option<Phase>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub resource_version: Option<String>,
+}
+
+/// Why an indexed credential cannot be used right now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unusable {
+    /// Deactivated, pending or rejected.
+    Disabled,
+    /// Past `expiresAt`, or a previous credential past its `validUntil`.
+    Expired,
+}
+
+/// One verifiable (access ID, secret hash) pair: the current issuance or a previous one in grace.
+#[derive(Debug)]
+pub struct Credential {
+    pub record: Arc<KeyRecord>,
+    pub access_key_id: String,
+    pub secret_hash: Arc<str>,
+    /// Set for previous credentials: usable strictly before this instant.
+    pub valid_until: Option<DateTime<Utc>>,
+}
+
+impl Credential {
+    /// Whether the credential may be used at `now`, judged from the spec, phase and clock.
+    pub fn usability(&self, now: DateTime<Utc>) -> Result<(), Unusable> {
+        let record = &self.record;
+        if record.phase == Some(Phase::Expired) {
+            return Err(Unusable::Expired);
+        }
+        if !record.spec_active || record.phase != Some(Phase::Active) {
+            return Err(Unusable::Disabled);
+        }
+        let expired = |deadline: Option<DateTime<Utc>>| deadline.is_some_and(|at| at <= now);
+        if expired(record.expires_at) || expired(self.valid_until) {
+            return Err(Unusable::Expired);
+        }
+        Ok(())
+    }
+}
+
+/// Credentials by access ID, and which IDs each key contributed.
+#[derive(Default)]
+struct IndexState {
+    by_id: HashMap<String, Arc<Credential>>,
+    ids_by_key: HashMap<KeyRef, Vec<String>>,
+}
+
+/// Thread-safe credential index; cheap concurrent lookups, updated from watch events.
+#[derive(Default)]
+pub struct KeyIndex {
+    state: RwLock<IndexState>,
+}
+
+impl KeyIndex {
+    /// The credential presented as `access_key_id`, if any key holds it.
+    pub fn lookup(&self, access_key_id: &str) -> Option<Arc<Credential>> {
+        self.read().by_id.get(access_key_id).cloned()
+    }
+
+    /// The current record of a key, if indexed.
+    pub fn record(&self, key_ref: &KeyRef) -> Option<Arc<KeyRecord>> {
+        let state = self.read();
+        let id = state.ids_by_key.get(key_ref)?.first()?;
+        state
+            .by_id
+            .get(id)
+            .map(|credential| credential.record.clone())
+    }
+
+    /// Number of indexed credentials.
+    pub fn len(&self) -> usize {
+        self.read().by_id.len()
+    }
+
+    /// Whether no credential is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Indexes (or re-indexes) a key; returns the access IDs whose secret hash changed or that
+    /// disappeared, whose cached verifications must be dropped.
+    pub fn apply(&self, key: &AccessKey) -> Vec<String> {
+        let key_ref = key_ref(key);
+        let credentials = credentials_of(key, &key_ref);
+        let mut state = self.write();
+        let mut stale = remove_key(&mut state, &key_ref);
+        let mut ids = Vec::with_capacity(credentials.len());
+        for credential in credentials {
+            let id = credential.access_key_id.clone();
+            if let Some(old_hash) = stale.remove(&id) {
+                if old_hash != credential.secret_hash {
+                    stale.insert(id.clone(), old_hash);
+                }
+            }
+            ids.push(id.clone());
+            state.by_id.insert(id, Arc::new(credential));
+        }
+        if !ids.is_empty() {
+            state.ids_by_key.insert(key_ref, ids);
+        }
+        stale.into_keys().collect()
+    }
+
+    /// Removes a deleted key; returns its access IDs.
+    pub fn remove(&self, key: &KeyRef) -> Vec<String> {
+        remove_key(&mut self.write(), key).into_keys().collect()
+    }
+
+    /// Replaces every key matching `in_scope` with `keys` (a full relist); returns the access IDs
+    /// whose cached verifications must be dropped.
+    pub fn replace(
+        &self,
+        in_scope: impl Fn(&KeyRef) -> bool,
+        keys: &[Arc<AccessKey>],
+    ) -> Vec<String> {
+        let listed: HashSet<KeyRef> = keys.iter().map(|key| key_ref(key)).collect();
+        let gone: Vec<KeyRef> = self
+            .read()
+            .ids_by_key
+            .keys()
+            .filter(|key| in_scope(key) && !listed.contains(*key))
+            .cloned()
+            .collect();
+        let mut stale: Vec<String> = gone.iter().flat_map(|key| self.remove(key)).collect();
+        for key in keys {
+            stale.extend(self.apply(key));
+        }
+        stale
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, IndexState> {
+        // why: a panic while holding the lock cannot leave the maps inconsistent (every write
+        // is a sequence of complete inserts/removes), so a poisoned lock is still usable.
+        self.state
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, IndexState> {
+        self.state
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Removes a key's credentials; returns their IDs with the hashes they had.
+fn remove_key(state: &mut IndexState, key: &KeyRef) -> HashMap<String, Arc<str>> {
+    let mut removed = HashMap::new();
+    for id in state.ids_by_key.remove(key).unwrap_or_default() {
+        // why: an ID copied into another key's status must not be removed on this key's behalf.
+        if state
+            .by_id
+            .get(&id)
+            .is_some_and(|c| c.record.key_ref == *key)
+        {
+            if let Some(credential) = state.by_id.remove(&id) {
+                removed.insert(id, credential.secret_hash.clone());
+            }
+        }
+    }
+    removed
+}
+
+/// The namespace/name of a key.
+pub fn key_ref(key: &AccessKey) -> KeyRef {
+    KeyRef {
+        namespace: key.namespace().unwrap_or_default(),
+        name: key.name_any(),
+    }
+}
+
+/// The current and previous credentials a key's status declares.
+fn credentials_of(key: &AccessKey, key_ref: &KeyRef) -> Vec<Credential> {
+    let Some(status) = key.status.as_ref() else {
+        return Vec::new();
+    };
+    let owner = match key.spec.owner.kind {
+        OwnerKind::User => key.spec.owner.name.clone(),
+        OwnerKind::ServiceAccount => format!(
+            "system:serviceaccount:{}:{}",
+            key_ref.namespace, key.spec.owner.name
+        ),
+    };
+    let record = Arc::new(KeyRecord {
+        key_ref: key_ref.clone(),
+        owner,
+        scopes: key.spec.scopes.clone(),
+        allowed_origins: key.spec.allowed_origins.clone(),
+        spec_active: key.spec.active,
+        phase: status.phase,
+        expires_at: status.expires_at,
+        last_used_at: status.last_used_at,
+        resource_version: key.resource_version(),
+    });
+    let current = status
+        .access_key_id
+        .clone()
+        .zip(status.secret_hash.clone())
+        .map(|(id, hash)| (id, hash, None));
+    let previous = status.previous_keys.iter().map(|p| {
+        (
+            p.access_key_id.clone(),
+            p.secret_hash.clone(),
+            Some(p.valid_until),
+        )
+    });
+    current
+        .into_iter()
+        .chain(previous)
+        .map(|(access_key_id, secret_hash, valid_until)| Credential {
+            record: record.clone(),
+            access_key_id,
+            secret_hash: secret_hash.into(),
+            valid_until,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::access_key::{AccessKeySpec, AccessKeyStatus, KeyOwner, PreviousKey};
+
+    fn key(
+        namespace: &str,
+        name: &str,
+        id: &str,
+        hash: &str,
+        previous: &[(&str, &str)],
+    ) -> AccessKey {
+        let spec: AccessKeySpec = serde_json::from_value(serde_json::json!({
+            "owner": {"kind": "User", "name": "alice"}
+        }))
+        .unwrap();
+        let mut key = AccessKey::new(name, spec);
+        key.metadata.namespace = Some(namespace.into());
+        key.status = Some(AccessKeyStatus {
+            phase: Some(Phase::Active),
+            access_key_id: Some(id.into()),
+            secret_hash: Some(hash.into()),
+            previous_keys: previous
+                .iter()
+                .map(|(id, hash)| PreviousKey {
+                    access_key_id: (*id).into(),
+                    secret_hash: (*hash).into(),
+                    valid_until: Utc::now(),
+                })
+                .collect(),
+            ..AccessKeyStatus::default()
+        });
+        key
+    }
+
+    #[test]
+    fn reapplying_reports_only_ids_whose_hash_changed_or_vanished() {
+        let index = KeyIndex::default();
+        assert!(index
+            .apply(&key("a", "k", "ID1", "h1", &[("ID0", "h0")]))
+            .is_empty());
+        assert_eq!(index.len(), 2);
+        assert!(index
+            .apply(&key("a", "k", "ID1", "h1", &[("ID0", "h0")]))
+            .is_empty());
+        assert_eq!(
+            index.apply(&key("a", "k", "ID1", "h2", &[("ID0", "h0")])),
+            vec!["ID1"]
+        );
+        assert_eq!(index.apply(&key("a", "k", "ID1", "h2", &[])), vec!["ID0"]);
+        assert!(index.lookup("ID0").is_none());
+        assert_eq!(
+            index.remove(&KeyRef {
+                namespace: "a".into(),
+                name: "k".into()
+            }),
+            vec!["ID1"]
+        );
+        assert!(index.is_empty());
+    }
+
+    #[test]
+    fn relist_removes_vanished_keys_only_in_its_scope() {
+        let index = KeyIndex::default();
+        index.apply(&key("a", "gone", "ID1", "h", &[]));
+        index.apply(&key("a", "kept", "ID2", "h", &[]));
+        index.apply(&key("b", "other", "ID3", "h", &[]));
+        let listed = vec![Arc::new(key("a", "kept", "ID2", "h", &[]))];
+        let stale = index.replace(|k| k.namespace == "a", &listed);
+        assert_eq!(stale, vec!["ID1"]);
+        assert!(index.lookup("ID1").is_none());
+        assert!(index.lookup("ID2").is_some());
+        assert!(
+            index.lookup("ID3").is_some(),
+            "other namespaces are untouched"
+        );
+    }
+
+    #[test]
+    fn service_account_owner_is_a_kubernetes_identity() {
+        let index = KeyIndex::default();
+        let mut sa = key("team", "k", "ID1", "h", &[]);
+        sa.spec.owner = KeyOwner {
+            kind: OwnerKind::ServiceAccount,
+            name: "ci".into(),
+        };
+        index.apply(&sa);
+        let credential = index.lookup("ID1").unwrap();
+        assert_eq!(credential.record.owner, "system:serviceaccount:team:ci");
+    }
+}
