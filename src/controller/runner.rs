@@ -49,6 +49,8 @@ pub async fn run_controllers(
         watcher::Config::default(),
     )
     .default_backoff()
+    // why: managedFields are most of an object's size and nothing here reads them.
+    .modify(|obj| obj.managed_fields_mut().clear())
     .reflect(keys_writer)
     .inspect(move |event| {
         keys_listed(event);
@@ -64,6 +66,8 @@ pub async fn run_controllers(
         watcher::Config::default().labels(&managed),
     )
     .default_backoff()
+    // why: managedFields are most of an object's size and nothing here reads them.
+    .modify(|obj| obj.managed_fields_mut().clear())
     .reflect(secrets_writer)
     .inspect(mark_listed(synced_tx.clone(), SECRETS_LISTED))
     .touched_objects();
@@ -72,6 +76,8 @@ pub async fn run_controllers(
         watcher::Config::default(),
     )
     .default_backoff()
+    // why: managedFields are most of an object's size and nothing here reads them.
+    .modify(|obj| obj.managed_fields_mut().clear())
     .reflect(policies_writer)
     .inspect(mark_listed(synced_tx.clone(), POLICIES_LISTED))
     .touched_objects();
