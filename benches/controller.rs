@@ -9,8 +9,8 @@
 //!    each run asserting one secret written per issuance and a hash that verifies.
 //!
 //! Sizes: `KW_BENCH_KEYS` (default 1000), `KW_BENCH_RSS_KEYS` (default 10000),
-//! `KW_SOAK_RUNS` (default 200), `KW_SOAK_SEED` (default: time); `KW_BENCH_ONLY=soak` runs only
-//! the soak.
+//! `KW_SOAK_RUNS` (default 200), `KW_SOAK_SEED` (default: time); `KW_BENCH_ONLY=soak` or `=rss`
+//! runs only that part.
 
 #[path = "controller/soak.rs"]
 mod soak;
@@ -88,8 +88,10 @@ async fn apply_keys(cluster: &TestCluster, prefix: &str, count: usize) {
 }
 
 async fn bench() -> anyhow::Result<()> {
-    if std::env::var("KW_BENCH_ONLY").as_deref() == Ok("soak") {
-        return soak::run(env_count("KW_SOAK_RUNS", 200)).await;
+    match std::env::var("KW_BENCH_ONLY").as_deref() {
+        Ok("soak") => return soak::run(env_count("KW_SOAK_RUNS", 200)).await,
+        Ok("rss") => return rss_and_idle_cpu().await,
+        _ => {}
     }
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let per_hash = argon2_seconds_per_hash()?;

@@ -83,6 +83,14 @@ impl ChildController {
     }
 }
 
+impl Drop for ChildController {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- controller process logs ---\n{}", self.log_text());
+        }
+    }
+}
+
 fn free_local_addr() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("addr").to_string()

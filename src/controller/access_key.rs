@@ -29,6 +29,11 @@ const DEADLINE_SLACK: Duration = Duration::from_millis(50);
 /// Reconciles one AccessKey.
 pub async fn reconcile(key: Arc<AccessKey>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
+    tracing::debug!(
+        name = key.name_any(),
+        namespace = key.namespace(),
+        "reconciling AccessKey"
+    );
     let result = reconcile_key(&key, &ctx).await;
     ctx.metrics
         .observe_reconcile(started.elapsed(), result.is_err());
@@ -129,12 +134,12 @@ async fn read_secret(key: &AccessKey, api: &Api<Secret>) -> Result<SecretState> 
 
 async fn reconcile_key(key: &AccessKey, ctx: &Context) -> Result<Action> {
     // why: limits and policy resolution must not decide on caches that have not listed yet.
-    let synced = futures::future::try_join(
-        ctx.secrets.wait_until_ready(),
-        ctx.policies.wait_until_ready(),
-    )
-    .await;
-    if synced.is_err() {
+    let mut synced = ctx.synced.clone();
+    if synced
+        .wait_for(|mask| *mask == super::runner::ALL_LISTED)
+        .await
+        .is_err()
+    {
         return Ok(Action::await_change());
     }
     if key.meta().deletion_timestamp.is_some() {

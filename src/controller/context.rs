@@ -29,6 +29,8 @@ pub struct Context {
     pub policies: Store<AccessKeyPolicy>,
     /// Metadata of the Secrets keywarden manages (selected by label).
     pub secrets: Store<PartialObjectMeta<Secret>>,
+    /// Mask of caches that have finished their initial list (see `runner::ALL_LISTED`).
+    pub synced: tokio::sync::watch::Receiver<u8>,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub hash_params: HashParams,

@@ -11,7 +11,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, ResourceExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::access_key;
@@ -39,14 +39,21 @@ pub async fn run_controllers(
 ) -> anyhow::Result<()> {
     let (keys, keys_writer) = reflector::store::<AccessKey>();
     let (secrets, secrets_writer) = reflector::store();
+    let (policies, policies_writer) = reflector::store::<AccessKeyPolicy>();
+    let (synced_tx, synced) = watch::channel(0u8);
+    let synced_tx = Arc::new(synced_tx);
     let (deleted_tx, deleted_rx) = mpsc::unbounded_channel::<AccessKey>();
+    let keys_listed = mark_listed(synced_tx.clone(), KEYS_LISTED);
     let key_stream = watcher(
         Api::<AccessKey>::all(client.clone()),
         watcher::Config::default(),
     )
     .default_backoff()
+    // why: managedFields are most of an object's size and nothing here reads them.
+    .modify(|obj| obj.managed_fields_mut().clear())
     .reflect(keys_writer)
     .inspect(move |event| {
+        keys_listed(event);
         if let Ok(watcher::Event::Delete(key)) = event {
             let _ = deleted_tx.send(key.clone());
         }
@@ -59,13 +66,22 @@ pub async fn run_controllers(
         watcher::Config::default().labels(&managed),
     )
     .default_backoff()
+    // why: managedFields are most of an object's size and nothing here reads them.
+    .modify(|obj| obj.managed_fields_mut().clear())
     .reflect(secrets_writer)
+    .inspect(mark_listed(synced_tx.clone(), SECRETS_LISTED))
     .touched_objects();
-
-    let policy_controller = Controller::new(
+    let policy_stream = watcher(
         Api::<AccessKeyPolicy>::all(client.clone()),
         watcher::Config::default(),
-    );
+    )
+    .default_backoff()
+    // why: managedFields are most of an object's size and nothing here reads them.
+    .modify(|obj| obj.managed_fields_mut().clear())
+    .reflect(policies_writer)
+    .inspect(mark_listed(synced_tx.clone(), POLICIES_LISTED))
+    .touched_objects();
+    let policy_controller = Controller::for_stream(policy_stream, policies.clone());
     let reporter = Reporter {
         controller: "keywarden".into(),
         instance: Some(settings.identity.clone()),
@@ -73,7 +89,8 @@ pub async fn run_controllers(
     let ctx = Arc::new(Context {
         client: client.clone(),
         keys: keys.clone(),
-        policies: policy_controller.store(),
+        policies,
+        synced: synced.clone(),
         secrets,
         recorder: Recorder::new(client.clone(), reporter),
         metrics: probes.metrics.clone(),
@@ -88,7 +105,7 @@ pub async fn run_controllers(
 
     let (retrigger_tx, retrigger_rx) = mpsc::unbounded_channel();
     let deletions = tokio::spawn(on_deletions(ctx.clone(), deleted_rx, retrigger_tx));
-    let readiness = tokio::spawn(mark_ready_when_synced(ctx.clone(), probes.clone()));
+    let readiness = tokio::spawn(mark_ready_when_synced(synced, probes.clone()));
 
     let mapper_keys = keys.clone();
     let key_controller = Controller::for_stream(key_stream, keys.clone())
@@ -130,15 +147,31 @@ pub async fn run_controllers(
     Ok(())
 }
 
+/// Bit set in the sync mask once the AccessKey cache has listed.
+const KEYS_LISTED: u8 = 1;
+/// Bit set once the Secret metadata cache has listed.
+const SECRETS_LISTED: u8 = 2;
+/// Bit set once the policy cache has listed.
+const POLICIES_LISTED: u8 = 4;
+/// Every cache has listed.
+pub const ALL_LISTED: u8 = KEYS_LISTED | SECRETS_LISTED | POLICIES_LISTED;
+
+/// Sets `bit` in the sync mask when a reflected watch stream finishes its initial list.
+// why: not `Store::wait_until_ready`: its oneshot wakes only the last of several waiters.
+fn mark_listed<K>(
+    synced: Arc<watch::Sender<u8>>,
+    bit: u8,
+) -> impl Fn(&Result<watcher::Event<K>, watcher::Error>) {
+    move |event| {
+        if let Ok(watcher::Event::InitDone) = event {
+            synced.send_modify(|mask| *mask |= bit);
+        }
+    }
+}
+
 /// Marks the probes ready once every cache has listed its objects.
-async fn mark_ready_when_synced(ctx: Arc<Context>, probes: ProbeState) {
-    let synced = future::try_join3(
-        ctx.keys.wait_until_ready(),
-        ctx.secrets.wait_until_ready(),
-        ctx.policies.wait_until_ready(),
-    )
-    .await;
-    if synced.is_ok() {
+async fn mark_ready_when_synced(mut synced: watch::Receiver<u8>, probes: ProbeState) {
+    if synced.wait_for(|mask| *mask == ALL_LISTED).await.is_ok() {
         probes.set_ready(true);
         tracing::info!("caches synced; controller ready");
     }
