@@ -81,7 +81,6 @@ fn key_spec() -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "devcluster does not yet admit custom resources against their CRD schema; run with --ignored (and KEYWARDEN_TEST_KUBECONFIG for a real cluster)"]
 async fn valid_key_is_accepted_with_defaults_applied() {
     let cluster = cluster().await;
     let created = create(
@@ -96,7 +95,6 @@ async fn valid_key_is_accepted_with_defaults_applied() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "devcluster does not yet admit custom resources against their CRD schema; run with --ignored (and KEYWARDEN_TEST_KUBECONFIG for a real cluster)"]
 async fn invalid_key_fields_are_rejected() {
     let cluster = cluster().await;
     let api = access_keys(&cluster.client);
@@ -143,7 +141,6 @@ async fn invalid_key_fields_are_rejected() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "devcluster does not yet admit custom resources against their CRD schema; run with --ignored (and KEYWARDEN_TEST_KUBECONFIG for a real cluster)"]
 async fn invalid_policy_fields_are_rejected() {
     let cluster = cluster().await;
     let api = policies(&cluster.client);
@@ -175,7 +172,6 @@ async fn invalid_policy_fields_are_rejected() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "devcluster does not yet admit custom resources against their CRD schema; run with --ignored (and KEYWARDEN_TEST_KUBECONFIG for a real cluster)"]
 async fn owner_and_secret_name_are_immutable_but_display_name_is_not() {
     let cluster = cluster().await;
     let api = access_keys(&cluster.client);
