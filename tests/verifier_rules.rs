@@ -324,6 +324,50 @@ async fn wrong_secret_flood_is_rate_limited_without_blocking_the_valid_secret() 
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_wrong_secrets_never_exceed_the_failure_burst() {
+    let settings = Settings {
+        failures_per_second_per_key: 1,
+        failures_per_second_per_client: 1000,
+        max_queued_hashes: 64,
+        ..Settings::default()
+    };
+    let local = LocalVerifier::start(settings, false).await;
+    let issued = Issued::generate();
+    local
+        .verifier
+        .apply_key(&KeyBuilder::new("team-a", "raced", &issued).build());
+    let http = reqwest::Client::new();
+    // why: all 24 arrive before the first argon2 run ends (tens of ms); charging after the work
+    // would let every one of them through an empty bucket.
+    let attempts = (0..24).map(|_| {
+        let request = http
+            .get(local.url("/v1/check"))
+            .header("authorization", issued.with_wrong_secret().basic());
+        async move { request.send().await.unwrap().status() }
+    });
+    let started = std::time::Instant::now();
+    let statuses = futures::future::join_all(attempts).await;
+    let refilled = usize::try_from(started.elapsed().as_secs()).unwrap_or(usize::MAX) + 1;
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let limited = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!(
+        refused + limited,
+        statuses.len(),
+        "only 401 or 429: {statuses:?}"
+    );
+    assert!(
+        refused <= 2 + refilled,
+        "only the burst of 2 failures (plus one a second) reaches argon2, got {refused} x 401"
+    );
+}
+
 #[tokio::test]
 async fn repeated_wrong_secret_is_refused_from_the_failure_cache() {
     let settings = Settings {

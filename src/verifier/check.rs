@@ -257,9 +257,9 @@ impl Verifier {
             return Err(Decision::Unauthorized(Refusal::WrongSecret));
         }
         self.metrics.count_cache(CacheOutcome::Miss);
-        if let Some(retry_after) = self.limits.check(Some(id), client) {
-            return Err(Decision::RateLimited { retry_after });
-        }
+        self.limits
+            .try_charge(id, client)
+            .map_err(|retry_after| Decision::RateLimited { retry_after })?;
         let verification = self
             .hasher
             .verify(
@@ -270,16 +270,16 @@ impl Verifier {
                 &self.metrics,
             )
             .await;
+        if verification == Verification::Mismatch {
+            self.failures
+                .insert(id, mac, credential.secret_hash.clone());
+            return Err(Decision::Unauthorized(Refusal::WrongSecret));
+        }
+        self.limits.refund(id, client);
         if verification == Verification::Overloaded {
             return Err(Decision::RateLimited {
                 retry_after: Duration::from_secs(1),
             });
-        }
-        if verification == Verification::Mismatch {
-            self.failures
-                .insert(id, mac, credential.secret_hash.clone());
-            self.limits.record_failure(Some(id), client);
-            return Err(Decision::Unauthorized(Refusal::WrongSecret));
         }
         self.verified
             .insert(id, mac, credential.secret_hash.clone());

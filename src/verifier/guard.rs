@@ -187,21 +187,18 @@ impl<K: Clone + Eq + Hash> FailureLimiter<K> {
         }
     }
 
-    /// `Some(wait)` when `subject` has no failures left and must wait before the next attempt.
-    pub fn check(&self, subject: &K, now: Instant) -> Option<Duration> {
-        let mut buckets = lock(&self.buckets);
-        let bucket = buckets.get_mut(subject)?;
-        self.refill(bucket, now);
-        (bucket.tokens < 1.0).then(|| Duration::from_secs_f64((1.0 - bucket.tokens) / self.rate))
-    }
-
-    /// Charges one failure to `subject`.
-    pub fn record_failure(&self, subject: &K, now: Instant) {
+    /// Takes one attempt from `subject`, or says how long to wait for one. Charging before the
+    /// work (and refunding what turns out not to be a failure) is what bounds the work: checking
+    /// first and charging after would let every concurrent request past an empty bucket.
+    pub fn try_charge(&self, subject: &K, now: Instant) -> Result<(), Duration> {
         let mut buckets = lock(&self.buckets);
         match buckets.get_mut(subject) {
             Some(bucket) => {
                 self.refill(bucket, now);
-                bucket.tokens = (bucket.tokens - 1.0).max(0.0);
+                if bucket.tokens < 1.0 {
+                    return Err(Duration::from_secs_f64((1.0 - bucket.tokens) / self.rate));
+                }
+                bucket.tokens -= 1.0;
             }
             None => buckets.insert(
                 subject.clone(),
@@ -210,6 +207,14 @@ impl<K: Clone + Eq + Hash> FailureLimiter<K> {
                     updated: now,
                 },
             ),
+        }
+        Ok(())
+    }
+
+    /// Gives back an attempt that turned out not to be a failure.
+    pub fn refund(&self, subject: &K) {
+        if let Some(bucket) = lock(&self.buckets).get_mut(subject) {
+            bucket.tokens = (bucket.tokens + 1.0).min(self.burst);
         }
     }
 
@@ -227,21 +232,26 @@ pub struct FailureLimits {
 }
 
 impl FailureLimits {
-    /// How long to wait when either the ID or the client is out of failures.
-    pub fn check(&self, access_key_id: Option<&str>, client: Option<IpAddr>) -> Option<Duration> {
+    /// Charges one verification attempt to the ID and to the client, or says how long to wait
+    /// when either has none left (then neither is charged).
+    pub fn try_charge(&self, access_key_id: &str, client: Option<IpAddr>) -> Result<(), Duration> {
         let now = Instant::now();
-        let by_key = access_key_id.and_then(|id| self.per_key.check(&id.to_owned(), now));
-        let by_client = client.and_then(|ip| self.per_client.check(&ip, now));
-        by_key.into_iter().chain(by_client).max()
+        let id = access_key_id.to_owned();
+        self.per_key.try_charge(&id, now)?;
+        if let Some(ip) = client {
+            if let Err(wait) = self.per_client.try_charge(&ip, now) {
+                self.per_key.refund(&id);
+                return Err(wait);
+            }
+        }
+        Ok(())
     }
 
-    pub fn record_failure(&self, access_key_id: Option<&str>, client: Option<IpAddr>) {
-        let now = Instant::now();
-        if let Some(id) = access_key_id {
-            self.per_key.record_failure(&id.to_owned(), now);
-        }
+    /// Gives back an attempt that did not fail (the secret matched, or no work was done).
+    pub fn refund(&self, access_key_id: &str, client: Option<IpAddr>) {
+        self.per_key.refund(&access_key_id.to_owned());
         if let Some(ip) = client {
-            self.per_client.record_failure(&ip, now);
+            self.per_client.refund(&ip);
         }
     }
 }
@@ -278,17 +288,59 @@ mod tests {
         let limiter = FailureLimiter::new(2, 10);
         let start = Instant::now();
         let subject = "AKWTEST".to_owned();
-        assert!(limiter.check(&subject, start).is_none());
-        for _ in 0..4 {
-            limiter.record_failure(&subject, start);
+        for attempt in 0..4 {
+            assert!(
+                limiter.try_charge(&subject, start).is_ok(),
+                "attempt {attempt} is within the burst of 4"
+            );
         }
         let wait = limiter
-            .check(&subject, start)
-            .expect("limited after the burst");
+            .try_charge(&subject, start)
+            .expect_err("limited after the burst");
         assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1));
         assert!(limiter
-            .check(&subject, start + Duration::from_secs(1))
-            .is_none());
-        assert!(limiter.check(&"other".to_owned(), start).is_none());
+            .try_charge(&subject, start + Duration::from_secs(1))
+            .is_ok());
+        assert!(limiter.try_charge(&"other".to_owned(), start).is_ok());
+    }
+
+    #[test]
+    fn concurrent_attempts_never_exceed_the_burst_and_refunds_give_them_back() {
+        let limiter = Arc::new(FailureLimiter::new(2, 10));
+        let start = Instant::now();
+        let subject = "AKWTEST".to_owned();
+        let granted: usize = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..16)
+                .map(|_| scope.spawn(|| limiter.try_charge(&subject, start).is_ok()))
+                .collect();
+            workers
+                .into_iter()
+                .map(|worker| usize::from(worker.join().expect("worker ran")))
+                .sum()
+        });
+        assert_eq!(granted, 4, "16 racing attempts share a burst of 4");
+        limiter.refund(&subject);
+        assert!(limiter.try_charge(&subject, start).is_ok());
+        assert!(limiter.try_charge(&subject, start).is_err());
+    }
+
+    #[test]
+    fn a_limited_client_charges_nothing_to_the_key() {
+        let limits = FailureLimits {
+            per_key: FailureLimiter::new(5, 10),
+            per_client: FailureLimiter::new(1, 10),
+        };
+        let client = Some(IpAddr::from([192, 0, 2, 1]));
+        assert!(limits.try_charge("AKWA", client).is_ok());
+        assert!(limits.try_charge("AKWA", client).is_ok());
+        assert!(limits.try_charge("AKWA", client).is_err());
+        // why: the key's bucket (burst 10) lost only the two attempts that went through.
+        for attempt in 0..8 {
+            assert!(
+                limits.try_charge("AKWA", None).is_ok(),
+                "attempt {attempt} fits the key's remaining burst"
+            );
+        }
+        assert!(limits.try_charge("AKWA", None).is_err());
     }
 }
