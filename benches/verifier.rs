@@ -2,7 +2,7 @@
 //! measured in the same run.
 //!
 //! - wrk -> verifier `/v1/check` with a cached valid key vs wrk -> a minimal server answering 200
-//!   (axum on hyper, one fallback route): server CPU per request (target <= 1.25x), throughput
+//!   (hyper's HTTP/1 server, one service answering 200): server CPU per request (target <= 1.25x), throughput
 //!   (target >= 0.8x), p99 at 32 connections. Each server runs in its own process (this binary
 //!   re-executed) so its CPU time is its own.
 //! - nginx `auth_request` -> verifier vs nginx `auth_request` -> minimal server (target >= 0.9x).
@@ -28,7 +28,8 @@ use base64::Engine;
 use keywarden::api::{AccessKey, AccessKeySpec, AccessKeyStatus, KeyOwner, OwnerKind, Phase};
 use keywarden::keys::hash::{hash_secret, HashParams};
 use keywarden::keys::material::{AccessKeyId, SecretKey};
-use keywarden::verifier::{router, AppState, Settings, Verifier};
+use keywarden::verifier::{serve_http, AppState, Settings, Verifier};
+use tokio_util::sync::CancellationToken;
 
 const CONNECTIONS: u32 = 32;
 const DURATION: &str = "5s";
@@ -332,22 +333,42 @@ fn serve(role: &str) {
             .await
             .expect("bind");
         println!("ADDR {}", listener.local_addr().expect("address"));
-        let app = match role {
-            "minimal" => axum::Router::new().fallback(|| async { axum::http::StatusCode::OK }),
-            _ => verifier_app(),
-        };
-        println!("READY");
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .expect("serve");
+        if role == "minimal" {
+            println!("READY");
+            serve_minimal(listener).await;
+        } else {
+            // why: the state prints the key's ID and credentials, which must come before READY.
+            let state = verifier_state();
+            println!("READY");
+            serve_http(listener, state, CancellationToken::new())
+                .await
+                .expect("serve");
+        }
     });
 }
 
+/// The baseline: a hyper HTTP/1 server answering every request 200 with an empty body.
+async fn serve_minimal(listener: tokio::net::TcpListener) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(async move {
+            let ok = hyper::service::service_fn(|_request| async {
+                Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Empty::<
+                    hyper::body::Bytes,
+                >::new()))
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), ok)
+                .await;
+        });
+    }
+}
+
 /// A verifier with one valid key (real argon2id parameters), printing its credentials.
-fn verifier_app() -> axum::Router {
+fn verifier_state() -> AppState {
     let verifier = Arc::new(Verifier::new(&Settings::default()));
     let id = AccessKeyId::generate();
     let secret = SecretKey::generate();
@@ -385,10 +406,10 @@ fn verifier_app() -> axum::Router {
         "AUTH Basic {}",
         base64::engine::general_purpose::STANDARD.encode(pair)
     );
-    router(AppState {
+    AppState {
         verifier,
         trust_forwarded_headers: false,
-    })
+    }
 }
 
 /// nginx with `auth_request` to `auth` in front of a static file.

@@ -1,16 +1,27 @@
 //! HTTP routes: `/v1/check` for forward-auth proxies, `POST /v1/verify` for apps, health and
 //! metrics.
 
+use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::{ConnectInfo, RawQuery, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
 use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 
 use super::check::{CheckRequest, Decision, Refusal, Verifier};
 use super::credentials;
@@ -40,11 +51,80 @@ pub struct AppState {
     pub trust_forwarded_headers: bool,
 }
 
-/// The verifier's routes. Serve with `into_make_service_with_connect_info::<SocketAddr>()`.
-pub fn router(state: AppState) -> Router {
+/// Serves the verifier's routes on `listener` until `shutdown`, then lets open requests finish.
+///
+/// `/v1/check` (and `/v1/check/*`, where Envoy appends the original path) is answered straight
+/// from hyper; the other routes go through an axum router.
+// why: `/v1/check` runs once per proxied request, so its cost is the verifier's cost; the
+// router's matching and extractors (a copy of every header) cost as much as the check itself.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let routes = other_routes(state.clone());
+    let connections = GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // why: EMFILE and friends pass; spinning on them would burn a core.
+                    tracing::warn!(%err, "accepting a connection failed");
+                    tokio::time::sleep(ACCEPT_RETRY).await;
+                    continue;
+                }
+            },
+        };
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(%err, "setting TCP_NODELAY failed");
+        }
+        let state = state.clone();
+        let routes = routes.clone();
+        let service =
+            service_fn(move |request| respond(state.clone(), routes.clone(), peer, request));
+        let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+        let connection = connections.watch(connection);
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(%err, "connection closed with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, connections.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still open after {SHUTDOWN_GRACE:?}; closing them");
+    }
+    Ok(())
+}
+
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+async fn respond(
+    state: AppState,
+    routes: Router,
+    peer: SocketAddr,
+    request: Request<Incoming>,
+) -> Result<Response, Infallible> {
+    let path = request.uri().path();
+    if path == "/v1/check" || path.starts_with("/v1/check/") {
+        return Ok(check(&state, peer, &request).await);
+    }
+    let (mut parts, body) = request.into_parts();
+    parts.extensions.insert(ConnectInfo(peer));
+    routes
+        .oneshot(Request::from_parts(parts, Body::new(body)))
+        .await
+}
+
+/// The routes other than `/v1/check`.
+fn other_routes(state: AppState) -> Router {
     Router::new()
-        .route("/v1/check", any(check))
-        .route("/v1/check/{*original_path}", any(check))
         .route("/v1/verify", post(verify))
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -52,27 +132,22 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn check(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Response {
+async fn check<B>(state: &AppState, peer: SocketAddr, request: &Request<B>) -> Response {
+    let headers = request.headers();
     let trusted = state.trust_forwarded_headers;
-    let method = forwarded_method(&headers, trusted).unwrap_or_else(|| method.as_str().to_owned());
+    let method = forwarded_method(headers, trusted).unwrap_or(request.method().as_str());
     let mut required_scopes: Vec<String> = headers
         .get_all(REQUIRED_SCOPE_HEADER)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .map(str::to_owned)
         .collect();
-    required_scopes.extend(scopes_from_query(query.as_deref()));
-    let client = client_address(&headers, peer.ip(), trusted);
+    required_scopes.extend(scopes_from_query(request.uri().query()));
+    let client = client_address(headers, peer.ip(), trusted);
     let request = CheckRequest {
-        credentials: credentials::from_authorization(header_str(&headers, header::AUTHORIZATION)),
+        credentials: credentials::from_authorization(header_str(headers, header::AUTHORIZATION)),
         is_preflight: method.eq_ignore_ascii_case("OPTIONS"),
-        origin: header_str(&headers, header::ORIGIN).map(str::to_owned),
+        origin: header_str(headers, header::ORIGIN).map(str::to_owned),
         required_scopes,
         client: Some(client),
     };
@@ -279,14 +354,14 @@ fn log_decision(decision: &Decision, client: IpAddr) {
 }
 
 /// The original method a forward-auth proxy reports, when its headers are trusted.
-fn forwarded_method(headers: &HeaderMap, trusted: bool) -> Option<String> {
+fn forwarded_method(headers: &HeaderMap, trusted: bool) -> Option<&str> {
     if !trusted {
         return None;
     }
     ["x-forwarded-method", "x-original-method"]
         .into_iter()
         .find_map(|name| headers.get(name)?.to_str().ok())
-        .map(|m| m.trim().to_owned())
+        .map(str::trim)
 }
 
 /// The client address: the peer, or when trusted `X-Real-IP`, else the last `X-Forwarded-For`

@@ -47,7 +47,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use check::{CheckRequest, Decision, Grant, Refusal, Settings, Verifier};
 pub use credentials::{Presented, Unreadable};
-pub use http::{router, AppState, REQUIRED_SCOPE_HEADER};
+pub use http::{serve as serve_http, AppState, REQUIRED_SCOPE_HEADER};
 pub use index::{Credential, KeyIndex, KeyRecord, KeyRef, Unusable};
 pub use last_used::{flush_due, LastUse, FIELD_MANAGER};
 pub use watch::watch_keys;
@@ -162,17 +162,13 @@ pub async fn serve(
         shutdown.clone(),
     ));
     tracing::info!(address = %listener.local_addr()?, "verifier listening");
-    let app = router(AppState {
+    let state = AppState {
         verifier,
         trust_forwarded_headers: args.trust_forwarded_headers,
-    });
-    let served = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-    .await
-    .context("serving the verifier");
+    };
+    let served = http::serve(listener, state, shutdown.clone())
+        .await
+        .context("serving the verifier");
     shutdown.cancel();
     let _ = tokio::join!(watching, flushing);
     served

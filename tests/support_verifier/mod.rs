@@ -16,7 +16,8 @@ use keywarden::api::{
 use keywarden::keys::hash::{hash_secret, HashParams};
 use keywarden::keys::material::{AccessKeyId, SecretKey};
 use keywarden::keys::token::encode_token;
-use keywarden::verifier::{router, AppState, Settings, Verifier};
+use keywarden::verifier::{serve_http, AppState, Settings, Verifier};
+use tokio_util::sync::CancellationToken;
 
 /// Cheap argon2id parameters: tests check behaviour, not hashing cost.
 pub const TEST_HASH_PARAMS: HashParams = HashParams {
@@ -177,21 +178,18 @@ impl LocalVerifier {
     pub async fn start(settings: Settings, trust_forwarded_headers: bool) -> Self {
         let verifier = Arc::new(Verifier::new(&settings));
         verifier.mark_ready();
-        let app = router(AppState {
+        let state = AppState {
             verifier: verifier.clone(),
             trust_forwarded_headers,
-        });
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a loopback port");
         let addr = listener.local_addr().expect("bound address");
         let server = tokio::spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await
-            .expect("verifier serves");
+            serve_http(listener, state, CancellationToken::new())
+                .await
+                .expect("verifier serves");
         });
         Self {
             verifier,
