@@ -6,101 +6,20 @@
 //! kubernetes-validate from `scripts/ensure-chart-tools.sh`; a missing tool skips a test loudly,
 //! and fails it when `KEYWARDEN_REQUIRE_TOOLS` is set (as in CI).
 
+mod tools;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::process::Command;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
+use tools::{helm_binary, kubernetes_validate, missing_tool, repo_root, run};
 
 const RELEASE: &str = "kw";
 const NAMESPACE: &str = "keywarden-system";
 
-fn repo_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn chart_dir() -> PathBuf {
     repo_root().join("charts/keywarden")
-}
-
-/// Reports a missing tool: a loud skip, or a failure when CI requires every tool.
-fn missing_tool(tool: &str, hint: &str) {
-    if std::env::var_os("KEYWARDEN_REQUIRE_TOOLS").is_some() {
-        panic!("{tool} is required (KEYWARDEN_REQUIRE_TOOLS is set) but missing: {hint}");
-    }
-    eprintln!("SKIPPED: {tool} not found ({hint}); set KEYWARDEN_REQUIRE_TOOLS=1 to fail instead");
-}
-
-fn executable(path: PathBuf) -> Option<PathBuf> {
-    path.is_file().then_some(path)
-}
-
-fn on_path(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?).find_map(|dir| executable(dir.join(name)))
-}
-
-/// Directory printed (last line) by `scripts/ensure-kube-tools.sh`, when that script exists.
-fn kube_tools_dir() -> Option<&'static PathBuf> {
-    static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let script = repo_root().join("scripts/ensure-kube-tools.sh");
-        if !script.is_file() {
-            return None;
-        }
-        let output = Command::new("bash").arg(&script).output().ok()?;
-        if !output.status.success() {
-            eprintln!(
-                "{} failed: {}",
-                script.display(),
-                String::from_utf8_lossy(&output.stderr)
-            );
-            return None;
-        }
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        stdout.lines().last().map(|line| PathBuf::from(line.trim()))
-    })
-    .as_ref()
-}
-
-/// Finds helm: `KEYWARDEN_HELM`, the kube tools directory, `.cache/tools/bin`, then PATH.
-fn helm() -> Option<PathBuf> {
-    std::env::var_os("KEYWARDEN_HELM")
-        .map(PathBuf::from)
-        .and_then(executable)
-        .or_else(|| kube_tools_dir().and_then(|dir| executable(dir.join("helm"))))
-        .or_else(|| executable(repo_root().join(".cache/tools/bin/helm")))
-        .or_else(|| on_path("helm"))
-}
-
-/// Finds kubernetes-validate, installing it into `.cache/` with the chart tools script if needed.
-fn kubernetes_validate() -> Option<&'static PathBuf> {
-    static TOOL: OnceLock<Option<PathBuf>> = OnceLock::new();
-    TOOL.get_or_init(|| {
-        let installed = repo_root().join(".cache/chart-venv/bin/kubernetes-validate");
-        if let Some(tool) = executable(installed.clone()).or_else(|| on_path("kubernetes-validate"))
-        {
-            return Some(tool);
-        }
-        let script = repo_root().join("scripts/ensure-chart-tools.sh");
-        let status = Command::new("bash").arg(script).status().ok()?;
-        status.success().then_some(installed).and_then(executable)
-    })
-    .as_ref()
-}
-
-fn run(command: &mut Command) -> Output {
-    let output = command
-        .output()
-        .unwrap_or_else(|error| panic!("cannot run {command:?}: {error}"));
-    assert!(
-        output.status.success(),
-        "{command:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
 }
 
 /// Renders the chart with `helm template` and the given `--set`/`--set-json` arguments.
@@ -283,7 +202,7 @@ macro_rules! require {
 
 #[test]
 fn chart_passes_helm_lint_with_default_and_custom_values() {
-    let helm = require!(helm(), "helm", "run scripts/ensure-kube-tools.sh");
+    let helm = require!(helm_binary(), "helm", "run scripts/ensure-kube-tools.sh");
     run(Command::new(&helm)
         .args(["lint", "--strict"])
         .arg(chart_dir()));
@@ -296,7 +215,7 @@ fn chart_passes_helm_lint_with_default_and_custom_values() {
 
 #[test]
 fn default_render_is_schema_valid_highly_available_and_least_privilege() {
-    let helm = require!(helm(), "helm", "run scripts/ensure-kube-tools.sh");
+    let helm = require!(helm_binary(), "helm", "run scripts/ensure-kube-tools.sh");
     let validator = require!(
         kubernetes_validate(),
         "kubernetes-validate",
@@ -323,12 +242,9 @@ fn default_render_is_schema_valid_highly_available_and_least_privilege() {
         ["verifier", "--listen", "0.0.0.0:8080"]
     );
     assert_eq!(
-        env_value(container(controller), "KEYWARDEN_WATCH_NAMESPACES"),
-        None
-    );
-    assert_eq!(
         env_value(container(verifier), "KEYWARDEN_VERIFIER_NAMESPACES"),
-        None
+        None,
+        "the verifier watches every namespace"
     );
     let probe_port = &container(controller)["ports"][0];
     assert_eq!(probe_port["name"], "probes");
@@ -424,8 +340,8 @@ fn default_render_is_schema_valid_highly_available_and_least_privilege() {
 }
 
 #[test]
-fn watch_namespaces_render_confines_secret_access_to_roles_in_those_namespaces() {
-    let helm = require!(helm(), "helm", "run scripts/ensure-kube-tools.sh");
+fn watch_namespaces_render_confines_the_verifier_but_never_the_controller() {
+    let helm = require!(helm_binary(), "helm", "run scripts/ensure-kube-tools.sh");
     let validator = require!(
         kubernetes_validate(),
         "kubernetes-validate",
@@ -445,58 +361,92 @@ fn watch_namespaces_render_confines_secret_access_to_roles_in_those_namespaces()
     assert_schema_valid(validator, &rendered, &["ServiceMonitor"]);
     let objects = documents(&rendered);
 
-    for name in ["kw-keywarden-controller", "kw-keywarden-verifier"] {
-        let deployment = find(&objects, "Deployment", name);
+    let controller = find(&objects, "Deployment", "kw-keywarden-controller");
+    let verifier = find(&objects, "Deployment", "kw-keywarden-verifier");
+    for deployment in [controller, verifier] {
         assert_eq!(
             container(deployment)["image"],
             "ghcr.io/keywarden/keywarden:v9.9.9"
         );
         assert_hardened(deployment);
     }
-    for (component, variable) in [
-        ("controller", "KEYWARDEN_WATCH_NAMESPACES"),
-        ("verifier", "KEYWARDEN_VERIFIER_NAMESPACES"),
-    ] {
-        let deployment = find(&objects, "Deployment", &format!("kw-keywarden-{component}"));
-        let watched = env_value(container(deployment), variable);
-        assert_eq!(
-            watched,
-            Some("team-a,team-b"),
-            "{component} watches the listed namespaces"
-        );
-    }
     assert_eq!(
-        find(&objects, "Deployment", "kw-keywarden-verifier")["spec"]["replicas"],
-        3
+        env_value(container(verifier), "KEYWARDEN_VERIFIER_NAMESPACES"),
+        Some("team-a,team-b"),
+        "the verifier watches the listed namespaces"
     );
+    let controller_env: Vec<&str> = container(controller)["env"]
+        .as_array()
+        .expect("controller env")
+        .iter()
+        .filter_map(|env| env["name"].as_str())
+        .collect();
+    assert!(
+        !controller_env
+            .iter()
+            .any(|name| name.contains("NAMESPACES")),
+        "the controller reads no namespace list, so the chart must not pretend to pass one: \
+         {controller_env:?}"
+    );
+    assert_eq!(verifier["spec"]["replicas"], 3);
     let budget = find(&objects, "PodDisruptionBudget", "kw-keywarden-verifier");
     assert_eq!(budget["spec"]["maxUnavailable"], 2);
 
-    for cluster_role in of_kind(&objects, "ClusterRole") {
-        assert!(
-            !grants(cluster_role, "secrets"),
-            "cluster-wide Secret access: {cluster_role:#}"
-        );
-        assert!(
-            !grants(cluster_role, "accesskeys"),
-            "cluster-wide key access: {cluster_role:#}"
-        );
-    }
-    let controller_roles = roles_of(&objects, "kw-keywarden-controller");
-    let mut secret_namespaces: Vec<_> = controller_roles
+    let verifier_roles = roles_of(&objects, "kw-keywarden-verifier");
+    let mut verifier_namespaces: Vec<&str> = verifier_roles
         .iter()
-        .filter(|role| grants(role, "secrets"))
         .map(|role| {
+            assert_eq!(
+                role["kind"], "Role",
+                "the verifier is bound cluster-wide: {role:#}"
+            );
+            assert!(
+                !grants(role, "secrets"),
+                "the verifier can touch Secrets: {role:#}"
+            );
+            assert!(grants(role, "accesskeys"), "{role:#}");
             role["metadata"]["namespace"]
                 .as_str()
                 .expect("Role namespace")
         })
         .collect();
-    secret_namespaces.sort_unstable();
-    assert_eq!(secret_namespaces, ["team-a", "team-b"]);
-    let verifier_roles = roles_of(&objects, "kw-keywarden-verifier");
-    assert_eq!(verifier_roles.len(), 2);
-    assert!(verifier_roles.iter().all(|role| !grants(role, "secrets")));
+    verifier_namespaces.sort_unstable();
+    assert_eq!(verifier_namespaces, ["team-a", "team-b"]);
+    let key_readers: Vec<&str> = of_kind(&objects, "ClusterRole")
+        .filter(|role| grants(role, "accesskeys"))
+        .filter_map(|role| role["metadata"]["name"].as_str())
+        .collect();
+    assert_eq!(
+        key_readers,
+        ["kw-keywarden-controller"],
+        "only the controller reads AccessKeys cluster-wide"
+    );
+
+    let controller_roles = roles_of(&objects, "kw-keywarden-controller");
+    let secret_roles: Vec<_> = controller_roles
+        .iter()
+        .filter(|role| grants(role, "secrets"))
+        .collect();
+    assert_eq!(secret_roles.len(), 1, "{secret_roles:#?}");
+    assert_eq!(
+        secret_roles[0]["kind"], "ClusterRole",
+        "the controller watches Secrets in every namespace"
+    );
+    for resource in [
+        "accesskeys",
+        "accesskeys/status",
+        "accesskeys/finalizers",
+        "events",
+    ] {
+        assert!(
+            grants(secret_roles[0], resource),
+            "the controller's ClusterRole lacks {resource}"
+        );
+    }
+    assert!(
+        of_kind(&objects, "Role").all(|role| !grants(role, "secrets")),
+        "no namespaced Role grants Secrets"
+    );
 
     let monitors: Vec<_> = of_kind(&objects, "ServiceMonitor").collect();
     assert_eq!(monitors.len(), 2);
@@ -542,12 +492,12 @@ sys.exit(1 if errors else 0)
 
 #[test]
 fn rendered_default_policy_matches_the_crd_schema() {
-    let helm = require!(helm(), "helm", "run scripts/ensure-kube-tools.sh");
-    let python = repo_root().join(".cache/chart-venv/bin/python");
-    if kubernetes_validate().is_none() || !python.is_file() {
-        missing_tool("the chart tools venv", "run scripts/ensure-chart-tools.sh");
-        return;
-    }
+    let helm = require!(helm_binary(), "helm", "run scripts/ensure-kube-tools.sh");
+    let python = require!(
+        tools::chart_tools_python(),
+        "the chart tools venv",
+        "run scripts/ensure-chart-tools.sh"
+    );
     let crds: Vec<String> = std::fs::read_dir(chart_dir().join("crds"))
         .expect("the chart has CRDs")
         .map(|entry| entry.expect("entry").path().display().to_string())

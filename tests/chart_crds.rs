@@ -1,15 +1,14 @@
 //! The chart ships exactly the repository's CRDs (generated from the Rust types) and runs the
 //! image the Dockerfile builds, as the user the Dockerfile sets.
 
+mod tools;
+
 use std::path::{Path, PathBuf};
 
 use kube::CustomResourceExt;
 use serde::Deserialize;
 use serde_json::Value;
-
-fn repo_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
+use tools::repo_root;
 
 fn chart_dir() -> PathBuf {
     repo_root().join("charts/keywarden")

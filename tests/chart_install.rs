@@ -5,73 +5,25 @@
 //! helm comes from `scripts/ensure-kube-tools.sh` (or `.cache/tools/bin`, or PATH); when it is
 //! missing the test is skipped loudly, or fails when `KEYWARDEN_REQUIRE_TOOLS` is set (as in CI).
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+mod tools;
+
+use std::collections::BTreeMap;
+use std::path::Path;
 
 use devcluster::DevCluster;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
+use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use keywarden::api::{AccessKeyPolicy, DEFAULT_POLICY_ANNOTATION};
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
+use serde::Deserialize;
 use tokio::process::Command;
-
-fn repo_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn missing_tool(tool: &str, hint: &str) {
-    if std::env::var_os("KEYWARDEN_REQUIRE_TOOLS").is_some() {
-        panic!("{tool} is required (KEYWARDEN_REQUIRE_TOOLS is set) but missing: {hint}");
-    }
-    eprintln!("SKIPPED: {tool} not found ({hint}); set KEYWARDEN_REQUIRE_TOOLS=1 to fail instead");
-}
-
-fn executable(path: PathBuf) -> Option<PathBuf> {
-    path.is_file().then_some(path)
-}
-
-/// Directory printed (last line) by `scripts/ensure-kube-tools.sh`, when that script exists.
-fn kube_tools_dir() -> Option<&'static PathBuf> {
-    static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let script = repo_root().join("scripts/ensure-kube-tools.sh");
-        let output = std::process::Command::new("bash")
-            .arg(executable(script)?)
-            .output()
-            .ok()?;
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let dir = stdout.lines().last().map(|line| PathBuf::from(line.trim()));
-        output.status.success().then_some(dir).flatten()
-    })
-    .as_ref()
-}
-
-/// Finds helm: `KEYWARDEN_HELM`, the kube tools directory, `.cache/tools/bin`, then PATH.
-fn helm_binary() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::var_os("KEYWARDEN_HELM")
-        .map(PathBuf::from)
-        .and_then(executable)
-        .or_else(|| kube_tools_dir().and_then(|dir| executable(dir.join("helm"))))
-        .or_else(|| executable(repo_root().join(".cache/tools/bin/helm")))
-        .or_else(|| std::env::split_paths(&path).find_map(|dir| executable(dir.join("helm"))))
-}
-
-/// Finds kubectl: `KEYWARDEN_KUBECTL`, the kube tools directory, `.cache/tools/bin`, then PATH.
-fn kubectl_binary() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::var_os("KEYWARDEN_KUBECTL")
-        .map(PathBuf::from)
-        .and_then(executable)
-        .or_else(|| kube_tools_dir().and_then(|dir| executable(dir.join("kubectl"))))
-        .or_else(|| executable(repo_root().join(".cache/tools/bin/kubectl")))
-        .or_else(|| std::env::split_paths(&path).find_map(|dir| executable(dir.join("kubectl"))))
-}
+use tools::{helm_binary, kubectl_binary, missing_tool, repo_root};
 
 /// Where the chart is installed, and the names it gets there.
 struct Target {
@@ -81,7 +33,7 @@ struct Target {
     client: Client,
     release: String,
     namespace: String,
-    /// A namespace the upgrade confines the controller to.
+    /// A namespace the upgrade confines the verifier to.
     team: String,
     policy: String,
 }
@@ -133,23 +85,19 @@ impl Target {
         format!("{}-keywarden-{suffix}", self.release)
     }
 
-    /// Runs `helm <command> <release> [chart] --namespace <namespace> <args>`, asserting success.
+    /// Runs `helm <command> [release] [chart] --namespace <namespace> <args>`, asserting success;
+    /// returns its standard output. `command` may be two words, such as `get manifest`.
     async fn helm(&self, binary: &Path, command: &str, args: &[String]) -> String {
         let home = self.home.path();
         let mut helm = Command::new(binary);
-        helm.args([command, &self.release]);
+        helm.args(command.split(' '));
+        // why: `helm list` lists the namespace's releases and takes no release name.
+        if command != "list" {
+            helm.arg(&self.release);
+        }
         if matches!(command, "install" | "upgrade" | "template") {
             helm.arg(repo_root().join("charts/keywarden"))
                 .arg(format!("--set=defaultPolicy.name={}", self.policy));
-            if self.cluster.is_some() {
-                // why: devcluster serves only /openapi/v3, and helm validates against
-                // /openapi/v2; tests/chart.rs validates the same manifests with
-                // kubernetes-validate instead.
-                helm.arg("--disable-openapi-validation");
-                // why: devcluster does not serve policy/v1 yet; the PodDisruptionBudget is
-                // checked in tests/chart.rs, and here on a real cluster.
-                helm.arg("--set=verifier.podDisruptionBudget.enabled=false");
-            }
         }
         let output = helm
             .args(["--namespace", &self.namespace])
@@ -170,6 +118,40 @@ impl Target {
             String::from_utf8_lossy(&output.stderr)
         );
         stdout
+    }
+
+    /// The release as `helm list` shows it (`name`, `revision`, `status`, `chart`, ...).
+    async fn listed_releases(&self, helm: &Path) -> Vec<serde_json::Value> {
+        let listed = self.helm(helm, "list", &["--output=json".into()]).await;
+        serde_json::from_str(&listed).expect("helm list prints a JSON array")
+    }
+
+    /// Names of the Secrets in which helm records the release's revisions.
+    async fn release_records(&self) -> Vec<String> {
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
+        let selector = format!("owner=helm,name={}", self.release);
+        let mut names: Vec<String> = secrets
+            .list_metadata(&ListParams::default().labels(&selector))
+            .await
+            .expect("list Secrets")
+            .items
+            .into_iter()
+            .filter_map(|secret| secret.metadata.name)
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Which objects of a manifest exist, as kubectl `kind/name` references.
+    async fn existing_objects(&self, kubectl: &Path, manifest: &Path) -> Vec<String> {
+        let manifest = manifest.to_str().expect("UTF-8 path");
+        let found = self
+            .kubectl(
+                kubectl,
+                &["get", "-f", manifest, "--ignore-not-found", "-o", "name"],
+            )
+            .await;
+        found.lines().map(str::to_owned).collect()
     }
 
     /// Runs kubectl against the target with `args`, asserting success.
@@ -211,6 +193,32 @@ impl Target {
         deployment.spec.replicas
     }
 
+    /// The labels selecting the verifier's pods.
+    async fn verifier_pod_labels(&self) -> Option<BTreeMap<String, String>> {
+        let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), &self.namespace);
+        let deployment = deployments
+            .get(&self.name("verifier"))
+            .await
+            .expect("verifier Deployment exists");
+        deployment.spec.selector.match_labels
+    }
+
+    /// The value of the verifier container's environment variable `name`.
+    async fn verifier_env(&self, name: &str) -> Option<String> {
+        let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), &self.namespace);
+        let deployment = deployments
+            .get(&self.name("verifier"))
+            .await
+            .expect("verifier Deployment exists");
+        let pod = deployment.spec.template.spec?;
+        let container = pod.containers.into_iter().next()?;
+        container
+            .env?
+            .into_iter()
+            .find(|variable| variable.name == name)?
+            .value
+    }
+
     async fn max_keys_per_owner(&self) -> u32 {
         let policies: Api<AccessKeyPolicy> = Api::all(self.client.clone());
         let policy = policies
@@ -238,14 +246,10 @@ where
         .is_some()
 }
 
-// why: helm stores its release record with a protobuf-encoded Secret create, which devcluster
-// cannot decode yet ("the object provided is unrecognized"); run with `-- --ignored` against
-// KEYWARDEN_TEST_KUBECONFIG, or on devcluster once it accepts that request.
-#[ignore = "devcluster cannot decode helm's protobuf release Secret yet"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helm_installs_upgrades_and_uninstalls_the_chart() {
-    let Some(helm) = helm_binary() else {
-        missing_tool("helm", "run scripts/ensure-kube-tools.sh");
+    let (Some(helm), Some(kubectl)) = (helm_binary(), kubectl_binary()) else {
+        missing_tool("helm and kubectl", "run scripts/ensure-kube-tools.sh");
         return;
     };
     let target = Target::start().await;
@@ -262,9 +266,17 @@ async fn helm_installs_upgrades_and_uninstalls_the_chart() {
     assert_eq!(target.replicas("controller").await, Some(2));
     assert_eq!(target.replicas("verifier").await, Some(2));
     let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &target.namespace);
-    if target.cluster.is_none() {
-        assert!(exists(&budgets, &target.name("verifier")).await);
-    }
+    let budget = budgets
+        .get(&target.name("verifier"))
+        .await
+        .expect("the verifier's PodDisruptionBudget");
+    let budget = budget.spec.expect("PodDisruptionBudget spec");
+    assert_eq!(budget.max_unavailable, Some(IntOrString::Int(1)));
+    assert_eq!(
+        budget.selector.and_then(|selector| selector.match_labels),
+        target.verifier_pod_labels().await,
+        "the budget covers the verifier's pods"
+    );
     let services: Api<Service> = Api::namespaced(client.clone(), &target.namespace);
     assert!(exists(&services, &target.name("verifier")).await);
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &target.namespace);
@@ -275,15 +287,21 @@ async fn helm_installs_upgrades_and_uninstalls_the_chart() {
         .get(&target.name("verifier"))
         .await
         .expect("verifier ClusterRole");
-    let verifier_resources: Vec<String> = verifier_role
-        .rules
-        .unwrap_or_default()
-        .into_iter()
-        .flat_map(|rule| rule.resources.unwrap_or_default())
-        .collect();
-    assert_eq!(verifier_resources, ["accesskeys", "accesskeys/status"]);
-    assert!(exists(&cluster_roles, &target.name("controller-keys")).await);
+    assert_eq!(
+        resources(verifier_role.rules),
+        ["accesskeys", "accesskeys/status"]
+    );
     assert_eq!(target.max_keys_per_owner().await, 5);
+    let listed = target.listed_releases(&helm).await;
+    assert_eq!(listed.len(), 1, "{listed:#?}");
+    assert_eq!(listed[0]["name"], target.release.as_str());
+    assert_eq!(listed[0]["revision"], "1");
+    assert_eq!(listed[0]["status"], "deployed");
+    assert_eq!(listed[0]["chart"], "keywarden-0.1.0");
+    assert_eq!(
+        target.release_records().await,
+        [format!("sh.helm.release.v1.{}.v1", target.release)]
+    );
 
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let team: Namespace =
@@ -308,31 +326,60 @@ async fn helm_installs_upgrades_and_uninstalls_the_chart() {
     assert_eq!(target.replicas("verifier").await, Some(3));
     assert_eq!(target.replicas("controller").await, Some(2));
     assert_eq!(target.max_keys_per_owner().await, 7);
+    assert_eq!(
+        target
+            .verifier_env("KEYWARDEN_VERIFIER_NAMESPACES")
+            .await
+            .as_deref(),
+        Some(target.team.as_str())
+    );
     assert!(
-        !exists(&cluster_roles, &target.name("controller-keys")).await,
-        "the upgrade replaced cluster-wide Secret access"
+        !exists(&cluster_roles, &target.name("verifier")).await,
+        "the upgrade replaced the verifier's cluster-wide access"
     );
     let team_roles: Api<Role> = Api::namespaced(client.clone(), &target.team);
-    assert!(exists(&team_roles, &target.name("controller-keys")).await);
-    assert!(exists(&team_roles, &target.name("verifier")).await);
-    let history = target.helm(&helm, "history", &[]).await;
+    let team_role = team_roles
+        .get(&target.name("verifier"))
+        .await
+        .expect("the verifier's Role in the team namespace");
     assert_eq!(
-        history.lines().count(),
-        3,
-        "a header and two revisions:\n{history}"
+        resources(team_role.rules),
+        ["accesskeys", "accesskeys/status"]
+    );
+    let controller_role = cluster_roles
+        .get(&target.name("controller"))
+        .await
+        .expect("the controller keeps its ClusterRole");
+    assert!(resources(controller_role.rules).contains(&"secrets".to_owned()));
+    let listed = target.listed_releases(&helm).await;
+    assert_eq!(listed.len(), 1, "{listed:#?}");
+    assert_eq!(listed[0]["revision"], "2");
+    assert_eq!(listed[0]["status"], "deployed");
+    assert_eq!(
+        target.release_records().await,
+        [1, 2].map(|revision| format!("sh.helm.release.v1.{}.v{revision}", target.release))
+    );
+
+    let manifest_text = target.helm(&helm, "get manifest", &[]).await;
+    let declared = object_count(&manifest_text);
+    let manifest = target.home.path().join("manifest.yaml");
+    std::fs::write(&manifest, manifest_text).expect("write the release manifest");
+    let installed = target.existing_objects(&kubectl, &manifest).await;
+    assert_eq!(
+        installed.len(),
+        declared,
+        "every object of the release exists before the uninstall: {installed:#?}"
     );
 
     target.helm(&helm, "uninstall", &[]).await;
 
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &target.namespace);
-    for component in ["controller", "verifier"] {
-        let name = target.name(component);
-        assert!(!exists(&deployments, &name).await, "{name} was uninstalled");
-    }
-    assert!(!exists(&cluster_roles, &target.name("verifier")).await);
-    assert!(!exists(&team_roles, &target.name("controller-keys")).await);
-    let policies: Api<AccessKeyPolicy> = Api::all(client.clone());
-    assert!(!exists(&policies, &target.policy).await);
+    let left = target.existing_objects(&kubectl, &manifest).await;
+    assert!(left.is_empty(), "uninstall left chart objects: {left:#?}");
+    assert!(
+        target.release_records().await.is_empty(),
+        "uninstall left release records"
+    );
+    assert!(target.listed_releases(&helm).await.is_empty());
     for crd in ["accesskeys.keywarden.io", "accesskeypolicies.keywarden.io"] {
         assert!(
             exists(&crds, crd).await,
@@ -346,6 +393,23 @@ async fn helm_installs_upgrades_and_uninstalls_the_chart() {
             .await
             .expect("delete a test namespace");
     }
+}
+
+/// How many objects a multi-document YAML stream holds.
+fn object_count(yaml: &str) -> usize {
+    serde_yaml::Deserializer::from_str(yaml)
+        .map(|document| serde_yaml::Value::deserialize(document).expect("valid YAML document"))
+        .filter(|object| !object.is_null())
+        .count()
+}
+
+/// The resources a Role's or ClusterRole's rules name, in order.
+fn resources(rules: Option<Vec<PolicyRule>>) -> Vec<String> {
+    rules
+        .into_iter()
+        .flatten()
+        .flat_map(|rule| rule.resources.unwrap_or_default())
+        .collect()
 }
 
 /// What `helm install` and `helm upgrade` do, done with `kubectl apply` of `helm template`: every
@@ -393,7 +457,7 @@ async fn rendered_chart_applies_and_upgrades_in_place() {
     assert_eq!(target.replicas("verifier").await, Some(2));
     assert_eq!(target.max_keys_per_owner().await, 5);
     let cluster_roles: Api<ClusterRole> = Api::all(client.clone());
-    assert!(exists(&cluster_roles, &target.name("controller-keys")).await);
+    assert!(exists(&cluster_roles, &target.name("controller")).await);
     let roles: Api<Role> = Api::namespaced(client.clone(), &target.namespace);
     assert!(exists(&roles, &target.name("leader-election")).await);
 
@@ -412,8 +476,28 @@ async fn rendered_chart_applies_and_upgrades_in_place() {
     assert_eq!(target.replicas("verifier").await, Some(3));
     assert_eq!(target.max_keys_per_owner().await, 7);
     let team_roles: Api<Role> = Api::namespaced(client.clone(), &target.team);
-    assert!(exists(&team_roles, &target.name("controller-keys")).await);
-    assert!(exists(&team_roles, &target.name("verifier")).await);
+    let team_roles = team_roles
+        .list(&ListParams::default())
+        .await
+        .expect("list the team's Roles")
+        .items;
+    let team_role_names: Vec<_> = team_roles
+        .iter()
+        .filter_map(|role| role.metadata.name.clone())
+        .collect();
+    assert_eq!(
+        team_role_names,
+        [target.name("verifier")],
+        "only the verifier is confined to the team namespace"
+    );
+    let controller_role = cluster_roles
+        .get(&target.name("controller"))
+        .await
+        .expect("the controller keeps its ClusterRole");
+    assert!(
+        resources(controller_role.rules).contains(&"secrets".to_owned()),
+        "the controller reaches Secrets in every namespace"
+    );
 
     let rendered = target.home.path().join("rendered.yaml");
     let rendered = rendered.to_str().expect("UTF-8 path");

@@ -3,16 +3,20 @@
 //! manifests agree with each other and with what keywarden writes, the proxy configurations
 //! pass their tools' checks, and the manifests apply cleanly to devcluster.
 //!
-//! Tools (kubernetes-validate, nginx, caddy) are skipped loudly when missing, and required when
-//! `KEYWARDEN_REQUIRE_TOOLS` or `KEYWARDEN_REQUIRE_PROXIES` is set (as in CI).
+//! A missing tool (kubernetes-validate, nginx, caddy) skips its test loudly, and fails it when
+//! `KEYWARDEN_REQUIRE_TOOLS` is set (as in CI); nginx and caddy also when
+//! `KEYWARDEN_REQUIRE_PROXIES` is.
+
+mod tools;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use keywarden::api::{AccessKey, AccessKeyPolicy, OwnerKind, SecretType};
 use serde::Deserialize;
 use serde_json::Value;
+use tools::{missing_proxy, missing_tool, on_path, repo_root, run};
 
 /// Every file under `examples/`, each exercised by a test below.
 const EXAMPLE_FILES: &[&str] = &[
@@ -39,40 +43,7 @@ const SECRET_DATA_KEYS: &[&str] = &["accessKeyId", "accessKey", "token"];
 const BASIC_AUTH_DATA_KEYS: &[&str] = &["username", "password"];
 
 fn examples_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
-}
-
-fn missing_tool(tool: &str, hint: &str) {
-    let required = ["KEYWARDEN_REQUIRE_TOOLS", "KEYWARDEN_REQUIRE_PROXIES"]
-        .iter()
-        .any(|var| std::env::var_os(var).is_some());
-    if required {
-        panic!("{tool} is required (KEYWARDEN_REQUIRE_TOOLS is set) but missing: {hint}");
-    }
-    eprintln!("SKIPPED: {tool} not found ({hint}); set KEYWARDEN_REQUIRE_TOOLS=1 to fail instead");
-}
-
-fn on_path(name: &str) -> Option<PathBuf> {
-    let extra = ["/usr/sbin", "/usr/local/sbin"].map(PathBuf::from);
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(extra)
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-}
-
-fn run(command: &mut Command) -> Output {
-    let output = command
-        .output()
-        .unwrap_or_else(|error| panic!("cannot run {command:?}: {error}"));
-    assert!(
-        output.status.success(),
-        "{command:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
+    repo_root().join("examples")
 }
 
 /// The top-level manifests (what `kubectl apply -f examples/` applies), sorted by file name.
@@ -168,12 +139,7 @@ fn example_manifests_use_known_kinds_and_keywarden_types() {
 
 #[test]
 fn example_builtin_objects_are_schema_valid() {
-    let installed =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/chart-venv/bin/kubernetes-validate");
-    let Some(validator) = Some(installed)
-        .filter(|path| path.is_file())
-        .or_else(|| on_path("kubernetes-validate"))
-    else {
+    let Some(validator) = tools::kubernetes_validate() else {
         missing_tool("kubernetes-validate", "run scripts/ensure-chart-tools.sh");
         return;
     };
@@ -223,12 +189,11 @@ sys.exit(1 if errors else 0)
 
 #[test]
 fn example_custom_resources_match_the_crd_schemas() {
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/chart-venv/bin/python");
-    if !python.is_file() {
+    let Some(python) = tools::chart_tools_python() else {
         missing_tool("the chart tools venv", "run scripts/ensure-chart-tools.sh");
         return;
-    }
-    let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+    };
+    let crds = repo_root().join("crds");
     let crds: Vec<String> = std::fs::read_dir(crds)
         .expect("crds/ exists")
         .map(|entry| entry.expect("entry").path().display().to_string())
@@ -445,7 +410,7 @@ fn envoy_example_checks_every_request_with_the_verifier() {
 #[test]
 fn nginx_example_passes_nginx_configuration_test() {
     let Some(nginx) = on_path("nginx") else {
-        missing_tool("nginx", "apt-get install nginx-light");
+        missing_proxy("nginx", "apt-get install nginx-light");
         return;
     };
     let prefix = tempfile::tempdir().expect("temp dir");
@@ -463,7 +428,7 @@ fn nginx_example_passes_nginx_configuration_test() {
 #[test]
 fn caddyfile_example_adapts_to_a_valid_caddy_config() {
     let Some(caddy) = on_path("caddy") else {
-        missing_tool("caddy", "apt-get install caddy");
+        missing_proxy("caddy", "apt-get install caddy");
         return;
     };
     let output = run(Command::new(caddy)

@@ -4,8 +4,9 @@
 //! kubectl comes from `scripts/ensure-kube-tools.sh` (or `.cache/tools/bin`, or PATH); when it
 //! is missing the test is skipped loudly, or fails when `KEYWARDEN_REQUIRE_TOOLS` is set.
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+mod tools;
+
+use std::path::Path;
 
 use devcluster::DevCluster;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -13,48 +14,7 @@ use k8s_openapi::api::core::v1::ServiceAccount;
 use keywarden::api::{AccessKey, AccessKeyPolicy, OwnerKind, SecretType};
 use kube::Api;
 use tokio::process::Command;
-
-fn repo_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn missing_tool(tool: &str, hint: &str) {
-    if std::env::var_os("KEYWARDEN_REQUIRE_TOOLS").is_some() {
-        panic!("{tool} is required (KEYWARDEN_REQUIRE_TOOLS is set) but missing: {hint}");
-    }
-    eprintln!("SKIPPED: {tool} not found ({hint}); set KEYWARDEN_REQUIRE_TOOLS=1 to fail instead");
-}
-
-fn executable(path: PathBuf) -> Option<PathBuf> {
-    path.is_file().then_some(path)
-}
-
-/// Directory printed (last line) by `scripts/ensure-kube-tools.sh`, when that script exists.
-fn kube_tools_dir() -> Option<&'static PathBuf> {
-    static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let script = repo_root().join("scripts/ensure-kube-tools.sh");
-        let output = std::process::Command::new("bash")
-            .arg(executable(script)?)
-            .output()
-            .ok()?;
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let dir = stdout.lines().last().map(|line| PathBuf::from(line.trim()));
-        output.status.success().then_some(dir).flatten()
-    })
-    .as_ref()
-}
-
-/// Finds kubectl: `KEYWARDEN_KUBECTL`, the kube tools directory, `.cache/tools/bin`, then PATH.
-fn kubectl_binary() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::var_os("KEYWARDEN_KUBECTL")
-        .map(PathBuf::from)
-        .and_then(executable)
-        .or_else(|| kube_tools_dir().and_then(|dir| executable(dir.join("kubectl"))))
-        .or_else(|| executable(repo_root().join(".cache/tools/bin/kubectl")))
-        .or_else(|| std::env::split_paths(&path).find_map(|dir| executable(dir.join("kubectl"))))
-}
+use tools::{kubectl_binary, missing_tool, repo_root};
 
 /// Runs kubectl against `kubeconfig` and asserts it succeeds; returns its standard output.
 async fn kubectl(binary: &Path, kubeconfig: &Path, args: &[&str]) -> String {
