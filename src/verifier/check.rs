@@ -80,6 +80,8 @@ impl Refusal {
 pub struct Grant {
     pub access_key_id: String,
     pub record: Arc<KeyRecord>,
+    /// The credential that matched: the key's current one or a previous one in its grace period.
+    pub credential: Arc<Credential>,
     /// The request's `Origin`, to echo in `Access-Control-Allow-Origin`.
     pub allowed_origin: Option<String>,
 }
@@ -231,6 +233,7 @@ impl Verifier {
         Decision::Valid(Grant {
             access_key_id: id,
             record: record.clone(),
+            credential,
             allowed_origin: request.origin,
         })
     }

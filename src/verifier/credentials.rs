@@ -75,12 +75,19 @@ pub fn from_pair(access_key_id: &str, secret: &str) -> Result<Presented, Unreada
     })
 }
 
+/// Room for `<access ID>:<secret>` decoded; longer Basic credentials are malformed.
+const MAX_BASIC_DECODED: usize = 128;
+
 fn from_basic(encoded: &str) -> Result<Presented, Unreadable> {
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded)
-        .map(Zeroizing::new)
+    // why: a fixed buffer keeps the hot path free of allocation, and is wiped when dropped.
+    let mut decoded = Zeroizing::new([0u8; MAX_BASIC_DECODED]);
+    let len = base64::engine::general_purpose::STANDARD
+        .decode_slice(encoded, decoded.as_mut_slice())
         .map_err(|_| Unreadable::MalformedBasic)?;
-    let text = std::str::from_utf8(&decoded).map_err(|_| Unreadable::MalformedBasic)?;
+    let text = decoded
+        .get(..len)
+        .and_then(|bytes| std::str::from_utf8(bytes).ok())
+        .ok_or(Unreadable::MalformedBasic)?;
     let (id, secret) = text.split_once(':').ok_or(Unreadable::MalformedBasic)?;
     from_pair(id, secret)
 }
@@ -128,6 +135,10 @@ mod tests {
             (Some("Basic".to_owned()), Unreadable::UnsupportedScheme),
             (Some("Basic !!!".to_owned()), Unreadable::MalformedBasic),
             (Some(basic("no-colon")), Unreadable::MalformedBasic),
+            (
+                Some(basic(&format!("{id}:{}", "A".repeat(200)))),
+                Unreadable::MalformedBasic,
+            ),
             (
                 Some(basic(&format!("{id}:short"))),
                 Unreadable::MalformedBasic,

@@ -160,22 +160,18 @@ async fn check<B>(state: &AppState, peer: SocketAddr, request: &Request<B>) -> R
 fn check_response(decision: Decision) -> Response {
     match decision {
         Decision::Valid(grant) => {
-            let record = &grant.record;
-            let scopes = if record.scopes.is_empty() {
-                "*".to_owned()
-            } else {
-                record.scopes.join(",")
-            };
-            let mut headers = HeaderMap::new();
+            let mut response = StatusCode::OK.into_response();
+            let headers = response.headers_mut();
+            let granted = &grant.record.grant_headers;
             let values = [
-                (KEY_ID_HEADER, grant.access_key_id.clone()),
-                (OWNER_HEADER, record.owner.clone()),
-                (SCOPES_HEADER, scopes),
-                (KEY_NAME_HEADER, record.key_ref.to_string()),
+                (KEY_ID_HEADER, &grant.credential.access_key_id_header),
+                (OWNER_HEADER, &granted.owner),
+                (SCOPES_HEADER, &granted.scopes),
+                (KEY_NAME_HEADER, &granted.key_name),
             ];
             for (name, value) in values {
-                if let Ok(value) = HeaderValue::from_str(&value) {
-                    headers.insert(name, value);
+                if let Some(value) = value {
+                    headers.insert(name, value.clone());
                 }
             }
             if let Some(origin) = grant.allowed_origin.as_deref() {
@@ -184,7 +180,7 @@ fn check_response(decision: Decision) -> Response {
                     headers.insert(header::VARY, HeaderValue::from_static("Origin"));
                 }
             }
-            (StatusCode::OK, headers).into_response()
+            response
         }
         Decision::Preflight => StatusCode::OK.into_response(),
         Decision::Unauthorized(_) => (
