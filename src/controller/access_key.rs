@@ -37,13 +37,23 @@ pub async fn reconcile(key: Arc<AccessKey>, ctx: Arc<Context>) -> Result<Action>
     let result = reconcile_key(&key, &ctx).await;
     ctx.metrics
         .observe_reconcile(started.elapsed(), result.is_err());
+    if result.is_ok() {
+        ctx.key_retries.reset(&ObjectRef::from_obj(&*key));
+    }
     result
 }
 
-/// Backs off per object on transient errors.
-pub fn error_policy(key: Arc<AccessKey>, err: &Error, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(name = key.name_any(), namespace = key.namespace(), error = %err, "reconcile failed");
-    Action::requeue(Duration::from_secs(1))
+/// Backs off per object on transient errors: exponentially, reset by the next success.
+pub fn error_policy(key: Arc<AccessKey>, err: &Error, ctx: Arc<Context>) -> Action {
+    let retry_in = ctx.key_retries.failed(ObjectRef::from_obj(&*key));
+    tracing::warn!(
+        name = key.name_any(),
+        namespace = key.namespace(),
+        error = %err,
+        retry_in_ms = u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX),
+        "reconcile failed"
+    );
+    Action::requeue(retry_in)
 }
 
 /// What the key needs written to its Secret.

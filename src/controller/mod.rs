@@ -2,6 +2,7 @@
 
 mod access_key;
 mod audit;
+mod backoff;
 mod context;
 mod issuance;
 mod leader;

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::access_key;
 use super::audit::{self, AuditEvent};
+use super::backoff::RetryBackoff;
 use super::context::{key_owner_identity, Clock, Context, OwnerGate};
 use super::policy;
 use super::probes::ProbeState;
@@ -100,6 +101,8 @@ pub async fn run_controllers(
         ),
         clock: settings.clock.clone(),
         owners: OwnerGate::default(),
+        key_retries: RetryBackoff::standard(),
+        policy_retries: RetryBackoff::standard(),
     });
     probes.metrics.watch_keys(Some(keys.clone()));
 
@@ -130,14 +133,7 @@ pub async fn run_controllers(
         .for_each(|_| future::ready(()));
     let policy_controller = policy_controller
         .graceful_shutdown_on(stop.clone().cancelled_owned())
-        .run(
-            policy::reconcile_policy,
-            |policy, err, _| {
-                tracing::warn!(name = policy.name_any(), error = %err, "policy reconcile failed");
-                kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(1))
-            },
-            ctx.clone(),
-        )
+        .run(policy::reconcile_policy, policy::error_policy, ctx.clone())
         .for_each(|_| future::ready(()));
     future::join(key_controller, policy_controller).await;
     deletions.abort();
@@ -188,6 +184,7 @@ async fn on_deletions(
         if let Some(uid) = key.uid() {
             ctx.owners.forget(&owner, &uid);
         }
+        ctx.key_retries.reset(&ObjectRef::from_obj(&key));
         let id = key.status.as_ref().and_then(|s| s.access_key_id.clone());
         let message = match &id {
             Some(id) => format!("key deleted; access ID {id} revoked"),
