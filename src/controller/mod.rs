@@ -10,6 +10,7 @@ mod metrics;
 mod policy;
 mod probes;
 mod runner;
+mod secret_data;
 mod status;
 #[cfg(test)]
 mod tests;
