@@ -12,6 +12,7 @@ use kube::{Client, ResourceExt};
 
 use super::backoff::RetryBackoff;
 use super::metrics::Metrics;
+use super::secret_data::Verdicts;
 use crate::api::{AccessKey, AccessKeyPolicy, KeyOwner, OwnerKind};
 use crate::keys::hash::HashParams;
 
@@ -39,6 +40,8 @@ pub struct Context {
     pub hash_slots: tokio::sync::Semaphore,
     pub clock: Clock,
     pub owners: OwnerGate,
+    /// Verdicts on the keys' Secret data.
+    pub secret_verdicts: Verdicts,
     /// Retry delays of AccessKeys whose reconciliation failed.
     pub key_retries: RetryBackoff<ObjectRef<AccessKey>>,
     /// Retry delays of AccessKeyPolicies whose reconciliation failed.

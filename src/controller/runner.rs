@@ -20,6 +20,7 @@ use super::backoff::RetryBackoff;
 use super::context::{key_owner_identity, Clock, Context, OwnerGate};
 use super::policy;
 use super::probes::ProbeState;
+use super::secret_data::Verdicts;
 use crate::api::conditions::reasons;
 use crate::api::{AccessKey, AccessKeyPolicy, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use crate::keys::hash::HashParams;
@@ -101,6 +102,7 @@ pub async fn run_controllers(
         ),
         clock: settings.clock.clone(),
         owners: OwnerGate::default(),
+        secret_verdicts: Verdicts::default(),
         key_retries: RetryBackoff::standard(),
         policy_retries: RetryBackoff::standard(),
     });
@@ -183,6 +185,7 @@ async fn on_deletions(
         let owner = key_owner_identity(&key);
         if let Some(uid) = key.uid() {
             ctx.owners.forget(&owner, &uid);
+            ctx.secret_verdicts.forget(&uid);
         }
         ctx.key_retries.reset(&ObjectRef::from_obj(&key));
         let id = key.status.as_ref().and_then(|s| s.access_key_id.clone());

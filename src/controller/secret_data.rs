@@ -2,7 +2,8 @@
 //! Secret's resourceVersion moved since the controller last wrote or checked it; the data is
 //! read once, compared and zeroized, never kept.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::ByteString;
@@ -120,13 +121,18 @@ pub async fn check(
         return Ok(unchecked(state));
     };
     if own_write {
+        ctx.secret_verdicts
+            .record(key, resource_version.as_deref(), None);
         return Ok(Checked {
             resource_version: resource_version.clone(),
             state,
             modified: None,
         });
     }
-    if let Some(verdict) = earlier_verdict(key, resource_version) {
+    if let Some(verdict) = ctx
+        .secret_verdicts
+        .earlier(key, resource_version.as_deref())
+    {
         return Ok(Checked {
             resource_version: resource_version.clone(),
             state,
@@ -151,7 +157,10 @@ pub async fn check(
         return Ok(unchecked(state));
     };
     let resource_version = resource_version.clone();
-    if let Some(verdict) = earlier_verdict(key, &resource_version) {
+    if let Some(verdict) = ctx
+        .secret_verdicts
+        .earlier(key, resource_version.as_deref())
+    {
         return Ok(Checked {
             resource_version,
             state,
@@ -185,10 +194,13 @@ pub async fn check(
             "Secret data changed by someone else"
         );
     }
+    let modified = modified.map(modified_message);
+    ctx.secret_verdicts
+        .record(key, resource_version.as_deref(), modified.as_ref());
     Ok(Checked {
         resource_version,
         state,
-        modified: modified.map(modified_message),
+        modified,
     })
 }
 
@@ -200,19 +212,59 @@ fn unchecked(state: SecretState) -> Checked {
     }
 }
 
-/// The verdict recorded in status for `resource_version`, when that is the version it holds
-/// for: `Some(None)` intact, `Some(Some(message))` modified, `None` not checked yet.
-fn earlier_verdict(key: &AccessKey, resource_version: &Option<String>) -> Option<Option<String>> {
-    let status = key.status.as_ref()?;
-    if resource_version.is_none() || status.secret_resource_version != *resource_version {
-        return None;
+/// The verdicts on a key's Secret data, each valid for one resource version of the Secret.
+#[derive(Default)]
+pub struct Verdicts {
+    /// This process's latest verdict per key UID: resource version and modified message.
+    // why: the status write that records a verdict reaches the key cache after the Secret's
+    // own change event reconciles the key again; without this, every issuance would pay a
+    // second argon2id to check the controller's own write. Kept until the status shows it.
+    recent: Mutex<HashMap<String, (String, Option<String>)>>,
+}
+
+impl Verdicts {
+    /// The verdict on `key`'s Secret at `resource_version`, from its status or this process:
+    /// `Some(None)` intact, `Some(Some(message))` modified, `None` not checked yet.
+    fn earlier(&self, key: &AccessKey, resource_version: Option<&str>) -> Option<Option<String>> {
+        let resource_version = resource_version?;
+        let uid = key.uid()?;
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        let status = key.status.as_ref();
+        if let Some(status) =
+            status.filter(|s| s.secret_resource_version.as_deref() == Some(resource_version))
+        {
+            if recent
+                .get(&uid)
+                .is_some_and(|(rv, _)| rv == resource_version)
+            {
+                recent.remove(&uid);
+            }
+            let modified = status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == types::SECRET_PRESENT && c.reason == reasons::SECRET_MODIFIED)
+                .map(|c| c.message.clone());
+            return Some(modified);
+        }
+        recent
+            .get(&uid)
+            .filter(|(rv, _)| rv == resource_version)
+            .map(|(_, modified)| modified.clone())
     }
-    let modified = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == types::SECRET_PRESENT && c.reason == reasons::SECRET_MODIFIED)
-        .map(|c| c.message.clone());
-    Some(modified)
+
+    /// Remembers the verdict on `key`'s Secret at `resource_version` until the status shows it.
+    fn record(&self, key: &AccessKey, resource_version: Option<&str>, modified: Option<&String>) {
+        if let (Some(uid), Some(rv)) = (key.uid(), resource_version) {
+            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            recent.insert(uid, (rv.to_string(), modified.cloned()));
+        }
+    }
+
+    /// Forgets a deleted key.
+    pub fn forget(&self, uid: &str) {
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.remove(uid);
+    }
 }
 
 #[cfg(test)]
@@ -333,6 +385,72 @@ mod tests {
     fn the_message_names_the_data_key() {
         let message = modified_message(DATA_TOKEN);
         assert!(message.contains("\"token\""), "{message}");
+    }
+
+    fn key_with_status(version: Option<&str>, modified: Option<&str>) -> AccessKey {
+        let mut key: AccessKey = serde_json::from_value(serde_json::json!({
+            "apiVersion": "keywarden.io/v1alpha1",
+            "kind": "AccessKey",
+            "metadata": {"name": "ci", "namespace": "team-a", "uid": "uid-1"},
+            "spec": {"owner": {"kind": "User", "name": "alice"}},
+        }))
+        .unwrap();
+        let mut status = crate::api::AccessKeyStatus {
+            secret_resource_version: version.map(str::to_string),
+            ..Default::default()
+        };
+        if let Some(message) = modified {
+            status.conditions = vec![crate::controller::status::condition(
+                &[],
+                types::SECRET_PRESENT,
+                "False",
+                reasons::SECRET_MODIFIED,
+                message,
+                None,
+                chrono::Utc::now(),
+            )];
+        }
+        key.status = Some(status);
+        key
+    }
+
+    #[test]
+    fn the_status_verdict_holds_for_its_version_only() {
+        let verdicts = Verdicts::default();
+        let intact = key_with_status(Some("7"), None);
+        assert_eq!(verdicts.earlier(&intact, Some("7")), Some(None));
+        assert_eq!(verdicts.earlier(&intact, Some("8")), None, "changed since");
+        assert_eq!(verdicts.earlier(&intact, None), None);
+        let modified = key_with_status(Some("7"), Some("data \"token\" changed"));
+        assert_eq!(
+            verdicts.earlier(&modified, Some("7")),
+            Some(Some("data \"token\" changed".into()))
+        );
+    }
+
+    #[test]
+    fn a_verdict_of_this_process_bridges_a_key_cache_that_lags_behind_the_status_write() {
+        let verdicts = Verdicts::default();
+        let stale = key_with_status(None, None);
+        verdicts.record(&stale, Some("9"), None);
+        assert_eq!(verdicts.earlier(&stale, Some("9")), Some(None));
+        assert_eq!(verdicts.earlier(&stale, Some("10")), None);
+
+        let caught_up = key_with_status(Some("9"), None);
+        assert_eq!(verdicts.earlier(&caught_up, Some("9")), Some(None));
+        assert_eq!(
+            verdicts.earlier(&stale, Some("9")),
+            None,
+            "forgotten once the status shows it"
+        );
+
+        verdicts.record(&stale, Some("11"), Some(&"changed".to_string()));
+        assert_eq!(
+            verdicts.earlier(&stale, Some("11")),
+            Some(Some("changed".into()))
+        );
+        verdicts.forget("uid-1");
+        assert_eq!(verdicts.earlier(&stale, Some("11")), None);
     }
 
     #[test]
