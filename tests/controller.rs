@@ -1,21 +1,26 @@
 //! Reconciler tests against devcluster (or `KEYWARDEN_TEST_KUBECONFIG`): issuance, limits,
-//! policies, timers, rotation, deactivation and Secret loss.
+//! policies, timers, rotation, deactivation, Secret loss and Secret edits by someone else.
 
 mod support;
 
 use futures::future::join_all;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::ByteString;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::ResourceExt;
 
 use keywarden::api::conditions::{reasons, types};
 use keywarden::api::{
-    DeactivationReason, Phase, ACCESS_KEY_ID_ANNOTATION, ACCESS_KEY_LABEL, MANAGED_BY_LABEL,
+    AccessKey, DeactivationReason, Phase, ACCESS_KEY_ID_ANNOTATION, ACCESS_KEY_LABEL,
+    MANAGED_BY_LABEL,
 };
 use keywarden::controller::{DATA_ACCESS_KEY, DATA_ACCESS_KEY_ID, DATA_TOKEN};
 use keywarden::keys::hash::verify_secret;
 use keywarden::keys::material::SecretKey;
 use keywarden::keys::token::parse_token;
-use support::{condition, phase_of, secret_data, KeyBuilder, PolicyBuilder, TestCluster};
+use support::{
+    condition, phase_of, secret_data, KeyBuilder, PolicyBuilder, SecretWrites, TestCluster,
+};
 
 fn merge(value: serde_json::Value) -> Patch<serde_json::Value> {
     Patch::Merge(value)
@@ -449,4 +454,189 @@ async fn lost_status_is_rebuilt_from_the_secret_without_reissuing() {
     );
     let again = cluster.secrets().get("restore-access-key").await.unwrap();
     assert_eq!(again.resource_version(), secret.resource_version());
+}
+
+/// A merge patch that sets (or, with `None`, deletes) one data key of a Secret.
+fn data_patch(data_key: &str, value: Option<&str>) -> Patch<serde_json::Value> {
+    let value = value.map(|v| serde_json::to_value(ByteString(v.as_bytes().to_vec())).unwrap());
+    merge(serde_json::json!({"data": {data_key: value}}))
+}
+
+/// The Events published about key `name`.
+async fn key_events(cluster: &TestCluster, name: &str) -> Vec<Event> {
+    Api::<Event>::namespaced(cluster.client.clone(), &cluster.namespace)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .collect()
+}
+
+fn secret_present(key: &AccessKey) -> Option<(String, String, String)> {
+    key.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == types::SECRET_PRESENT)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// Waits until the key reports its Secret data changed, naming `data_key`.
+async fn wait_modified(cluster: &TestCluster, name: &str, data_key: &str) -> AccessKey {
+    let named = format!("{data_key:?}");
+    cluster
+        .wait_key(name, &format!("SecretModified naming {named}"), |k| {
+            secret_present(k).is_some_and(|(status, reason, message)| {
+                status == "False" && reason == reasons::SECRET_MODIFIED && message.contains(&named)
+            })
+        })
+        .await
+}
+
+async fn wait_secret_present(cluster: &TestCluster, name: &str) -> AccessKey {
+    cluster
+        .wait_key(name, "SecretPresent=True", |k| {
+            condition(k, types::SECRET_PRESENT)
+                == Some(("True".into(), reasons::SECRET_PRESENT.into()))
+        })
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edited_secret_data_is_reported_and_never_silently_reissued() {
+    let cluster = TestCluster::start().await;
+    let writes = SecretWrites::track(cluster.secrets());
+    let _controller = cluster.start_controller();
+    cluster
+        .create_key(&KeyBuilder::new("edit", "kim").build())
+        .await;
+    let issued = cluster
+        .wait_phase("edit", Phase::Active)
+        .await
+        .status
+        .unwrap();
+    let secret = cluster.secrets().get("edit-access-key").await.unwrap();
+    let plain = secret_data(&secret, DATA_ACCESS_KEY).unwrap();
+    let token = secret_data(&secret, DATA_TOKEN).unwrap();
+    let foreign = SecretKey::generate();
+
+    cluster
+        .secrets()
+        .patch(
+            "edit-access-key",
+            &PatchParams::default(),
+            &data_patch(DATA_ACCESS_KEY, Some(foreign.expose())),
+        )
+        .await
+        .unwrap();
+    let modified = wait_modified(&cluster, "edit", DATA_ACCESS_KEY).await;
+    let status = modified.status.unwrap();
+    assert_eq!(
+        status.phase,
+        Some(Phase::Active),
+        "the issued key stays valid"
+    );
+    assert_eq!(
+        status.access_key_id, issued.access_key_id,
+        "nothing re-issued"
+    );
+    assert_eq!(status.secret_hash, issued.secret_hash);
+    assert!(verify_secret(
+        &SecretKey::parse(&plain).unwrap(),
+        status.secret_hash.as_deref().unwrap()
+    ));
+    let edited = cluster.secrets().get("edit-access-key").await.unwrap();
+    assert_eq!(
+        secret_data(&edited, DATA_ACCESS_KEY).as_deref(),
+        Some(foreign.expose()),
+        "the edit is reported, not overwritten"
+    );
+    let warning = support::eventually("a SecretModified warning event", || async {
+        key_events(&cluster, "edit")
+            .await
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some(reasons::SECRET_MODIFIED))
+    })
+    .await;
+    assert_eq!(warning.type_.as_deref(), Some("Warning"));
+    let note = warning.note.unwrap_or_default();
+    assert!(note.contains("\"accessKey\""), "{note}");
+    for material in [plain.as_str(), foreign.expose(), token.as_str()] {
+        assert!(!note.contains(material), "the event carries no secret");
+        assert!(!serde_json::to_string(&status).unwrap().contains(material));
+    }
+
+    // Restoring the data clears the condition; deleting a data key is an edit too.
+    let restore = |data_key: &'static str, value: String| {
+        let secrets = cluster.secrets();
+        async move {
+            secrets
+                .patch(
+                    "edit-access-key",
+                    &PatchParams::default(),
+                    &data_patch(data_key, Some(&value)),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    restore(DATA_ACCESS_KEY, plain.clone()).await;
+    wait_secret_present(&cluster, "edit").await;
+    cluster
+        .secrets()
+        .patch(
+            "edit-access-key",
+            &PatchParams::default(),
+            &data_patch(DATA_TOKEN, None),
+        )
+        .await
+        .unwrap();
+    wait_modified(&cluster, "edit", DATA_TOKEN).await;
+    restore(DATA_TOKEN, token).await;
+    let restored = wait_secret_present(&cluster, "edit").await;
+    assert_eq!(restored.status.unwrap().access_key_id, issued.access_key_id);
+    assert_eq!(
+        writes.ids("edit-access-key").len(),
+        1,
+        "one issuance ever written"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_label_edit_by_someone_else_raises_nothing() {
+    let cluster = TestCluster::start().await;
+    let _controller = cluster.start_controller();
+    cluster
+        .create_key(&KeyBuilder::new("labelled", "lee").build())
+        .await;
+    cluster.wait_phase("labelled", Phase::Active).await;
+    let labelled = cluster
+        .secrets()
+        .patch(
+            "labelled-access-key",
+            &PatchParams::default(),
+            &merge(serde_json::json!({"metadata": {"labels": {"team": "b"}}})),
+        )
+        .await
+        .unwrap();
+    let version = labelled.resource_version();
+    assert!(version.is_some());
+    let key = cluster
+        .wait_key("labelled", "checked the edited Secret", |k| {
+            k.status
+                .as_ref()
+                .and_then(|s| s.secret_resource_version.clone())
+                == version
+        })
+        .await;
+    assert_eq!(
+        condition(&key, types::SECRET_PRESENT),
+        Some(("True".into(), reasons::SECRET_PRESENT.into()))
+    );
+    assert!(key_events(&cluster, "labelled")
+        .await
+        .iter()
+        .all(|e| e.type_.as_deref() != Some("Warning")));
 }

@@ -185,6 +185,10 @@ pub struct AccessKeyStatus {
     /// argon2id PHC hash of the current secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_hash: Option<String>,
+    /// `resourceVersion` of the Secret when the controller last wrote or checked its data; a
+    /// Secret at another version was changed since, and its data is checked again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_resource_version: Option<String>,
     /// Credentials of earlier issuances that stay valid until `validUntil` (rotation grace).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["accessKeyId".into()]))]

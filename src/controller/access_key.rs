@@ -14,6 +14,7 @@ use super::audit::{self, AuditEvent};
 use super::context::{key_owner_identity, Context};
 use super::issuance::{self, Issuance, SecretState, WriteOutcome};
 use super::policy::{self, Governing};
+use super::secret_data;
 use super::status::{self, Observed, SecretPresence};
 use super::{Error, Result};
 use crate::api::conditions::reasons;
@@ -37,13 +38,23 @@ pub async fn reconcile(key: Arc<AccessKey>, ctx: Arc<Context>) -> Result<Action>
     let result = reconcile_key(&key, &ctx).await;
     ctx.metrics
         .observe_reconcile(started.elapsed(), result.is_err());
+    if result.is_ok() {
+        ctx.key_retries.reset(&ObjectRef::from_obj(&*key));
+    }
     result
 }
 
-/// Backs off per object on transient errors.
-pub fn error_policy(key: Arc<AccessKey>, err: &Error, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(name = key.name_any(), namespace = key.namespace(), error = %err, "reconcile failed");
-    Action::requeue(Duration::from_secs(1))
+/// Backs off per object on transient errors: exponentially, reset by the next success.
+pub fn error_policy(key: Arc<AccessKey>, err: &Error, ctx: Arc<Context>) -> Action {
+    let retry_in = ctx.key_retries.failed(ObjectRef::from_obj(&*key));
+    tracing::warn!(
+        name = key.name_any(),
+        namespace = key.namespace(),
+        error = %err,
+        retry_in_ms = u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX),
+        "reconcile failed"
+    );
+    Action::requeue(retry_in)
 }
 
 /// What the key needs written to its Secret.
@@ -125,10 +136,14 @@ async fn observe_secret(
     read_secret(key, api).await
 }
 
-/// Reads the key's Secret from the API server.
+/// Reads the key's Secret metadata from the API server.
 async fn read_secret(key: &AccessKey, api: &Api<Secret>) -> Result<SecretState> {
     let name = key.spec.secret_name(&key.name_any());
-    let fresh = api.get_opt(&name).await.map_err(Error::ReadSecret)?;
+    // why: the data is not needed to classify; only `secret_data::check` reads it.
+    let fresh = api
+        .get_metadata_opt(&name)
+        .await
+        .map_err(Error::ReadSecret)?;
     Ok(issuance::classify(fresh.as_ref().map(|s| &s.metadata), key))
 }
 
@@ -154,6 +169,7 @@ async fn reconcile_key(key: &AccessKey, ctx: &Context) -> Result<Action> {
     let remembered = key.status.as_ref().and_then(Issuance::from_status);
     let mut secret = observe_secret(key, ctx, &secrets, remembered.as_ref()).await?;
     let mut limit = None;
+    let mut own_write = false;
 
     let step = next_step(key, &secret, remembered.as_ref(), policy.as_ref().ok(), now);
     if step != Step::Nothing {
@@ -184,20 +200,31 @@ async fn reconcile_key(key: &AccessKey, ctx: &Context) -> Result<Action> {
         };
         match written {
             Some((WriteOutcome::Lost, _)) => return Ok(Action::requeue(AFTER_LOST_WRITE)),
-            Some((WriteOutcome::Written, record)) => {
+            Some((WriteOutcome::Written { resource_version }, record)) => {
                 secret = SecretState::Held {
                     issuance: record,
-                    resource_version: None,
-                }
+                    resource_version,
+                };
+                own_write = true;
             }
             None => {}
         }
     }
 
-    let (issuance, presence) = match &secret {
-        SecretState::Held { issuance, .. } => (Some(issuance), SecretPresence::Present),
-        SecretState::Missing => (remembered.as_ref(), SecretPresence::Missing),
-        SecretState::Foreign => (remembered.as_ref(), SecretPresence::Foreign),
+    let checked =
+        secret_data::check(key, ctx, &secrets, secret, remembered.as_ref(), own_write).await?;
+    let (issuance, presence) = match (&checked.state, checked.modified) {
+        (SecretState::Held { issuance, .. }, None) => (Some(issuance), SecretPresence::Present),
+        // why: the verifier keeps honouring what was issued, not what the Secret now claims.
+        (SecretState::Held { issuance, .. }, Some(message)) => (
+            remembered
+                .as_ref()
+                .filter(|r| r.access_key_id == issuance.access_key_id)
+                .or(Some(issuance)),
+            SecretPresence::Modified(message),
+        ),
+        (SecretState::Missing, _) => (remembered.as_ref(), SecretPresence::Missing),
+        (SecretState::Foreign, _) => (remembered.as_ref(), SecretPresence::Foreign),
     };
     let presence = if issuance.is_none() && presence == SecretPresence::Missing {
         SecretPresence::NotIssued
@@ -208,6 +235,7 @@ async fn reconcile_key(key: &AccessKey, ctx: &Context) -> Result<Action> {
         key,
         issuance,
         secret: presence,
+        secret_resource_version: checked.resource_version.as_deref(),
         policy: policy.as_ref(),
         limit,
         now,
@@ -259,7 +287,7 @@ async fn issue_first(
         issuance::generate(key, None, grace_ends, now, ctx.hash_params, &ctx.hash_slots).await?;
     let secret = issuance::desired_secret(key, &new, None)?;
     let outcome = issuance::create_secret(api, &secret).await?;
-    if outcome == WriteOutcome::Written {
+    if matches!(outcome, WriteOutcome::Written { .. }) {
         ctx.metrics.issuances.inc();
         let id = new.id.as_str();
         let message = format!("issued access ID {id} into Secret {}", secret.name_any());
@@ -300,7 +328,7 @@ async fn rotate(
     } else {
         issuance::replace_secret(api, &secret).await?
     };
-    if outcome == WriteOutcome::Written {
+    if matches!(outcome, WriteOutcome::Written { .. }) {
         ctx.metrics.rotations.inc();
         let id = new.id.as_str();
         let message = format!(

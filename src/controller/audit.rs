@@ -128,21 +128,29 @@ pub fn transitions(old: &AccessKeyStatus, new: &AccessKeyStatus) -> Vec<AuditEve
             Some(&dropped.access_key_id),
         ));
     }
-    let secret_reason = |s: &AccessKeyStatus| {
+    let secret_condition = |s: &AccessKeyStatus| {
         s.conditions
             .iter()
             .find(|c| c.type_ == crate::api::conditions::types::SECRET_PRESENT)
-            .map(|c| c.reason.clone())
+            .map(|c| (c.reason.clone(), c.message.clone()))
     };
-    let (before, after) = (secret_reason(old), secret_reason(new));
+    let (before, after) = (secret_condition(old), secret_condition(new));
     if before != after {
-        match after.as_deref() {
-            Some(reasons::SECRET_MISSING) => events.push(AuditEvent::warning(
+        match after
+            .as_ref()
+            .map(|(reason, message)| (reason.as_str(), message))
+        {
+            Some((reasons::SECRET_MODIFIED, message)) => events.push(AuditEvent::warning(
+                reasons::SECRET_MODIFIED,
+                message.clone(),
+                id,
+            )),
+            Some((reasons::SECRET_MISSING, _)) => events.push(AuditEvent::warning(
                 reasons::SECRET_MISSING,
                 "the key's Secret was deleted; rotate the key to issue a new one",
                 id,
             )),
-            Some(reasons::SECRET_CONFLICT) => events.push(AuditEvent::warning(
+            Some((reasons::SECRET_CONFLICT, _)) => events.push(AuditEvent::warning(
                 reasons::SECRET_CONFLICT,
                 "a Secret of the key's name exists and does not belong to the key",
                 id,

@@ -7,10 +7,12 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::Recorder;
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
 
+use super::backoff::RetryBackoff;
 use super::metrics::Metrics;
+use super::secret_data::Verdicts;
 use crate::api::{AccessKey, AccessKeyPolicy, KeyOwner, OwnerKind};
 use crate::keys::hash::HashParams;
 
@@ -38,6 +40,12 @@ pub struct Context {
     pub hash_slots: tokio::sync::Semaphore,
     pub clock: Clock,
     pub owners: OwnerGate,
+    /// Verdicts on the keys' Secret data.
+    pub secret_verdicts: Verdicts,
+    /// Retry delays of AccessKeys whose reconciliation failed.
+    pub key_retries: RetryBackoff<ObjectRef<AccessKey>>,
+    /// Retry delays of AccessKeyPolicies whose reconciliation failed.
+    pub policy_retries: RetryBackoff<ObjectRef<AccessKeyPolicy>>,
 }
 
 impl Context {

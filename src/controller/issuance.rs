@@ -32,6 +32,10 @@ pub const DATA_ACCESS_KEY_ID: &str = "accessKeyId";
 pub const DATA_ACCESS_KEY: &str = "accessKey";
 /// Secret data key of the bearer token.
 pub const DATA_TOKEN: &str = "token";
+/// Secret data key of the access ID in a `kubernetes.io/basic-auth` Secret.
+pub const DATA_USERNAME: &str = "username";
+/// Secret data key of the secret in a `kubernetes.io/basic-auth` Secret.
+pub const DATA_PASSWORD: &str = "password";
 
 /// What a Secret records about the issuance it holds; everything status needs, no secret.
 #[derive(Clone, Debug, PartialEq)]
@@ -245,8 +249,8 @@ pub fn desired_secret(
         (DATA_TOKEN.to_string(), bytes(&token)),
     ]);
     if template.type_ == SecretType::BasicAuth {
-        data.insert("username".into(), bytes(issuance.id.as_str()));
-        data.insert("password".into(), bytes(secret));
+        data.insert(DATA_USERNAME.into(), bytes(issuance.id.as_str()));
+        data.insert(DATA_PASSWORD.into(), bytes(secret));
     }
     let owner = key
         .controller_owner_ref(&())
@@ -270,8 +274,8 @@ pub fn desired_secret(
 /// Result of an attempt to write an issuance.
 #[derive(Debug, PartialEq, Eq)]
 pub enum WriteOutcome {
-    /// The Secret now holds the new issuance.
-    Written,
+    /// The Secret now holds the new issuance, at this resource version.
+    Written { resource_version: Option<String> },
     /// Someone else wrote first (AlreadyExists or a stale resource version): re-read, don't retry.
     Lost,
 }
@@ -283,7 +287,9 @@ fn is_status(err: &kube::Error, code: u16) -> bool {
 /// Creates the Secret of a first issuance; a Secret that already exists is never overwritten.
 pub async fn create_secret(api: &Api<Secret>, secret: &Secret) -> Result<WriteOutcome> {
     match api.create(&PostParams::default(), secret).await {
-        Ok(_) => Ok(WriteOutcome::Written),
+        Ok(written) => Ok(WriteOutcome::Written {
+            resource_version: written.metadata.resource_version,
+        }),
         Err(err) if is_status(&err, 409) => Ok(WriteOutcome::Lost),
         Err(err) => Err(Error::CreateSecret(err)),
     }
@@ -293,7 +299,9 @@ pub async fn create_secret(api: &Api<Secret>, secret: &Secret) -> Result<WriteOu
 pub async fn replace_secret(api: &Api<Secret>, secret: &Secret) -> Result<WriteOutcome> {
     let name = secret.name_any();
     match api.replace(&name, &PostParams::default(), secret).await {
-        Ok(_) => Ok(WriteOutcome::Written),
+        Ok(written) => Ok(WriteOutcome::Written {
+            resource_version: written.metadata.resource_version,
+        }),
         Err(err) if is_status(&err, 409) || is_status(&err, 404) => Ok(WriteOutcome::Lost),
         Err(err) => Err(Error::ReplaceSecret(err)),
     }

@@ -2,6 +2,7 @@
 
 mod access_key;
 mod audit;
+mod backoff;
 mod context;
 mod issuance;
 mod leader;
@@ -9,6 +10,7 @@ mod metrics;
 mod policy;
 mod probes;
 mod runner;
+mod secret_data;
 mod status;
 #[cfg(test)]
 mod tests;

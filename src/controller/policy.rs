@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
 use super::context::Context;
@@ -278,7 +279,20 @@ pub async fn reconcile_policy(policy: Arc<AccessKeyPolicy>, ctx: Arc<Context>) -
             .await
             .map_err(Error::ApplyPolicyStatus)?;
     }
+    ctx.policy_retries.reset(&ObjectRef::from_obj(&*policy));
     Ok(Action::await_change())
+}
+
+/// Backs off per policy on transient errors: exponentially, reset by the next success.
+pub fn error_policy(policy: Arc<AccessKeyPolicy>, err: &Error, ctx: Arc<Context>) -> Action {
+    let retry_in = ctx.policy_retries.failed(ObjectRef::from_obj(&*policy));
+    tracing::warn!(
+        name = policy.name_any(),
+        error = %err,
+        retry_in_ms = u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX),
+        "policy reconcile failed"
+    );
+    Action::requeue(retry_in)
 }
 
 #[cfg(test)]

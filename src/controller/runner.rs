@@ -16,9 +16,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::access_key;
 use super::audit::{self, AuditEvent};
+use super::backoff::RetryBackoff;
 use super::context::{key_owner_identity, Clock, Context, OwnerGate};
 use super::policy;
 use super::probes::ProbeState;
+use super::secret_data::Verdicts;
 use crate::api::conditions::reasons;
 use crate::api::{AccessKey, AccessKeyPolicy, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use crate::keys::hash::HashParams;
@@ -100,6 +102,9 @@ pub async fn run_controllers(
         ),
         clock: settings.clock.clone(),
         owners: OwnerGate::default(),
+        secret_verdicts: Verdicts::default(),
+        key_retries: RetryBackoff::standard(),
+        policy_retries: RetryBackoff::standard(),
     });
     probes.metrics.watch_keys(Some(keys.clone()));
 
@@ -130,14 +135,7 @@ pub async fn run_controllers(
         .for_each(|_| future::ready(()));
     let policy_controller = policy_controller
         .graceful_shutdown_on(stop.clone().cancelled_owned())
-        .run(
-            policy::reconcile_policy,
-            |policy, err, _| {
-                tracing::warn!(name = policy.name_any(), error = %err, "policy reconcile failed");
-                kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(1))
-            },
-            ctx.clone(),
-        )
+        .run(policy::reconcile_policy, policy::error_policy, ctx.clone())
         .for_each(|_| future::ready(()));
     future::join(key_controller, policy_controller).await;
     deletions.abort();
@@ -187,7 +185,9 @@ async fn on_deletions(
         let owner = key_owner_identity(&key);
         if let Some(uid) = key.uid() {
             ctx.owners.forget(&owner, &uid);
+            ctx.secret_verdicts.forget(&uid);
         }
+        ctx.key_retries.reset(&ObjectRef::from_obj(&key));
         let id = key.status.as_ref().and_then(|s| s.access_key_id.clone());
         let message = match &id {
             Some(id) => format!("key deleted; access ID {id} revoked"),

@@ -44,10 +44,12 @@ pub fn to_time(at: DateTime<Utc>) -> Time {
 }
 
 /// Where the key's Secret stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SecretPresence {
     /// The Secret holds the current issuance.
     Present,
+    /// The Secret is the key's, but someone else changed its data (the message says which).
+    Modified(String),
     /// The key was issued but its Secret is gone.
     Missing,
     /// A Secret of that name exists but is not this key's (or lost its annotations).
@@ -61,6 +63,8 @@ pub struct Observed<'a> {
     pub key: &'a AccessKey,
     pub issuance: Option<&'a Issuance>,
     pub secret: SecretPresence,
+    /// The Secret's resource version its data was last written or checked at.
+    pub secret_resource_version: Option<&'a str>,
     pub policy: Result<&'a Governing, &'a Unresolved>,
     /// Limit decision for a key not issued yet.
     pub limit: Option<LimitDecision>,
@@ -156,6 +160,7 @@ pub fn desired_status(o: &Observed) -> (AccessKeyStatus, Option<DateTime<Utc>>) 
             );
             status.access_key_id = Some(issuance.access_key_id.clone());
             status.secret_hash = Some(issuance.secret_hash.clone());
+            status.secret_resource_version = o.secret_resource_version.map(str::to_string);
             status.issued_at = Some(issuance.first_issued_at);
             status.rotated_at = issuance.is_rotation().then_some(issuance.issued_at);
             status.expires_at = expires_at;
@@ -249,12 +254,18 @@ fn conditions(
             "not issued yet".into(),
         ),
     };
-    let secret = match o.secret {
+    let secret = match &o.secret {
         SecretPresence::Present => cond(
             types::SECRET_PRESENT,
             true,
             reasons::SECRET_PRESENT,
             "Secret holds the current issuance".into(),
+        ),
+        SecretPresence::Modified(message) => cond(
+            types::SECRET_PRESENT,
+            false,
+            reasons::SECRET_MODIFIED,
+            message.clone(),
         ),
         SecretPresence::Missing => cond(
             types::SECRET_PRESENT,

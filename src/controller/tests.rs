@@ -83,6 +83,7 @@ fn decide(
         } else {
             SecretPresence::NotIssued
         },
+        secret_resource_version: None,
         policy,
         limit,
         now: at(now),
@@ -262,6 +263,57 @@ fn unresolved_policy_leaves_the_key_pending() {
     );
 }
 
+/// The status of an issued key whose Secret stands as `secret`, checked at `version`.
+fn decide_secret(secret: SecretPresence, version: Option<&str>) -> AccessKeyStatus {
+    let policy = governing(0, 0, 0, 0);
+    desired_status(&Observed {
+        key: &key(),
+        issuance: Some(&issuance(0)),
+        secret,
+        secret_resource_version: version,
+        policy: Ok(&policy),
+        limit: None,
+        now: at(5),
+    })
+    .0
+}
+
+#[test]
+fn modified_secret_data_is_reported_and_the_issued_key_stays_valid() {
+    let message = "Secret data \"accessKey\" no longer holds the issued credentials";
+    let status = decide_secret(SecretPresence::Modified(message.into()), Some("41"));
+    let present = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == types::SECRET_PRESENT)
+        .unwrap();
+    assert_eq!(
+        (present.status.as_str(), present.reason.as_str()),
+        ("False", reasons::SECRET_MODIFIED)
+    );
+    assert_eq!(present.message, message);
+    assert_eq!(status.phase, Some(Phase::Active));
+    assert_eq!(status.access_key_id.as_deref(), Some("AKWCURRENT"));
+    assert_eq!(status.secret_hash.as_deref(), Some("$argon2id$current"));
+    assert_eq!(status.secret_resource_version.as_deref(), Some("41"));
+}
+
+#[test]
+fn the_checked_secret_version_is_recorded_only_while_the_secret_is_held() {
+    let present = decide_secret(SecretPresence::Present, Some("42"));
+    assert_eq!(
+        condition(&present, types::SECRET_PRESENT),
+        ("True", reasons::SECRET_PRESENT)
+    );
+    assert_eq!(present.secret_resource_version.as_deref(), Some("42"));
+    let missing = decide_secret(SecretPresence::Missing, None);
+    assert_eq!(
+        condition(&missing, types::SECRET_PRESENT),
+        ("False", reasons::SECRET_MISSING)
+    );
+    assert_eq!(missing.secret_resource_version, None);
+}
+
 #[test]
 fn desired_status_never_carries_the_verifiers_last_use_into_the_write() {
     // why: the reconciler clears lastUsedAt before applying; desired status mirrors it only for comparison.
@@ -428,6 +480,45 @@ mod transitions {
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].reason, reasons::LIMIT_EXCEEDED);
         assert!(events[0].warning);
+    }
+
+    fn with_secret(reason: &str, message: &str) -> AccessKeyStatus {
+        let mut status = status(Phase::Active, None);
+        status.conditions = vec![crate::controller::status::condition(
+            &[],
+            types::SECRET_PRESENT,
+            if reason == reasons::SECRET_PRESENT {
+                "True"
+            } else {
+                "False"
+            },
+            reason,
+            message,
+            Some(1),
+            at(0),
+        )];
+        status
+    }
+
+    #[test]
+    fn modified_secret_data_is_a_warning_naming_the_data_key_once() {
+        let present = with_secret(reasons::SECRET_PRESENT, "Secret holds the current issuance");
+        let modified = with_secret(reasons::SECRET_MODIFIED, "Secret data \"token\" changed");
+        let events = transitions(&present, &modified);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].reason, reasons::SECRET_MODIFIED);
+        assert!(events[0].warning);
+        assert!(events[0].message.contains("\"token\""));
+        assert!(transitions(&modified, &modified).is_empty());
+        let other_key = with_secret(
+            reasons::SECRET_MODIFIED,
+            "Secret data \"accessKey\" changed",
+        );
+        assert_eq!(
+            reasons_of(&modified, &other_key),
+            [reasons::SECRET_MODIFIED]
+        );
+        assert!(reasons_of(&modified, &present).is_empty(), "restored");
     }
 
     #[test]
