@@ -1,14 +1,13 @@
-//! nginx `auth_request` in front of a backend, asking a verifier that watches devcluster: the
-//! key lifecycle as users drive it with patches (deactivation within a second, rotation grace).
+//! nginx `auth_request` and Caddy `forward_auth` in front of a backend, asking a verifier that
+//! watches a cluster (devcluster, or a real one with `KEYWARDEN_TEST_KUBECONFIG`): the key
+//! lifecycle as users drive it with patches (deactivation within a second, rotation grace).
 
 mod support_verifier;
 
 use std::time::Duration;
 
 use keywarden::verifier::VerifierArgs;
-use support_verifier::cluster::{
-    check_status, wait_until, ClusterVerifier, TestCluster, NAMESPACE,
-};
+use support_verifier::cluster::{check_status, wait_until, TestCluster};
 use support_verifier::proxies::{
     proxy_binary, start_backend, start_caddy, start_nginx, ProxyProcess,
 };
@@ -27,7 +26,7 @@ async fn lifecycle_through(proxy: &ProxyProcess, cluster: &TestCluster, name: &s
     let url = proxy.url("/api/items");
     let first = Issued::generate();
     cluster
-        .create_key(&KeyBuilder::new(NAMESPACE, name, &first).build())
+        .create_key(&KeyBuilder::new(cluster.namespace(), name, &first).build())
         .await;
     let issued = wait_until(Duration::from_secs(10), || async {
         check_status(&http, &url, &first.basic()).await == 200
@@ -38,7 +37,7 @@ async fn lifecycle_through(proxy: &ProxyProcess, cluster: &TestCluster, name: &s
     let second = Issued::generate();
     cluster
         .write_status(
-            &KeyBuilder::new(NAMESPACE, name, &second)
+            &KeyBuilder::new(cluster.namespace(), name, &second)
                 .previous(&first, seconds_from_now(5))
                 .build(),
         )
@@ -81,7 +80,7 @@ async fn nginx_rejects_a_deactivated_key_within_a_second_and_honours_rotation_gr
         return;
     };
     let cluster = TestCluster::start().await;
-    let verifier = ClusterVerifier::start(cluster.client.clone(), behind_proxy()).await;
+    let verifier = cluster.start_verifier(behind_proxy()).await;
     let backend = start_backend().await;
     let proxy = start_nginx(&nginx, verifier.addr, backend).await;
     lifecycle_through(&proxy, &cluster, "nginx-key").await;
@@ -95,7 +94,7 @@ async fn caddy_rejects_a_deactivated_key_within_a_second_and_honours_rotation_gr
         return;
     };
     let cluster = TestCluster::start().await;
-    let verifier = ClusterVerifier::start(cluster.client.clone(), behind_proxy()).await;
+    let verifier = cluster.start_verifier(behind_proxy()).await;
     let backend = start_backend().await;
     let proxy = start_caddy(&caddy, verifier.addr, backend).await;
     lifecycle_through(&proxy, &cluster, "caddy-key").await;

@@ -1,5 +1,6 @@
-//! The verifier against devcluster: its index follows watch events (revocation within a
-//! second, rotation grace, deletion) and it records last use in `status.lastUsedAt`.
+//! The verifier against a cluster (devcluster, or a real one with `KEYWARDEN_TEST_KUBECONFIG`):
+//! its index follows watch events (revocation within a second, rotation grace, deletion) and it
+//! records last use in `status.lastUsedAt`.
 
 mod support_verifier;
 
@@ -10,9 +11,7 @@ use chrono::Utc;
 use keywarden::verifier::{
     flush_due, watch_keys, CheckRequest, Decision, Settings, Verifier, VerifierArgs,
 };
-use support_verifier::cluster::{
-    check_status, wait_until, ClusterVerifier, TestCluster, NAMESPACE,
-};
+use support_verifier::cluster::{check_status, wait_until, TestCluster};
 use support_verifier::{seconds_from_now, Issued, KeyBuilder};
 use tokio_util::sync::CancellationToken;
 
@@ -28,9 +27,9 @@ async fn keys_listed_before_ready_are_served_and_deactivation_revokes_within_a_s
     let cluster = TestCluster::start().await;
     let issued = Issued::generate();
     cluster
-        .create_key(&KeyBuilder::new(NAMESPACE, "ci", &issued).build())
+        .create_key(&KeyBuilder::new(cluster.namespace(), "ci", &issued).build())
         .await;
-    let verifier = ClusterVerifier::start(cluster.client.clone(), args()).await;
+    let verifier = cluster.start_verifier(args()).await;
     let http = reqwest::Client::new();
     let url = verifier.url("/v1/check");
     assert_eq!(
@@ -67,15 +66,15 @@ async fn rotation_keeps_the_previous_key_until_valid_until_and_deletion_revokes(
     let cluster = TestCluster::start().await;
     let first = Issued::generate();
     cluster
-        .create_key(&KeyBuilder::new(NAMESPACE, "rotating", &first).build())
+        .create_key(&KeyBuilder::new(cluster.namespace(), "rotating", &first).build())
         .await;
-    let verifier = ClusterVerifier::start(cluster.client.clone(), args()).await;
+    let verifier = cluster.start_verifier(args()).await;
     let http = reqwest::Client::new();
     let url = verifier.url("/v1/check");
     assert_eq!(check_status(&http, &url, &first.basic()).await, 200);
 
     let second = Issued::generate();
-    let rotated = KeyBuilder::new(NAMESPACE, "rotating", &second)
+    let rotated = KeyBuilder::new(cluster.namespace(), "rotating", &second)
         .previous(&first, seconds_from_now(5))
         .build();
     cluster.write_status(&rotated).await;
@@ -117,14 +116,14 @@ async fn last_use_is_written_to_status_and_never_moves_backwards() {
     let cluster = TestCluster::start().await;
     let issued = Issued::generate();
     cluster
-        .create_key(&KeyBuilder::new(NAMESPACE, "used", &issued).build())
+        .create_key(&KeyBuilder::new(cluster.namespace(), "used", &issued).build())
         .await;
     let verifier = Arc::new(Verifier::new(&Settings::default()));
     let shutdown = CancellationToken::new();
     let watching = tokio::spawn(watch_keys(
         verifier.clone(),
-        cluster.client.clone(),
-        vec![NAMESPACE.to_owned()],
+        cluster.client().clone(),
+        vec![cluster.namespace().to_owned()],
         shutdown.clone(),
     ));
     let ready = wait_until(Duration::from_secs(10), || async { verifier.is_ready() }).await;
@@ -142,7 +141,7 @@ async fn last_use_is_written_to_status_and_never_moves_backwards() {
     };
     let used_at = Utc::now();
     assert!(matches!(check().await, Decision::Valid(_)));
-    flush_due(&verifier, &cluster.client, Duration::ZERO).await;
+    flush_due(&verifier, cluster.client(), Duration::ZERO).await;
     let written = last_used(&cluster, "used").await;
     assert!(
         written.is_some_and(|at| at >= used_at),
@@ -151,7 +150,7 @@ async fn last_use_is_written_to_status_and_never_moves_backwards() {
 
     // why: another replica wrote a later use; this replica's earlier one must not replace it.
     let later = Utc::now() + chrono::Duration::hours(1);
-    let mut newer = KeyBuilder::new(NAMESPACE, "used", &issued).build();
+    let mut newer = KeyBuilder::new(cluster.namespace(), "used", &issued).build();
     newer.status.as_mut().unwrap().last_used_at = Some(later);
     newer.status.as_mut().unwrap().secret_hash = cluster_hash(&cluster, "used").await;
     cluster.write_status(&newer).await;
@@ -164,7 +163,7 @@ async fn last_use_is_written_to_status_and_never_moves_backwards() {
     .await;
     assert!(seen, "the watch delivered the later lastUsedAt");
     assert!(matches!(check().await, Decision::Valid(_)));
-    flush_due(&verifier, &cluster.client, Duration::ZERO).await;
+    flush_due(&verifier, cluster.client(), Duration::ZERO).await;
     assert_eq!(last_used(&cluster, "used").await, Some(later));
 
     shutdown.cancel();
@@ -176,9 +175,9 @@ async fn serve_flushes_last_use_within_the_interval() {
     let cluster = TestCluster::start().await;
     let issued = Issued::generate();
     cluster
-        .create_key(&KeyBuilder::new(NAMESPACE, "flushed", &issued).build())
+        .create_key(&KeyBuilder::new(cluster.namespace(), "flushed", &issued).build())
         .await;
-    let verifier = ClusterVerifier::start(cluster.client.clone(), args()).await;
+    let verifier = cluster.start_verifier(args()).await;
     let http = reqwest::Client::new();
     let used_at = Utc::now();
     assert_eq!(

@@ -1,70 +1,62 @@
-//! A devcluster with the keywarden CRDs and a verifier watching it, plus helpers that write
-//! keys and their status as the controller would.
+//! The cluster of the controller suites (devcluster in-process, or a real one through
+//! `KEYWARDEN_TEST_KUBECONFIG`) with a namespace of its own, a verifier watching only that
+//! namespace, and helpers that write keys and their status as the controller would.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use keywarden::api::AccessKey;
 use keywarden::verifier::{serve, VerifierArgs};
-use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
-use kube::{Api, CustomResourceExt};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::Api;
 use tokio_util::sync::CancellationToken;
 
-/// Namespace every cluster test writes its keys to.
-pub const NAMESPACE: &str = "team-a";
+// why: the controller suites' cluster already picks devcluster or the real cluster, installs
+// the CRDs idempotently and makes a fresh namespace; the verifier suites share it, not copy it.
+#[path = "../support/mod.rs"]
+mod support;
 
-/// A devcluster with the AccessKey CRD and the test namespace.
+/// A cluster and a fresh namespace `kw-test-<random>`, deleted (best effort) when dropped.
 pub struct TestCluster {
-    pub cluster: devcluster::DevCluster,
-    pub client: kube::Client,
+    cluster: support::TestCluster,
 }
 
 impl TestCluster {
     pub async fn start() -> Self {
-        let cluster = devcluster::DevCluster::start()
-            .await
-            .expect("devcluster starts");
-        let client = cluster.client().expect("devcluster client");
-        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        crds.create(&PostParams::default(), &AccessKey::crd())
-            .await
-            .expect("install the AccessKey CRD");
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        let namespace = Namespace {
-            metadata: ObjectMeta {
-                name: Some(NAMESPACE.into()),
-                ..ObjectMeta::default()
-            },
-            ..Namespace::default()
-        };
-        namespaces
-            .create(&PostParams::default(), &namespace)
-            .await
-            .expect("create the test namespace");
-        Self { cluster, client }
+        Self {
+            cluster: support::TestCluster::start().await,
+        }
+    }
+
+    pub fn client(&self) -> &kube::Client {
+        &self.cluster.client
+    }
+
+    /// The namespace of this test; the only one its verifier watches.
+    pub fn namespace(&self) -> &str {
+        &self.cluster.namespace
     }
 
     pub fn keys(&self) -> Api<AccessKey> {
-        Api::namespaced(self.client.clone(), NAMESPACE)
+        self.cluster.keys()
+    }
+
+    /// Starts a verifier with `args` that watches only this test's namespace.
+    pub async fn start_verifier(&self, args: VerifierArgs) -> ClusterVerifier {
+        let args = VerifierArgs {
+            namespaces: vec![self.namespace().to_owned()],
+            ..args
+        };
+        ClusterVerifier::start(self.client().clone(), args).await
     }
 
     /// Creates `key`, then writes its status through `/status` (as the controller would).
-    /// Retries for up to 10 s while the new CRD is being served.
     pub async fn create_key(&self, key: &AccessKey) {
-        let api = self.keys();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match api.create(&PostParams::default(), key).await {
-                Ok(_) => break,
-                Err(error) if Instant::now() < deadline => {
-                    tracing::debug!(%error, "creating the key; retrying");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(error) => panic!("create AccessKey: {error}"),
-            }
-        }
+        self.keys()
+            .create(&PostParams::default(), key)
+            .await
+            .expect("create AccessKey");
         self.write_status(key).await;
     }
 
@@ -91,6 +83,45 @@ impl TestCluster {
     }
 }
 
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        // why: devcluster and everything in it go away with the test; a real cluster keeps them.
+        if self.cluster.dev().is_some() {
+            return;
+        }
+        let Ok(kubeconfig) = std::env::var("KEYWARDEN_TEST_KUBECONFIG") else {
+            return;
+        };
+        let namespace = self.namespace().to_owned();
+        // why: drop cannot await, and the test's runtime is blocked in this drop, so the delete
+        // runs on a thread with its own runtime and its own client (a client's connection
+        // task lives on the runtime that created it).
+        let deleting = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                let config = kube::Config::from_custom_kubeconfig(
+                    kube::config::Kubeconfig::read_from(kubeconfig)?,
+                    &Default::default(),
+                )
+                .await?;
+                let namespaces: Api<Namespace> = Api::all(kube::Client::try_from(config)?);
+                let params = DeleteParams::default();
+                let delete = namespaces.delete(&namespace, &params);
+                tokio::time::timeout(Duration::from_secs(10), delete).await??;
+                anyhow::Ok(())
+            })
+        });
+        match deleting.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => eprintln!("leaving test namespace behind: {error:#}"),
+            Err(_) => eprintln!("leaving test namespace behind: the delete panicked"),
+        }
+    }
+}
+
 /// A verifier serving on a free loopback port, watching a cluster.
 pub struct ClusterVerifier {
     pub addr: SocketAddr,
@@ -100,7 +131,7 @@ pub struct ClusterVerifier {
 
 impl ClusterVerifier {
     /// Starts `keywarden verifier` in-process and waits up to 10 s for `/readyz`.
-    pub async fn start(client: kube::Client, args: VerifierArgs) -> Self {
+    async fn start(client: kube::Client, args: VerifierArgs) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
