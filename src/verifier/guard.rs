@@ -4,7 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use hmac::digest::KeyInit;
@@ -109,30 +109,32 @@ struct Verified {
 
 /// Successful verifications, one per access ID (only one secret can match an ID's hash).
 pub struct VerifiedCache {
-    entries: Mutex<BoundedMap<String, Verified>>,
+    // why: read on every request, written once per verification: a read lock keeps concurrent
+    // requests from queueing behind each other.
+    entries: RwLock<BoundedMap<String, Verified>>,
 }
 
 impl VerifiedCache {
     pub fn new(capacity: usize) -> Self {
         Self {
-            entries: Mutex::new(BoundedMap::new(capacity)),
+            entries: RwLock::new(BoundedMap::new(capacity)),
         }
     }
 
     /// Whether `mac` was verified against exactly `secret_hash` for this ID.
     pub fn is_verified(&self, access_key_id: &str, mac: &SecretMac, secret_hash: &str) -> bool {
-        lock(&self.entries)
+        read(&self.entries)
             .get(access_key_id)
             .is_some_and(|v| v.mac.matches(mac) && *v.secret_hash == *secret_hash)
     }
 
     pub fn insert(&self, access_key_id: &str, mac: SecretMac, secret_hash: Arc<str>) {
-        lock(&self.entries).insert(access_key_id.to_owned(), Verified { mac, secret_hash });
+        write(&self.entries).insert(access_key_id.to_owned(), Verified { mac, secret_hash });
     }
 
     /// Drops what was verified for these IDs (a watch event changed or removed them).
     pub fn invalidate(&self, access_key_ids: &[String]) {
-        let mut entries = lock(&self.entries);
+        let mut entries = write(&self.entries);
         for id in access_key_ids {
             entries.remove(id);
         }
@@ -260,6 +262,15 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // why: every critical section is a complete map operation; poisoning leaves no torn state.
     mutex
         .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 

@@ -6,7 +6,8 @@
 //! the watch delivers the newer status — a later `lastUsedAt` is never overwritten by an earlier.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -24,42 +25,49 @@ pub const FIELD_MANAGER: &str = "keywarden-verifier";
 /// Uses not yet written, and when each key was last written.
 #[derive(Default)]
 pub struct LastUse {
-    pending: Mutex<HashMap<KeyRef, DateTime<Utc>>>,
+    /// Latest unwritten use per key, in Unix nanoseconds; [`NO_USE`] once taken.
+    // why: every granted request records a use; an atomic under a shared read lock keeps the
+    // request threads from queueing on one mutex (the map's write lock is taken once per key).
+    pending: RwLock<HashMap<KeyRef, AtomicI64>>,
     flushed: Mutex<HashMap<KeyRef, Instant>>,
 }
+
+const NO_USE: i64 = i64::MIN;
 
 impl LastUse {
     /// Records a use of `key` at `at` (keeps the latest).
     pub fn record(&self, key: &KeyRef, at: DateTime<Utc>) {
-        let mut pending = lock(&self.pending);
-        match pending.get_mut(key) {
-            Some(latest) => *latest = (*latest).max(at),
-            None => {
-                pending.insert(key.clone(), at);
-            }
+        let nanos = at.timestamp_nanos_opt().unwrap_or(i64::MAX);
+        if let Some(latest) = read(&self.pending).get(key) {
+            latest.fetch_max(nanos, Ordering::Relaxed);
+            return;
         }
+        write(&self.pending)
+            .entry(key.clone())
+            .or_insert_with(|| AtomicI64::new(NO_USE))
+            .fetch_max(nanos, Ordering::Relaxed);
     }
 
     /// The recorded, unwritten use of `key`.
     pub fn pending(&self, key: &KeyRef) -> Option<DateTime<Utc>> {
-        lock(&self.pending).get(key).copied()
+        read(&self.pending)
+            .get(key)
+            .and_then(|latest| use_at(latest.load(Ordering::Relaxed)))
     }
 
     /// Takes the uses of keys not written within `interval`.
     fn take_due(&self, interval: Duration, now: Instant) -> Vec<(KeyRef, DateTime<Utc>)> {
         let flushed = lock(&self.flushed);
-        let mut pending = lock(&self.pending);
-        let due: Vec<KeyRef> = pending
-            .keys()
-            .filter(|key| {
+        read(&self.pending)
+            .iter()
+            .filter(|(key, _)| {
                 flushed
                     .get(*key)
                     .is_none_or(|at| now.saturating_duration_since(*at) >= interval)
             })
-            .cloned()
-            .collect();
-        due.into_iter()
-            .filter_map(|key| pending.remove(&key).map(|at| (key, at)))
+            .filter_map(|(key, latest)| {
+                use_at(latest.swap(NO_USE, Ordering::Relaxed)).map(|at| (key.clone(), at))
+            })
             .collect()
     }
 
@@ -75,8 +83,12 @@ impl LastUse {
     /// Forgets keys no longer indexed, keeping memory bounded by the index.
     fn retain(&self, keep: impl Fn(&KeyRef) -> bool) {
         lock(&self.flushed).retain(|key, _| keep(key));
-        lock(&self.pending).retain(|key, _| keep(key));
+        write(&self.pending).retain(|key, _| keep(key));
     }
+}
+
+fn use_at(nanos: i64) -> Option<DateTime<Utc>> {
+    (nanos != NO_USE).then(|| DateTime::from_timestamp_nanos(nanos))
 }
 
 /// Writes recorded uses until `shutdown`, then once more.
@@ -147,6 +159,15 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,5 +202,22 @@ mod tests {
             .take_due(minute, start + Duration::from_secs(30))
             .is_empty());
         assert_eq!(uses.take_due(minute, start + minute).len(), 1);
+        assert!(
+            uses.take_due(minute, start + 2 * minute).is_empty(),
+            "a taken use is not taken twice"
+        );
+    }
+
+    #[test]
+    fn a_restored_use_never_replaces_a_later_one() {
+        let uses = LastUse::default();
+        let earlier = Utc::now();
+        let later = earlier + chrono::Duration::seconds(5);
+        uses.record(&key("a"), earlier);
+        let taken = uses.take_due(Duration::ZERO, Instant::now());
+        assert_eq!(taken, vec![(key("a"), earlier)]);
+        uses.record(&key("a"), later);
+        uses.restore(key("a"), earlier);
+        assert_eq!(uses.pending(&key("a")), Some(later));
     }
 }
