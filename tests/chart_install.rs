@@ -99,6 +99,12 @@ impl Target {
             helm.arg(repo_root().join("charts/keywarden"))
                 .arg(format!("--set=defaultPolicy.name={}", self.policy));
         }
+        // why: on a shared cluster the CRDs may already be there, applied by another suite or by
+        // `kubectl apply` (as the chart README says to do before upgrades); helm's server-side
+        // apply must take their fields over instead of failing on the other field manager.
+        if matches!(command, "install" | "upgrade") {
+            helm.arg("--force-conflicts");
+        }
         let output = helm
             .args(["--namespace", &self.namespace])
             .args(args)

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ObjectMeta, PostParams};
+use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Client, CustomResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
@@ -202,14 +202,54 @@ impl Drop for RunningController {
     }
 }
 
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        // why: devcluster and everything in it go away with the test; a real cluster keeps them.
+        if self._dev.is_some() {
+            return;
+        }
+        let Ok(kubeconfig) = std::env::var("KEYWARDEN_TEST_KUBECONFIG") else {
+            return;
+        };
+        let namespace = self.namespace.clone();
+        // why: drop cannot await, and the test's runtime is blocked in this drop, so the delete
+        // runs on a thread with its own runtime and its own client (a client's connection
+        // task lives on the runtime that created it).
+        let deleting = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                let config = kube::Config::from_custom_kubeconfig(
+                    kube::config::Kubeconfig::read_from(kubeconfig)?,
+                    &Default::default(),
+                )
+                .await?;
+                let namespaces: Api<Namespace> = Api::all(kube::Client::try_from(config)?);
+                let params = DeleteParams::default();
+                let delete = namespaces.delete(&namespace, &params);
+                tokio::time::timeout(Duration::from_secs(10), delete).await??;
+                anyhow::Ok(())
+            })
+        });
+        match deleting.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => eprintln!("leaving test namespace behind: {error:#}"),
+            Err(_) => eprintln!("leaving test namespace behind: the delete panicked"),
+        }
+    }
+}
+
 async fn install_crds(client: &Client) {
     let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    // why: applied, not created, so a real cluster holding an older keywarden CRD gets this one.
+    let params = PatchParams::apply("keywarden-tests").force();
     for crd in [AccessKey::crd(), AccessKeyPolicy::crd()] {
-        match crds.create(&PostParams::default(), &crd).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 409 => {}
-            Err(err) => panic!("installing CRD: {err}"),
-        }
+        let name = crd.metadata.name.clone().expect("CRD name");
+        crds.patch(&name, &params, &Patch::Apply(&crd))
+            .await
+            .unwrap_or_else(|err| panic!("installing CRD {name}: {err}"));
     }
     // why: a CRD's resources are served only once it is established.
     for name in ["accesskeys.keywarden.io", "accesskeypolicies.keywarden.io"] {

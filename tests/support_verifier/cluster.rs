@@ -5,10 +5,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Namespace;
 use keywarden::api::AccessKey;
 use keywarden::verifier::{serve, VerifierArgs};
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::Api;
 use tokio_util::sync::CancellationToken;
 
@@ -17,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 #[path = "../support/mod.rs"]
 mod support;
 
-/// A cluster and a fresh namespace `kw-test-<random>`, deleted (best effort) when dropped.
+/// A cluster and a fresh namespace `kw-test-<random>` (see `support::TestCluster`).
 pub struct TestCluster {
     cluster: support::TestCluster,
 }
@@ -80,45 +79,6 @@ impl TestCluster {
             )
             .await
             .expect("patch spec");
-    }
-}
-
-impl Drop for TestCluster {
-    fn drop(&mut self) {
-        // why: devcluster and everything in it go away with the test; a real cluster keeps them.
-        if self.cluster.dev().is_some() {
-            return;
-        }
-        let Ok(kubeconfig) = std::env::var("KEYWARDEN_TEST_KUBECONFIG") else {
-            return;
-        };
-        let namespace = self.namespace().to_owned();
-        // why: drop cannot await, and the test's runtime is blocked in this drop, so the delete
-        // runs on a thread with its own runtime and its own client (a client's connection
-        // task lives on the runtime that created it).
-        let deleting = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async {
-                let config = kube::Config::from_custom_kubeconfig(
-                    kube::config::Kubeconfig::read_from(kubeconfig)?,
-                    &Default::default(),
-                )
-                .await?;
-                let namespaces: Api<Namespace> = Api::all(kube::Client::try_from(config)?);
-                let params = DeleteParams::default();
-                let delete = namespaces.delete(&namespace, &params);
-                tokio::time::timeout(Duration::from_secs(10), delete).await??;
-                anyhow::Ok(())
-            })
-        });
-        match deleting.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => eprintln!("leaving test namespace behind: {error:#}"),
-            Err(_) => eprintln!("leaving test namespace behind: the delete panicked"),
-        }
     }
 }
 
