@@ -6,8 +6,8 @@ use futures::{future, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
-use kube::runtime::controller::Controller;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, ResourceExt};
@@ -94,7 +94,7 @@ pub async fn run_controllers(
         policies,
         synced: synced.clone(),
         secrets,
-        recorder: Recorder::new(client.clone(), reporter),
+        reporter,
         metrics: probes.metrics.clone(),
         hash_params: settings.hash_params,
         hash_slots: tokio::sync::Semaphore::new(
@@ -114,6 +114,7 @@ pub async fn run_controllers(
 
     let mapper_keys = keys.clone();
     let key_controller = Controller::for_stream(key_stream, keys.clone())
+        .with_config(controller::Config::default().concurrency(concurrent_reconciles()))
         .owns_stream(secret_stream)
         .watches(
             Api::<AccessKeyPolicy>::all(client.clone()),
@@ -143,6 +144,21 @@ pub async fn run_controllers(
     probes.metrics.watch_keys(None);
     probes.set_ready(false);
     Ok(())
+}
+
+/// How many AccessKeys are reconciled at once, per core.
+// why: unbounded, a burst of thousands of new keys runs thousands of reconciles at once, each
+// holding an HTTP connection of its own (kept idle in the client's pool afterwards): that was
+// most of the controller's memory. Eight per core keeps every argon2id slot busy while the
+// others wait on the API server.
+const RECONCILES_PER_CORE: u16 = 8;
+
+/// The AccessKey controller's concurrency bound.
+fn concurrent_reconciles() -> u16 {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    u16::try_from(cores)
+        .unwrap_or(u16::MAX)
+        .saturating_mul(RECONCILES_PER_CORE)
 }
 
 /// Bit set in the sync mask once the AccessKey cache has listed.
@@ -194,7 +210,7 @@ async fn on_deletions(
             None => "key deleted".to_string(),
         };
         audit::record(
-            &ctx.recorder,
+            &ctx.recorder(),
             &key,
             AuditEvent::normal(reasons::DELETED, message, id.as_deref()),
         )
