@@ -4,13 +4,14 @@ use std::sync::Arc;
 
 use futures::{future, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -51,8 +52,13 @@ pub async fn run_controllers(
         watcher::Config::default(),
     )
     .default_backoff()
-    // why: managedFields are most of an object's size and nothing here reads them.
-    .modify(|obj| obj.managed_fields_mut().clear())
+    .modify(|key| {
+        // why: managedFields are most of an object's size, and `kubectl apply` copies the whole
+        // spec into an annotation; nothing here reads either.
+        // (`None`, not an emptied list that would keep its allocation.)
+        key.meta_mut().managed_fields = None;
+        key.annotations_mut().remove(LAST_APPLIED_ANNOTATION);
+    })
     .reflect(keys_writer)
     .inspect(move |event| {
         keys_listed(event);
@@ -68,8 +74,7 @@ pub async fn run_controllers(
         watcher::Config::default().labels(&managed),
     )
     .default_backoff()
-    // why: managedFields are most of an object's size and nothing here reads them.
-    .modify(|obj| obj.managed_fields_mut().clear())
+    .modify(keep_what_reconciles_read)
     .reflect(secrets_writer)
     .inspect(mark_listed(synced_tx.clone(), SECRETS_LISTED))
     .touched_objects();
@@ -79,7 +84,7 @@ pub async fn run_controllers(
     )
     .default_backoff()
     // why: managedFields are most of an object's size and nothing here reads them.
-    .modify(|obj| obj.managed_fields_mut().clear())
+    .modify(|policy| policy.meta_mut().managed_fields = None)
     .reflect(policies_writer)
     .inspect(mark_listed(synced_tx.clone(), POLICIES_LISTED))
     .touched_objects();
@@ -145,6 +150,30 @@ pub async fn run_controllers(
     probes.set_ready(false);
     Ok(())
 }
+
+/// The annotation in which `kubectl apply` keeps the last applied object.
+const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Reduces a cached Secret's metadata to what the reconciler reads (see `issuance::classify`):
+/// name, namespace, resourceVersion, owner references and keywarden's own annotations.
+// why: 10,000 Secrets are cached; labels, managedFields and other annotations are dead weight.
+fn keep_what_reconciles_read(secret: &mut PartialObjectMeta<Secret>) {
+    let meta = std::mem::take(&mut secret.metadata);
+    secret.metadata = ObjectMeta {
+        name: meta.name,
+        namespace: meta.namespace,
+        resource_version: meta.resource_version,
+        owner_references: meta.owner_references,
+        annotations: meta.annotations.map(|mut annotations| {
+            annotations.retain(|name, _| name.starts_with(KEYWARDEN_ANNOTATION_PREFIX));
+            annotations
+        }),
+        ..ObjectMeta::default()
+    };
+}
+
+/// Prefix of the annotations keywarden writes on a key's Secret.
+const KEYWARDEN_ANNOTATION_PREFIX: &str = "keywarden.io/";
 
 /// How many AccessKeys are reconciled at once, per core.
 // why: unbounded, a burst of thousands of new keys runs thousands of reconciles at once, each
