@@ -27,8 +27,8 @@ pub fn cpu_ticks_by_thread_name() -> anyhow::Result<BTreeMap<String, u64>> {
     Ok(ticks)
 }
 
-/// Ticks per thread name used between two samples of [`cpu_ticks_by_thread_name`].
-pub fn ticks_between(
+/// How much each count grew between two samples (of CPU ticks or of requests).
+pub fn increase_between(
     before: &BTreeMap<String, u64>,
     after: &BTreeMap<String, u64>,
 ) -> BTreeMap<String, u64> {
