@@ -252,3 +252,55 @@ async fn on_deletions(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+    use super::*;
+
+    #[test]
+    fn cached_secret_metadata_keeps_only_what_classify_reads() {
+        let owner = OwnerReference {
+            api_version: "keywarden.io/v1alpha1".into(),
+            kind: "AccessKey".into(),
+            name: "ci".into(),
+            uid: "uid-1".into(),
+            controller: Some(true),
+            ..OwnerReference::default()
+        };
+        let mut secret = PartialObjectMeta::<Secret> {
+            metadata: ObjectMeta {
+                name: Some("ci-access-key".into()),
+                namespace: Some("team-a".into()),
+                resource_version: Some("42".into()),
+                uid: Some("secret-uid".into()),
+                labels: Some(BTreeMap::from([("team".into(), "a".into())])),
+                annotations: Some(BTreeMap::from([
+                    ("keywarden.io/access-key-id".into(), "AKW1".into()),
+                    ("example.com/note".into(), "x".into()),
+                ])),
+                owner_references: Some(vec![owner.clone()]),
+                ..ObjectMeta::default()
+            },
+            ..PartialObjectMeta::default()
+        };
+        keep_what_reconciles_read(&mut secret);
+        assert_eq!(
+            secret.metadata,
+            ObjectMeta {
+                name: Some("ci-access-key".into()),
+                namespace: Some("team-a".into()),
+                resource_version: Some("42".into()),
+                annotations: Some(BTreeMap::from([(
+                    "keywarden.io/access-key-id".into(),
+                    "AKW1".into()
+                )])),
+                owner_references: Some(vec![owner]),
+                ..ObjectMeta::default()
+            }
+        );
+    }
+}
