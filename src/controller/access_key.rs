@@ -244,7 +244,7 @@ async fn reconcile_key(key: &AccessKey, ctx: &Context) -> Result<Action> {
     if comparable(&desired) != comparable(&current) {
         apply_status(key, ctx, &desired).await?;
         for event in audit::transitions(&current, &desired) {
-            audit::record(&ctx.recorder, key, event).await;
+            audit::record(&ctx.recorder(), key, event).await;
         }
     }
     Ok(match next {
@@ -292,7 +292,7 @@ async fn issue_first(
         let id = new.id.as_str();
         let message = format!("issued access ID {id} into Secret {}", secret.name_any());
         audit::record(
-            &ctx.recorder,
+            &ctx.recorder(),
             key,
             AuditEvent::normal(reasons::ISSUED, message, Some(id)),
         )
@@ -337,7 +337,7 @@ async fn rotate(
             grace_ends.to_rfc3339()
         );
         audit::record(
-            &ctx.recorder,
+            &ctx.recorder(),
             key,
             AuditEvent::normal(reasons::ROTATED, message, Some(id)),
         )

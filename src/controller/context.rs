@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
-use kube::runtime::events::Recorder;
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
 
@@ -33,7 +33,8 @@ pub struct Context {
     pub secrets: Store<PartialObjectMeta<Secret>>,
     /// Mask of caches that have finished their initial list (see `runner::ALL_LISTED`).
     pub synced: tokio::sync::watch::Receiver<u8>,
-    pub recorder: Recorder,
+    /// Who publishes the audit Events (see [`Context::recorder`]).
+    pub reporter: Reporter,
     pub metrics: Arc<Metrics>,
     pub hash_params: HashParams,
     /// Bounds concurrent argon2id hashes to the number of cores.
@@ -52,6 +53,15 @@ impl Context {
     /// The current time according to the injected clock.
     pub fn now(&self) -> DateTime<Utc> {
         (self.clock)()
+    }
+
+    /// An Event recorder for one reconciliation.
+    // why: a Recorder keeps every Event it published for six minutes (to count repeats into a
+    // series); one shared by all keys held an Event per issued key, a quarter of the
+    // controller's heap after a burst. Audit events of one key rarely repeat, so a recorder per
+    // reconciliation, as kube-runtime intends, loses nothing.
+    pub fn recorder(&self) -> Recorder {
+        Recorder::new(self.client.clone(), self.reporter.clone())
     }
 }
 

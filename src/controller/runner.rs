@@ -4,13 +4,14 @@ use std::sync::Arc;
 
 use futures::{future, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
-use kube::runtime::controller::Controller;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -51,8 +52,13 @@ pub async fn run_controllers(
         watcher::Config::default(),
     )
     .default_backoff()
-    // why: managedFields are most of an object's size and nothing here reads them.
-    .modify(|obj| obj.managed_fields_mut().clear())
+    .modify(|key| {
+        // why: managedFields are most of an object's size, and `kubectl apply` copies the whole
+        // spec into an annotation; nothing here reads either.
+        // (`None`, not an emptied list that would keep its allocation.)
+        key.meta_mut().managed_fields = None;
+        key.annotations_mut().remove(LAST_APPLIED_ANNOTATION);
+    })
     .reflect(keys_writer)
     .inspect(move |event| {
         keys_listed(event);
@@ -68,8 +74,7 @@ pub async fn run_controllers(
         watcher::Config::default().labels(&managed),
     )
     .default_backoff()
-    // why: managedFields are most of an object's size and nothing here reads them.
-    .modify(|obj| obj.managed_fields_mut().clear())
+    .modify(keep_what_reconciles_read)
     .reflect(secrets_writer)
     .inspect(mark_listed(synced_tx.clone(), SECRETS_LISTED))
     .touched_objects();
@@ -79,7 +84,7 @@ pub async fn run_controllers(
     )
     .default_backoff()
     // why: managedFields are most of an object's size and nothing here reads them.
-    .modify(|obj| obj.managed_fields_mut().clear())
+    .modify(|policy| policy.meta_mut().managed_fields = None)
     .reflect(policies_writer)
     .inspect(mark_listed(synced_tx.clone(), POLICIES_LISTED))
     .touched_objects();
@@ -94,7 +99,7 @@ pub async fn run_controllers(
         policies,
         synced: synced.clone(),
         secrets,
-        recorder: Recorder::new(client.clone(), reporter),
+        reporter,
         metrics: probes.metrics.clone(),
         hash_params: settings.hash_params,
         hash_slots: tokio::sync::Semaphore::new(
@@ -114,6 +119,7 @@ pub async fn run_controllers(
 
     let mapper_keys = keys.clone();
     let key_controller = Controller::for_stream(key_stream, keys.clone())
+        .with_config(controller::Config::default().concurrency(concurrent_reconciles()))
         .owns_stream(secret_stream)
         .watches(
             Api::<AccessKeyPolicy>::all(client.clone()),
@@ -143,6 +149,45 @@ pub async fn run_controllers(
     probes.metrics.watch_keys(None);
     probes.set_ready(false);
     Ok(())
+}
+
+/// The annotation in which `kubectl apply` keeps the last applied object.
+const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Reduces a cached Secret's metadata to what the reconciler reads (see `issuance::classify`):
+/// name, namespace, resourceVersion, owner references and keywarden's own annotations.
+// why: 10,000 Secrets are cached; labels, managedFields and other annotations are dead weight.
+fn keep_what_reconciles_read(secret: &mut PartialObjectMeta<Secret>) {
+    let meta = std::mem::take(&mut secret.metadata);
+    secret.metadata = ObjectMeta {
+        name: meta.name,
+        namespace: meta.namespace,
+        resource_version: meta.resource_version,
+        owner_references: meta.owner_references,
+        annotations: meta.annotations.map(|mut annotations| {
+            annotations.retain(|name, _| name.starts_with(KEYWARDEN_ANNOTATION_PREFIX));
+            annotations
+        }),
+        ..ObjectMeta::default()
+    };
+}
+
+/// Prefix of the annotations keywarden writes on a key's Secret.
+const KEYWARDEN_ANNOTATION_PREFIX: &str = "keywarden.io/";
+
+/// How many AccessKeys are reconciled at once, per core.
+// why: unbounded, a burst of thousands of new keys runs thousands of reconciles at once, each
+// holding an HTTP connection of its own (kept idle in the client's pool afterwards): that was
+// most of the controller's memory. Eight per core keeps every argon2id slot busy while the
+// others wait on the API server.
+const RECONCILES_PER_CORE: u16 = 8;
+
+/// The AccessKey controller's concurrency bound.
+fn concurrent_reconciles() -> u16 {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    u16::try_from(cores)
+        .unwrap_or(u16::MAX)
+        .saturating_mul(RECONCILES_PER_CORE)
 }
 
 /// Bit set in the sync mask once the AccessKey cache has listed.
@@ -194,7 +239,7 @@ async fn on_deletions(
             None => "key deleted".to_string(),
         };
         audit::record(
-            &ctx.recorder,
+            &ctx.recorder(),
             &key,
             AuditEvent::normal(reasons::DELETED, message, id.as_deref()),
         )
@@ -205,5 +250,57 @@ async fn on_deletions(
         }) {
             let _ = retrigger.send(ObjectRef::from_obj(&*waiting));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+    use super::*;
+
+    #[test]
+    fn cached_secret_metadata_keeps_only_what_classify_reads() {
+        let owner = OwnerReference {
+            api_version: "keywarden.io/v1alpha1".into(),
+            kind: "AccessKey".into(),
+            name: "ci".into(),
+            uid: "uid-1".into(),
+            controller: Some(true),
+            ..OwnerReference::default()
+        };
+        let mut secret = PartialObjectMeta::<Secret> {
+            metadata: ObjectMeta {
+                name: Some("ci-access-key".into()),
+                namespace: Some("team-a".into()),
+                resource_version: Some("42".into()),
+                uid: Some("secret-uid".into()),
+                labels: Some(BTreeMap::from([("team".into(), "a".into())])),
+                annotations: Some(BTreeMap::from([
+                    ("keywarden.io/access-key-id".into(), "AKW1".into()),
+                    ("example.com/note".into(), "x".into()),
+                ])),
+                owner_references: Some(vec![owner.clone()]),
+                ..ObjectMeta::default()
+            },
+            ..PartialObjectMeta::default()
+        };
+        keep_what_reconciles_read(&mut secret);
+        assert_eq!(
+            secret.metadata,
+            ObjectMeta {
+                name: Some("ci-access-key".into()),
+                namespace: Some("team-a".into()),
+                resource_version: Some("42".into()),
+                annotations: Some(BTreeMap::from([(
+                    "keywarden.io/access-key-id".into(),
+                    "AKW1".into()
+                )])),
+                owner_references: Some(vec![owner]),
+                ..ObjectMeta::default()
+            }
+        );
     }
 }

@@ -437,42 +437,10 @@ pub fn secret_data(secret: &Secret, key: &str) -> Option<String> {
     String::from_utf8(bytes.0.clone()).ok()
 }
 
-/// Controller flags of a child process, read from `KEYWARDEN_*` environment variables.
-#[derive(clap::Parser)]
-struct ChildArgs {
-    #[command(flatten)]
-    controller: ControllerArgs,
-}
-
 /// A client for an API server URL without authentication (devcluster).
 pub fn client_for_url(url: &str) -> anyhow::Result<Client> {
     let config = kube::Config::new(url.parse()?);
     Ok(Client::try_from(config)?)
-}
-
-/// Entry point of a controller child process: runs until killed or SIGTERM.
-pub async fn run_child_controller(url: &str) -> anyhow::Result<()> {
-    use clap::Parser;
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,kube=warn".into()),
-        )
-        .try_init();
-    let client = client_for_url(url)?;
-    let args = ChildArgs::parse_from(["keywarden-child"]).controller;
-    let stop = CancellationToken::new();
-    let on_signal = stop.clone();
-    tokio::spawn(async move {
-        if let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            term.recv().await;
-        }
-        on_signal.cancel();
-    });
-    controller::run(client, args, stop).await
 }
 
 /// Resident set size of process `pid` in KiB (Linux).
