@@ -12,7 +12,7 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "machine"
 # why: a linker that runs out of disk dies with SIGBUS, not with a clear message; say up front.
-df -h . "${CARGO_TARGET_DIR:-target}" 2>/dev/null | sort -u || true
+df -h . || true
 free_kib="$(df -Pk . | awk 'NR == 2 { print $4 }')"
 if [[ -n "${free_kib}" && "${free_kib}" -lt $((6 * 1024 * 1024)) ]]; then
   echo "warning: only $((free_kib / 1024)) MiB free here; a full build and test run needs about 6 GiB" >&2

@@ -167,6 +167,10 @@ async fn reconcile_key(key: &AccessKey, ctx: &Context) -> Result<Action> {
     let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &namespace);
     let policy = policy::resolve(key, ctx).await?;
     let remembered = key.status.as_ref().and_then(Issuance::from_status);
+    if let (Some(_), Some(uid)) = (&remembered, key.uid()) {
+        // why: the cached key shows its issuance now, so the limit counts it from the cache.
+        ctx.owners.forget(&key_owner_identity(key), &uid);
+    }
     let mut secret = observe_secret(key, ctx, &secrets, remembered.as_ref()).await?;
     let mut limit = None;
     let mut own_write = false;
@@ -271,17 +275,35 @@ async fn issue_first(
     let owner = key_owner_identity(key);
     let uid = key.uid().ok_or(Error::MissingField("metadata.uid"))?;
     let lock = ctx.owners.lock_for(&owner);
-    let _serialized = lock.lock().await;
+    let issued = {
+        let _serialized = lock.lock().await;
+        issue_first_serialized(key, ctx, api, governing, now, &owner, &uid).await
+    };
+    drop(lock);
+    ctx.owners.release_lock(&owner);
+    issued
+}
+
+/// [`issue_first`] once the owner's lock is held.
+async fn issue_first_serialized(
+    key: &AccessKey,
+    ctx: &Context,
+    api: &Api<Secret>,
+    governing: &Governing,
+    now: DateTime<Utc>,
+    owner: &str,
+    uid: &str,
+) -> Result<Result<(WriteOutcome, Issuance), LimitDecision>> {
     let decision = limits::decide(
-        &owner_keys(key, ctx, &owner, &uid),
-        &uid,
+        &owner_keys(key, ctx, owner, uid),
+        &uid.to_owned(),
         governing.max_keys_per_owner,
     );
     if decision != LimitDecision::Allowed {
         return Ok(Err(decision));
     }
     // why: recorded before the write, so a lost response still counts against the owner.
-    ctx.owners.record_issued(&owner, &uid);
+    ctx.owners.record_issued(owner, uid);
     let grace_ends = schedule::grace_ends_at(now, &governing.timers);
     let new =
         issuance::generate(key, None, grace_ends, now, ctx.hash_params, &ctx.hash_slots).await?;

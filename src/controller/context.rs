@@ -108,11 +108,58 @@ impl OwnerGate {
         issued.get(owner).is_some_and(|uids| uids.contains(uid))
     }
 
-    /// Forgets a deleted key.
+    /// Drops the owner's lock when no task holds or waits for it.
+    // why: one lock per owner ever seen would grow with every owner; 10,000 owners held ~1.5 MiB.
+    pub fn release_lock(&self, owner: &str) {
+        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        // why: clones are made under this mutex, so a count of 1 (the map's) cannot rise now.
+        if locks
+            .get(owner)
+            .is_some_and(|lock| Arc::strong_count(lock) == 1)
+        {
+            locks.remove(owner);
+        }
+    }
+
+    /// Forgets a key: deleted, or its issuance now visible in the caches.
     pub fn forget(&self, owner: &str, uid: &str) {
         let mut issued = self.issued.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(uids) = issued.get_mut(owner) {
             uids.remove(uid);
+            if uids.is_empty() {
+                issued.remove(owner);
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_owner_lock_is_dropped_only_when_nobody_holds_it() {
+        let gate = OwnerGate::default();
+        let held = gate.lock_for("User/alice");
+        gate.release_lock("User/alice");
+        assert!(
+            Arc::ptr_eq(&held, &gate.lock_for("User/alice")),
+            "a held lock stays, so the next issuance of the owner waits for it"
+        );
+        drop(held);
+        gate.release_lock("User/alice");
+        assert!(gate.locks.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn forgetting_an_owners_last_key_forgets_the_owner() {
+        let gate = OwnerGate::default();
+        gate.record_issued("User/alice", "uid-1");
+        gate.record_issued("User/alice", "uid-2");
+        gate.forget("User/alice", "uid-1");
+        assert!(gate.was_issued("User/alice", "uid-2"));
+        gate.forget("User/alice", "uid-2");
+        assert!(!gate.was_issued("User/alice", "uid-2"));
+        assert!(gate.issued.lock().unwrap().is_empty());
     }
 }
