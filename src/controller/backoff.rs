@@ -1,5 +1,6 @@
 //! Per-object retry delays after failed reconciliations: exponential, capped, jittered.
 
+use crate::sync::lock;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Mutex;
@@ -40,7 +41,7 @@ impl<K: Eq + Hash> RetryBackoff<K> {
     /// Records one more failure of `object` and returns how long to wait before retrying it.
     pub fn failed(&self, object: K) -> Duration {
         let failures = {
-            let mut all = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+            let mut all = lock(&self.failures);
             let count = all.entry(object).or_default();
             *count = count.saturating_add(1);
             *count
@@ -50,7 +51,7 @@ impl<K: Eq + Hash> RetryBackoff<K> {
 
     /// Forgets `object`'s failures: it reconciled, or it is gone.
     pub fn reset(&self, object: &K) {
-        let mut all = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all = lock(&self.failures);
         all.remove(object);
     }
 }

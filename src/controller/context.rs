@@ -15,6 +15,7 @@ use super::metrics::Metrics;
 use super::secret_data::Verdicts;
 use crate::api::{AccessKey, AccessKeyPolicy, KeyOwner, OwnerKind};
 use crate::keys::hash::HashParams;
+use crate::sync::lock;
 
 /// The controller's notion of "now"; injectable so tests control time.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
@@ -89,13 +90,13 @@ pub struct OwnerGate {
 impl OwnerGate {
     /// The lock that serializes issuance decisions for `owner`.
     pub fn lock_for(&self, owner: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        let mut locks = lock(&self.locks);
         locks.entry(owner.to_string()).or_default().clone()
     }
 
     /// Records that this process wrote (or may have written) an issuance for key `uid`.
     pub fn record_issued(&self, owner: &str, uid: &str) {
-        let mut issued = self.issued.lock().unwrap_or_else(|e| e.into_inner());
+        let mut issued = lock(&self.issued);
         issued
             .entry(owner.to_string())
             .or_default()
@@ -104,14 +105,14 @@ impl OwnerGate {
 
     /// Whether this process recorded an issuance for key `uid`.
     pub fn was_issued(&self, owner: &str, uid: &str) -> bool {
-        let issued = self.issued.lock().unwrap_or_else(|e| e.into_inner());
+        let issued = lock(&self.issued);
         issued.get(owner).is_some_and(|uids| uids.contains(uid))
     }
 
     /// Drops the owner's lock when no task holds or waits for it.
     // why: one lock per owner ever seen would grow with every owner; 10,000 owners held ~1.5 MiB.
     pub fn release_lock(&self, owner: &str) {
-        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        let mut locks = lock(&self.locks);
         // why: clones are made under this mutex, so a count of 1 (the map's) cannot rise now.
         if locks
             .get(owner)
@@ -123,7 +124,7 @@ impl OwnerGate {
 
     /// Forgets a key: deleted, or its issuance now visible in the caches.
     pub fn forget(&self, owner: &str, uid: &str) {
-        let mut issued = self.issued.lock().unwrap_or_else(|e| e.into_inner());
+        let mut issued = lock(&self.issued);
         if let Some(uids) = issued.get_mut(owner) {
             uids.remove(uid);
             if uids.is_empty() {

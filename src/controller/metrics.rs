@@ -12,6 +12,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use crate::api::{AccessKey, Phase};
+use crate::sync::lock;
 
 /// Label set of the keys-by-phase gauge.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -79,12 +80,12 @@ impl Metrics {
 
     /// Points the keys-by-phase gauge at the running controller's cache (`None` when not leader).
     pub fn watch_keys(&self, keys: Option<Store<AccessKey>>) {
-        *self.keys.lock().unwrap_or_else(|e| e.into_inner()) = keys;
+        *lock(&self.keys) = keys;
     }
 
     /// The OpenMetrics text of every metric.
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
-        let keys = self.keys.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let keys = lock(&self.keys).clone();
         self.keys_by_phase.clear();
         if let Some(keys) = keys {
             for key in keys.state() {

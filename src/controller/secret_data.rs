@@ -22,6 +22,7 @@ use crate::api::{AccessKey, SecretType};
 use crate::keys::hash::verify_secret;
 use crate::keys::material::SecretKey;
 use crate::keys::token::parse_token;
+use crate::sync::lock;
 
 /// The data of a Secret read for a check; zeroized on drop.
 pub struct SecretData(BTreeMap<String, ByteString>);
@@ -228,7 +229,7 @@ impl Verdicts {
     fn earlier(&self, key: &AccessKey, resource_version: Option<&str>) -> Option<Option<String>> {
         let resource_version = resource_version?;
         let uid = key.uid()?;
-        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        let mut recent = lock(&self.recent);
         let status = key.status.as_ref();
         if let Some(status) =
             status.filter(|s| s.secret_resource_version.as_deref() == Some(resource_version))
@@ -255,14 +256,14 @@ impl Verdicts {
     /// Remembers the verdict on `key`'s Secret at `resource_version` until the status shows it.
     fn record(&self, key: &AccessKey, resource_version: Option<&str>, modified: Option<&String>) {
         if let (Some(uid), Some(rv)) = (key.uid(), resource_version) {
-            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            let mut recent = lock(&self.recent);
             recent.insert(uid, (rv.to_string(), modified.cloned()));
         }
     }
 
     /// Forgets a deleted key.
     pub fn forget(&self, uid: &str) {
-        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        let mut recent = lock(&self.recent);
         recent.remove(uid);
     }
 }

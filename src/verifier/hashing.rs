@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::sync::{OnceCell, Semaphore};
@@ -12,6 +12,7 @@ use super::guard::SecretMac;
 use super::metrics::Metrics;
 use crate::keys::hash::verify_secret;
 use crate::keys::material::SecretKey;
+use crate::sync::lock;
 
 /// Result of one argon2 verification.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,13 +115,6 @@ impl Drop for QueueSlot<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // why: every critical section is a complete map operation; poisoning leaves no torn state.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

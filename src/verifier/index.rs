@@ -8,6 +8,7 @@ use http::HeaderValue;
 use kube::ResourceExt;
 
 use crate::api::access_key::{AccessKey, OwnerKind, Phase};
+use crate::sync::{read, write};
 
 /// Namespace and name of an `AccessKey`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -198,17 +199,11 @@ impl KeyIndex {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, IndexState> {
-        // why: a panic while holding the lock cannot leave the maps inconsistent (every write
-        // is a sequence of complete inserts/removes), so a poisoned lock is still usable.
-        self.state
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        read(&self.state)
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, IndexState> {
-        self.state
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        write(&self.state)
     }
 }
 

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::check::Verifier;
 use super::index::KeyRef;
 use crate::api::access_key::AccessKey;
+use crate::sync::{lock, read, write};
 
 /// Field manager of the verifier's status patches.
 pub const FIELD_MANAGER: &str = "keywarden-verifier";
@@ -150,22 +151,6 @@ pub async fn flush_due(verifier: &Verifier, client: &Client, interval: Duration)
         }
     }
     verifier.metrics().set_flush_lag(lag);
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // why: every critical section is a complete map operation; poisoning leaves no torn state.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    lock.write()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
