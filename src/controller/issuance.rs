@@ -174,6 +174,22 @@ pub struct NewIssuance {
     pub record: Issuance,
 }
 
+/// Runs argon2id work (`hashing`) on a blocking thread once one of `hash_slots` is free.
+pub async fn with_hash_slot<T: Send + 'static>(
+    hash_slots: &tokio::sync::Semaphore,
+    hashing: impl FnOnce() -> T + Send + 'static,
+) -> Result<T> {
+    // why: each argon2id hash holds its memory cost (19 MiB by default); one per core at a time.
+    let _slot = hash_slots
+        .acquire()
+        .await
+        .map_err(|_| Error::MissingField("hash slot"))?;
+    // why: argon2id takes tens of milliseconds of CPU; it must not block the reconcilers.
+    tokio::task::spawn_blocking(hashing)
+        .await
+        .map_err(Error::HashTask)
+}
+
 /// Generates a new ID and secret and hashes the secret (off the async runtime).
 pub async fn generate(
     key: &AccessKey,
@@ -185,18 +201,11 @@ pub async fn generate(
 ) -> Result<NewIssuance> {
     let id = AccessKeyId::generate();
     let secret = SecretKey::generate();
-    // why: each argon2id hash holds its memory cost (19 MiB by default); one per core at a time.
-    let _slot = hash_slots
-        .acquire()
-        .await
-        .map_err(|_| Error::MissingField("hash slot"))?;
-    // why: argon2id takes tens of milliseconds of CPU; it must not block the reconcilers.
-    let (secret, hash) = tokio::task::spawn_blocking(move || {
+    let (secret, hash) = with_hash_slot(hash_slots, move || {
         let hash = hash_secret(&secret, &params);
         (secret, hash)
     })
-    .await
-    .map_err(Error::HashTask)?;
+    .await?;
     let secret_hash = hash.map_err(Error::HashSecret)?;
     let previous_keys = prior
         .map(|prior| {

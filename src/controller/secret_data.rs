@@ -176,17 +176,10 @@ pub async fn check(
     };
     let access_key_id = issuance.access_key_id.clone();
     let basic_auth = fresh.type_.as_deref() == Some(SecretType::BasicAuth.as_str());
-    let _slot = ctx
-        .hash_slots
-        .acquire()
-        .await
-        .map_err(|_| Error::MissingField("hash slot"))?;
-    // why: argon2id takes tens of milliseconds of CPU; it must not block the reconcilers.
-    let modified = tokio::task::spawn_blocking(move || {
+    let modified = issuance::with_hash_slot(&ctx.hash_slots, move || {
         modified_data_key(&data, basic_auth, &access_key_id, &secret_hash)
     })
-    .await
-    .map_err(Error::HashTask)?;
+    .await?;
     if let Some(data_key) = modified {
         tracing::warn!(
             name = key.name_any(),
