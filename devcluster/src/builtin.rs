@@ -122,15 +122,6 @@ const BUILTIN: &[Row] = &[
         true,
     ),
     (
-        "authorization.k8s.io",
-        "v1",
-        "SelfSubjectAccessReview",
-        "selfsubjectaccessreviews",
-        &[],
-        false,
-        false,
-    ),
-    (
         "admissionregistration.k8s.io",
         "v1",
         "ValidatingAdmissionPolicy",
@@ -150,8 +141,72 @@ const BUILTIN: &[Row] = &[
     ),
 ];
 
+/// Kinds that are computed per request and never stored: only `create` is served.
+/// (group, version, kind, plural, namespaced)
+const REVIEWS: &[(&str, &str, &str, &str, bool)] = &[
+    (
+        "authentication.k8s.io",
+        "v1",
+        "TokenReview",
+        "tokenreviews",
+        false,
+    ),
+    (
+        "authentication.k8s.io",
+        "v1",
+        "SelfSubjectReview",
+        "selfsubjectreviews",
+        false,
+    ),
+    (
+        "authorization.k8s.io",
+        "v1",
+        "SelfSubjectAccessReview",
+        "selfsubjectaccessreviews",
+        false,
+    ),
+    (
+        "authorization.k8s.io",
+        "v1",
+        "SubjectAccessReview",
+        "subjectaccessreviews",
+        false,
+    ),
+    (
+        "authorization.k8s.io",
+        "v1",
+        "LocalSubjectAccessReview",
+        "localsubjectaccessreviews",
+        true,
+    ),
+    (
+        "authorization.k8s.io",
+        "v1",
+        "SelfSubjectRulesReview",
+        "selfsubjectrulesreviews",
+        false,
+    ),
+];
+
 /// The resource types served before any CRD is created.
 pub fn builtin_types() -> Vec<ResourceType> {
+    let reviews = REVIEWS
+        .iter()
+        .map(|&(group, version, kind, plural, namespaced)| ResourceType {
+            group: group.to_string(),
+            version: version.to_string(),
+            kind: kind.to_string(),
+            list_kind: format!("{kind}List"),
+            plural: plural.to_string(),
+            singular: kind.to_lowercase(),
+            short_names: Vec::new(),
+            categories: Vec::new(),
+            namespaced,
+            status_subresource: false,
+            scale_subresource: None,
+            verbs: vec!["create".to_string()],
+            crd: None,
+        });
     BUILTIN
         .iter()
         .map(
@@ -171,5 +226,6 @@ pub fn builtin_types() -> Vec<ResourceType> {
                 crd: None,
             },
         )
+        .chain(reviews)
         .collect()
 }

@@ -13,6 +13,9 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
+use crate::auth::authn::Authenticator;
+use crate::auth::rbac::Rbac;
+use crate::auth::{AlwaysAllow, AuthorizationMode, Authorizer};
 use crate::builtin::builtin_types;
 use crate::faults::Faults;
 use crate::registry::Registry;
@@ -49,6 +52,8 @@ pub struct Options {
     pub history_capacity: usize,
     /// How often idle watches that allow bookmarks receive one.
     pub bookmark_interval: Duration,
+    /// RBAC (default) or allow everything.
+    pub authorization: AuthorizationMode,
 }
 
 impl Default for Options {
@@ -57,6 +62,7 @@ impl Default for Options {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             history_capacity: 100_000,
             bookmark_interval: Duration::from_secs(10),
+            authorization: AuthorizationMode::Rbac,
         }
     }
 }
@@ -104,6 +110,11 @@ impl DevCluster {
             faults: faults.clone(),
             url: format!("http://{addr}"),
             bookmark_interval: options.bookmark_interval,
+            authenticator: Authenticator::new(),
+            authorizer: match options.authorization {
+                AuthorizationMode::Rbac => Arc::new(Rbac::default()) as Arc<dyn Authorizer>,
+                AuthorizationMode::AlwaysAllow => Arc::new(AlwaysAllow),
+            },
         });
         let (shutdown, stopped) = oneshot::channel();
         tokio::spawn(serve(listener, server, stopped));

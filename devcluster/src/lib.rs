@@ -2,10 +2,12 @@
 //!
 //! It serves the Kubernetes HTTP API from one process so that operators can be tested against
 //! real clients (kube-rs, kubectl, helm) without a real cluster. It is never part of a
-//! production install: no kubelet, no pods running, no authentication.
+//! production install: no kubelet, no pods running, no TLS.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod apply;
+pub mod auth;
 pub mod bench;
 pub mod builtin;
 mod cluster;
@@ -19,7 +21,7 @@ pub mod protobuf;
 pub mod registry;
 pub mod schema;
 pub mod selector;
-mod server;
+pub(crate) mod server;
 pub mod status;
 pub mod store;
 pub mod table;

@@ -15,6 +15,8 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::Value;
 
+use crate::auth::authn::Authenticator;
+use crate::auth::{Attributes, Authorizer, UserInfo};
 use crate::faults::{FaultAction, Faults, RequestInfo};
 use crate::registry::{Registry, ResourceType};
 use crate::status::ApiError;
@@ -30,6 +32,8 @@ pub(crate) struct Server {
     pub url: String,
     /// How often idle watches with `allowWatchBookmarks` get a BOOKMARK.
     pub bookmark_interval: Duration,
+    pub authenticator: Authenticator,
+    pub authorizer: Arc<dyn Authorizer>,
 }
 
 /// The request's connection must be reset without an answer (the drop-response fault).
@@ -100,6 +104,8 @@ pub(crate) struct Call {
     pub accept: String,
     pub content_type: String,
     pub user_agent: String,
+    /// Who is asking (after impersonation).
+    pub user: Arc<UserInfo>,
 }
 
 fn header(req: &Request<Incoming>, name: ::http::header::HeaderName) -> String {
@@ -146,8 +152,28 @@ impl Server {
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
         }
+        let user = match crate::auth::authn::authenticate(&self, req.headers()) {
+            Ok(user) => Arc::new(user),
+            Err(err) => return Ok(http::error(&err)),
+        };
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         let served = self.registry.snapshot();
+        if parse_resource_path(&segments).is_none() {
+            let attributes = Attributes {
+                user: user.clone(),
+                verb: req.method().as_str().to_ascii_lowercase(),
+                resource_request: false,
+                path: path.clone(),
+                ..Attributes::default()
+            };
+            let decision = self.authorizer.authorize(&attributes);
+            if !decision.allowed() {
+                return Ok(http::error(&crate::auth::rbac::forbidden(
+                    &attributes,
+                    &decision,
+                )));
+            }
+        }
         match segments.as_slice() {
             ["version"] => return Ok(http::json(200, &crate::discovery::version())),
             ["api"] => {
@@ -202,6 +228,11 @@ impl Server {
                 "scale" => rt.scale_subresource.is_some(),
                 _ => false,
             };
+            let served = served
+                || (sub == "token" && rt.group.is_empty() && rt.plural == "serviceaccounts")
+                || (sub == "approval"
+                    && rt.group == "certificates.k8s.io"
+                    && rt.plural == "certificatesigningrequests");
             if !served {
                 return Ok(http::error(&ApiError::new(
                     404,
@@ -221,10 +252,30 @@ impl Server {
             accept: header(&req, ::http::header::ACCEPT),
             content_type: header(&req, ::http::header::CONTENT_TYPE),
             user_agent: header(&req, ::http::header::USER_AGENT),
+            user: user.clone(),
         };
         drop(served);
         let method = req.method().clone();
         let verb = verb_of(&method, &call);
+        let attributes = Attributes {
+            user,
+            verb: verb.to_string(),
+            resource_request: true,
+            api_group: call.rt.group.clone(),
+            api_version: call.rt.version.clone(),
+            resource: call.rt.plural.clone(),
+            subresource: call.subresource.clone().unwrap_or_default(),
+            namespace: call.namespace.clone(),
+            name: call.name.clone().unwrap_or_default(),
+            path: path.clone(),
+        };
+        let decision = self.authorizer.authorize(&attributes);
+        if !decision.allowed() {
+            return Ok(http::error(&crate::auth::rbac::forbidden(
+                &attributes,
+                &decision,
+            )));
+        }
         let fault = self.faults.take(&RequestInfo {
             verb,
             resource: &call.rt.plural,

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use super::http::{self, Body};
 use super::read::{render_one, Filter};
 use super::{from_wire, to_wire, Call, Server};
+use crate::admission::{self, AdmissionRequest, Operation};
 use crate::apply::{self, ApplyError, ApplyRequest};
 use crate::crds;
 use crate::patch;
@@ -86,6 +87,45 @@ fn admit(call: &Call, obj: &mut Value, old: Option<&Value>) -> Result<Vec<String
             }
         }
     })
+}
+
+/// The write as admission sees it: RBAC escalation prevention for roles and bindings, then
+/// every matching ValidatingAdmissionPolicy. Returns the policies' warnings.
+fn admit_write(
+    server: &Server,
+    state: &State,
+    call: &Call,
+    operation: Operation,
+    name: &str,
+    object: Option<&Value>,
+    old_object: Option<&Value>,
+    dry_run: bool,
+) -> Result<Vec<String>, ApiError> {
+    if let Some(object) = object.filter(|_| call.rt.group == "rbac.authorization.k8s.io") {
+        crate::auth::rbac::check_escalation(server, state, &call.rt, &call.user, object)?;
+    }
+    let namespace = match (object, old_object) {
+        (Some(obj), _) | (None, Some(obj)) => obj
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or(&call.namespace),
+        (None, None) => &call.namespace,
+    };
+    admission::validate(
+        state,
+        server.authorizer.as_ref(),
+        &AdmissionRequest {
+            operation,
+            rt: &call.rt,
+            namespace,
+            name,
+            subresource: call.subresource.as_deref().unwrap_or_default(),
+            object,
+            old_object,
+            user: &call.user,
+            dry_run,
+        },
+    )
 }
 
 /// What the API server does to built-in kinds on every write: Secrets get a default `type` and
@@ -186,22 +226,13 @@ pub(crate) fn create(
     call: &Call,
     body: &[u8],
 ) -> Result<Response<Body>, ApiError> {
+    if let Some(review) = crate::auth::answer_review(server, call, body) {
+        return review.map(|answer| http::json(201, &answer));
+    }
     if call.name.is_some() {
         return Err(ApiError::method_not_allowed(
             "POST is not allowed on a named resource",
         ));
-    }
-    if call.rt.group == "authorization.k8s.io" && call.rt.plural == "selfsubjectaccessreviews" {
-        // why: devcluster has no authorization: every access review is allowed and none is
-        // stored; the body (often protobuf from kubectl) is not needed to answer.
-        let review = json!({
-            "apiVersion": "authorization.k8s.io/v1",
-            "kind": "SelfSubjectAccessReview",
-            "metadata": {},
-            "spec": serde_json::from_slice::<Value>(body).ok().and_then(|b| b.get("spec").cloned()).unwrap_or_else(|| json!({})),
-            "status": { "allowed": true, "reason": "devcluster allows every request" },
-        });
-        return Ok(http::json(201, &review));
     }
     let ctx = write_context(call)?;
     let mut obj = from_wire(&call.rt, http::parse_body(body)?);
@@ -216,7 +247,7 @@ pub(crate) fn create(
         }
     }
     normalize_builtin(&call.rt, &mut obj);
-    let warnings = admit(call, &mut obj, None)?;
+    let mut warnings = admit(call, &mut obj, None)?;
     let name = obj
         .pointer("/metadata/name")
         .and_then(Value::as_str)
@@ -224,6 +255,16 @@ pub(crate) fn create(
         .to_string();
     let mut state = server.store.lock();
     check_namespace(&state, call, &name)?;
+    warnings.extend(admit_write(
+        server,
+        &state,
+        call,
+        Operation::Create,
+        &name,
+        Some(&obj),
+        None,
+        ctx.dry_run,
+    )?);
     let created = state.create(&call.rt, &call.key, &call.namespace, obj, &ctx)?;
     if is_crd(&call.rt) && !ctx.dry_run {
         let name = created
@@ -251,7 +292,17 @@ pub(crate) fn update(
         return Err(ApiError::not_found(&call.rt, name));
     };
     normalize_builtin(&call.rt, &mut obj);
-    let warnings = admit(call, &mut obj, Some(&old))?;
+    let mut warnings = admit(call, &mut obj, Some(&old))?;
+    warnings.extend(admit_write(
+        server,
+        &state,
+        call,
+        Operation::Update,
+        name,
+        Some(&obj),
+        Some(&old),
+        ctx.dry_run,
+    )?);
     let updated = state.update(&call.rt, &call.key, &call.namespace, name, obj, &ctx)?;
     if is_crd(&call.rt) && !ctx.dry_run {
         sync_crd(server, &mut state, name);
@@ -327,7 +378,17 @@ pub(crate) fn patch(server: &Server, call: &Call, body: &[u8]) -> Result<Respons
         let mut obj = apply::server_side_apply(None, &applied, &apply_request)
             .map_err(|e| apply_error(&call.rt, name, e))?;
         normalize_builtin(&call.rt, &mut obj);
-        let warnings = admit(call, &mut obj, None)?;
+        let mut warnings = admit(call, &mut obj, None)?;
+        warnings.extend(admit_write(
+            server,
+            &state,
+            call,
+            Operation::Create,
+            name,
+            Some(&obj),
+            None,
+            ctx.dry_run,
+        )?);
         ctx.managed_fields_done = true;
         let created = state.create(&call.rt, &call.key, &call.namespace, obj, &ctx)?;
         if is_crd(&call.rt) && !ctx.dry_run {
@@ -363,7 +424,17 @@ pub(crate) fn patch(server: &Server, call: &Call, body: &[u8]) -> Result<Respons
     ctx.managed_fields_done = is_apply;
     let mut obj_stored = from_wire(&call.rt, std::mem::take(&mut obj));
     normalize_builtin(&call.rt, &mut obj_stored);
-    let warnings = admit(call, &mut obj_stored, Some(&current))?;
+    let mut warnings = admit(call, &mut obj_stored, Some(&current))?;
+    warnings.extend(admit_write(
+        server,
+        &state,
+        call,
+        Operation::Update,
+        name,
+        Some(&obj_stored),
+        Some(&current),
+        ctx.dry_run,
+    )?);
     let updated = state.update(&call.rt, &call.key, &call.namespace, name, obj_stored, &ctx)?;
     if is_crd(&call.rt) && !ctx.dry_run {
         sync_crd(server, &mut state, name);
@@ -422,6 +493,19 @@ pub(crate) fn delete(
     let name = call.name.as_deref().unwrap_or_default();
     let options = delete_options(call, body)?;
     let mut state = server.store.lock();
+    let warnings = match state.get(&call.key, &call.namespace, name).cloned() {
+        Some(current) => admit_write(
+            server,
+            &state,
+            call,
+            Operation::Delete,
+            name,
+            None,
+            Some(&current),
+            options.dry_run,
+        )?,
+        None => Vec::new(),
+    };
     let deleted = state.delete(&call.rt, &call.key, &call.namespace, name, &options)?;
     if is_crd(&call.rt) && !options.dry_run {
         sync_crd(server, &mut state, name);
@@ -438,7 +522,7 @@ pub(crate) fn delete(
             &status::success_status(&call.rt, name, uid),
         ));
     }
-    Ok(respond(call, 200, &deleted.object, &[]))
+    Ok(respond(call, 200, &deleted.object, &warnings))
 }
 
 pub(crate) fn delete_collection(
@@ -456,6 +540,19 @@ pub(crate) fn delete_collection(
         .collect();
     let mut items = Vec::with_capacity(targets.len());
     for (namespace, name) in targets {
+        // why: kube-apiserver admits a deletecollection object by object.
+        if let Some(current) = state.get(&call.key, &namespace, &name).cloned() {
+            admit_write(
+                server,
+                &state,
+                call,
+                Operation::Delete,
+                &name,
+                None,
+                Some(&current),
+                options.dry_run,
+            )?;
+        }
         let deleted = state.delete(&call.rt, &call.key, &namespace, &name, &options)?;
         items.push(to_wire(&call.rt, &deleted.object));
     }
