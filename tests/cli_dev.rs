@@ -148,3 +148,62 @@ async fn dev_issues_example_keys_that_its_verifier_accepts() {
         .unwrap();
     assert!(status.success(), "dev exited with {status}");
 }
+
+/// Starts `keywarden dev` with its stdout already closed (the reader of its pipe is gone, as
+/// after `keywarden dev | tee log` and Ctrl-C), waits until its verifier is ready, sends
+/// `signal` and expects a clean exit.
+async fn dev_with_closed_stdout_stops_on(signal: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = format!("127.0.0.1:{}", free_port());
+    let mut dev = tokio::process::Command::new(env!("CARGO_BIN_EXE_keywarden"))
+        .args(["dev", "--disable-leader-election", "--no-examples"])
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--probe-addr")
+        .arg(&probe)
+        .arg("--kubeconfig-out")
+        .arg(dir.path().join("kubeconfig"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    drop(dev.stdout.take());
+    let http = reqwest::Client::new();
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let ready = http.get(format!("http://{probe}/readyz")).send().await;
+            if ready.is_ok_and(|r| r.status() == 200) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("dev became ready with its stdout closed");
+    // why: the next steps are printed once setup is done; give that write time to hit the
+    // closed pipe before signalling, which is the order a user's Ctrl-C comes in.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = dev.id().unwrap().to_string();
+    let signalled = tokio::process::Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(signalled.success());
+    let status = tokio::time::timeout(WAIT, dev.wait())
+        .await
+        .unwrap_or_else(|_| panic!("dev ignored {signal} with its stdout closed"))
+        .unwrap();
+    assert!(status.success(), "dev exited with {status} after {signal}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_with_closed_stdout_stops_cleanly_on_sigint() {
+    dev_with_closed_stdout_stops_on("-INT").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_with_closed_stdout_stops_cleanly_on_sigterm() {
+    dev_with_closed_stdout_stops_on("-TERM").await;
+}

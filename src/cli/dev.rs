@@ -57,14 +57,21 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
                 tracing::error!(error = %format!("{e:#}"), "applying the examples failed");
             }
         }
-        println!(
-            "{}",
-            next_steps(&kubeconfig, verifier_addr, !args.no_examples)
-        );
+        print_to_stdout(&next_steps(&kubeconfig, verifier_addr, !args.no_examples));
     };
     let (result, ()) = tokio::join!(run_parts(client.clone(), parts, shutdown), setup);
     drop(cluster);
     result
+}
+
+/// Prints `text` on stdout; a closed stdout (`keywarden dev | tee log` after tee exited) is
+/// logged, never a panic: keywarden keeps running and still stops on a signal.
+fn print_to_stdout(text: &str) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(err) = writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        tracing::warn!(error = %err, "cannot write the next steps to stdout");
+    }
 }
 
 fn write_kubeconfig(cluster: &devcluster::DevCluster, path: &Path) -> anyhow::Result<PathBuf> {
