@@ -1,5 +1,6 @@
 //! `kubectl keywarden`: rotate, activate, deactivate, reactivate, status and credentials.
 
+pub mod create;
 pub mod credentials;
 pub mod status;
 
@@ -17,6 +18,8 @@ use credentials::{Credentials, CredentialsFormat};
 
 const AFTER_HELP: &str = "\
 Examples:
+  kubectl keywarden create laptop --scope logs:view --format csv > laptop.csv
+  kubectl keywarden status --mine
   kubectl keywarden status -A
   kubectl keywarden rotate ci-deployer -n team-a
   kubectl keywarden credentials ci-deployer -n team-a --format csv > ci-deployer.csv";
@@ -41,6 +44,9 @@ pub struct PluginCli {
 /// The plugin's subcommands.
 #[derive(clap::Subcommand, Debug)]
 pub enum PluginCommand {
+    /// Create a key owned by you (or by a ServiceAccount of the namespace), wait until it is
+    /// issued and print its credentials once.
+    Create(create::CreateArgs),
     /// Issue a new access ID and secret now (bumps spec.rotateGeneration); the old ones keep
     /// working for the policy's rotation grace period.
     Rotate { name: String },
@@ -57,6 +63,9 @@ pub enum PluginCommand {
         /// Every namespace.
         #[arg(short = 'A', long, conflicts_with = "name")]
         all_namespaces: bool,
+        /// Only your own keys, in every namespace you may list (else in the namespace).
+        #[arg(long, conflicts_with_all = ["name", "all_namespaces"])]
+        mine: bool,
     },
     /// Print a key's credentials from its Secret.
     Credentials {
@@ -72,6 +81,15 @@ pub async fn run(cli: PluginCli) -> anyhow::Result<()> {
     let namespace = cli.namespace.clone().unwrap_or(default_namespace);
     let keys: Api<AccessKey> = Api::namespaced(client.clone(), &namespace);
     let output = match cli.command {
+        PluginCommand::Create(args) => create::run(&client, &namespace, &args).await?,
+        PluginCommand::Status { mine: true, .. } => {
+            let (shown, scope_note) = my_keys(&client, &keys, &namespace).await?;
+            eprintln!("{scope_note}");
+            if shown.is_empty() {
+                return Ok(());
+            }
+            status_report(&client, &shown, true).await
+        }
         PluginCommand::Rotate { name } => {
             let generation = bump(&keys, &namespace, &name, "rotateGeneration", |k| {
                 k.spec.rotate_generation
@@ -97,6 +115,7 @@ pub async fn run(cli: PluginCli) -> anyhow::Result<()> {
         PluginCommand::Status {
             name,
             all_namespaces,
+            mine: false,
         } => {
             let scope = if all_namespaces {
                 Api::all(client.clone())
@@ -131,6 +150,45 @@ pub async fn run(cli: PluginCli) -> anyhow::Result<()> {
     std::io::stdout()
         .write_all(output.as_bytes())
         .context("writing to stdout")
+}
+
+/// The caller's own keys: across every namespace when they may list keys cluster-wide, else
+/// in `namespace`; with a line saying which.
+async fn my_keys(
+    client: &Client,
+    keys: &Api<AccessKey>,
+    namespace: &str,
+) -> anyhow::Result<(Vec<AccessKey>, String)> {
+    let me = create::caller_username(client).await?;
+    let (listed, scope) = match Api::<AccessKey>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+    {
+        Ok(list) => (list.items, "in every namespace".to_string()),
+        Err(kube::Error::Api(status)) if status.code == 403 => (
+            keys.list(&ListParams::default()).await?.items,
+            format!("in namespace {namespace} (you may not list keys cluster-wide)"),
+        ),
+        Err(e) => return Err(e.into()),
+    };
+    let mine: Vec<AccessKey> = listed
+        .into_iter()
+        .filter(|key| owner_username(key) == me)
+        .collect();
+    let note = format!("{} key(s) owned by {me} {scope}.", mine.len());
+    Ok((mine, note))
+}
+
+/// The Kubernetes username a key's owner speaks as.
+fn owner_username(key: &AccessKey) -> String {
+    match key.spec.owner.kind {
+        crate::api::OwnerKind::User => key.spec.owner.name.clone(),
+        crate::api::OwnerKind::ServiceAccount => format!(
+            "system:serviceaccount:{}:{}",
+            key.metadata.namespace.as_deref().unwrap_or_default(),
+            key.spec.owner.name
+        ),
+    }
 }
 
 fn no_keys(namespace: &str, all_namespaces: bool) -> anyhow::Result<()> {
@@ -279,7 +337,8 @@ mod tests {
             all.command,
             PluginCommand::Status {
                 name: None,
-                all_namespaces: true
+                all_namespaces: true,
+                mine: false
             }
         ));
         assert!(PluginCli::try_parse_from(["kubectl-keywarden", "status", "x", "-A"]).is_err());
