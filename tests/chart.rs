@@ -412,9 +412,15 @@ fn watch_namespaces_render_confines_the_verifier_but_never_the_controller() {
         .collect();
     verifier_namespaces.sort_unstable();
     assert_eq!(verifier_namespaces, ["team-a", "team-b"]);
+    // why: the aggregated user roles (view, edit, manage) are bound by no one in the chart;
+    // Kubernetes' own view/edit/admin roles pick them up.
+    let bound_cluster_roles: Vec<&str> = of_kind(&objects, "ClusterRoleBinding")
+        .filter_map(|binding| binding["roleRef"]["name"].as_str())
+        .collect();
     let key_readers: Vec<&str> = of_kind(&objects, "ClusterRole")
         .filter(|role| grants(role, "accesskeys"))
         .filter_map(|role| role["metadata"]["name"].as_str())
+        .filter(|name| bound_cluster_roles.contains(name))
         .collect();
     assert_eq!(
         key_readers,
@@ -526,5 +532,68 @@ fn rendered_default_policy_matches_the_crd_schema() {
                 .any(|line| line == "valid AccessKeyPolicy/default"),
             "{file}: the default policy was not validated:\n{report}"
         );
+    }
+}
+
+#[test]
+fn deploy_access_control_is_the_charts_rendering() {
+    let helm = require!(helm_binary(), "helm", "run scripts/ensure-kube-tools.sh");
+    let dir = tempfile::tempdir().unwrap();
+    let rendered = dir.path().join("access-control.yaml");
+    run(Command::new(repo_root().join("scripts/render-deploy.sh"))
+        .arg(&rendered)
+        .env("KEYWARDEN_HELM", &helm));
+    let committed = std::fs::read_to_string(repo_root().join("deploy/access-control.yaml"))
+        .expect("deploy/access-control.yaml");
+    assert!(
+        std::fs::read_to_string(&rendered).unwrap() == committed,
+        "deploy/access-control.yaml differs from the chart; run scripts/render-deploy.sh"
+    );
+}
+
+#[test]
+fn admission_policies_bind_the_release_service_accounts() {
+    let helm = require!(helm_binary(), "helm", "run scripts/ensure-kube-tools.sh");
+    let objects = documents(&render(&helm, &[]));
+    let status = find(
+        &objects,
+        "ValidatingAdmissionPolicy",
+        "kw-keywarden-access-key-status",
+    );
+    let rule = status["spec"]["validations"][0]["expression"]
+        .as_str()
+        .unwrap();
+    assert!(
+        rule.contains("'system:serviceaccount:keywarden-system:kw-keywarden-controller'"),
+        "{rule}"
+    );
+    assert!(
+        rule.contains("'system:serviceaccount:keywarden-system:kw-keywarden-verifier'"),
+        "{rule}"
+    );
+    for name in [
+        "kw-keywarden-access-key-ownership",
+        "kw-keywarden-access-key-status",
+    ] {
+        let binding = find(&objects, "ValidatingAdmissionPolicyBinding", name);
+        assert_eq!(binding["spec"]["policyName"], name);
+        assert_eq!(binding["spec"]["validationActions"], json!(["Deny"]));
+    }
+    for (role, label) in [
+        (
+            "kw-keywarden-view",
+            "rbac.authorization.k8s.io/aggregate-to-view",
+        ),
+        (
+            "kw-keywarden-edit",
+            "rbac.authorization.k8s.io/aggregate-to-edit",
+        ),
+        (
+            "kw-keywarden-manage",
+            "rbac.authorization.k8s.io/aggregate-to-admin",
+        ),
+    ] {
+        let role = find(&objects, "ClusterRole", role);
+        assert_eq!(role["metadata"]["labels"][label], "true");
     }
 }

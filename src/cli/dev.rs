@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
+use super::access_control;
 use super::manifests::{apply_examples, install_crds};
-use super::serve::{run_parts, Parts};
+use super::serve::{run_parts, PartClients, Parts};
 use super::RunArgs;
 
 /// Arguments of `keywarden dev`.
@@ -44,11 +45,18 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         .client()
         .context("connecting to the in-memory cluster")?;
     install_crds(&client).await?;
-    tracing::info!(api = %cluster.url(), "devcluster ready, CRDs installed");
+    access_control::install(&client)
+        .await
+        .context("installing keywarden's RBAC and admission policies")?;
+    let clients = chart_clients(&cluster, &client).await?;
+    tracing::info!(api = %cluster.url(), "devcluster ready: CRDs, RBAC and admission policies installed");
 
     let verifier_addr = args.run.verifier.listen;
+    let mut controller = args.run.controller;
+    // why: the chart's leader-election Role grants Leases in its own namespace only.
+    controller.leader_election_namespace = access_control::NAMESPACE.to_owned();
     let parts = Parts {
-        controller: Some(args.run.controller),
+        controller: Some(controller),
         verifier: Some(args.run.verifier),
     };
     let setup = async {
@@ -59,9 +67,34 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> anyhow::Result<(
         }
         print_to_stdout(&next_steps(&kubeconfig, verifier_addr, !args.no_examples));
     };
-    let (result, ()) = tokio::join!(run_parts(client.clone(), parts, shutdown), setup);
+    let (result, ()) = tokio::join!(run_parts(clients, parts, shutdown), setup);
     drop(cluster);
     result
+}
+
+/// Clients for the controller and the verifier, each as its chart ServiceAccount.
+async fn chart_clients(
+    cluster: &devcluster::DevCluster,
+    admin: &kube::Client,
+) -> anyhow::Result<PartClients> {
+    let kubeconfig = cluster.kubeconfig()?;
+    let base = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .context("reading devcluster's kubeconfig")?;
+    Ok(PartClients {
+        controller: access_control::service_account_client(
+            admin,
+            &base,
+            access_control::CONTROLLER_SERVICE_ACCOUNT,
+        )
+        .await?,
+        verifier: access_control::service_account_client(
+            admin,
+            &base,
+            access_control::VERIFIER_SERVICE_ACCOUNT,
+        )
+        .await?,
+    })
 }
 
 /// Prints `text` on stdout; a closed stdout (`keywarden dev | tee log` after tee exited) is

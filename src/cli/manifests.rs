@@ -97,7 +97,8 @@ pub fn manifests(text: &str) -> anyhow::Result<Vec<DynamicObject>> {
     Ok(objects)
 }
 
-async fn apply(client: &Client, object: &DynamicObject) -> anyhow::Result<()> {
+/// Creates or replaces one object, creating its namespace when missing.
+pub async fn apply(client: &Client, object: &DynamicObject) -> anyhow::Result<()> {
     let types = object
         .types
         .as_ref()

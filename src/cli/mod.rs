@@ -1,5 +1,6 @@
 //! Command-line entry points: `keywarden` subcommands and the `kubectl-keywarden` plugin.
 
+pub mod access_control;
 pub mod crdgen;
 pub mod dev;
 pub mod logging;
@@ -91,7 +92,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     let shutdown = shutdown::on_signal();
     let client = serve::default_client().await?;
-    serve::run_parts(client, parts, shutdown).await?;
+    serve::run_parts(serve::PartClients::shared(client), parts, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 

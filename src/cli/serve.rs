@@ -32,16 +32,35 @@ async fn supervised(
     result
 }
 
+/// The identity each part talks to the API server as (the same client, or one per
+/// ServiceAccount as the chart runs them).
+#[derive(Clone)]
+pub struct PartClients {
+    pub controller: kube::Client,
+    pub verifier: kube::Client,
+}
+
+impl PartClients {
+    /// Both parts with one client.
+    pub fn shared(client: kube::Client) -> Self {
+        Self {
+            controller: client.clone(),
+            verifier: client,
+        }
+    }
+}
+
 /// Runs the selected parts until `shutdown` is cancelled or one of them fails.
 pub async fn run_parts(
-    client: kube::Client,
+    clients: PartClients,
     parts: Parts,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let controller = async {
         match parts.controller {
             Some(args) => {
-                let run = crate::controller::run(client.clone(), args, shutdown.clone());
+                let run =
+                    crate::controller::run(clients.controller.clone(), args, shutdown.clone());
                 supervised("controller", shutdown.clone(), run).await
             }
             None => Ok(()),
@@ -50,7 +69,7 @@ pub async fn run_parts(
     let verifier = async {
         match parts.verifier {
             Some(args) => {
-                let run = crate::verifier::run(client.clone(), args, shutdown.clone());
+                let run = crate::verifier::run(clients.verifier.clone(), args, shutdown.clone());
                 supervised("verifier", shutdown.clone(), run).await
             }
             None => Ok(()),
