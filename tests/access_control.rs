@@ -480,3 +480,62 @@ async fn kubernetes_cleanup_is_never_blocked() {
     let namespace_controller = world.as_service_account("kube-system", "namespace-controller");
     assert_eq!(delete(&world, &namespace_controller, &key).await, Ok(()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authors_may_put_on_a_key_only_scopes_they_hold() {
+    let world = World::start().await;
+    let ns = world.namespace().to_owned();
+    let role: k8s_openapi::api::rbac::v1::Role = serde_json::from_value(json!({
+        "metadata": {"name": "logs-viewer"},
+        "rules": [{"apiGroups": ["scopes.keywarden.io"], "resources": ["logs"], "verbs": ["view"]}],
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::rbac::v1::Role>::namespaced(world.cluster.client.clone(), &ns)
+        .create(&PostParams::default(), &role)
+        .await
+        .expect("create Role");
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "logs-viewer-alice"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "logs-viewer"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": world.user("alice")}],
+    }))
+    .unwrap();
+    Api::<RoleBinding>::namespaced(world.cluster.client.clone(), &ns)
+        .create(&PostParams::default(), &binding)
+        .await
+        .expect("create RoleBinding");
+    let alice = world.as_user("alice");
+    let alice_name = world.user("alice");
+
+    let mut viewer = KeyBuilder::new("viewer", &alice_name).build();
+    viewer.spec.scopes = vec!["logs:view".into()];
+    assert_eq!(
+        answer(
+            world
+                .keys(&alice)
+                .create(&PostParams::default(), &viewer)
+                .await
+        ),
+        Ok(())
+    );
+    let mut manager = KeyBuilder::new("manager", &alice_name).build();
+    manager.spec.scopes = vec![
+        "logs:view".into(),
+        "logs:manage".into(),
+        "billing:view".into(),
+    ];
+    assert_eq!(
+        answer(world.keys(&alice).create(&PostParams::default(), &manager).await),
+        denied_by_policy(
+            OWNERSHIP_POLICY,
+            &format!("spec.scopes: you do not hold logs:manage, billing:view (the verb on that resource of API group scopes.keywarden.io in namespace \"{ns}\"); a key may carry only scopes its author holds")
+        )
+    );
+    assert_eq!(
+        patch_spec(&world, &alice, "viewer", json!({"scopes": ["logs:view", "logs:manage"]})).await,
+        denied_by_policy(
+            OWNERSHIP_POLICY,
+            &format!("spec.scopes: you do not hold logs:manage (the verb on that resource of API group scopes.keywarden.io in namespace \"{ns}\"); a key may carry only scopes its author holds")
+        )
+    );
+}
