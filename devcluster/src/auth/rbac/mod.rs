@@ -212,3 +212,6 @@ pub fn name_from_field_selector(selector: &str) -> Option<&str> {
         valid.then_some(value)
     })
 }
+
+#[cfg(test)]
+mod tests;
