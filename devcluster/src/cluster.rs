@@ -210,11 +210,12 @@ fn create_initial_namespaces(store: &Store, registry: &Registry) {
 async fn serve(listener: TcpListener, server: Arc<Server>, mut stopped: oneshot::Receiver<()>) {
     let mut connections = JoinSet::new();
     let gc_store = server.store.clone();
+    let gc_admission = crate::admission::SystemAdmission::new(server.authorizer.clone());
     connections.spawn(async move {
         let wakeup = gc_store.gc_wakeup();
         loop {
             wakeup.notified().await;
-            gc_store.lock().collect_garbage();
+            gc_store.lock().collect_garbage_admitted(&gc_admission);
         }
     });
     loop {

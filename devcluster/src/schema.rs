@@ -4,6 +4,7 @@
 mod cel;
 mod defaults;
 mod prune;
+mod ratchet;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -48,7 +49,9 @@ pub enum AdmissionError {
 
 /// Prunes, defaults and validates `obj` (a whole custom resource) in place against `schema`
 /// (the version's `openAPIV3Schema`). `old` is the stored object on updates, for CEL transition
-/// rules (`oldSelf`). Returns the warnings to send in `Warning` headers.
+/// rules (`oldSelf`) and for ratcheting: errors in values it left unchanged are not reported
+/// (CEL rules that do not read `oldSelf` become warnings, as upstream). Returns the warnings
+/// to send in `Warning` headers.
 pub fn admit_custom_resource(
     schema: &Value,
     obj: &mut Value,
@@ -78,8 +81,12 @@ pub fn admit_custom_resource(
         _ => {}
     }
     defaults::apply_defaults(schema, obj);
+    let unchanged = old
+        .map(|old| ratchet::unchanged_paths(schema, obj, old))
+        .unwrap_or_default();
     let mut causes = Vec::new();
     validate::validate_object(schema, obj, &mut causes);
+    causes.retain(|cause| !ratchet::ratchets(&unchanged, &cause.field));
     // why: like the API server, CEL rules are skipped when a value has the wrong type or an
     // unsupported enum value, and a cause says so.
     let blocking = causes
@@ -92,7 +99,7 @@ pub fn admit_custom_resource(
             field: "<nil>".into(),
         });
     } else {
-        cel::validate_rules(schema, obj, old, &mut causes);
+        cel::validate_rules(schema, obj, old, &unchanged, &mut causes, &mut warnings);
     }
     if causes.is_empty() {
         Ok(warnings)

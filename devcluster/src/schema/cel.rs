@@ -35,16 +35,35 @@ fn compiled(schema: &Value) -> Rc<CompiledSchema> {
     })
 }
 
-/// Evaluates every rule of `schema` on `object` (`old` for transition rules).
+/// Evaluates every rule of `schema` on `object` (`old` for transition rules). Failures of
+/// rules without `oldSelf` on a value within `unchanged` are ratcheted into `warnings`.
 pub fn validate_rules(
     schema: &Value,
     object: &Value,
     old: Option<&Value>,
+    unchanged: &[String],
     causes: &mut Vec<Cause>,
+    warnings: &mut Vec<String>,
 ) {
-    if let Err(errors) = kube_cel::validate_compiled(&compiled(schema), object, old) {
-        causes.extend(errors.iter().map(|error| to_cause(schema, error)));
+    let Err(errors) = kube_cel::validate_compiled(&compiled(schema), object, old) else {
+        return;
+    };
+    for error in errors.iter() {
+        let cause = to_cause(schema, error);
+        let node = declaring_path(schema, &error.rule, &cause.field);
+        if !reads_old_self(&error.rule) && super::ratchet::ratchets(unchanged, node) {
+            warnings.push(format!("{}: {}", cause.field, cause.message));
+        } else {
+            causes.push(cause);
+        }
     }
+}
+
+/// Whether `rule` is a transition rule (reads `oldSelf`); those never ratchet.
+fn reads_old_self(rule: &str) -> bool {
+    kube_cel::cel::Program::compile(rule)
+        .map(|program| program.references().has_variable("oldSelf"))
+        .unwrap_or(true)
 }
 
 fn to_cause(schema: &Value, error: &ValidationError) -> Cause {

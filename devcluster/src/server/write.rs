@@ -113,7 +113,7 @@ fn admit_write(
     };
     admission::validate(
         state,
-        server.authorizer.as_ref(),
+        &server.authorizer,
         &AdmissionRequest {
             operation,
             rt: &call.rt,

@@ -23,6 +23,29 @@ fn owner_refs(obj: &Value) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+/// A system controller that deletes objects on its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deleter {
+    /// Dependents whose owners are gone (`system:serviceaccount:kube-system:generic-garbage-collector`).
+    GarbageCollector,
+    /// The content of a terminating namespace (`system:serviceaccount:kube-system:namespace-controller`).
+    NamespaceController,
+}
+
+/// Decides whether a system controller may delete an object (admission, in the server).
+pub trait DeleteGate {
+    fn may_delete(&self, state: &State, object: &Value, by: Deleter) -> bool;
+}
+
+/// Lets every deletion through.
+pub struct AllowAll;
+
+impl DeleteGate for AllowAll {
+    fn may_delete(&self, _: &State, _: &Value, _: Deleter) -> bool {
+        true
+    }
+}
+
 /// How the owners of one dependent stand.
 #[derive(Default)]
 struct Owners {
@@ -34,11 +57,17 @@ struct Owners {
 }
 
 impl State {
-    /// Runs collection passes until nothing changes.
+    /// Runs collection passes until nothing changes, deleting without admission.
     pub fn collect_garbage(&mut self) {
+        self.collect_garbage_admitted(&AllowAll);
+    }
+
+    /// Runs collection passes until nothing changes; `gate` admits each deletion, and an
+    /// object it refuses stays until a later collection (as the real controllers retry).
+    pub fn collect_garbage_admitted(&mut self, gate: &dyn DeleteGate) {
         // why: bounded so a pathological cycle cannot spin forever under the lock.
         for _ in 0..1000 {
-            if !self.collect_pass() {
+            if !self.collect_pass(gate) {
                 return;
             }
         }
@@ -100,7 +129,17 @@ impl State {
 
     /// Deletes a dependent as the garbage collector: foreground when an owner is deleted in
     /// the foreground (so blocking chains hold), else background.
-    fn collect(&mut self, at: &ObjectRef, obj: &Value, foreground: bool) {
+    fn collect(
+        &mut self,
+        at: &ObjectRef,
+        obj: &Value,
+        foreground: bool,
+        gate: &dyn DeleteGate,
+        by: Deleter,
+    ) -> bool {
+        if !gate.may_delete(self, obj, by) {
+            return false;
+        }
         let mut finalizers: Vec<Value> = obj
             .pointer("/metadata/finalizers")
             .and_then(Value::as_array)
@@ -111,16 +150,17 @@ impl State {
         }
         if finalizers.is_empty() {
             self.remove(&at.key, &at.namespace, &at.name);
-            return;
+            return true;
         }
         let mut marked = obj.clone();
         marked["metadata"]["deletionTimestamp"] = json!(now());
         marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
         marked["metadata"]["finalizers"] = Value::Array(finalizers);
         self.replace(&at.key, &at.namespace, marked);
+        true
     }
 
-    fn collect_pass(&mut self) -> bool {
+    fn collect_pass(&mut self, gate: &dyn DeleteGate) -> bool {
         let mut changed = false;
         let owned: Vec<ObjectRef> = self.owned.iter().cloned().collect();
         for at in owned {
@@ -143,8 +183,13 @@ impl State {
                 self.replace(&at.key, &at.namespace, updated);
                 changed = true;
             } else if !owners.alive && !is_deleting(&obj) {
-                self.collect(&at, &obj, owners.foreground);
-                changed = true;
+                changed |= self.collect(
+                    &at,
+                    &obj,
+                    owners.foreground,
+                    gate,
+                    Deleter::GarbageCollector,
+                );
             }
         }
         let deleting: Vec<ObjectRef> = self.deleting.iter().cloned().collect();
@@ -162,14 +207,14 @@ impl State {
             } else if has_finalizer(&obj, FOREGROUND) && blocking != Some(true) {
                 changed |= self.drop_finalizer(&at.key, &at.namespace, &at.name, FOREGROUND);
             } else if &*at.key == "namespaces" {
-                changed |= self.empty_namespace(&at.name);
+                changed |= self.empty_namespace(&at.name, gate);
             }
         }
         changed
     }
 
     /// Deletes the content of a terminating namespace; removes the namespace once it is empty.
-    fn empty_namespace(&mut self, namespace: &str) -> bool {
+    fn empty_namespace(&mut self, namespace: &str, gate: &dyn DeleteGate) -> bool {
         let contents: Vec<ObjectRef> = self
             .buckets
             .iter()
@@ -195,8 +240,7 @@ impl State {
                 continue;
             };
             if !is_deleting(&obj) {
-                self.collect(&at, &obj, false);
-                changed = true;
+                changed |= self.collect(&at, &obj, false, gate, Deleter::NamespaceController);
             }
         }
         changed

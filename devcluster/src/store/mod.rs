@@ -12,6 +12,7 @@ use tokio::sync::{broadcast, Notify};
 
 use crate::registry::ResourceType;
 
+pub use gc::{AllowAll, DeleteGate, Deleter};
 pub use write::{DeleteOptions, Propagation, WriteContext};
 
 /// Where objects of one resource are stored: `plural` or `plural.group`. Several served

@@ -1,0 +1,225 @@
+//! Policies and bindings as stored, compiled once per resourceVersion.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+
+use k8s_openapi::api::admissionregistration::v1::{
+    MatchResources, ParamRef, ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
+use serde_json::Value;
+
+use super::environment::Expression;
+use crate::store::{State, StorageKey};
+
+const POLICIES: &str = "validatingadmissionpolicies.admissionregistration.k8s.io";
+const BINDINGS: &str = "validatingadmissionpolicybindings.admissionregistration.k8s.io";
+
+/// How many compiled policies and parsed bindings are kept before the cache starts over.
+const CACHED: usize = 512;
+
+/// `failurePolicy`: what an error in the policy or its configuration does to the request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FailurePolicy {
+    Fail,
+    Ignore,
+}
+
+/// One `validations` entry.
+pub(crate) struct Validation {
+    pub expression: Expression,
+    pub message: Option<String>,
+    pub message_expression: Option<Expression>,
+    pub reason: Option<String>,
+}
+
+/// One named expression (`matchConditions`, `variables`) or audit annotation (`key`).
+pub(crate) struct Named {
+    pub name: String,
+    pub expression: Expression,
+}
+
+/// A ValidatingAdmissionPolicy ready to evaluate.
+pub(crate) struct Policy {
+    pub name: String,
+    pub failure_policy: FailurePolicy,
+    pub match_constraints: MatchResources,
+    /// `(apiVersion, kind)` of the params, when the policy takes params.
+    pub param_kind: Option<(String, String)>,
+    pub match_conditions: Vec<Named>,
+    pub variables: Vec<Named>,
+    pub validations: Vec<Validation>,
+    pub audit_annotations: Vec<Named>,
+    /// Set when the stored object could not be read as a policy.
+    pub malformed: Option<String>,
+}
+
+/// A ValidatingAdmissionPolicyBinding as stored.
+pub(crate) struct Binding {
+    pub name: String,
+    pub policy_name: String,
+    pub match_resources: Option<MatchResources>,
+    pub param_ref: Option<ParamRef>,
+    pub validation_actions: Vec<String>,
+}
+
+/// Compiled objects keyed by `uid/resourceVersion`, so an updated policy is compiled afresh.
+struct Cache<T> {
+    entries: Mutex<HashMap<String, Arc<T>>>,
+}
+
+impl<T> Cache<T> {
+    fn new() -> Self {
+        Self {
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn get_or_insert(&self, stored: &Value, build: impl FnOnce() -> T) -> Arc<T> {
+        let key = format!(
+            "{}/{}",
+            stored
+                .pointer("/metadata/uid")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
+            stored
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+        );
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(found) = entries.get(&key) {
+            return found.clone();
+        }
+        if entries.len() >= CACHED {
+            entries.clear();
+        }
+        let built = Arc::new(build());
+        entries.insert(key, built.clone());
+        built
+    }
+}
+
+static POLICY_CACHE: LazyLock<Cache<Policy>> = LazyLock::new(Cache::new);
+static BINDING_CACHE: LazyLock<Cache<Binding>> = LazyLock::new(Cache::new);
+
+/// Every stored policy that some binding names, with its bindings, in name order.
+pub(crate) fn bound_policies(state: &State) -> Vec<(Arc<Policy>, Vec<Arc<Binding>>)> {
+    let bindings_key: StorageKey = Arc::from(BINDINGS);
+    let mut by_policy: HashMap<String, Vec<Arc<Binding>>> = HashMap::new();
+    for (_, stored) in state.objects(&bindings_key, None) {
+        let binding = BINDING_CACHE.get_or_insert(stored, || parse_binding(stored));
+        by_policy
+            .entry(binding.policy_name.clone())
+            .or_default()
+            .push(binding);
+    }
+    if by_policy.is_empty() {
+        return Vec::new();
+    }
+    let policies_key: StorageKey = Arc::from(POLICIES);
+    let mut bound = Vec::new();
+    for ((_, name), stored) in state.objects(&policies_key, None) {
+        // why: upstream builds a hook per policy; a binding naming no policy does nothing.
+        let Some(bindings) = by_policy.remove(name) else {
+            continue;
+        };
+        let policy = POLICY_CACHE.get_or_insert(stored, || compile_policy(stored));
+        bound.push((policy, bindings));
+    }
+    bound
+}
+
+fn parse_binding(stored: &Value) -> Binding {
+    let name = stored
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    match serde_json::from_value::<ValidatingAdmissionPolicyBinding>(stored.clone()) {
+        Ok(parsed) => {
+            let spec = parsed.spec;
+            Binding {
+                name,
+                policy_name: spec.policy_name,
+                match_resources: spec.match_resources,
+                param_ref: spec.param_ref,
+                validation_actions: spec.validation_actions,
+            }
+        }
+        Err(err) => {
+            tracing::warn!(%err, name, "unreadable ValidatingAdmissionPolicyBinding ignored");
+            Binding {
+                name,
+                policy_name: String::new(),
+                match_resources: None,
+                param_ref: None,
+                validation_actions: Vec::new(),
+            }
+        }
+    }
+}
+
+fn compile_policy(stored: &Value) -> Policy {
+    let name = stored
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let parsed = serde_json::from_value::<ValidatingAdmissionPolicy>(stored.clone());
+    let (spec, malformed) = match parsed {
+        Ok(policy) => (policy.spec.unwrap_or_default(), None),
+        Err(err) => (Default::default(), Some(err.to_string())),
+    };
+    let failure_policy = match spec.failure_policy.as_deref() {
+        Some("Ignore") => FailurePolicy::Ignore,
+        _ => FailurePolicy::Fail,
+    };
+    let named = |name: String, source: &str| Named {
+        name,
+        expression: Expression::compile(source),
+    };
+    Policy {
+        name,
+        failure_policy,
+        match_constraints: spec.match_constraints.unwrap_or_default(),
+        param_kind: spec.param_kind.map(|kind| {
+            (
+                kind.api_version.unwrap_or_default(),
+                kind.kind.unwrap_or_default(),
+            )
+        }),
+        match_conditions: spec
+            .match_conditions
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| named(c.name, &c.expression))
+            .collect(),
+        variables: spec
+            .variables
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| named(v.name, &v.expression))
+            .collect(),
+        validations: spec
+            .validations
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| Validation {
+                expression: Expression::compile(&v.expression),
+                message: v.message,
+                message_expression: v.message_expression.as_deref().map(Expression::compile),
+                reason: v.reason,
+            })
+            .collect(),
+        audit_annotations: spec
+            .audit_annotations
+            .unwrap_or_default()
+            .into_iter()
+            .map(|a| named(a.key, &a.value_expression))
+            .collect(),
+        malformed,
+    }
+}

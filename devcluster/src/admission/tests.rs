@@ -1,0 +1,421 @@
+//! Policy evaluation against a store, with an authorizer that answers from a table.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+
+use super::{decide, AdmissionRequest, Denial, Operation, Verdict};
+use crate::auth::{Attributes, Authorizer, Decision, UserInfo};
+use crate::registry::ResourceType;
+use crate::store::{storage_key, Store, WriteContext};
+
+/// Allows exactly the listed `(user, verb, group, resource, subresource, namespace, name,
+/// path)` tuples; records every question.
+#[derive(Default)]
+struct TableAuthorizer {
+    allowed: Vec<Attributes>,
+    asked: Mutex<Vec<Attributes>>,
+}
+
+impl Authorizer for TableAuthorizer {
+    fn authorize(&self, attributes: &Attributes) -> Decision {
+        self.asked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(attributes.clone());
+        if self.allowed.contains(attributes) {
+            Decision::Allow("allowed by the table".into())
+        } else {
+            Decision::NoOpinion("not in the table".into())
+        }
+    }
+}
+
+fn builtin(kind: &str, group: &str) -> ResourceType {
+    crate::builtin::builtin_types()
+        .into_iter()
+        .find(|rt| rt.kind == kind && rt.group == group)
+        .expect("builtin kind")
+}
+
+fn alice() -> UserInfo {
+    UserInfo {
+        username: "alice".into(),
+        uid: "alice-uid".into(),
+        groups: vec!["team-a".into(), "system:authenticated".into()],
+        extra: BTreeMap::from([("scopes".to_string(), vec!["read".to_string()])]),
+    }
+}
+
+/// A store with namespace `team-a` (labelled `env: prod`) and the given policy and binding.
+struct Fixture {
+    store: Store,
+}
+
+impl Fixture {
+    fn new(policy_spec: Value, binding_spec: Value) -> Self {
+        let fixture = Self {
+            store: Store::new(1000),
+        };
+        fixture.put(
+            "Namespace",
+            "",
+            json!({ "metadata": { "name": "team-a", "labels": { "env": "prod" } } }),
+        );
+        fixture.put(
+            "ValidatingAdmissionPolicy",
+            "admissionregistration.k8s.io",
+            json!({ "metadata": { "name": "p" }, "spec": policy_spec }),
+        );
+        let mut binding_spec = binding_spec;
+        binding_spec["policyName"] = json!("p");
+        fixture.put(
+            "ValidatingAdmissionPolicyBinding",
+            "admissionregistration.k8s.io",
+            json!({ "metadata": { "name": "b" }, "spec": binding_spec }),
+        );
+        fixture
+    }
+
+    fn put(&self, kind: &str, group: &str, mut obj: Value) {
+        let rt = builtin(kind, group);
+        obj["apiVersion"] = json!(rt.api_version());
+        obj["kind"] = json!(rt.kind);
+        let namespace = obj
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let ctx = WriteContext {
+            now: "2026-01-01T00:00:00Z".into(),
+            ..WriteContext::default()
+        };
+        self.store
+            .lock()
+            .create(&rt, &storage_key(&rt), &namespace, obj, &ctx)
+            .expect("stored");
+    }
+
+    /// The verdict on creating `object` of `rt` in `team-a` as `user`.
+    fn create(
+        &self,
+        rt: &ResourceType,
+        object: &Value,
+        user: &UserInfo,
+        authorizer: Arc<dyn Authorizer>,
+    ) -> Verdict {
+        let request = AdmissionRequest {
+            operation: Operation::Create,
+            rt,
+            namespace: "team-a",
+            name: object
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
+            subresource: "",
+            object: Some(object),
+            old_object: None,
+            user,
+            dry_run: true,
+        };
+        decide(&self.store.lock(), &authorizer, &request)
+    }
+}
+
+fn config_maps_rule() -> Value {
+    json!({ "resourceRules": [{
+        "apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["configmaps"],
+    }]})
+}
+
+fn config_map(name: &str) -> Value {
+    json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": name, "namespace": "team-a" } })
+}
+
+fn deny(message: &str) -> Denial {
+    Denial {
+        policy: "p".into(),
+        binding: Some("b".into()),
+        message: message.into(),
+        reason: None,
+    }
+}
+
+fn nobody() -> Arc<dyn Authorizer> {
+    Arc::new(TableAuthorizer::default())
+}
+
+#[test]
+fn request_variable_carries_operation_user_and_resource() {
+    let checks = [
+        "request.operation == 'CREATE'",
+        "request.name == 'cm' && request.namespace == 'team-a' && request.subResource == ''",
+        "request.userInfo.username == 'alice' && request.userInfo.uid == 'alice-uid'",
+        "'team-a' in request.userInfo.groups && request.userInfo.extra.scopes == ['read']",
+        "request.dryRun",
+        "request.kind.kind == 'ConfigMap' && request.kind.version == 'v1' && request.kind.group == ''",
+        "request.resource.resource == 'configmaps' && request.requestResource.resource == 'configmaps'",
+        "oldObject == null && object.metadata.name == 'cm'",
+        "namespaceObject.metadata.labels.env == 'prod' && !has(namespaceObject.metadata.managedFields)",
+        "params == null",
+    ];
+    let validations: Vec<Value> = checks.iter().map(|c| json!({ "expression": c })).collect();
+    let fixture = Fixture::new(
+        json!({ "matchConstraints": config_maps_rule(), "validations": validations }),
+        json!({ "validationActions": ["Deny"] }),
+    );
+    let verdict = fixture.create(
+        &builtin("ConfigMap", ""),
+        &config_map("cm"),
+        &alice(),
+        nobody(),
+    );
+    assert_eq!(verdict.denials, vec![]);
+}
+
+#[test]
+fn authz_library_asks_with_every_attribute_and_reads_the_decision() {
+    let allowed = Attributes {
+        user: Arc::new(alice()),
+        verb: "get".into(),
+        resource_request: true,
+        api_group: "apps".into(),
+        api_version: "*".into(),
+        resource: "deployments".into(),
+        subresource: "scale".into(),
+        namespace: "prod".into(),
+        name: "web".into(),
+        path: String::new(),
+    };
+    let authorizer = Arc::new(TableAuthorizer {
+        allowed: vec![allowed.clone()],
+        asked: Mutex::default(),
+    });
+    let fixture = Fixture::new(
+        json!({ "matchConstraints": config_maps_rule(), "validations": [
+            { "expression": "authorizer.group('apps').resource('deployments').subresource('scale').namespace('prod').name('web').check('get').allowed()" },
+            { "expression": "authorizer.group('apps').resource('deployments').check('get').reason() == 'not in the table'" },
+            { "expression": "!authorizer.group('apps').resource('deployments').check('get').errored() && authorizer.group('').resource('pods').check('get').error() == ''" },
+            { "expression": "!authorizer.requestResource.check('create').allowed()" },
+            { "expression": "!authorizer.serviceAccount('team-a', 'robot').path('/healthz').check('get').allowed()" },
+        ]}),
+        json!({ "validationActions": ["Deny"] }),
+    );
+    let verdict = fixture.create(
+        &builtin("ConfigMap", ""),
+        &config_map("cm"),
+        &alice(),
+        authorizer.clone(),
+    );
+    assert_eq!(verdict.denials, vec![]);
+    let asked = authorizer.asked.lock().unwrap_or_else(|p| p.into_inner());
+    assert_eq!(asked[0], allowed);
+    let request_resource = asked
+        .iter()
+        .find(|a| a.verb == "create")
+        .expect("requestResource checked");
+    assert_eq!(
+        (
+            request_resource.api_group.as_str(),
+            request_resource.resource.as_str(),
+            request_resource.namespace.as_str(),
+            request_resource.name.as_str()
+        ),
+        ("", "configmaps", "team-a", "cm")
+    );
+    let path = asked
+        .iter()
+        .find(|a| !a.resource_request)
+        .expect("path checked");
+    assert_eq!(path.path, "/healthz");
+    assert_eq!(path.user.username, "system:serviceaccount:team-a:robot");
+    assert_eq!(
+        path.user.groups,
+        vec!["system:serviceaccounts", "system:serviceaccounts:team-a"]
+    );
+}
+
+#[test]
+fn invalid_service_account_names_are_evaluation_errors() {
+    let fixture = Fixture::new(
+        json!({ "matchConstraints": config_maps_rule(), "validations": [
+            { "expression": "authorizer.serviceAccount('team-a', 'Not_Valid').group('').resource('pods').check('get').allowed()" },
+        ]}),
+        json!({ "validationActions": ["Deny"] }),
+    );
+    let verdict = fixture.create(
+        &builtin("ConfigMap", ""),
+        &config_map("cm"),
+        &alice(),
+        nobody(),
+    );
+    assert_eq!(verdict.denials.len(), 1);
+    assert!(
+        verdict.denials[0]
+            .message
+            .contains("Invalid service account name"),
+        "{}",
+        verdict.denials[0].message
+    );
+}
+
+#[test]
+fn warn_and_audit_actions_report_without_denying() {
+    let fixture = Fixture::new(
+        json!({
+            "matchConstraints": config_maps_rule(),
+            "validations": [
+                { "expression": "true" },
+                { "expression": "object.metadata.name.size() < 3", "message": "short names only" },
+            ],
+            "auditAnnotations": [
+                { "key": "who", "valueExpression": "request.userInfo.username" },
+                { "key": "skipped", "valueExpression": "null" },
+            ],
+        }),
+        json!({ "validationActions": ["Warn", "Audit"] }),
+    );
+    let verdict = fixture.create(
+        &builtin("ConfigMap", ""),
+        &config_map("long"),
+        &alice(),
+        nobody(),
+    );
+    assert_eq!(verdict.denials, vec![]);
+    assert_eq!(
+        verdict.warnings,
+        vec!["Validation failed for ValidatingAdmissionPolicy 'p' with binding 'b': short names only"]
+    );
+    let failure: Value = serde_json::from_str(&verdict.audit_annotations[0].1).expect("json");
+    assert_eq!(
+        verdict.audit_annotations[0].0,
+        "validation.policy.admission.k8s.io/validation_failure"
+    );
+    assert_eq!(
+        failure,
+        json!([{ "message": "short names only", "policy": "p", "binding": "b", "expressionIndex": 1, "validationActions": ["Warn", "Audit"] }])
+    );
+    assert_eq!(
+        verdict.audit_annotations[1],
+        ("p/who".to_string(), "alice".to_string())
+    );
+    assert_eq!(verdict.audit_annotations.len(), 2);
+}
+
+#[test]
+fn a_failing_variable_fails_only_the_expressions_that_read_it() {
+    let fixture = Fixture::new(
+        json!({
+            "matchConstraints": config_maps_rule(),
+            "variables": [
+                { "name": "missing", "expression": "object.data.absent" },
+                { "name": "name", "expression": "object.metadata.name" },
+            ],
+            "validations": [
+                { "expression": "variables.name == 'cm'" },
+                { "expression": "variables.missing == 'x'" },
+            ],
+        }),
+        json!({ "validationActions": ["Deny"] }),
+    );
+    let verdict = fixture.create(
+        &builtin("ConfigMap", ""),
+        &config_map("cm"),
+        &alice(),
+        nobody(),
+    );
+    assert_eq!(verdict.denials.len(), 1);
+    assert!(
+        verdict.denials[0].message.starts_with(
+            "expression 'variables.missing == 'x'' resulted in error: composited variable \"missing\" fails to evaluate: "
+        ),
+        "{}",
+        verdict.denials[0].message
+    );
+}
+
+#[test]
+fn equivalent_match_policy_matches_the_other_events_api() {
+    let rule = json!({ "resourceRules": [{
+        "apiGroups": ["events.k8s.io"], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["events"],
+    }]});
+    let event = json!({ "apiVersion": "v1", "kind": "Event", "metadata": { "name": "e", "namespace": "team-a" } });
+    for (match_policy, denied) in [("Equivalent", true), ("Exact", false)] {
+        let mut constraints = rule.clone();
+        constraints["matchPolicy"] = json!(match_policy);
+        let fixture = Fixture::new(
+            json!({ "matchConstraints": constraints, "validations": [
+                { "expression": "request.resource.group == ''", "message": "matched as events.k8s.io" },
+            ]}),
+            json!({ "validationActions": ["Deny"] }),
+        );
+        let verdict = fixture.create(&builtin("Event", ""), &event, &alice(), nobody());
+        let expected = if denied {
+            vec![deny("matched as events.k8s.io")]
+        } else {
+            vec![]
+        };
+        assert_eq!(verdict.denials, expected, "{match_policy}");
+    }
+}
+
+#[test]
+fn exclude_rules_and_object_selectors_narrow_the_match() {
+    let fixture = Fixture::new(
+        json!({
+            "matchConstraints": {
+                "resourceRules": config_maps_rule()["resourceRules"],
+                "excludeResourceRules": [{
+                    "apiGroups": [""], "apiVersions": ["v1"], "operations": ["*"], "resources": ["configmaps"],
+                    "resourceNames": ["excluded"],
+                }],
+                "objectSelector": { "matchExpressions": [{ "key": "tier", "operator": "In", "values": ["web"] }] },
+            },
+            "validations": [{ "expression": "false" }],
+        }),
+        json!({ "validationActions": ["Deny"] }),
+    );
+    let labelled = |name: &str| {
+        let mut cm = config_map(name);
+        cm["metadata"]["labels"] = json!({ "tier": "web" });
+        cm
+    };
+    let rt = builtin("ConfigMap", "");
+    let denied = fixture.create(&rt, &labelled("web"), &alice(), nobody());
+    assert_eq!(denied.denials, vec![deny("failed expression: false")]);
+    assert!(fixture
+        .create(&rt, &labelled("excluded"), &alice(), nobody())
+        .denials
+        .is_empty());
+    assert!(fixture
+        .create(&rt, &config_map("unlabelled"), &alice(), nobody())
+        .denials
+        .is_empty());
+}
+
+#[test]
+fn match_condition_errors_follow_the_failure_policy() {
+    for (failure_policy, denied) in [("Fail", true), ("Ignore", false)] {
+        let fixture = Fixture::new(
+            json!({
+                "failurePolicy": failure_policy,
+                "matchConstraints": config_maps_rule(),
+                "matchConditions": [{ "name": "broken", "expression": "object.data.absent == 'x'" }],
+                "validations": [{ "expression": "true" }],
+            }),
+            json!({ "validationActions": ["Deny"] }),
+        );
+        let verdict = fixture.create(
+            &builtin("ConfigMap", ""),
+            &config_map("cm"),
+            &alice(),
+            nobody(),
+        );
+        assert_eq!(
+            verdict.denials.len(),
+            usize::from(denied),
+            "{failure_policy}"
+        );
+    }
+}
