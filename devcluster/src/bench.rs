@@ -4,10 +4,14 @@
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::api::{Api, DynamicObject, ListParams, PostParams, WatchEvent, WatchParams};
+use kube::config::KubeConfigOptions;
+use kube::discovery::ApiResource;
+use serde_json::json;
 
-use crate::DevCluster;
+use crate::auth::AuthorizationMode;
+use crate::{DevCluster, Options};
 
 /// Objects created by each phase.
 const OBJECTS: usize = 10_000;
@@ -36,6 +40,11 @@ fn per_second(count: usize, elapsed: Duration) -> f64 {
 
 /// Runs every phase and prints one line per figure.
 pub async fn run() -> anyhow::Result<()> {
+    throughput().await?;
+    authorization_cost().await
+}
+
+async fn throughput() -> anyhow::Result<()> {
     let cluster = DevCluster::start().await?;
     let client = cluster.client()?;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
@@ -126,4 +135,132 @@ pub async fn run() -> anyhow::Result<()> {
         per_second(delivered, started.elapsed())
     );
     Ok(())
+}
+
+/// Objects each authorization round creates.
+const AUTHORIZED_CREATES: usize = 4_000;
+/// Bindings of other users and groups, so the index has to pick the user's few.
+const OTHER_BINDINGS: usize = 200;
+
+/// Creates/s of a non-admin user whose RoleBinding RBAC evaluates on every request, against the
+/// same user with every request allowed; best of two interleaved rounds each.
+async fn authorization_cost() -> anyhow::Result<()> {
+    let mut allow_all: f64 = 0.0;
+    let mut rbac: f64 = 0.0;
+    for _ in 0..2 {
+        allow_all = allow_all.max(creates_as_user(AuthorizationMode::AlwaysAllow).await?);
+        rbac = rbac.max(creates_as_user(AuthorizationMode::Rbac).await?);
+    }
+    println!("creates/s as a user, {CONCURRENCY} in flight, AlwaysAllow: {allow_all:>8.0}");
+    println!(
+        "creates/s as a user, {CONCURRENCY} in flight, RBAC:        {rbac:>8.0} ({:.2}x)",
+        rbac / allow_all.max(f64::EPSILON)
+    );
+    Ok(())
+}
+
+fn rbac_object(
+    kind: &str,
+    body: serde_json::Value,
+) -> anyhow::Result<(ApiResource, DynamicObject)> {
+    let plural = format!("{}s", kind.to_lowercase());
+    let resource = ApiResource {
+        group: "rbac.authorization.k8s.io".into(),
+        version: "v1".into(),
+        api_version: "rbac.authorization.k8s.io/v1".into(),
+        kind: kind.into(),
+        plural,
+    };
+    let mut body = body;
+    body["apiVersion"] = json!("rbac.authorization.k8s.io/v1");
+    body["kind"] = json!(kind);
+    Ok((resource, serde_json::from_value(body)?))
+}
+
+/// Creates `body` (a Role, RoleBinding or ClusterRoleBinding) as the admin.
+async fn create_rbac(
+    admin: &kube::Client,
+    namespace: Option<&str>,
+    kind: &str,
+    body: serde_json::Value,
+) -> anyhow::Result<()> {
+    let (resource, object) = rbac_object(kind, body)?;
+    let api: Api<DynamicObject> = match namespace {
+        Some(namespace) => Api::namespaced_with(admin.clone(), namespace, &resource),
+        None => Api::all_with(admin.clone(), &resource),
+    };
+    api.create(&PostParams::default(), &object).await?;
+    Ok(())
+}
+
+/// The admin's client acting as `user` in `groups` (impersonation).
+async fn client_as(
+    cluster: &DevCluster,
+    user: &str,
+    groups: &[&str],
+) -> anyhow::Result<kube::Client> {
+    let mut config =
+        kube::Config::from_custom_kubeconfig(cluster.kubeconfig()?, &KubeConfigOptions::default())
+            .await?;
+    config.auth_info.impersonate = Some(user.into());
+    config.auth_info.impersonate_groups = Some(groups.iter().map(|g| (*g).to_string()).collect());
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// Creates/s of user `bench` (group `bench-team`), allowed by a RoleBinding among many others.
+async fn creates_as_user(mode: AuthorizationMode) -> anyhow::Result<f64> {
+    let cluster = DevCluster::start_with(Options {
+        authorization: mode,
+        ..Options::default()
+    })
+    .await?;
+    let admin = cluster.client()?;
+    let mut namespace = Namespace::default();
+    namespace.metadata.name = Some("bench".into());
+    Api::<Namespace>::all(admin.clone())
+        .create(&PostParams::default(), &namespace)
+        .await?;
+    let rule = json!([{ "apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"] }]);
+    create_rbac(
+        &admin,
+        Some("bench"),
+        "Role",
+        json!({ "metadata": { "name": "writer" }, "rules": rule }),
+    )
+    .await?;
+    for i in 0..OTHER_BINDINGS {
+        let subjects = json!([{ "kind": "User", "name": format!("user-{i}") }, { "kind": "Group", "name": format!("group-{i}") }]);
+        create_rbac(&admin, Some("bench"), "RoleBinding", json!({
+            "metadata": { "name": format!("other-{i}") },
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "writer" },
+            "subjects": subjects.clone(),
+        })).await?;
+        create_rbac(&admin, None, "ClusterRoleBinding", json!({
+            "metadata": { "name": format!("other-{i}") },
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view" },
+            "subjects": subjects,
+        })).await?;
+    }
+    create_rbac(&admin, Some("bench"), "RoleBinding", json!({
+        "metadata": { "name": "bench-team-writer" },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "writer" },
+        "subjects": [{ "kind": "Group", "name": "bench-team" }],
+    })).await?;
+    let api: Api<ConfigMap> = Api::namespaced(
+        client_as(&cluster, "bench", &["bench-team"]).await?,
+        "bench",
+    );
+    let started = Instant::now();
+    futures::stream::iter(0..AUTHORIZED_CREATES)
+        .map(|i| {
+            let api = api.clone();
+            async move {
+                api.create(&PostParams::default(), &config_map(format!("cm-{i}")))
+                    .await
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .try_for_each(|_| async { Ok(()) })
+        .await?;
+    Ok(per_second(AUTHORIZED_CREATES, started.elapsed()))
 }
