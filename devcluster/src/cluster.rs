@@ -103,6 +103,7 @@ impl DevCluster {
         let store = Arc::new(Store::new(options.history_capacity));
         let registry = Arc::new(Registry::new(builtin_types()));
         create_initial_namespaces(&store, &registry);
+        let rbac = Rbac::install(&store);
         let faults = Faults::new(store.clone());
         let server = Arc::new(Server {
             store: store.clone(),
@@ -112,9 +113,10 @@ impl DevCluster {
             bookmark_interval: options.bookmark_interval,
             authenticator: Authenticator::new(),
             authorizer: match options.authorization {
-                AuthorizationMode::Rbac => Arc::new(Rbac::default()) as Arc<dyn Authorizer>,
+                AuthorizationMode::Rbac => rbac.clone() as Arc<dyn Authorizer>,
                 AuthorizationMode::AlwaysAllow => Arc::new(AlwaysAllow),
             },
+            rbac,
         });
         let (shutdown, stopped) = oneshot::channel();
         tokio::spawn(serve(listener, server, stopped));

@@ -34,6 +34,8 @@ pub(crate) struct Server {
     pub bookmark_interval: Duration,
     pub authenticator: Authenticator,
     pub authorizer: Arc<dyn Authorizer>,
+    /// The RBAC rule resolver (escalation checks, rules reviews), also in AlwaysAllow mode.
+    pub rbac: Arc<crate::auth::rbac::Rbac>,
 }
 
 /// The request's connection must be reset without an answer (the drop-response fault).
@@ -257,6 +259,18 @@ impl Server {
         drop(served);
         let method = req.method().clone();
         let verb = verb_of(&method, &call);
+        // why: kube-apiserver authorizes a list or watch narrowed by
+        // `fieldSelector=metadata.name=<name>` as a request for that name.
+        let name = match (&call.name, verb) {
+            (Some(name), _) => name.clone(),
+            (None, "list" | "watch") => call
+                .query
+                .get("fieldSelector")
+                .and_then(crate::auth::rbac::name_from_field_selector)
+                .unwrap_or_default()
+                .to_string(),
+            (None, _) => String::new(),
+        };
         let attributes = Attributes {
             user,
             verb: verb.to_string(),
@@ -266,7 +280,7 @@ impl Server {
             resource: call.rt.plural.clone(),
             subresource: call.subresource.clone().unwrap_or_default(),
             namespace: call.namespace.clone(),
-            name: call.name.clone().unwrap_or_default(),
+            name,
             path: path.clone(),
         };
         let decision = self.authorizer.authorize(&attributes);

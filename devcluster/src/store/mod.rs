@@ -64,6 +64,11 @@ pub type Bucket = BTreeMap<(String, String), Arc<Value>>;
 /// Stored objects with their (namespace, name), in order.
 pub type Entries<'a> = Box<dyn Iterator<Item = (&'a (String, String), &'a Arc<Value>)> + 'a>;
 
+/// Runs with the store locked right after a change of the storage key it was registered for is
+/// committed, so what it derives (an index, an aggregated object) is current for the very next
+/// request. It may write through the `State` it is given; those writes run the hooks again.
+pub type CommitHook = Arc<dyn Fn(&mut State, &Change) + Send + Sync>;
+
 /// Everything guarded by the store lock.
 pub struct State {
     rv: u64,
@@ -79,6 +84,7 @@ pub struct State {
     compacted_rv: u64,
     changes: broadcast::Sender<Arc<Change>>,
     gc_wakeup: Arc<Notify>,
+    commit_hooks: HashMap<StorageKey, Arc<[CommitHook]>>,
 }
 
 /// The shared store handle.
@@ -104,6 +110,7 @@ impl Store {
             compacted_rv: 1,
             changes: changes.clone(),
             gc_wakeup: gc_wakeup.clone(),
+            commit_hooks: HashMap::new(),
         };
         Self {
             state: Mutex::new(state),
@@ -122,6 +129,16 @@ impl Store {
     /// A receiver of every change committed after this call.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Change>> {
         self.changes.subscribe()
+    }
+
+    /// Calls `hook` after every committed change of `key` (see [`CommitHook`]).
+    pub fn on_commit(&self, key: StorageKey, hook: CommitHook) {
+        let mut state = self.lock();
+        let hooks = state
+            .commit_hooks
+            .entry(key)
+            .or_insert_with(|| Arc::from([]));
+        *hooks = hooks.iter().cloned().chain([hook]).collect();
     }
 
     /// Woken whenever a deletion may leave work for the garbage collector.
@@ -218,7 +235,12 @@ impl State {
         }
         self.history.push_back(change.clone());
         // why: no receivers is fine; watches subscribe when they start.
-        let _ = self.changes.send(change);
+        let _ = self.changes.send(change.clone());
+        if let Some(hooks) = self.commit_hooks.get(&change.key).cloned() {
+            for hook in hooks.iter() {
+                hook(self, &change);
+            }
+        }
     }
 
     fn index(&mut self, at: &ObjectRef, obj: &Value) {
