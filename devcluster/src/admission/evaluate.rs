@@ -51,18 +51,23 @@ fn on_error(failure_policy: FailurePolicy, message: String) -> Option<Failure> {
 pub(crate) fn evaluate(policy: &Policy, mut bindings: Bindings) -> Evaluated {
     let mut evaluated = Evaluated::default();
     let failed_variables = bind_variables(policy, &mut bindings);
-    let failure_of = |expression: &Expression| -> Option<String> {
-        failed_variables
-            .iter()
-            .find(|(name, _)| reads_variable(&expression.source, name))
-            .map(|(_, err)| {
-                format!(
-                    "expression '{}' resulted in error: {err}",
-                    expression.source.trim()
-                )
-            })
+    // why: upstream evaluates variables lazily, so a failed variable only fails the
+    // expressions that actually reach it; here it is left out of `variables`, and an
+    // expression that then fails is reported with the variable's error.
+    let run = |expression: &Expression, bindings: &Bindings| -> Result<Cel, String> {
+        expression.evaluate(bindings).map_err(|err| {
+            failed_variables
+                .iter()
+                .find(|(name, _)| reads_variable(&expression.source, name))
+                .map_or(err, |(_, cause)| {
+                    format!(
+                        "expression '{}' resulted in error: {cause}",
+                        expression.source.trim()
+                    )
+                })
+        })
     };
-    match match_conditions(policy, &bindings, &failure_of) {
+    match match_conditions(policy, &bindings, &run) {
         Ok(true) => {}
         Ok(false) => return evaluated,
         Err(message) => {
@@ -77,10 +82,7 @@ pub(crate) fn evaluate(policy: &Policy, mut bindings: Bindings) -> Evaluated {
         ..bindings.clone()
     };
     for (index, validation) in policy.validations.iter().enumerate() {
-        let result = match failure_of(&validation.expression) {
-            Some(err) => Err(err),
-            None => validation.expression.evaluate(&bindings),
-        };
+        let result = run(&validation.expression, &bindings);
         let failure = match result {
             Ok(Cel::Bool(true)) => continue,
             Ok(Cel::Bool(false)) => Failure {
@@ -124,9 +126,15 @@ fn bind_variables(policy: &Policy, bindings: &mut Bindings) -> Vec<(String, Stri
                 "composited variable \"{name}\" fails to compile: {err}"
             )),
             Ok(_) => expression.evaluate(bindings).map_err(|err| {
-                let cause = err
-                    .split_once(" resulted in error: ")
-                    .map_or(err.as_str(), |(_, cause)| cause);
+                let failed_dependency = failed.iter().find(|(other, _): &&(String, String)| {
+                    reads_variable(&expression.source, other)
+                });
+                let cause = match failed_dependency {
+                    Some((_, cause)) => cause.as_str(),
+                    None => err
+                        .split_once(" resulted in error: ")
+                        .map_or(err.as_str(), |(_, cause)| cause),
+                };
                 format!("composited variable \"{name}\" fails to evaluate: {cause}")
             }),
         };
@@ -148,14 +156,11 @@ fn bind_variables(policy: &Policy, bindings: &mut Bindings) -> Vec<(String, Stri
 fn match_conditions(
     policy: &Policy,
     bindings: &Bindings,
-    failure_of: &dyn Fn(&Expression) -> Option<String>,
+    run: &dyn Fn(&Expression, &Bindings) -> Result<Cel, String>,
 ) -> Result<bool, String> {
     let mut errors = Vec::new();
     for condition in &policy.match_conditions {
-        let result = match failure_of(&condition.expression) {
-            Some(err) => Err(err),
-            None => condition.expression.evaluate(bindings),
-        };
+        let result = run(&condition.expression, bindings);
         match result {
             Ok(Cel::Bool(false)) => return Ok(false),
             Ok(Cel::Bool(true)) => {}

@@ -304,7 +304,7 @@ fn warn_and_audit_actions_report_without_denying() {
 }
 
 #[test]
-fn a_failing_variable_fails_only_the_expressions_that_read_it() {
+fn a_failing_variable_fails_only_the_expressions_that_reach_it() {
     let fixture = Fixture::new(
         json!({
             "matchConstraints": config_maps_rule(),
@@ -314,6 +314,7 @@ fn a_failing_variable_fails_only_the_expressions_that_read_it() {
             ],
             "validations": [
                 { "expression": "variables.name == 'cm'" },
+                { "expression": "variables.name == 'cm' || variables.missing == 'x'" },
                 { "expression": "variables.missing == 'x'" },
             ],
         }),
