@@ -5,13 +5,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde_json::json;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
 use crate::auth::authn::{
     self, Authenticator, Clock, SigningKeyError, StaticToken, TokenFileError,
@@ -23,6 +25,7 @@ use crate::faults::Faults;
 use crate::registry::Registry;
 use crate::server::Server;
 use crate::store::{storage_key, Store, WriteContext};
+use crate::tls::{Tls, TlsError};
 
 /// Why devcluster could not start or produce a client.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +50,8 @@ pub enum Error {
     TokenFile(#[from] TokenFileError),
     #[error(transparent)]
     SigningKey(#[from] SigningKeyError),
+    #[error("making the serving certificate: {0}")]
+    Tls(#[from] TlsError),
     #[error("no user \"{0}\" has a token (add one with add_user or the token file)")]
     UnknownUser(String),
 }
@@ -81,6 +86,7 @@ impl Default for Options {
 /// A running in-memory Kubernetes API server; dropping it shuts it down.
 pub struct DevCluster {
     addr: SocketAddr,
+    tls: Tls,
     faults: Faults,
     server: Arc<Server>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -124,6 +130,7 @@ impl DevCluster {
             addr: options.addr,
             source,
         })?;
+        let tls = Tls::generate(addr.ip())?;
         let store = Arc::new(Store::new(options.history_capacity));
         let registry = Arc::new(Registry::new(builtin_types()));
         create_initial_namespaces(&store, &registry);
@@ -133,7 +140,7 @@ impl DevCluster {
             store: store.clone(),
             registry,
             faults: faults.clone(),
-            url: format!("http://{addr}"),
+            url: format!("https://{addr}"),
             bookmark_interval: options.bookmark_interval,
             authenticator,
             authorizer: match options.authorization {
@@ -143,18 +150,35 @@ impl DevCluster {
             rbac,
         });
         let (shutdown, stopped) = oneshot::channel();
-        tokio::spawn(serve(listener, server.clone(), stopped));
+        tokio::spawn(serve(
+            listener,
+            server.clone(),
+            tls.acceptor.clone(),
+            stopped,
+        ));
         Ok(Self {
             addr,
+            tls,
             faults,
             server,
             shutdown: Some(shutdown),
         })
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `https://127.0.0.1:<port>`: the API, served with a certificate of [`DevCluster::ca_pem`].
     pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// `http://127.0.0.1:<port>`: the same port, spoken without TLS (the fault endpoints, and
+    /// clients that cannot be given the CA).
+    pub fn http_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The cluster CA's certificate (PEM), which signed the serving certificate.
+    pub fn ca_pem(&self) -> &str {
+        &self.tls.ca_pem
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -185,6 +209,7 @@ impl DevCluster {
             .parse::<http::Uri>()
             .map_err(|err| Error::RenderKubeconfig(err.to_string()))?;
         let mut config = kube::Config::new(uri);
+        config.root_cert = Some(vec![self.tls.ca_der.clone()]);
         if let Some(token) = token {
             config.auth_info = serde_json::from_value(json!({ "token": token }))
                 .map_err(|err| Error::RenderKubeconfig(err.to_string()))?;
@@ -244,7 +269,10 @@ impl DevCluster {
         let config = json!({
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{ "name": "devcluster", "cluster": { "server": self.url() } }],
+            "clusters": [{ "name": "devcluster", "cluster": {
+                "server": self.url(),
+                "certificate-authority-data": base64::engine::general_purpose::STANDARD.encode(&self.tls.ca_pem),
+            } }],
             "users": users.iter().map(|(user, token)| json!({ "name": user, "user": { "token": token } })).collect::<Vec<_>>(),
             "contexts": contexts.collect::<Vec<_>>(),
             "current-context": "devcluster",
@@ -308,8 +336,44 @@ fn create_initial_namespaces(store: &Store, registry: &Registry) {
     }
 }
 
+/// Serves one connection: TLS when it opens with a handshake, else plain HTTP.
+async fn serve_connection(stream: TcpStream, server: Arc<Server>, tls: TlsAcceptor) {
+    let service = service_fn(move |req| server.clone().handle(req));
+    let mut first = [0u8; 1];
+    let served = match stream.peek(&mut first).await {
+        Ok(1) if first[0] == crate::tls::TLS_HANDSHAKE => match tls.accept(stream).await {
+            Ok(stream) => {
+                http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await
+            }
+            Err(err) => {
+                tracing::debug!(%err, "TLS handshake failed");
+                return;
+            }
+        },
+        Ok(_) => {
+            http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+        }
+        Err(err) => {
+            tracing::debug!(%err, "reading the first byte");
+            return;
+        }
+    };
+    if let Err(err) = served {
+        tracing::debug!(%err, "connection ended");
+    }
+}
+
 /// Accepts connections until shutdown; then every connection (and watch) is dropped.
-async fn serve(listener: TcpListener, server: Arc<Server>, mut stopped: oneshot::Receiver<()>) {
+async fn serve(
+    listener: TcpListener,
+    server: Arc<Server>,
+    tls: TlsAcceptor,
+    mut stopped: oneshot::Receiver<()>,
+) {
     let mut connections = JoinSet::new();
     let gc_store = server.store.clone();
     let gc_admission = crate::admission::SystemAdmission::new(server.authorizer.clone());
@@ -327,12 +391,8 @@ async fn serve(listener: TcpListener, server: Arc<Server>, mut stopped: oneshot:
                 let Ok((stream, _)) = accepted else { continue };
                 let _ = stream.set_nodelay(true);
                 let server = server.clone();
-                connections.spawn(async move {
-                    let service = service_fn(move |req| server.clone().handle(req));
-                    if let Err(err) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
-                        tracing::debug!(%err, "connection ended");
-                    }
-                });
+                let tls = tls.clone();
+                connections.spawn(serve_connection(stream, server, tls));
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }

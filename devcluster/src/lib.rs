@@ -25,6 +25,7 @@ pub(crate) mod server;
 pub mod status;
 pub mod store;
 pub mod table;
+pub mod tls;
 
 pub use cluster::{DevCluster, Error, Options};
 pub use faults::{Faults, RequestMatch};

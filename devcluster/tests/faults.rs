@@ -185,7 +185,9 @@ async fn compacting_the_history_expires_older_resource_versions() {
 /// Sends a raw HTTP/1.1 request and returns the status code.
 async fn raw_request(url: &str, method: &str, path: &str, body: &str) -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let addr = url.trim_start_matches("http://");
+    let addr = url
+        .trim_start_matches("https://")
+        .trim_start_matches("http://");
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

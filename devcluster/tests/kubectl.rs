@@ -171,7 +171,7 @@ async fn create_namespace_and_generic_secret() {
 }
 
 #[tokio::test]
-async fn auth_can_i_allows_everything() {
+async fn auth_can_i_answers_yes_for_the_admin() {
     let kube = Kube::start().await;
     let output = kube
         .kubectl_ok(&["auth", "can-i", "create", "secrets", "-n", "default"])

@@ -140,7 +140,7 @@ async fn the_binary_serves_and_writes_a_kubeconfig() {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let listening = lines.next().unwrap().unwrap();
     assert!(
-        listening.starts_with("devcluster listening on http://127.0.0.1:"),
+        listening.starts_with("devcluster listening on https://127.0.0.1:"),
         "{listening}"
     );
     let export = lines.next().unwrap().unwrap();
