@@ -5,13 +5,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde_json::json;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
 use crate::auth::authn::{
     self, Authenticator, Clock, SigningKeyError, StaticToken, TokenFileError,
@@ -23,6 +25,7 @@ use crate::faults::Faults;
 use crate::registry::Registry;
 use crate::server::Server;
 use crate::store::{storage_key, Store, WriteContext};
+use crate::tls::{is_tls_handshake, TlsError, TlsIdentity};
 
 /// Why devcluster could not start or produce a client.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +50,8 @@ pub enum Error {
     TokenFile(#[from] TokenFileError),
     #[error(transparent)]
     SigningKey(#[from] SigningKeyError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     #[error("no user \"{0}\" has a token (add one with add_user or the token file)")]
     UnknownUser(String),
 }
@@ -83,6 +88,8 @@ pub struct DevCluster {
     addr: SocketAddr,
     faults: Faults,
     server: Arc<Server>,
+    /// PEM of the CA that signed the HTTPS certificate.
+    ca_pem: String,
     shutdown: Option<oneshot::Sender<()>>,
 }
 
@@ -141,11 +148,13 @@ impl DevCluster {
             },
         });
         let (shutdown, stopped) = oneshot::channel();
-        tokio::spawn(serve(listener, server.clone(), stopped));
+        let tls = TlsIdentity::generate(addr.ip())?;
+        tokio::spawn(serve(listener, server.clone(), tls.acceptor, stopped));
         Ok(Self {
             addr,
             faults,
             server,
+            ca_pem: tls.ca_pem,
             shutdown: Some(shutdown),
         })
     }
@@ -153,6 +162,16 @@ impl DevCluster {
     /// `http://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// `https://127.0.0.1:<port>`: the same server over TLS, as kubeconfigs name it.
+    pub fn https_url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// PEM of the CA behind [`DevCluster::https_url`]'s certificate.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -242,7 +261,10 @@ impl DevCluster {
         let config = json!({
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{ "name": "devcluster", "cluster": { "server": self.url() } }],
+            "clusters": [{ "name": "devcluster", "cluster": {
+                "server": self.https_url(),
+                "certificate-authority-data": base64::engine::general_purpose::STANDARD.encode(&self.ca_pem),
+            } }],
             "users": users.iter().map(|(user, token)| json!({ "name": user, "user": { "token": token } })).collect::<Vec<_>>(),
             "contexts": contexts.collect::<Vec<_>>(),
             "current-context": "devcluster",
@@ -307,7 +329,12 @@ fn create_initial_namespaces(store: &Store, registry: &Registry) {
 }
 
 /// Accepts connections until shutdown; then every connection (and watch) is dropped.
-async fn serve(listener: TcpListener, server: Arc<Server>, mut stopped: oneshot::Receiver<()>) {
+async fn serve(
+    listener: TcpListener,
+    server: Arc<Server>,
+    tls: TlsAcceptor,
+    mut stopped: oneshot::Receiver<()>,
+) {
     let mut connections = JoinSet::new();
     let gc_store = server.store.clone();
     connections.spawn(async move {
@@ -324,15 +351,37 @@ async fn serve(listener: TcpListener, server: Arc<Server>, mut stopped: oneshot:
                 let Ok((stream, _)) = accepted else { continue };
                 let _ = stream.set_nodelay(true);
                 let server = server.clone();
-                connections.spawn(async move {
-                    let service = service_fn(move |req| server.clone().handle(req));
-                    if let Err(err) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
-                        tracing::debug!(%err, "connection ended");
-                    }
-                });
+                connections.spawn(serve_connection(stream, server.clone(), tls.clone()));
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
     connections.abort_all();
+}
+
+/// Serves one connection, over TLS when its first byte opens a handshake, else plain HTTP.
+async fn serve_connection(stream: TcpStream, server: Arc<Server>, tls: TlsAcceptor) {
+    let service = service_fn(move |req| server.clone().handle(req));
+    let mut first = [0u8; 1];
+    let wants_tls = matches!(stream.peek(&mut first).await, Ok(1) if is_tls_handshake(first[0]));
+    let served = if wants_tls {
+        match tls.accept(stream).await {
+            Ok(stream) => {
+                http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await
+            }
+            Err(err) => {
+                tracing::debug!(%err, "TLS handshake failed");
+                return;
+            }
+        }
+    } else {
+        http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service)
+            .await
+    };
+    if let Err(err) = served {
+        tracing::debug!(%err, "connection ended");
+    }
 }

@@ -49,7 +49,11 @@ async fn main() -> anyhow::Result<()> {
         ..Options::default()
     })
     .await?;
-    println!("devcluster listening on {}", cluster.url());
+    println!(
+        "devcluster listening on {} (and {} for kubeconfigs)",
+        cluster.url(),
+        cluster.https_url()
+    );
     let path = cli.kubeconfig.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("devcluster-{}.kubeconfig", cluster.addr().port()))
     });
@@ -59,4 +63,16 @@ async fn main() -> anyhow::Result<()> {
     println!("devcluster: shutting down");
     drop(cluster);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_auth_file_flag_names_the_file() {
+        let cli = Cli::try_parse_from(["devcluster", "--token-auth-file", "/etc/tokens.csv"])
+            .expect("arguments parse");
+        assert_eq!(cli.token_auth_file, Some(PathBuf::from("/etc/tokens.csv")));
+    }
 }
