@@ -2,7 +2,7 @@
 //!
 //! It serves the Kubernetes HTTP API from one process so that operators can be tested against
 //! real clients (kube-rs, kubectl, helm) without a real cluster. It is never part of a
-//! production install: no kubelet, no pods running, no TLS.
+//! production install: no kubelet, no pods running.
 #![forbid(unsafe_code)]
 
 pub mod admission;

@@ -60,3 +60,15 @@ async fn main() -> anyhow::Result<()> {
     drop(cluster);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_auth_file_flag_names_the_file() {
+        let cli = Cli::try_parse_from(["devcluster", "--token-auth-file", "/etc/tokens.csv"])
+            .expect("arguments parse");
+        assert_eq!(cli.token_auth_file, Some(PathBuf::from("/etc/tokens.csv")));
+    }
+}

@@ -479,3 +479,17 @@ async fn impersonating_groups_without_a_user_is_a_bad_request() {
         )
     );
 }
+
+#[tokio::test]
+async fn a_kube_client_from_the_kubeconfig_speaks_https_as_the_admin() {
+    let cluster = start().await;
+    let config = kube::Config::from_custom_kubeconfig(
+        cluster.kubeconfig().expect("kubeconfig"),
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .expect("config from the kubeconfig");
+    assert_eq!(config.cluster_url.scheme_str(), Some("https"));
+    let admin = whoami(Client::try_from(config).expect("client")).await;
+    assert_eq!(admin.username.as_deref(), Some("kubernetes-admin"));
+}
