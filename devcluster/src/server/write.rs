@@ -102,7 +102,7 @@ fn admit_write(
     dry_run: bool,
 ) -> Result<Vec<String>, ApiError> {
     if let Some(object) = object.filter(|_| call.rt.group == "rbac.authorization.k8s.io") {
-        crate::auth::rbac::check_escalation(server, call, object)?;
+        crate::auth::rbac::check_escalation(server, call, object, old_object)?;
     }
     let namespace = match (object, old_object) {
         (Some(obj), _) | (None, Some(obj)) => obj

@@ -15,15 +15,19 @@ use crate::status::ApiError;
 
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 
-/// Checks a create or update of a Role, ClusterRole, RoleBinding or ClusterRoleBinding by
-/// `call.user`; other writes pass.
+/// Checks a create or update (`old` is the stored object) of a Role, ClusterRole, RoleBinding
+/// or ClusterRoleBinding by `call.user`; other writes pass.
 pub(crate) fn check_escalation(
     server: &Server,
     call: &Call,
     object: &Value,
+    old: Option<&Value>,
 ) -> Result<(), ApiError> {
     let user = &call.user;
     if call.rt.group != RBAC_GROUP || user.groups.iter().any(|g| g == MASTERS_GROUP) {
+        return Ok(());
+    }
+    if old.is_some_and(|old| only_garbage_collection_fields_change(object, old)) {
         return Ok(());
     }
     let name = object
@@ -93,6 +97,30 @@ pub(crate) fn check_escalation(
         }
         _ => Ok(()),
     }
+}
+
+/// Whether an update changes nothing but what the garbage collector writes (ownerReferences,
+/// finalizers), which kube-apiserver lets through unchecked (`IsOnlyMutatingGCFields`).
+fn only_garbage_collection_fields_change(object: &Value, old: &Value) -> bool {
+    let comparable = |value: &Value| {
+        let mut value = value.clone();
+        if let Some(metadata) = value.get_mut("metadata").and_then(Value::as_object_mut) {
+            for field in [
+                "ownerReferences",
+                "finalizers",
+                "managedFields",
+                "selfLink",
+                "resourceVersion",
+                "generation",
+                "creationTimestamp",
+                "uid",
+            ] {
+                metadata.remove(field);
+            }
+        }
+        value
+    };
+    comparable(object) == comparable(old)
 }
 
 /// Whether `call.user` may `verb` the role resource being written.
