@@ -344,3 +344,65 @@ async fn the_view_role_picks_up_a_cluster_role_labelled_aggregate_to_view() {
         403
     );
 }
+
+#[tokio::test]
+async fn watch_needs_the_watch_verb() {
+    let cluster = DevCluster::start().await.unwrap();
+    let admin = cluster.client().unwrap();
+    create_namespace(&admin, "team-a").await;
+    grant(
+        &admin,
+        "team-a",
+        "lister",
+        vec![rule(&[""], &["configmaps"], &["get", "list"])],
+        vec![user("bob")],
+    )
+    .await;
+    let api = Api::<ConfigMap>::namespaced(client_as(&cluster, "bob", &[]).await, "team-a");
+
+    api.list(&ListParams::default()).await.expect("list");
+    let err = match api.watch(&WatchParams::default(), "0").await {
+        Ok(_) => panic!("watch without the watch verb was allowed"),
+        Err(err) => err,
+    };
+    assert_forbidden(
+        err,
+        "configmaps is forbidden: User \"bob\" cannot watch resource \"configmaps\" in API group \"\" in the namespace \"team-a\"",
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_namespace_ends_the_grants_of_its_role_bindings() {
+    let cluster = DevCluster::start().await.unwrap();
+    let admin = cluster.client().unwrap();
+    create_namespace(&admin, "team-a").await;
+    grant(
+        &admin,
+        "team-a",
+        "writer",
+        vec![rule(&[""], &["configmaps"], &["create"])],
+        vec![user("bob")],
+    )
+    .await;
+    let namespaces = Api::<Namespace>::all(admin.clone());
+    namespaces
+        .delete("team-a", &DeleteParams::default())
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        if namespaces.get_opt("team-a").await.unwrap().is_none() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    create_namespace(&admin, "team-a").await;
+
+    let err = Api::<ConfigMap>::namespaced(client_as(&cluster, "bob", &[]).await, "team-a")
+        .create(&PostParams::default(), &config_map("settings"))
+        .await
+        .unwrap_err();
+    assert_forbidden(
+        err,
+        "configmaps is forbidden: User \"bob\" cannot create resource \"configmaps\" in API group \"\" in the namespace \"team-a\"",
+    );
+}
