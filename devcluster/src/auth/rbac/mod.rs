@@ -38,23 +38,24 @@ impl Rbac {
         });
         for key in [
             index::ROLES,
-            index::CLUSTER_ROLES,
             index::ROLE_BINDINGS,
             index::CLUSTER_ROLE_BINDINGS,
         ] {
             let follower = rbac.clone();
-            let aggregates = key == index::CLUSTER_ROLES;
-            let aggregator = aggregation::Aggregator::default();
             store.on_commit(
                 StorageKey::from(key),
-                Arc::new(move |state, change| {
-                    follower.write_index().apply(change);
-                    if aggregates {
-                        aggregator.sync(state);
-                    }
-                }),
+                Arc::new(move |_, change| follower.write_index().apply(change)),
             );
         }
+        let follower = rbac.clone();
+        let aggregator = aggregation::Aggregator::default();
+        store.on_commit(
+            StorageKey::from(index::CLUSTER_ROLES),
+            Arc::new(move |state, change| {
+                follower.write_index().apply(change);
+                aggregator.sync(state);
+            }),
+        );
         bootstrap::write(&mut store.lock());
         rbac
     }
