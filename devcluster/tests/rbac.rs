@@ -406,3 +406,33 @@ async fn deleting_a_namespace_ends_the_grants_of_its_role_bindings() {
         "configmaps is forbidden: User \"bob\" cannot create resource \"configmaps\" in API group \"\" in the namespace \"team-a\"",
     );
 }
+
+#[tokio::test]
+async fn server_side_apply_that_creates_needs_create_as_well_as_patch() {
+    let cluster = DevCluster::start().await.unwrap();
+    let admin = cluster.client().unwrap();
+    create_namespace(&admin, "team-a").await;
+    grant(
+        &admin,
+        "team-a",
+        "patcher",
+        vec![rule(&[""], &["configmaps"], &["get", "patch"])],
+        vec![user("bob")],
+    )
+    .await;
+    let api = Api::<ConfigMap>::namespaced(client_as(&cluster, "bob", &[]).await, "team-a");
+    let apply = PatchParams::apply("bob");
+    let manifest = Patch::Apply(
+        json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "settings" } }),
+    );
+
+    let err = api.patch("settings", &apply, &manifest).await.unwrap_err();
+    assert_forbidden(err, "configmaps \"settings\" is forbidden: ");
+    Api::<ConfigMap>::namespaced(admin, "team-a")
+        .create(&PostParams::default(), &config_map("settings"))
+        .await
+        .unwrap();
+    api.patch("settings", &apply, &manifest)
+        .await
+        .expect("applying to an existing object is a patch");
+}

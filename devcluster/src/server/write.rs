@@ -379,6 +379,7 @@ pub(crate) fn patch(server: &Server, call: &Call, body: &[u8]) -> Result<Respons
             .map_err(|e| apply_error(&call.rt, name, e))?;
         normalize_builtin(&call.rt, &mut obj);
         let mut warnings = admit(call, &mut obj, None)?;
+        crate::auth::rbac::check_create_on_apply(server.authorizer.as_ref(), call, name)?;
         warnings.extend(admit_write(
             server,
             &state,

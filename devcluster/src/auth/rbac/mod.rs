@@ -195,6 +195,37 @@ pub fn forbidden(attributes: &Attributes, decision: &Decision) -> ApiError {
     )
 }
 
+/// A server-side apply that creates `name` also needs `create` (kube-apiserver's patch handler
+/// authorizes the create on its own, answering the bare reason when denied).
+pub(crate) fn check_create_on_apply(
+    authorizer: &dyn Authorizer,
+    call: &crate::server::Call,
+    name: &str,
+) -> Result<(), ApiError> {
+    let create = Attributes {
+        user: call.user.clone(),
+        verb: "create".into(),
+        resource_request: true,
+        api_group: call.rt.group.clone(),
+        api_version: call.rt.version.clone(),
+        resource: call.rt.plural.clone(),
+        subresource: call.subresource.clone().unwrap_or_default(),
+        namespace: call.namespace.clone(),
+        name: name.into(),
+        path: String::new(),
+    };
+    let decision = authorizer.authorize(&create);
+    if decision.allowed() {
+        return Ok(());
+    }
+    Err(forbidden_error(
+        &call.rt.group,
+        &call.rt.plural,
+        name,
+        decision.reason(),
+    ))
+}
+
 /// The name a list or watch is narrowed to by `fieldSelector=metadata.name=<name>`:
 /// kube-apiserver authorizes such a request as one for that name.
 pub fn name_from_field_selector(selector: &str) -> Option<&str> {
