@@ -436,3 +436,68 @@ async fn server_side_apply_that_creates_needs_create_as_well_as_patch() {
         .await
         .expect("applying to an existing object is a patch");
 }
+
+#[tokio::test]
+async fn bootstrap_bindings_are_labelled_and_annotated_as_in_a_real_cluster() {
+    let cluster = DevCluster::start().await.unwrap();
+    let bindings = Api::<ClusterRoleBinding>::all(cluster.client().unwrap());
+    let public = bindings.get("system:public-info-viewer").await.unwrap();
+    let labels = public.metadata.labels.unwrap_or_default();
+    let annotations = public.metadata.annotations.unwrap_or_default();
+    assert_eq!(
+        labels
+            .get("kubernetes.io/bootstrapping")
+            .map(String::as_str),
+        Some("rbac-defaults")
+    );
+    assert_eq!(
+        annotations
+            .get("rbac.authorization.kubernetes.io/autoupdate")
+            .map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(public.role_ref.name, "system:public-info-viewer");
+    let subjects: Vec<String> = public
+        .subjects
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(subjects, ["system:authenticated", "system:unauthenticated"]);
+    let names: Vec<String> = bindings
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|b| b.metadata.name)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "cluster-admin",
+            "system:basic-user",
+            "system:discovery",
+            "system:public-info-viewer"
+        ]
+    );
+    let admin = Api::<ClusterRole>::all(cluster.client().unwrap())
+        .get("admin")
+        .await
+        .unwrap();
+    assert!(admin.aggregation_rule.is_some());
+    assert!(admin.rules.unwrap_or_default().contains(&rule(
+        &["rbac.authorization.k8s.io"],
+        &["rolebindings", "roles"],
+        &[
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch"
+        ]
+    )));
+}
