@@ -147,20 +147,13 @@ fn missing_role(role_ref: &RoleRef, role_resource: &str) -> ApiError {
             quote(&role_ref.kind)
         ));
     }
-    let mut details =
-        serde_json::json!({ "name": role_ref.name, "group": RBAC_GROUP, "kind": role_resource });
-    if role_ref.name.is_empty() {
-        details.as_object_mut().map(|d| d.remove("name"));
-    }
-    ApiError::new(
-        404,
-        "NotFound",
-        format!(
-            "{role_resource}.{RBAC_GROUP} {} not found",
-            quote(&role_ref.name)
-        ),
+    let message = format!(
+        "{role_resource}.{RBAC_GROUP} {} not found",
+        quote(&role_ref.name)
+    );
+    ApiError::new(404, "NotFound", message).with_details(
+        serde_json::json!({ "name": role_ref.name, "group": RBAC_GROUP, "kind": role_resource }),
     )
-    .with_details(details)
 }
 
 /// `ConfirmNoEscalation`: `user`'s rules in `namespace` cover `rules`, or the error naming what
