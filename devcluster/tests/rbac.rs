@@ -344,3 +344,160 @@ async fn the_view_role_picks_up_a_cluster_role_labelled_aggregate_to_view() {
         403
     );
 }
+
+#[tokio::test]
+async fn watch_needs_the_watch_verb() {
+    let cluster = DevCluster::start().await.unwrap();
+    let admin = cluster.client().unwrap();
+    create_namespace(&admin, "team-a").await;
+    grant(
+        &admin,
+        "team-a",
+        "lister",
+        vec![rule(&[""], &["configmaps"], &["get", "list"])],
+        vec![user("bob")],
+    )
+    .await;
+    let api = Api::<ConfigMap>::namespaced(client_as(&cluster, "bob", &[]).await, "team-a");
+
+    api.list(&ListParams::default()).await.expect("list");
+    let err = match api.watch(&WatchParams::default(), "0").await {
+        Ok(_) => panic!("watch without the watch verb was allowed"),
+        Err(err) => err,
+    };
+    assert_forbidden(
+        err,
+        "configmaps is forbidden: User \"bob\" cannot watch resource \"configmaps\" in API group \"\" in the namespace \"team-a\"",
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_namespace_ends_the_grants_of_its_role_bindings() {
+    let cluster = DevCluster::start().await.unwrap();
+    let admin = cluster.client().unwrap();
+    create_namespace(&admin, "team-a").await;
+    grant(
+        &admin,
+        "team-a",
+        "writer",
+        vec![rule(&[""], &["configmaps"], &["create"])],
+        vec![user("bob")],
+    )
+    .await;
+    let namespaces = Api::<Namespace>::all(admin.clone());
+    namespaces
+        .delete("team-a", &DeleteParams::default())
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        if namespaces.get_opt("team-a").await.unwrap().is_none() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    create_namespace(&admin, "team-a").await;
+
+    let err = Api::<ConfigMap>::namespaced(client_as(&cluster, "bob", &[]).await, "team-a")
+        .create(&PostParams::default(), &config_map("settings"))
+        .await
+        .unwrap_err();
+    assert_forbidden(
+        err,
+        "configmaps is forbidden: User \"bob\" cannot create resource \"configmaps\" in API group \"\" in the namespace \"team-a\"",
+    );
+}
+
+#[tokio::test]
+async fn server_side_apply_that_creates_needs_create_as_well_as_patch() {
+    let cluster = DevCluster::start().await.unwrap();
+    let admin = cluster.client().unwrap();
+    create_namespace(&admin, "team-a").await;
+    grant(
+        &admin,
+        "team-a",
+        "patcher",
+        vec![rule(&[""], &["configmaps"], &["get", "patch"])],
+        vec![user("bob")],
+    )
+    .await;
+    let api = Api::<ConfigMap>::namespaced(client_as(&cluster, "bob", &[]).await, "team-a");
+    let apply = PatchParams::apply("bob");
+    let manifest = Patch::Apply(
+        json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "settings" } }),
+    );
+
+    let err = api.patch("settings", &apply, &manifest).await.unwrap_err();
+    assert_forbidden(err, "configmaps \"settings\" is forbidden: ");
+    Api::<ConfigMap>::namespaced(admin, "team-a")
+        .create(&PostParams::default(), &config_map("settings"))
+        .await
+        .unwrap();
+    api.patch("settings", &apply, &manifest)
+        .await
+        .expect("applying to an existing object is a patch");
+}
+
+#[tokio::test]
+async fn bootstrap_bindings_are_labelled_and_annotated_as_in_a_real_cluster() {
+    let cluster = DevCluster::start().await.unwrap();
+    let bindings = Api::<ClusterRoleBinding>::all(cluster.client().unwrap());
+    let public = bindings.get("system:public-info-viewer").await.unwrap();
+    let labels = public.metadata.labels.unwrap_or_default();
+    let annotations = public.metadata.annotations.unwrap_or_default();
+    assert_eq!(
+        labels
+            .get("kubernetes.io/bootstrapping")
+            .map(String::as_str),
+        Some("rbac-defaults")
+    );
+    assert_eq!(
+        annotations
+            .get("rbac.authorization.kubernetes.io/autoupdate")
+            .map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(public.role_ref.name, "system:public-info-viewer");
+    let subjects: Vec<String> = public
+        .subjects
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(subjects, ["system:authenticated", "system:unauthenticated"]);
+    let names: Vec<String> = bindings
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|b| b.metadata.name)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "cluster-admin",
+            "system:basic-user",
+            "system:discovery",
+            "system:public-info-viewer"
+        ]
+    );
+    let admin = Api::<ClusterRole>::all(cluster.client().unwrap())
+        .get("admin")
+        .await
+        .unwrap();
+    assert!(admin.aggregation_rule.is_some());
+    assert!(admin.rules.unwrap_or_default().contains(&rule(
+        &["rbac.authorization.k8s.io"],
+        &["rolebindings", "roles"],
+        &[
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch"
+        ]
+    )));
+}

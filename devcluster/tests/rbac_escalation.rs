@@ -10,7 +10,8 @@ use k8s_openapi::api::rbac::v1::{
     AggregationRule, ClusterRole, ClusterRoleBinding, Role, RoleBinding,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
 
 /// Bob administers namespace team-a (the bootstrap `admin` ClusterRole bound there).
 async fn bob_administers_team_a(cluster: &DevCluster) -> kube::Client {
@@ -185,5 +186,31 @@ async fn an_aggregation_rule_needs_cluster_admin() {
     assert_forbidden(
         err,
         "clusterroles.rbac.authorization.k8s.io \"team-a-aggregate\" is forbidden: must have cluster-admin privileges to use the aggregationRule",
+    );
+}
+
+#[tokio::test]
+async fn updates_of_a_role_beyond_the_writer_are_checked_except_garbage_collection_fields() {
+    let cluster = DevCluster::start().await.unwrap();
+    let bob = bob_administers_team_a(&cluster).await;
+    Api::<Role>::namespaced(cluster.client().unwrap(), "team-a")
+        .create(&PostParams::default(), &key_admin_role())
+        .await
+        .unwrap();
+    let roles = Api::<Role>::namespaced(bob, "team-a");
+
+    let finalizer = Patch::Merge(json!({ "metadata": { "finalizers": ["example.com/keep"] } }));
+    roles
+        .patch("key-admin", &PatchParams::default(), &finalizer)
+        .await
+        .expect("finalizers are the garbage collector's fields");
+    let label = Patch::Merge(json!({ "metadata": { "labels": { "team": "a" } } }));
+    let err = roles
+        .patch("key-admin", &PatchParams::default(), &label)
+        .await
+        .unwrap_err();
+    assert_forbidden(
+        err,
+        "roles.rbac.authorization.k8s.io \"key-admin\" is forbidden: user \"bob\" (groups=[\"system:authenticated\"]) is attempting to grant RBAC permissions not currently held:\n{APIGroups:[\"keywarden.io\"], Resources:[\"accesskeys\"], Verbs:[\"manage\" \"get\"]}",
     );
 }

@@ -255,3 +255,74 @@ async fn self_subject_rules_review_lists_the_requesters_rules_in_a_namespace() {
         .as_deref()
         .is_some_and(|urls| urls.contains(&"/version".to_string()))));
 }
+
+#[tokio::test]
+async fn an_access_review_must_ask_about_exactly_one_kind_of_attributes() {
+    let cluster = DevCluster::start().await.unwrap();
+    let reviews = Api::<SelfSubjectAccessReview>::all(client_as(&cluster, "bob", &[]).await);
+    let review = |resource: Option<ResourceAttributes>, path: Option<NonResourceAttributes>| {
+        SelfSubjectAccessReview {
+            spec: SelfSubjectAccessReviewSpec {
+                resource_attributes: resource,
+                non_resource_attributes: path,
+            },
+            ..SelfSubjectAccessReview::default()
+        }
+    };
+
+    let err = reviews
+        .create(&PostParams::default(), &review(None, None))
+        .await
+        .unwrap_err();
+    let status = api_error(err);
+    assert_eq!(
+        (status.code, status.reason.as_str(), status.message.as_str()),
+        (
+            422,
+            "Invalid",
+            "SelfSubjectAccessReview.authorization.k8s.io \"\" is invalid: spec.resourceAttributes: Invalid value: \"null\": exactly one of nonResourceAttributes or resourceAttributes must be specified"
+        )
+    );
+    let both = review(
+        Some(attributes("get", "", "configmaps", "default")),
+        Some(NonResourceAttributes {
+            path: Some("/api".into()),
+            verb: Some("get".into()),
+        }),
+    );
+    let status = api_error(
+        reviews
+            .create(&PostParams::default(), &both)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
+    assert!(
+        status
+            .message
+            .ends_with("cannot be specified in combination with resourceAttributes"),
+        "{}",
+        status.message
+    );
+}
+
+#[tokio::test]
+async fn anonymous_may_not_ask_access_reviews() {
+    let cluster = DevCluster::start().await.unwrap();
+    let review = SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(attributes("get", "", "configmaps", "default")),
+            ..SelfSubjectAccessReviewSpec::default()
+        },
+        ..SelfSubjectAccessReview::default()
+    };
+    let err =
+        Api::<SelfSubjectAccessReview>::all(client_as(&cluster, "system:anonymous", &[]).await)
+            .create(&PostParams::default(), &review)
+            .await
+            .unwrap_err();
+    assert_forbidden(
+        err,
+        "selfsubjectaccessreviews.authorization.k8s.io is forbidden: User \"system:anonymous\" cannot create resource \"selfsubjectaccessreviews\" in API group \"authorization.k8s.io\" at the cluster scope",
+    );
+}

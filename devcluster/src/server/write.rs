@@ -102,7 +102,7 @@ fn admit_write(
     dry_run: bool,
 ) -> Result<Vec<String>, ApiError> {
     if let Some(object) = object.filter(|_| call.rt.group == "rbac.authorization.k8s.io") {
-        crate::auth::rbac::check_escalation(server, call, object)?;
+        crate::auth::rbac::check_escalation(server, call, object, old_object)?;
     }
     let namespace = match (object, old_object) {
         (Some(obj), _) | (None, Some(obj)) => obj
@@ -379,6 +379,7 @@ pub(crate) fn patch(server: &Server, call: &Call, body: &[u8]) -> Result<Respons
             .map_err(|e| apply_error(&call.rt, name, e))?;
         normalize_builtin(&call.rt, &mut obj);
         let mut warnings = admit(call, &mut obj, None)?;
+        crate::auth::rbac::check_create_on_apply(server.authorizer.as_ref(), call, name)?;
         warnings.extend(admit_write(
             server,
             &state,

@@ -15,15 +15,19 @@ use crate::status::ApiError;
 
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 
-/// Checks a create or update of a Role, ClusterRole, RoleBinding or ClusterRoleBinding by
-/// `call.user`; other writes pass.
+/// Checks a create or update (`old` is the stored object) of a Role, ClusterRole, RoleBinding
+/// or ClusterRoleBinding by `call.user`; other writes pass.
 pub(crate) fn check_escalation(
     server: &Server,
     call: &Call,
     object: &Value,
+    old: Option<&Value>,
 ) -> Result<(), ApiError> {
     let user = &call.user;
     if call.rt.group != RBAC_GROUP || user.groups.iter().any(|g| g == MASTERS_GROUP) {
+        return Ok(());
+    }
+    if old.is_some_and(|old| only_garbage_collection_fields_change(object, old)) {
         return Ok(());
     }
     let name = object
@@ -95,6 +99,30 @@ pub(crate) fn check_escalation(
     }
 }
 
+/// Whether an update changes nothing but what the garbage collector writes (ownerReferences,
+/// finalizers), which kube-apiserver lets through unchecked (`IsOnlyMutatingGCFields`).
+fn only_garbage_collection_fields_change(object: &Value, old: &Value) -> bool {
+    let comparable = |value: &Value| {
+        let mut value = value.clone();
+        if let Some(metadata) = value.get_mut("metadata").and_then(Value::as_object_mut) {
+            for field in [
+                "ownerReferences",
+                "finalizers",
+                "managedFields",
+                "selfLink",
+                "resourceVersion",
+                "generation",
+                "creationTimestamp",
+                "uid",
+            ] {
+                metadata.remove(field);
+            }
+        }
+        value
+    };
+    comparable(object) == comparable(old)
+}
+
 /// Whether `call.user` may `verb` the role resource being written.
 fn may(server: &Server, call: &Call, verb: &str, resource: &str, name: &str) -> bool {
     let attributes = Attributes {
@@ -119,20 +147,13 @@ fn missing_role(role_ref: &RoleRef, role_resource: &str) -> ApiError {
             quote(&role_ref.kind)
         ));
     }
-    let mut details =
-        serde_json::json!({ "name": role_ref.name, "group": RBAC_GROUP, "kind": role_resource });
-    if role_ref.name.is_empty() {
-        details.as_object_mut().map(|d| d.remove("name"));
-    }
-    ApiError::new(
-        404,
-        "NotFound",
-        format!(
-            "{role_resource}.{RBAC_GROUP} {} not found",
-            quote(&role_ref.name)
-        ),
+    let message = format!(
+        "{role_resource}.{RBAC_GROUP} {} not found",
+        quote(&role_ref.name)
+    );
+    ApiError::new(404, "NotFound", message).with_details(
+        serde_json::json!({ "name": role_ref.name, "group": RBAC_GROUP, "kind": role_resource }),
     )
-    .with_details(details)
 }
 
 /// `ConfirmNoEscalation`: `user`'s rules in `namespace` cover `rules`, or the error naming what

@@ -38,23 +38,24 @@ impl Rbac {
         });
         for key in [
             index::ROLES,
-            index::CLUSTER_ROLES,
             index::ROLE_BINDINGS,
             index::CLUSTER_ROLE_BINDINGS,
         ] {
             let follower = rbac.clone();
-            let aggregates = key == index::CLUSTER_ROLES;
-            let aggregator = aggregation::Aggregator::default();
             store.on_commit(
                 StorageKey::from(key),
-                Arc::new(move |state, change| {
-                    follower.write_index().apply(change);
-                    if aggregates {
-                        aggregator.sync(state);
-                    }
-                }),
+                Arc::new(move |_, change| follower.write_index().apply(change)),
             );
         }
+        let follower = rbac.clone();
+        let aggregator = aggregation::Aggregator::default();
+        store.on_commit(
+            StorageKey::from(index::CLUSTER_ROLES),
+            Arc::new(move |state, change| {
+                follower.write_index().apply(change);
+                aggregator.sync(state);
+            }),
+        );
         bootstrap::write(&mut store.lock());
         rbac
     }
@@ -192,6 +193,37 @@ pub fn forbidden(attributes: &Attributes, decision: &Decision) -> ApiError {
         &attributes.name,
         &err,
     )
+}
+
+/// A server-side apply that creates `name` also needs `create` (kube-apiserver's patch handler
+/// authorizes the create on its own, answering the bare reason when denied).
+pub(crate) fn check_create_on_apply(
+    authorizer: &dyn Authorizer,
+    call: &crate::server::Call,
+    name: &str,
+) -> Result<(), ApiError> {
+    let create = Attributes {
+        user: call.user.clone(),
+        verb: "create".into(),
+        resource_request: true,
+        api_group: call.rt.group.clone(),
+        api_version: call.rt.version.clone(),
+        resource: call.rt.plural.clone(),
+        subresource: call.subresource.clone().unwrap_or_default(),
+        namespace: call.namespace.clone(),
+        name: name.into(),
+        path: String::new(),
+    };
+    let decision = authorizer.authorize(&create);
+    if decision.allowed() {
+        return Ok(());
+    }
+    Err(forbidden_error(
+        &call.rt.group,
+        &call.rt.plural,
+        name,
+        decision.reason(),
+    ))
 }
 
 /// The name a list or watch is narrowed to by `fieldSelector=metadata.name=<name>`:

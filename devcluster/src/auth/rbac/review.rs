@@ -26,7 +26,7 @@ pub(crate) fn access_review(server: &Server, call: &Call, body: &Value) -> Resul
             check_attributes_present(call, &spec, subject_problems(&spec))?;
             review_status(server, Arc::new(subject_of(&spec)), &spec)
         }
-        _ => {
+        "localsubjectaccessreviews" => {
             let namespace = local_namespace(call, body)?;
             metadata["namespace"] = json!(namespace);
             let mut problems = subject_problems(&spec);
@@ -52,6 +52,11 @@ pub(crate) fn access_review(server: &Server, call: &Call, body: &Value) -> Resul
             }
             check_attributes_present(call, &spec, problems)?;
             review_status(server, Arc::new(subject_of(&spec)), &spec)
+        }
+        other => {
+            return Err(ApiError::internal(format!(
+                "{other} is not an access review"
+            )))
         }
     };
     let spec = if call.rt.plural == "selfsubjectrulesreviews" {

@@ -116,7 +116,7 @@ impl PolicyRule {
     fn url_matches(&self, path: &str) -> bool {
         self.non_resource_urls
             .iter()
-            .any(|url| url_covers(url, path) || url == ALL)
+            .any(|url| url_covers(url, path))
     }
 
     /// One rule per (group, resource, verb, name) and per (url, verb): the atoms coverage is
