@@ -139,7 +139,37 @@ const BUILTIN: &[Row] = &[
         false,
         false,
     ),
+    ("", "v1", "Pod", "pods", &["po"], true, true),
+    (
+        "certificates.k8s.io",
+        "v1",
+        "CertificateSigningRequest",
+        "certificatesigningrequests",
+        &["csr"],
+        false,
+        true,
+    ),
+    (
+        "apiregistration.k8s.io",
+        "v1",
+        "APIService",
+        "apiservices",
+        &[],
+        false,
+        true,
+    ),
 ];
+
+/// The resources in kube-apiserver's `all` category (what `kubectl get all` lists).
+const CATEGORY_ALL: &[(&str, &str)] = &[("", "pods"), ("", "services"), ("apps", "deployments")];
+
+fn categories(group: &str, plural: &str) -> Vec<String> {
+    if CATEGORY_ALL.contains(&(group, plural)) {
+        vec!["all".to_string()]
+    } else {
+        Vec::new()
+    }
+}
 
 /// Kinds that are computed per request and never stored: only `create` is served.
 /// (group, version, kind, plural, namespaced)
@@ -218,7 +248,7 @@ pub fn builtin_types() -> Vec<ResourceType> {
                 plural: plural.to_string(),
                 singular: kind.to_lowercase(),
                 short_names: short_names.iter().map(|s| s.to_string()).collect(),
-                categories: Vec::new(),
+                categories: categories(group, plural),
                 namespaced,
                 status_subresource: status,
                 scale_subresource: None,

@@ -103,6 +103,8 @@ impl DevCluster {
         let store = Arc::new(Store::new(options.history_capacity));
         let registry = Arc::new(Registry::new(builtin_types()));
         create_initial_namespaces(&store, &registry);
+        create_initial_services(&store, &registry);
+        crate::apiservices::sync(&mut store.lock(), &registry);
         let faults = Faults::new(store.clone());
         let server = Arc::new(Server {
             store: store.clone(),
@@ -201,6 +203,45 @@ fn create_initial_namespaces(store: &Store, registry: &Registry) {
         if let Err(err) = state.create(rt, &key, "", namespace, &ctx) {
             tracing::warn!(%err, name, "creating an initial namespace");
         }
+    }
+}
+
+/// The `kubernetes` Service in `default`, as kube-apiserver creates it for itself.
+fn create_initial_services(store: &Store, registry: &Registry) {
+    let served = registry.snapshot();
+    let Some(rt) = served.find("", "v1", "services") else {
+        return;
+    };
+    let ctx = WriteContext {
+        manager: "kube-apiserver".into(),
+        now: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        managed_fields_done: true,
+        ..WriteContext::default()
+    };
+    let service = json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": "kubernetes",
+            "namespace": "default",
+            "labels": { "component": "apiserver", "provider": "kubernetes" },
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "clusterIP": "10.96.0.1",
+            "clusterIPs": ["10.96.0.1"],
+            "ipFamilies": ["IPv4"],
+            "ipFamilyPolicy": "SingleStack",
+            "internalTrafficPolicy": "Cluster",
+            "sessionAffinity": "None",
+            "ports": [{ "name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443 }],
+        },
+    });
+    if let Err(err) = store
+        .lock()
+        .create(rt, &storage_key(rt), "default", service, &ctx)
+    {
+        tracing::warn!(%err, "creating the kubernetes Service");
     }
 }
 

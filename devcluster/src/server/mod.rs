@@ -1,6 +1,7 @@
 //! The HTTP front: routing of Kubernetes API paths to verbs, discovery and the admin endpoint.
 
 mod admin;
+mod certificates;
 pub(crate) mod http;
 mod read;
 mod scale;
@@ -10,7 +11,8 @@ mod write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::http::{Method, Request, Response};
+use ::http::header::{ACCEPT, CONTENT_TYPE, VARY};
+use ::http::{HeaderValue, Method, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::Value;
@@ -176,6 +178,9 @@ impl Server {
         }
         match segments.as_slice() {
             ["version"] => return Ok(http::json(200, &crate::discovery::version())),
+            ["api" | "apis"] if crate::discovery::wants_aggregated(&header(&req, ACCEPT)) => {
+                return Ok(aggregated_discovery(&served.types, segments[0] == "api"))
+            }
             ["api"] => {
                 return Ok(http::json(
                     200,
@@ -314,6 +319,19 @@ impl Server {
         }
         Ok(result.unwrap_or_else(|err| http::error(&err)))
     }
+}
+
+/// `/api` or `/apis` as an aggregated discovery document, with its own content type.
+fn aggregated_discovery(types: &[ResourceType], core: bool) -> Response<Body> {
+    let mut response = http::json(200, &crate::discovery::aggregated::document(types, core));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(crate::discovery::aggregated::CONTENT_TYPE),
+    );
+    response
+        .headers_mut()
+        .insert(VARY, HeaderValue::from_static("Accept"));
+    response
 }
 
 fn discovery_list(types: &[ResourceType], group: &str, version: &str) -> Response<Body> {

@@ -237,7 +237,8 @@ impl State {
             _ => {}
         }
 
-        let is_status = ctx.subresource.as_deref() == Some("status");
+        // why: CSR `/approval` writes only status conditions, as `/status` writes only status.
+        let is_status = matches!(ctx.subresource.as_deref(), Some("status" | "approval"));
         if is_status {
             // why: a status write changes only status; metadata and spec come from storage.
             let status = new.get("status").cloned();
