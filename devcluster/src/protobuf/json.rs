@@ -15,6 +15,42 @@ use serde_json::{json, Map, Value};
 
 use super::{malformed, ProtobufError};
 
+/// Embedded Go structs (`json:",inline"`) that proto carries as a field of their own: their
+/// fields belong to the enclosing JSON object. The struct tags say so; the `.proto` files cannot.
+const INLINE: &[(&str, &str)] = &[
+    ("api.core.v1.Volume", "volumeSource"),
+    ("api.core.v1.PersistentVolumeSpec", "persistentVolumeSource"),
+    ("api.core.v1.Probe", "handler"),
+    ("api.core.v1.EphemeralContainer", "ephemeralContainerCommon"),
+    (
+        "api.admissionregistration.v1.NamedRuleWithOperations",
+        "ruleWithOperations",
+    ),
+    ("api.admissionregistration.v1.RuleWithOperations", "rule"),
+];
+
+/// Fields whose proto name differs from their JSON name by more than a capital first letter
+/// (`Webhooks`, `Expression`); `DaemonEndpoint.Port` really is `Port` in JSON.
+const RENAMED: &[(&str, &str, &str)] = &[
+    ("api.authentication.v1.BoundObjectReference", "uID", "uid"),
+    ("api.core.v1.DaemonEndpoint", "Port", "Port"),
+];
+
+/// The JSON name of `field` of `message`.
+fn json_name(message: &str, field: &str) -> String {
+    if let Some(&(_, _, json)) = RENAMED
+        .iter()
+        .find(|(m, f, _)| *m == message && *f == field)
+    {
+        return json.to_owned();
+    }
+    let mut chars = field.chars();
+    chars
+        .next()
+        .map(|first| first.to_ascii_lowercase().to_string() + chars.as_str())
+        .unwrap_or_default()
+}
+
 /// The JSON object for `message`.
 pub(super) fn message(message: &DynamicMessage) -> Result<Value, ProtobufError> {
     let descriptor = message.descriptor();
@@ -40,8 +76,16 @@ pub(super) fn message(message: &DynamicMessage) -> Result<Value, ProtobufError> 
         if is_object_meta && field.name() == "generation" && matches!(value, Proto::I64(0)) {
             continue;
         }
-        if let Some(json) = field_value(value)? {
-            out.insert(field.name().to_owned(), json);
+        let Some(json) = field_value(value)? else {
+            continue;
+        };
+        match json {
+            Value::Object(embedded) if INLINE.contains(&(descriptor.full_name(), field.name())) => {
+                out.extend(embedded);
+            }
+            json => {
+                out.insert(json_name(descriptor.full_name(), field.name()), json);
+            }
         }
     }
     Ok(Value::Object(out))
