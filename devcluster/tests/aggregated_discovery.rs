@@ -49,14 +49,37 @@ async fn kubectl_reads_aggregated_discovery_and_never_falls_back() {
             .unwrap_or_else(|| panic!("{name} {api_version} missing from:\n{}", out.stdout))
             .clone()
     };
-    assert_eq!(rows[0][..7], ["NAME", "SHORTNAMES", "APIVERSION", "NAMESPACED", "KIND", "VERBS", "CATEGORIES"]);
+    assert_eq!(
+        rows[0][..7],
+        [
+            "NAME",
+            "SHORTNAMES",
+            "APIVERSION",
+            "NAMESPACED",
+            "KIND",
+            "VERBS",
+            "CATEGORIES"
+        ]
+    );
     assert_eq!(
         row("pods", "v1")[1..],
-        ["po", "v1", "true", "Pod", "create,delete,deletecollection,get,list,patch,update,watch", "all"]
+        [
+            "po",
+            "v1",
+            "true",
+            "Pod",
+            "create,delete,deletecollection,get,list,patch,update,watch",
+            "all"
+        ]
     );
     assert_eq!(
         row("certificatesigningrequests", "certificates.k8s.io/v1")[1..5],
-        ["csr", "certificates.k8s.io/v1", "false", "CertificateSigningRequest"]
+        [
+            "csr",
+            "certificates.k8s.io/v1",
+            "false",
+            "CertificateSigningRequest"
+        ]
     );
     assert_eq!(row("tokenreviews", "authentication.k8s.io/v1")[5], "create");
     assert_eq!(row("apiservices", "apiregistration.k8s.io/v1")[3], "false");
@@ -65,7 +88,8 @@ async fn kubectl_reads_aggregated_discovery_and_never_falls_back() {
 #[tokio::test]
 async fn kubectl_get_all_lists_the_all_category() {
     let kube = Kube::start().await;
-    kube.kubectl_ok(&["create", "deployment", "web", "--image=nginx"]).await;
+    kube.kubectl_ok(&["create", "deployment", "web", "--image=nginx"])
+        .await;
     let out = kube.kubectl_ok(&["get", "all", "-o", "name"]).await;
     let names: Vec<&str> = out.lines().collect();
     assert!(names.contains(&"service/kubernetes"), "{out}");
@@ -86,11 +110,19 @@ async fn kube_rs_aggregated_discovery_sees_scopes_subresources_and_crds() {
             .unwrap_or_else(|| panic!("{group}/{kind} not discovered"))
     };
     let subresources = |caps: &kube::discovery::ApiCapabilities| -> Vec<String> {
-        let mut names: Vec<String> = caps.subresources.iter().map(|(r, _)| r.plural.clone()).collect();
+        let mut names: Vec<String> = caps
+            .subresources
+            .iter()
+            .map(|(r, _)| r.plural.clone())
+            .collect();
         names.sort();
         names
     };
-    let (csr, caps) = resolve(&discovery, "certificates.k8s.io", "CertificateSigningRequest");
+    let (csr, caps) = resolve(
+        &discovery,
+        "certificates.k8s.io",
+        "CertificateSigningRequest",
+    );
     assert_eq!(csr.plural, "certificatesigningrequests");
     assert_eq!(caps.scope, Scope::Cluster);
     assert_eq!(subresources(&caps), ["approval", "status"]);
@@ -135,7 +167,10 @@ spec:
         .run_aggregated()
         .await
         .expect("aggregated discovery");
-    assert!(!discovery.has_group("example.io"), "a deleted CRD's group is gone");
+    assert!(
+        !discovery.has_group("example.io"),
+        "a deleted CRD's group is gone"
+    );
 }
 
 async fn get(kube: &Kube, path: &str, accept: &str) -> (String, Value) {
@@ -144,7 +179,10 @@ async fn get(kube: &Kube, path: &str, accept: &str) -> (String, Value) {
         .body(Vec::new())
         .expect("request");
     let client = kube.cluster.client().expect("client");
-    let response = client.send(request.map(Into::into)).await.expect("response");
+    let response = client
+        .send(request.map(Into::into))
+        .await
+        .expect("response");
     let content_type = response
         .headers()
         .get("content-type")
@@ -155,7 +193,10 @@ async fn get(kube: &Kube, path: &str, accept: &str) -> (String, Value) {
         .await
         .expect("body")
         .to_bytes();
-    (content_type, serde_json::from_slice(&body).expect("JSON body"))
+    (
+        content_type,
+        serde_json::from_slice(&body).expect("JSON body"),
+    )
 }
 
 #[tokio::test]

@@ -16,7 +16,8 @@ async fn kubectl_json(kube: &Kube, args: &[&str]) -> Value {
     let mut args = args.to_vec();
     args.extend(["-o", "json"]);
     let out = kube.kubectl_ok(&args).await;
-    serde_json::from_str(&out).unwrap_or_else(|err| panic!("kubectl printed no JSON ({err}): {out}"))
+    serde_json::from_str(&out)
+        .unwrap_or_else(|err| panic!("kubectl printed no JSON ({err}): {out}"))
 }
 
 #[tokio::test]
@@ -28,21 +29,41 @@ async fn kubectl_typed_create_commands_store_what_they_say() {
         .await;
     assert_eq!(out.trim(), "serviceaccount/builder created");
     kube.kubectl_ok(&[
-        "create", "role", "reader", "-n", "team-a", "--verb=get,list", "--resource=pods,secrets",
+        "create",
+        "role",
+        "reader",
+        "-n",
+        "team-a",
+        "--verb=get,list",
+        "--resource=pods,secrets",
         "--resource-name=web",
     ])
     .await;
     kube.kubectl_ok(&[
-        "create", "rolebinding", "reader", "-n", "team-a", "--role=reader", "--user=alice",
+        "create",
+        "rolebinding",
+        "reader",
+        "-n",
+        "team-a",
+        "--role=reader",
+        "--user=alice",
         "--serviceaccount=team-a:builder",
     ])
     .await;
     kube.kubectl_ok(&[
-        "create", "clusterrole", "metrics", "--verb=get", "--non-resource-url=/metrics",
+        "create",
+        "clusterrole",
+        "metrics",
+        "--verb=get",
+        "--non-resource-url=/metrics",
     ])
     .await;
     kube.kubectl_ok(&[
-        "create", "clusterrolebinding", "metrics", "--clusterrole=metrics", "--group=team-a",
+        "create",
+        "clusterrolebinding",
+        "metrics",
+        "--clusterrole=metrics",
+        "--group=team-a",
     ])
     .await;
 
@@ -109,7 +130,9 @@ async fn kubectl_certificate_approve_and_deny_set_the_approval_conditions() {
     let kube = Kube::start().await;
     let csrs: Api<CertificateSigningRequest> = Api::all(kube.cluster.client().expect("client"));
     for name in ["alice", "bob"] {
-        csrs.create(&PostParams::default(), &csr(name)).await.expect("created");
+        csrs.create(&PostParams::default(), &csr(name))
+            .await
+            .expect("created");
     }
     let out = kube.kubectl_ok(&["certificate", "approve", "alice"]).await;
     assert_eq!(
@@ -127,7 +150,11 @@ async fn kubectl_certificate_approve_and_deny_set_the_approval_conditions() {
         conditions(&alice),
         vec![("Approved".into(), "True".into(), "KubectlApprove".into())]
     );
-    let approved = &alice.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default()[0];
+    let approved = &alice
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default()[0];
     assert!(approved.last_update_time.is_some() && approved.last_transition_time.is_some());
     let bob = csrs.get("bob").await.expect("bob");
     assert_eq!(
@@ -135,7 +162,10 @@ async fn kubectl_certificate_approve_and_deny_set_the_approval_conditions() {
         vec![("Denied".into(), "True".into(), "KubectlDeny".into())]
     );
     let requester = alice.spec.username.unwrap_or_default();
-    assert!(!requester.is_empty(), "the requester is recorded in spec.username");
+    assert!(
+        !requester.is_empty(),
+        "the requester is recorded in spec.username"
+    );
 }
 
 #[tokio::test]
@@ -143,7 +173,9 @@ async fn approval_conditions_are_exclusive_permanent_and_not_writable_through_st
     let kube = Kube::start().await;
     let client = kube.cluster.client().expect("client");
     let csrs: Api<CertificateSigningRequest> = Api::all(client.clone());
-    csrs.create(&PostParams::default(), &csr("carol")).await.expect("created");
+    csrs.create(&PostParams::default(), &csr("carol"))
+        .await
+        .expect("created");
     kube.kubectl_ok(&["certificate", "approve", "carol"]).await;
 
     let put = |sub: &str, conditions: Value| {
@@ -167,7 +199,9 @@ async fn approval_conditions_are_exclusive_permanent_and_not_writable_through_st
         .request::<Value>(put("approval", json!([approved, denied])))
         .await
         .expect_err("approved and denied together");
-    let kube::Error::Api(status) = err else { panic!("{err}") };
+    let kube::Error::Api(status) = err else {
+        panic!("{err}")
+    };
     assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
     assert_eq!(
         status.message,
@@ -178,7 +212,9 @@ async fn approval_conditions_are_exclusive_permanent_and_not_writable_through_st
         .request::<Value>(put("approval", json!([])))
         .await
         .expect_err("removing approval");
-    let kube::Error::Api(status) = err else { panic!("{err}") };
+    let kube::Error::Api(status) = err else {
+        panic!("{err}")
+    };
     assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
     assert_eq!(
         status.message,
@@ -212,14 +248,20 @@ async fn pods_are_stored_and_deleted_at_once() {
             "spec": {"nodeName": node, "containers": [{"name": "web", "image": "nginx"}]},
         }))
         .expect("pod");
-        pods.create(&PostParams::default(), &pod).await.expect("created");
+        pods.create(&PostParams::default(), &pod)
+            .await
+            .expect("created");
     }
     let out = kube.kubectl_ok(&["get", "pods", "-o", "name"]).await;
     assert_eq!(out.trim(), "pod/scheduled\npod/unscheduled");
     for name in ["unscheduled", "scheduled"] {
-        pods.delete(name, &DeleteParams::default()).await.expect("deleted");
+        pods.delete(name, &DeleteParams::default())
+            .await
+            .expect("deleted");
         let err = pods.get(name).await.expect_err("gone at once");
-        let kube::Error::Api(status) = err else { panic!("{err}") };
+        let kube::Error::Api(status) = err else {
+            panic!("{err}")
+        };
         assert_eq!(status.code, 404);
         assert_eq!(status.message, format!("pods \"{name}\" not found"));
     }
@@ -229,10 +271,19 @@ async fn pods_are_stored_and_deleted_at_once() {
 async fn the_kubernetes_service_points_at_the_api_server() {
     let kube = Kube::start().await;
     let services: Api<Service> = Api::namespaced(kube.cluster.client().expect("client"), "default");
-    let service = services.get("kubernetes").await.expect("kubernetes Service");
+    let service = services
+        .get("kubernetes")
+        .await
+        .expect("kubernetes Service");
     let labels = service.metadata.labels.unwrap_or_default();
-    assert_eq!(labels.get("component").map(String::as_str), Some("apiserver"));
-    assert_eq!(labels.get("provider").map(String::as_str), Some("kubernetes"));
+    assert_eq!(
+        labels.get("component").map(String::as_str),
+        Some("apiserver")
+    );
+    assert_eq!(
+        labels.get("provider").map(String::as_str),
+        Some("kubernetes")
+    );
     let spec = serde_json::to_value(service.spec).expect("spec");
     assert_eq!(spec["type"], "ClusterIP");
     assert_eq!(
@@ -240,7 +291,13 @@ async fn the_kubernetes_service_points_at_the_api_server() {
         json!([{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}])
     );
     let out = kube
-        .kubectl_ok(&["get", "service", "kubernetes", "-o", "jsonpath={.spec.clusterIP}"])
+        .kubectl_ok(&[
+            "get",
+            "service",
+            "kubernetes",
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ])
         .await;
     assert_eq!(out, "10.96.0.1");
 }
@@ -258,11 +315,23 @@ async fn api_services_follow_the_served_group_versions() {
     let client = kube.cluster.client().expect("client");
     let services: Api<DynamicObject> = Api::all_with(client, &api_service_resource());
     let names = |list: &kube::api::ObjectList<DynamicObject>| -> Vec<String> {
-        list.items.iter().filter_map(|o| o.metadata.name.clone()).collect()
+        list.items
+            .iter()
+            .filter_map(|o| o.metadata.name.clone())
+            .collect()
     };
     let list = services.list(&ListParams::default()).await.expect("list");
-    for name in ["v1.", "v1.apps", "v1.rbac.authorization.k8s.io", "v1.certificates.k8s.io"] {
-        assert!(names(&list).contains(&name.to_string()), "{name} in {:?}", names(&list));
+    for name in [
+        "v1.",
+        "v1.apps",
+        "v1.rbac.authorization.k8s.io",
+        "v1.certificates.k8s.io",
+    ] {
+        assert!(
+            names(&list).contains(&name.to_string()),
+            "{name} in {:?}",
+            names(&list)
+        );
     }
     let apps = services.get("v1.apps").await.expect("v1.apps");
     assert_eq!(
@@ -271,8 +340,18 @@ async fn api_services_follow_the_served_group_versions() {
     );
     let condition = &apps.data["status"]["conditions"][0];
     assert_eq!(
-        (&condition["type"], &condition["status"], &condition["reason"], &condition["message"]),
-        (&json!("Available"), &json!("True"), &json!("Local"), &json!("Local APIServices are always available"))
+        (
+            &condition["type"],
+            &condition["status"],
+            &condition["reason"],
+            &condition["message"]
+        ),
+        (
+            &json!("Available"),
+            &json!("True"),
+            &json!("Local"),
+            &json!("Local APIServices are always available")
+        )
     );
 
     let crd = kube.file(
@@ -294,13 +373,27 @@ spec:
     assert_eq!(widgets.data["spec"]["groupPriorityMinimum"], 1000);
     assert_eq!(widgets.data["spec"]["versionPriority"], 100);
     assert_eq!(
-        widgets.metadata.labels.unwrap_or_default().get("kube-aggregator.kubernetes.io/automanaged").map(String::as_str),
+        widgets
+            .metadata
+            .labels
+            .unwrap_or_default()
+            .get("kube-aggregator.kubernetes.io/automanaged")
+            .map(String::as_str),
         Some("true")
     );
     kube.kubectl_ok(&["delete", "-f", &crd]).await;
-    let err = services.get("v1.example.io").await.expect_err("gone with its CRD");
-    let kube::Error::Api(status) = err else { panic!("{err}") };
+    let err = services
+        .get("v1.example.io")
+        .await
+        .expect_err("gone with its CRD");
+    let kube::Error::Api(status) = err else {
+        panic!("{err}")
+    };
     assert_eq!(status.code, 404);
     let out = kube.kubectl_ok(&["get", "apiservices", "-o", "name"]).await;
-    assert!(out.lines().any(|l| l == "apiservice.apiregistration.k8s.io/v1.apps"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l == "apiservice.apiregistration.k8s.io/v1.apps"),
+        "{out}"
+    );
 }

@@ -41,7 +41,7 @@ fn resource_entry(rt: &ResourceType) -> Value {
         entry["categories"] = json!(rt.categories);
     }
     let mut subs = subresources(rt);
-    subs.sort_by(|a, b| a.name.cmp(&b.name));
+    subs.sort_by(|a, b| a.name.cmp(b.name));
     if !subs.is_empty() {
         entry["subresources"] = Value::Array(subs.iter().map(subresource_entry).collect());
     }
