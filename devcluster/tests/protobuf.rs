@@ -222,6 +222,17 @@ fn kinds_without_a_descriptor_are_refused_with_a_message() {
     let unknown = decode(&envelope("v1", "Gadget", &core::Secret::default()))
         .expect_err("unknown kinds are refused");
     assert!(unknown.0.contains("Kind=Gadget"), "{}", unknown.0);
+    let custom = decode(&envelope(
+        "apps.example.com/v1",
+        "Deployment",
+        &core::Secret::default(),
+    ))
+    .expect_err("custom resources are never decoded as built-in kinds");
+    assert!(
+        custom.0.contains("apps.example.com/v1, Kind=Deployment"),
+        "{}",
+        custom.0
+    );
 }
 
 #[test]

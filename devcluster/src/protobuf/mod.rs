@@ -42,20 +42,26 @@ fn malformed(detail: impl std::fmt::Display) -> ProtobufError {
     ))
 }
 
-/// The proto package holding a group-version's types, as Kubernetes lays out `k8s.io/api`.
-fn proto_package(group: &str, version: &str) -> String {
-    match group {
-        "" => format!("api.core.{version}"),
-        "meta.k8s.io" => format!("apimachinery.pkg.apis.meta.{version}"),
-        "apiregistration.k8s.io" => format!("kube_aggregator.pkg.apis.apiregistration.{version}"),
-        // why: k8s.io/api names each group's directory after the group's first label
-        // (rbac.authorization.k8s.io -> rbac, certificates.k8s.io -> certificates).
-        group => format!(
-            "api.{}.{version}",
-            group.split('.').next().unwrap_or_default()
-        ),
-    }
-}
+/// The proto package of each API group compiled by `build.rs` (a version is appended). Custom
+/// resources are never decoded: a CRD group that shares a first label with a built-in one
+/// (`apps.example.com`) must not pick up its messages.
+const PACKAGES: &[(&str, &str)] = &[
+    ("", "api.core"),
+    ("admissionregistration.k8s.io", "api.admissionregistration"),
+    (
+        "apiregistration.k8s.io",
+        "kube_aggregator.pkg.apis.apiregistration",
+    ),
+    ("apps", "api.apps"),
+    ("authentication.k8s.io", "api.authentication"),
+    ("authorization.k8s.io", "api.authorization"),
+    ("certificates.k8s.io", "api.certificates"),
+    ("coordination.k8s.io", "api.coordination"),
+    ("events.k8s.io", "api.events"),
+    ("meta.k8s.io", "apimachinery.pkg.apis.meta"),
+    ("policy", "api.policy"),
+    ("rbac.authorization.k8s.io", "api.rbac"),
+];
 
 /// The message type of `kind` in `api_version`, if devcluster has its descriptor.
 fn descriptor_for(
@@ -65,12 +71,13 @@ fn descriptor_for(
 ) -> Option<MessageDescriptor> {
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
     // why: client-go sends DeleteOptions under the group-version of the resource's client.
-    let package = if kind == "DeleteOptions" {
-        proto_package("meta.k8s.io", "v1")
+    let (group, version) = if kind == "DeleteOptions" {
+        ("meta.k8s.io", "v1")
     } else {
-        proto_package(group, version)
+        (group, version)
     };
-    pool.get_message_by_name(&format!("{package}.{kind}"))
+    let (_, package) = PACKAGES.iter().find(|(g, _)| *g == group)?;
+    pool.get_message_by_name(&format!("{package}.{version}.{kind}"))
 }
 
 /// Decodes a `k8s\0`-prefixed `runtime.Unknown` envelope into the object's JSON form.
