@@ -397,3 +397,55 @@ spec:
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn kubectl_get_prints_pods_csrs_and_api_services_like_a_real_cluster() {
+    let kube = Kube::start().await;
+    let client = kube.cluster.client().expect("client");
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"containers": [
+            {"name": "web", "image": "nginx", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}},
+        ]},
+    }))
+    .expect("pod");
+    let created = Api::<Pod>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &pod)
+        .await
+        .expect("created");
+    let status = created.status.expect("a new pod has a status");
+    assert_eq!(status.phase.as_deref(), Some("Pending"));
+    assert_eq!(status.qos_class.as_deref(), Some("Guaranteed"));
+    let rows = kube_tools::table_rows(&kube.kubectl_ok(&["get", "pods", "-o", "wide"]).await);
+    assert_eq!(rows[0][..5], ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]);
+    assert_eq!(rows[1][..4], ["web", "0/1", "Pending", "0"]);
+    assert_eq!(rows[1][5..], ["<none>", "<none>", "<none>", "<none>"]);
+
+    let mut request = csr("dave");
+    request.spec.expiration_seconds = Some(3600);
+    Api::<CertificateSigningRequest>::all(client)
+        .create(&PostParams::default(), &request)
+        .await
+        .expect("created");
+    let rows = kube_tools::table_rows(&kube.kubectl_ok(&["get", "csr"]).await);
+    assert_eq!(
+        rows[0],
+        [
+            "NAME",
+            "AGE",
+            "SIGNERNAME",
+            "REQUESTOR",
+            "REQUESTEDDURATION",
+            "CONDITION"
+        ]
+    );
+    assert_eq!(rows[1][2..3], ["kubernetes.io/kube-apiserver-client"]);
+    assert_eq!(rows[1][4..], ["60m", "Pending"]);
+    kube.kubectl_ok(&["certificate", "approve", "dave"]).await;
+    let rows = kube_tools::table_rows(&kube.kubectl_ok(&["get", "csr", "dave"]).await);
+    assert_eq!(rows[1][5], "Approved");
+
+    let rows = kube_tools::table_rows(&kube.kubectl_ok(&["get", "apiservice", "v1.apps"]).await);
+    assert_eq!(rows[0], ["NAME", "SERVICE", "AVAILABLE", "AGE"]);
+    assert_eq!(rows[1][..3], ["v1.apps", "Local", "True"]);
+}

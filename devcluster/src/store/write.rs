@@ -164,6 +164,9 @@ impl State {
             obj["spec"] = json!({ "finalizers": ["kubernetes"] });
             obj["status"] = json!({ "phase": "Active" });
         }
+        if let Some(status) = crate::builtin::initial_status(rt, &obj) {
+            obj["status"] = status;
+        }
         if self.get(key, namespace, &name).is_some() {
             return Err(ApiError::already_exists(rt, &name));
         }
