@@ -449,3 +449,44 @@ async fn kubectl_get_prints_pods_csrs_and_api_services_like_a_real_cluster() {
     assert_eq!(rows[0], ["NAME", "SERVICE", "AVAILABLE", "AGE"]);
     assert_eq!(rows[1][..3], ["v1.apps", "Local", "True"]);
 }
+
+#[tokio::test]
+async fn kubectl_auth_reconcile_creates_and_then_extends_roles() {
+    let kube = Kube::start().await;
+    let manifest = |verbs: &str| {
+        format!(
+            r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: reader, namespace: default}}
+rules:
+- {{apiGroups: [""], resources: [pods], verbs: [{verbs}]}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: reader, namespace: default}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: reader}}
+subjects:
+- {{kind: User, name: alice, apiGroup: rbac.authorization.k8s.io}}
+"#
+        )
+    };
+    let first = kube.file("first.yaml", &manifest("get"));
+    let out = kube.kubectl_ok(&["auth", "reconcile", "-f", &first]).await;
+    assert_eq!(
+        out.trim(),
+        "role.rbac.authorization.k8s.io/reader reconciled\nrolebinding.rbac.authorization.k8s.io/reader reconciled"
+    );
+    let second = kube.file("second.yaml", &manifest("get, list"));
+    kube.kubectl_ok(&["auth", "reconcile", "-f", &second]).await;
+    let role = kubectl_json(&kube, &["get", "role", "reader"]).await;
+    assert_eq!(
+        role["rules"],
+        json!([
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+        ])
+    );
+    let binding = kubectl_json(&kube, &["get", "rolebinding", "reader"]).await;
+    assert_eq!(binding["subjects"][0]["name"], "alice");
+}
