@@ -173,22 +173,35 @@ spec:
     );
 }
 
-async fn get(kube: &Kube, path: &str, accept: &str) -> (String, Value) {
-    let request = http::Request::get(path)
-        .header("accept", accept)
-        .body(Vec::new())
-        .expect("request");
+async fn send(
+    kube: &Kube,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> http::Response<kube::client::Body> {
+    let mut request = http::Request::get(path);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(Vec::new()).expect("request");
     let client = kube.cluster.client().expect("client");
-    let response = client
+    client
         .send(request.map(Into::into))
         .await
-        .expect("response");
-    let content_type = response
+        .expect("response")
+}
+
+fn header(response: &http::Response<kube::client::Body>, name: &str) -> String {
+    response
         .headers()
-        .get("content-type")
+        .get(name)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
-        .to_string();
+        .to_string()
+}
+
+async fn get(kube: &Kube, path: &str, accept: &str) -> (String, Value) {
+    let response = send(kube, path, &[("accept", accept)]).await;
+    let content_type = header(&response, "content-type");
     let body = http_body_util::BodyExt::collect(response.into_body())
         .await
         .expect("body")
@@ -197,6 +210,46 @@ async fn get(kube: &Kube, path: &str, accept: &str) -> (String, Value) {
         content_type,
         serde_json::from_slice(&body).expect("JSON body"),
     )
+}
+
+#[tokio::test]
+async fn an_unchanged_document_answers_not_modified_to_its_etag() {
+    let kube = Kube::start().await;
+    let first = send(&kube, "/apis", &[("accept", AGGREGATED)]).await;
+    let etag = header(&first, "etag");
+    assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag:?}");
+    let again = send(
+        &kube,
+        "/apis",
+        &[("accept", AGGREGATED), ("if-none-match", &etag)],
+    )
+    .await;
+    assert_eq!(again.status(), http::StatusCode::NOT_MODIFIED);
+    assert_eq!(header(&again, "etag"), etag);
+
+    let crd = kube.file(
+        "widgets.yaml",
+        r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.io}
+spec:
+  group: example.io
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget}
+  versions:
+  - {name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object}}}
+"#,
+    );
+    kube.kubectl_ok(&["apply", "-f", &crd]).await;
+    let changed = send(
+        &kube,
+        "/apis",
+        &[("accept", AGGREGATED), ("if-none-match", &etag)],
+    )
+    .await;
+    assert_eq!(changed.status(), http::StatusCode::OK);
+    assert_ne!(header(&changed, "etag"), etag);
 }
 
 #[tokio::test]

@@ -14,6 +14,15 @@ use crate::registry::ResourceType;
 pub const CONTENT_TYPE: &str =
     "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
+/// The quoted ETag of a serialized document: a hash of its bytes, like kube-apiserver's (which
+/// uses SHA-512; clients only compare it).
+pub fn etag(body: &[u8]) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    body.hash(&mut hasher);
+    format!("\"{:016X}\"", hasher.finish())
+}
+
 fn response_kind(group: &str, version: &str, kind: &str) -> Value {
     json!({ "group": group, "version": version, "kind": kind })
 }
