@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 
-use crate::registry::{Registry, ResourceType};
+use crate::registry::Registry;
 use crate::store::{storage_key, State, WriteContext};
 
 pub const GROUP: &str = "apiregistration.k8s.io";
@@ -76,6 +76,14 @@ fn api_service(group: &str, version: &str, from_crd: bool, now: &str) -> Value {
     })
 }
 
+/// Whether devcluster registered this APIService (rather than a user).
+fn is_automanaged(service: &Value) -> bool {
+    service
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .is_some_and(|labels| labels.contains_key(AUTOMANAGED))
+}
+
 /// Creates the APIServices of newly served group-versions and removes those no longer served.
 pub(crate) fn sync(state: &mut State, registry: &Registry) {
     let served = registry.snapshot();
@@ -87,7 +95,7 @@ pub(crate) fn sync(state: &mut State, registry: &Registry) {
         .types
         .iter()
         .filter(|t| t.group != GROUP)
-        .map(|t: &ResourceType| (t.group.clone(), t.version.clone(), t.crd.is_some()))
+        .map(|t| (t.group.clone(), t.version.clone(), t.crd.is_some()))
         .collect();
     let wanted_names: BTreeSet<String> = wanted
         .iter()
@@ -95,13 +103,7 @@ pub(crate) fn sync(state: &mut State, registry: &Registry) {
         .collect();
     let stale: Vec<String> = state
         .objects(&key, None)
-        .filter(|(_, obj)| {
-            obj.pointer(&format!(
-                "/metadata/labels/{}",
-                AUTOMANAGED.replace('/', "~1")
-            ))
-            .is_some()
-        })
+        .filter(|(_, obj)| is_automanaged(obj))
         .map(|((_, name), _)| name.clone())
         .filter(|name| !wanted_names.contains(name))
         .collect();
