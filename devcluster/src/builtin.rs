@@ -1,5 +1,7 @@
 //! The built-in kinds devcluster serves, stored generically as JSON.
 
+use serde_json::{json, Value};
+
 use crate::registry::ResourceType;
 
 /// Verbs every served resource supports.
@@ -139,7 +141,37 @@ const BUILTIN: &[Row] = &[
         false,
         false,
     ),
+    ("", "v1", "Pod", "pods", &["po"], true, true),
+    (
+        "certificates.k8s.io",
+        "v1",
+        "CertificateSigningRequest",
+        "certificatesigningrequests",
+        &["csr"],
+        false,
+        true,
+    ),
+    (
+        "apiregistration.k8s.io",
+        "v1",
+        "APIService",
+        "apiservices",
+        &[],
+        false,
+        true,
+    ),
 ];
+
+/// The resources in kube-apiserver's `all` category (what `kubectl get all` lists).
+const CATEGORY_ALL: &[(&str, &str)] = &[("", "pods"), ("", "services"), ("apps", "deployments")];
+
+fn categories(group: &str, plural: &str) -> Vec<String> {
+    if CATEGORY_ALL.contains(&(group, plural)) {
+        vec!["all".to_string()]
+    } else {
+        Vec::new()
+    }
+}
 
 /// Kinds that are computed per request and never stored: only `create` is served.
 /// (group, version, kind, plural, namespaced)
@@ -218,7 +250,7 @@ pub fn builtin_types() -> Vec<ResourceType> {
                 plural: plural.to_string(),
                 singular: kind.to_lowercase(),
                 short_names: short_names.iter().map(|s| s.to_string()).collect(),
-                categories: Vec::new(),
+                categories: categories(group, plural),
                 namespaced,
                 status_subresource: status,
                 scale_subresource: None,
@@ -228,4 +260,50 @@ pub fn builtin_types() -> Vec<ResourceType> {
         )
         .chain(reviews)
         .collect()
+}
+
+/// The status kube-apiserver gives a new object of a built-in kind, if it gives one: a Pod starts
+/// `Pending` with its QoS class (nothing ever runs it).
+pub fn initial_status(rt: &ResourceType, obj: &Value) -> Option<Value> {
+    (rt.group.is_empty() && rt.kind == "Pod")
+        .then(|| json!({ "phase": "Pending", "qosClass": pod_qos_class(obj) }))
+}
+
+/// `qos.GetPodQOS`: BestEffort without requests or limits, Guaranteed when every container limits
+/// cpu and memory and requests nothing else, Burstable otherwise.
+fn pod_qos_class(pod: &Value) -> &'static str {
+    let containers: Vec<&Value> = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|list| {
+            pod.pointer(&format!("/spec/{list}"))
+                .and_then(Value::as_array)
+        })
+        .flatten()
+        .collect();
+    let resources = |container: &Value, kind: &str| -> serde_json::Map<String, Value> {
+        container
+            .pointer(&format!("/resources/{kind}"))
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let mut any = false;
+    let mut guaranteed = true;
+    for container in containers {
+        let (requests, limits) = (
+            resources(container, "requests"),
+            resources(container, "limits"),
+        );
+        any |= !requests.is_empty() || !limits.is_empty();
+        let limited = ["cpu", "memory"].iter().all(|r| limits.contains_key(*r));
+        let requests_match = requests
+            .iter()
+            .all(|(name, value)| limits.get(name) == Some(value));
+        guaranteed &= limited && requests_match;
+    }
+    match (any, guaranteed) {
+        (false, _) => "BestEffort",
+        (true, true) => "Guaranteed",
+        (true, false) => "Burstable",
+    }
 }

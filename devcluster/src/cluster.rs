@@ -134,6 +134,8 @@ impl DevCluster {
         let store = Arc::new(Store::new(options.history_capacity));
         let registry = Arc::new(Registry::new(builtin_types()));
         create_initial_namespaces(&store, &registry);
+        create_initial_services(&store, &registry);
+        crate::apiservices::sync(&mut store.lock(), &registry);
         let rbac = Rbac::install(&store);
         let faults = Faults::new(store.clone());
         let server = Arc::new(Server {
@@ -364,6 +366,45 @@ async fn serve_connection(stream: TcpStream, server: Arc<Server>, tls: TlsAccept
     };
     if let Err(err) = served {
         tracing::debug!(%err, "connection ended");
+    }
+}
+
+/// The `kubernetes` Service in `default`, as kube-apiserver creates it for itself.
+fn create_initial_services(store: &Store, registry: &Registry) {
+    let served = registry.snapshot();
+    let Some(rt) = served.find("", "v1", "services") else {
+        return;
+    };
+    let ctx = WriteContext {
+        manager: "kube-apiserver".into(),
+        now: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        managed_fields_done: true,
+        ..WriteContext::default()
+    };
+    let service = json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": "kubernetes",
+            "namespace": "default",
+            "labels": { "component": "apiserver", "provider": "kubernetes" },
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "clusterIP": "10.96.0.1",
+            "clusterIPs": ["10.96.0.1"],
+            "ipFamilies": ["IPv4"],
+            "ipFamilyPolicy": "SingleStack",
+            "internalTrafficPolicy": "Cluster",
+            "sessionAffinity": "None",
+            "ports": [{ "name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443 }],
+        },
+    });
+    if let Err(err) = store
+        .lock()
+        .create(rt, &storage_key(rt), "default", service, &ctx)
+    {
+        tracing::warn!(%err, "creating the kubernetes Service");
     }
 }
 

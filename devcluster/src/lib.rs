@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod apiservices;
 pub mod apply;
 pub mod auth;
 pub mod bench;

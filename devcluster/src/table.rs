@@ -1,6 +1,7 @@
 //! Server-side `Table` rendering (`Accept: application/json;as=Table;v=v1;g=meta.k8s.io`).
 
 mod builtin;
+mod cluster_kinds;
 pub mod jsonpath;
 
 use chrono::{DateTime, Utc};

@@ -1,6 +1,7 @@
 //! The HTTP front: routing of Kubernetes API paths to verbs, discovery and the admin endpoint.
 
 mod admin;
+mod certificates;
 pub(crate) mod http;
 mod read;
 mod scale;
@@ -10,7 +11,8 @@ mod write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::http::{Method, Request, Response};
+use ::http::header::{ACCEPT, CONTENT_TYPE, ETAG, IF_NONE_MATCH, VARY};
+use ::http::{HeaderValue, Method, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::Value;
@@ -178,6 +180,13 @@ impl Server {
         }
         match segments.as_slice() {
             ["version"] => return Ok(http::json(200, &crate::discovery::version())),
+            ["api" | "apis"] if crate::discovery::wants_aggregated(&header(&req, ACCEPT)) => {
+                return Ok(aggregated_discovery(
+                    &served.types,
+                    segments[0] == "api",
+                    &header(&req, IF_NONE_MATCH),
+                ))
+            }
             ["api"] => {
                 return Ok(http::json(
                     200,
@@ -328,6 +337,31 @@ impl Server {
         }
         Ok(result.unwrap_or_else(|err| http::error(&err)))
     }
+}
+
+/// `/api` or `/apis` as an aggregated discovery document, with its own content type and an ETag
+/// (`304 Not Modified` when `If-None-Match` names the current document).
+fn aggregated_discovery(types: &[ResourceType], core: bool, if_none_match: &str) -> Response<Body> {
+    let body = serde_json::to_vec(&crate::discovery::aggregated::document(types, core))
+        .unwrap_or_default();
+    let etag = crate::discovery::aggregated::etag(&body);
+    let mut response = if if_none_match == etag {
+        let mut not_modified = Response::new(http::full(Vec::new()));
+        *not_modified.status_mut() = ::http::StatusCode::NOT_MODIFIED;
+        not_modified
+    } else {
+        http::json_bytes(200, body)
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(crate::discovery::aggregated::CONTENT_TYPE),
+    );
+    headers.insert(VARY, HeaderValue::from_static("Accept"));
+    if let Ok(etag) = HeaderValue::from_str(&etag) {
+        headers.insert(ETAG, etag);
+    }
+    response
 }
 
 fn discovery_list(types: &[ResourceType], group: &str, version: &str) -> Response<Body> {

@@ -194,6 +194,7 @@ fn sync_crd(server: &Server, state: &mut State, crd_name: &str) {
     let key: crate::store::StorageKey = Arc::from("customresourcedefinitions.apiextensions.k8s.io");
     let Some(crd) = state.get(&key, "", crd_name).cloned() else {
         server.registry.set_crd_types(crd_name, Vec::new());
+        crate::apiservices::sync(state, &server.registry);
         return;
     };
     let types = crds::crd_types(&crd);
@@ -202,10 +203,12 @@ fn sync_crd(server: &Server, state: &mut State, crd_name: &str) {
             state.remove_all(&storage_key(rt));
         }
         server.registry.set_crd_types(crd_name, Vec::new());
+        crate::apiservices::sync(state, &server.registry);
         state.system_remove(&key, "", crd_name);
         return;
     }
     server.registry.set_crd_types(crd_name, types);
+    crate::apiservices::sync(state, &server.registry);
     let established = crd
         .pointer("/status/conditions")
         .and_then(Value::as_array)
@@ -247,6 +250,7 @@ pub(crate) fn create(
         }
     }
     normalize_builtin(&call.rt, &mut obj);
+    super::certificates::prepare_create(call, &mut obj);
     let mut warnings = admit(call, &mut obj, None)?;
     let name = obj
         .pointer("/metadata/name")
@@ -292,6 +296,7 @@ pub(crate) fn update(
         return Err(ApiError::not_found(&call.rt, name));
     };
     normalize_builtin(&call.rt, &mut obj);
+    super::certificates::prepare_update(call, &old, &mut obj, &ctx.now)?;
     let mut warnings = admit(call, &mut obj, Some(&old))?;
     warnings.extend(admit_write(
         server,
@@ -425,6 +430,7 @@ pub(crate) fn patch(server: &Server, call: &Call, body: &[u8]) -> Result<Respons
     ctx.managed_fields_done = is_apply;
     let mut obj_stored = from_wire(&call.rt, std::mem::take(&mut obj));
     normalize_builtin(&call.rt, &mut obj_stored);
+    super::certificates::prepare_update(call, &current, &mut obj_stored, &ctx.now)?;
     let mut warnings = admit(call, &mut obj_stored, Some(&current))?;
     warnings.extend(admit_write(
         server,

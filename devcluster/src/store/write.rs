@@ -164,6 +164,9 @@ impl State {
             obj["spec"] = json!({ "finalizers": ["kubernetes"] });
             obj["status"] = json!({ "phase": "Active" });
         }
+        if let Some(status) = crate::builtin::initial_status(rt, &obj) {
+            obj["status"] = status;
+        }
         if self.get(key, namespace, &name).is_some() {
             return Err(ApiError::already_exists(rt, &name));
         }
@@ -237,7 +240,8 @@ impl State {
             _ => {}
         }
 
-        let is_status = ctx.subresource.as_deref() == Some("status");
+        // why: CSR `/approval` writes only status conditions, as `/status` writes only status.
+        let is_status = matches!(ctx.subresource.as_deref(), Some("status" | "approval"));
         if is_status {
             // why: a status write changes only status; metadata and spec come from storage.
             let status = new.get("status").cloned();

@@ -163,6 +163,40 @@ pub(super) fn printer(group: &str, kind: &str) -> Printer {
             ],
             cells: binding_cells,
         },
+        ("", "Pod") => Printer {
+            columns: vec![
+                name_column(),
+                column("Ready", "string", "", 0),
+                column("Status", "string", "", 0),
+                column("Restarts", "string", "", 0),
+                age_column(),
+                column("IP", "string", "", 1),
+                column("Node", "string", "", 1),
+                column("Nominated Node", "string", "", 1),
+                column("Readiness Gates", "string", "", 1),
+            ],
+            cells: super::cluster_kinds::pod_cells,
+        },
+        ("certificates.k8s.io", "CertificateSigningRequest") => Printer {
+            columns: vec![
+                name_column(),
+                age_column(),
+                column("SignerName", "string", "", 0),
+                column("Requestor", "string", "", 0),
+                column("RequestedDuration", "string", "", 0),
+                column("Condition", "string", "", 0),
+            ],
+            cells: super::cluster_kinds::csr_cells,
+        },
+        ("apiregistration.k8s.io", "APIService") => Printer {
+            columns: vec![
+                name_column(),
+                column("Service", "string", "", 0),
+                column("Available", "string", "", 0),
+                age_column(),
+            ],
+            cells: super::cluster_kinds::api_service_cells,
+        },
         _ => Printer {
             columns: vec![name_column(), column("Created At", "date", "", 0)],
             cells: |obj, _| {

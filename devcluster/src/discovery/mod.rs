@@ -1,10 +1,65 @@
-//! Discovery documents: `/version`, `/api`, `/apis`, `/api/v1`, `/apis/{group}/{version}`.
+//! Discovery documents: `/version`, `/api`, `/apis`, `/api/v1`, `/apis/{group}/{version}`, and
+//! aggregated discovery on `/api` and `/apis` for clients that ask for it.
+
+pub mod aggregated;
+mod negotiate;
 
 use std::cmp::Ordering;
 
 use serde_json::{json, Map, Value};
 
 use crate::registry::ResourceType;
+
+pub use negotiate::wants_aggregated;
+
+/// A subresource as discovery lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subresource {
+    pub name: &'static str,
+    /// The group, version and kind its requests and responses carry.
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+    pub verbs: &'static [&'static str],
+}
+
+/// The subresources devcluster serves for `rt`: status and scale where declared, a
+/// ServiceAccount's token, a CertificateSigningRequest's approval.
+pub fn subresources(rt: &ResourceType) -> Vec<Subresource> {
+    const READ_WRITE: &[&str] = &["get", "patch", "update"];
+    let own = |name| Subresource {
+        name,
+        group: rt.group.clone(),
+        version: rt.version.clone(),
+        kind: rt.kind.clone(),
+        verbs: READ_WRITE,
+    };
+    let mut subs = Vec::new();
+    if rt.status_subresource {
+        subs.push(own("status"));
+    }
+    if rt.scale_subresource.is_some() {
+        subs.push(Subresource {
+            name: "scale",
+            group: "autoscaling".into(),
+            version: "v1".into(),
+            kind: "Scale".into(),
+            verbs: READ_WRITE,
+        });
+    }
+    match (rt.group.as_str(), rt.plural.as_str()) {
+        ("", "serviceaccounts") => subs.push(Subresource {
+            name: "token",
+            group: "authentication.k8s.io".into(),
+            version: "v1".into(),
+            kind: "TokenRequest".into(),
+            verbs: &["create"],
+        }),
+        ("certificates.k8s.io", "certificatesigningrequests") => subs.push(own("approval")),
+        _ => {}
+    }
+    subs
+}
 
 /// The Kubernetes minor version devcluster reports; kubectl dispatchers pick their client by it.
 pub const MINOR_VERSION: &str = "32";
@@ -86,6 +141,15 @@ pub fn api_group_list(types: &[ResourceType]) -> Value {
             groups.push(&rt.group);
         }
     }
+    // why: kube-apiserver lists groups by their APIService priority, highest first.
+    let highest = |group: &str| {
+        group_versions(types, group)
+            .iter()
+            .map(|version| crate::apiservices::priority(group, version).0)
+            .max()
+            .unwrap_or_default()
+    };
+    groups.sort_by(|a, b| highest(b).cmp(&highest(a)).then(a.cmp(b)));
     let groups: Vec<Value> = groups
         .into_iter()
         .map(|group| {
@@ -132,25 +196,19 @@ pub fn api_resource_list(types: &[ResourceType], group: &str, version: &str) -> 
     let mut resources = Vec::new();
     for rt in served {
         resources.push(resource_entry(rt));
-        if rt.status_subresource {
-            resources.push(json!({
-                "name": format!("{}/status", rt.plural),
+        for sub in subresources(rt) {
+            let mut entry = json!({
+                "name": format!("{}/{}", rt.plural, sub.name),
                 "singularName": "",
                 "namespaced": rt.namespaced,
-                "kind": rt.kind,
-                "verbs": ["get", "patch", "update"],
-            }));
-        }
-        if rt.scale_subresource.is_some() {
-            resources.push(json!({
-                "name": format!("{}/scale", rt.plural),
-                "singularName": "",
-                "namespaced": rt.namespaced,
-                "group": "autoscaling",
-                "version": "v1",
-                "kind": "Scale",
-                "verbs": ["get", "patch", "update"],
-            }));
+                "kind": sub.kind,
+                "verbs": sub.verbs,
+            });
+            if sub.group != rt.group || sub.version != rt.version {
+                entry["group"] = json!(sub.group);
+                entry["version"] = json!(sub.version);
+            }
+            resources.push(entry);
         }
     }
     let group_version = if group.is_empty() {
