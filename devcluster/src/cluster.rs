@@ -1,26 +1,31 @@
 //! The `DevCluster` handle: start the server, get clients and kubeconfigs, shut down on drop.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde_json::json;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
-use crate::auth::authn::Authenticator;
+use crate::auth::authn::{
+    self, Authenticator, Clock, SigningKeyError, StaticToken, TokenFileError,
+};
 use crate::auth::rbac::Rbac;
-use crate::auth::{AlwaysAllow, AuthorizationMode, Authorizer};
+use crate::auth::{AlwaysAllow, AuthorizationMode, Authorizer, UserInfo, ADMIN_USER};
 use crate::builtin::builtin_types;
 use crate::faults::Faults;
 use crate::registry::Registry;
 use crate::server::Server;
 use crate::store::{storage_key, Store, WriteContext};
+use crate::tls::{is_tls_handshake, TlsError, TlsIdentity};
 
 /// Why devcluster could not start or produce a client.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +46,14 @@ pub enum Error {
     },
     #[error("rendering the kubeconfig: {0}")]
     RenderKubeconfig(String),
+    #[error(transparent)]
+    TokenFile(#[from] TokenFileError),
+    #[error(transparent)]
+    SigningKey(#[from] SigningKeyError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("no user \"{0}\" has a token (add one with add_user or the token file)")]
+    UnknownUser(String),
 }
 
 /// How to run a devcluster.
@@ -54,6 +67,8 @@ pub struct Options {
     pub bookmark_interval: Duration,
     /// RBAC (default) or allow everything.
     pub authorization: AuthorizationMode,
+    /// Static bearer tokens in kube-apiserver's `--token-auth-file` CSV format.
+    pub token_auth_file: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -63,6 +78,7 @@ impl Default for Options {
             history_capacity: 100_000,
             bookmark_interval: Duration::from_secs(10),
             authorization: AuthorizationMode::Rbac,
+            token_auth_file: None,
         }
     }
 }
@@ -71,6 +87,9 @@ impl Default for Options {
 pub struct DevCluster {
     addr: SocketAddr,
     faults: Faults,
+    server: Arc<Server>,
+    /// PEM of the CA that signed the HTTPS certificate.
+    ca_pem: String,
     shutdown: Option<oneshot::Sender<()>>,
 }
 
@@ -90,6 +109,18 @@ impl DevCluster {
     }
 
     pub async fn start_with(options: Options) -> Result<Self, Error> {
+        let mut tokens = match &options.token_auth_file {
+            Some(path) => authn::token_file::read(path)?,
+            None => Vec::new(),
+        };
+        tokens.insert(
+            0,
+            StaticToken {
+                token: new_token(),
+                user: UserInfo::admin(),
+            },
+        );
+        let authenticator = Authenticator::new(Clock::default(), tokens)?;
         let listener = TcpListener::bind(options.addr)
             .await
             .map_err(|source| Error::Bind {
@@ -111,7 +142,7 @@ impl DevCluster {
             faults: faults.clone(),
             url: format!("http://{addr}"),
             bookmark_interval: options.bookmark_interval,
-            authenticator: Authenticator::new(),
+            authenticator,
             authorizer: match options.authorization {
                 AuthorizationMode::Rbac => rbac.clone() as Arc<dyn Authorizer>,
                 AuthorizationMode::AlwaysAllow => Arc::new(AlwaysAllow),
@@ -119,10 +150,13 @@ impl DevCluster {
             rbac,
         });
         let (shutdown, stopped) = oneshot::channel();
-        tokio::spawn(serve(listener, server, stopped));
+        let tls = TlsIdentity::generate(addr.ip())?;
+        tokio::spawn(serve(listener, server.clone(), tls.acceptor, stopped));
         Ok(Self {
             addr,
             faults,
+            server,
+            ca_pem: tls.ca_pem,
             shutdown: Some(shutdown),
         })
     }
@@ -132,28 +166,109 @@ impl DevCluster {
         format!("http://{}", self.addr)
     }
 
+    /// `https://127.0.0.1:<port>`: the same server over TLS, as kubeconfigs name it.
+    pub fn https_url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// PEM of the CA behind [`DevCluster::https_url`]'s certificate.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
-    /// A kube client talking to this server (default namespace `default`).
+    /// A kube client acting as the admin, `kubernetes-admin` in `system:masters` (default
+    /// namespace `default`).
     pub fn client(&self) -> Result<kube::Client, Error> {
+        kube::Client::try_from(self.config()?).map_err(Error::Client)
+    }
+
+    /// The admin's client configuration, to adjust (impersonation, timeouts) before building a
+    /// client from it.
+    pub fn config(&self) -> Result<kube::Config, Error> {
+        let token = self
+            .server
+            .authenticator
+            .token_of(ADMIN_USER)
+            .ok_or_else(|| Error::UnknownUser(ADMIN_USER.into()))?;
+        self.config_for_token(Some(&token))
+    }
+
+    /// A client configuration sending `token` as bearer token, or no credentials at all.
+    pub fn config_for_token(&self, token: Option<&str>) -> Result<kube::Config, Error> {
         let uri = self
             .url()
             .parse::<http::Uri>()
             .map_err(|err| Error::RenderKubeconfig(err.to_string()))?;
-        let config = kube::Config::new(uri);
-        kube::Client::try_from(config).map_err(Error::Client)
+        let mut config = kube::Config::new(uri);
+        if let Some(token) = token {
+            config.auth_info = serde_json::from_value(json!({ "token": token }))
+                .map_err(|err| Error::RenderKubeconfig(err.to_string()))?;
+        }
+        Ok(config)
     }
 
-    /// A kubeconfig with one context, `devcluster`, pointing at this server.
+    /// A kube client sending `token` as its bearer token.
+    pub fn client_for_token(&self, token: &str) -> Result<kube::Client, Error> {
+        kube::Client::try_from(self.config_for_token(Some(token))?).map_err(Error::Client)
+    }
+
+    /// A kube client authenticated as `username` (added with [`DevCluster::add_user`] or from
+    /// the token file).
+    pub fn client_as(&self, username: &str) -> Result<kube::Client, Error> {
+        let token = self
+            .server
+            .authenticator
+            .token_of(username)
+            .ok_or_else(|| Error::UnknownUser(username.into()))?;
+        self.client_for_token(&token)
+    }
+
+    /// A kube client without credentials: `system:anonymous`.
+    pub fn anonymous_client(&self) -> Result<kube::Client, Error> {
+        kube::Client::try_from(self.config_for_token(None)?).map_err(Error::Client)
+    }
+
+    /// Adds user `username` in `groups` (plus `system:authenticated`) with a new static bearer
+    /// token, and returns the token. The kubeconfig gets a context named after the user.
+    pub fn add_user(&self, username: &str, groups: &[&str]) -> String {
+        let token = new_token();
+        self.server.authenticator.add_token(StaticToken {
+            token: token.clone(),
+            user: UserInfo {
+                username: username.into(),
+                groups: groups.iter().map(|g| g.to_string()).collect(),
+                ..UserInfo::default()
+            },
+        });
+        token
+    }
+
+    /// The clock ServiceAccount tokens expire by; `advance` it instead of waiting.
+    pub fn clock(&self) -> Clock {
+        self.server.authenticator.clock().clone()
+    }
+
+    /// A kubeconfig whose current context, `devcluster`, is the admin (`kubernetes-admin`),
+    /// plus one context per user with a static token, named after the user.
     pub fn kubeconfig(&self) -> Result<kube::config::Kubeconfig, Error> {
+        let users = self.server.authenticator.users();
+        let contexts = users.iter().map(|(user, _)| {
+            let name = if user == ADMIN_USER { "devcluster" } else { user.as_str() };
+            json!({ "name": name, "context": { "cluster": "devcluster", "user": user, "namespace": "default" } })
+        });
         let config = json!({
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{ "name": "devcluster", "cluster": { "server": self.url() } }],
-            "users": [{ "name": "devcluster", "user": {} }],
-            "contexts": [{ "name": "devcluster", "context": { "cluster": "devcluster", "user": "devcluster", "namespace": "default" } }],
+            "clusters": [{ "name": "devcluster", "cluster": {
+                "server": self.https_url(),
+                "certificate-authority-data": base64::engine::general_purpose::STANDARD.encode(&self.ca_pem),
+            } }],
+            "users": users.iter().map(|(user, token)| json!({ "name": user, "user": { "token": token } })).collect::<Vec<_>>(),
+            "contexts": contexts.collect::<Vec<_>>(),
             "current-context": "devcluster",
         });
         serde_json::from_value(config).map_err(|err| Error::RenderKubeconfig(err.to_string()))
@@ -184,6 +299,15 @@ impl Drop for DevCluster {
     }
 }
 
+/// A random bearer token (244 random bits, hex).
+fn new_token() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
 fn create_initial_namespaces(store: &Store, registry: &Registry) {
     let served = registry.snapshot();
     let Some(rt) = served.find("", "v1", "namespaces") else {
@@ -207,7 +331,12 @@ fn create_initial_namespaces(store: &Store, registry: &Registry) {
 }
 
 /// Accepts connections until shutdown; then every connection (and watch) is dropped.
-async fn serve(listener: TcpListener, server: Arc<Server>, mut stopped: oneshot::Receiver<()>) {
+async fn serve(
+    listener: TcpListener,
+    server: Arc<Server>,
+    tls: TlsAcceptor,
+    mut stopped: oneshot::Receiver<()>,
+) {
     let mut connections = JoinSet::new();
     let gc_store = server.store.clone();
     let gc_admission = crate::admission::SystemAdmission::new(server.authorizer.clone());
@@ -225,15 +354,37 @@ async fn serve(listener: TcpListener, server: Arc<Server>, mut stopped: oneshot:
                 let Ok((stream, _)) = accepted else { continue };
                 let _ = stream.set_nodelay(true);
                 let server = server.clone();
-                connections.spawn(async move {
-                    let service = service_fn(move |req| server.clone().handle(req));
-                    if let Err(err) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
-                        tracing::debug!(%err, "connection ended");
-                    }
-                });
+                connections.spawn(serve_connection(stream, server.clone(), tls.clone()));
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
     connections.abort_all();
+}
+
+/// Serves one connection, over TLS when its first byte opens a handshake, else plain HTTP.
+async fn serve_connection(stream: TcpStream, server: Arc<Server>, tls: TlsAcceptor) {
+    let service = service_fn(move |req| server.clone().handle(req));
+    let mut first = [0u8; 1];
+    let wants_tls = matches!(stream.peek(&mut first).await, Ok(1) if is_tls_handshake(first[0]));
+    let served = if wants_tls {
+        match tls.accept(stream).await {
+            Ok(stream) => {
+                http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await
+            }
+            Err(err) => {
+                tracing::debug!(%err, "TLS handshake failed");
+                return;
+            }
+        }
+    } else {
+        http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service)
+            .await
+    };
+    if let Err(err) = served {
+        tracing::debug!(%err, "connection ended");
+    }
 }

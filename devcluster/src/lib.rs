@@ -2,7 +2,7 @@
 //!
 //! It serves the Kubernetes HTTP API from one process so that operators can be tested against
 //! real clients (kube-rs, kubectl, helm) without a real cluster. It is never part of a
-//! production install: no kubelet, no pods running, no TLS.
+//! production install: no kubelet, no pods running.
 #![forbid(unsafe_code)]
 
 pub mod admission;
@@ -25,6 +25,7 @@ pub(crate) mod server;
 pub mod status;
 pub mod store;
 pub mod table;
+mod tls;
 
 pub use cluster::{DevCluster, Error, Options};
 pub use faults::{Faults, RequestMatch};

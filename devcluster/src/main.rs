@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use devcluster::DevCluster;
+use devcluster::{DevCluster, Options};
 use tracing_subscriber::EnvFilter;
 
 /// An in-memory Kubernetes API server for tests and local development.
@@ -17,6 +17,10 @@ struct Cli {
     /// Where to write a kubeconfig pointing at the server (default: a file in the temp dir).
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
+    /// Static bearer tokens, one `token,user,uid,"group1,group2"` line each (kube-apiserver's
+    /// `--token-auth-file`); each user gets a kubeconfig context named after it.
+    #[arg(long, value_name = "FILE")]
+    token_auth_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -39,8 +43,17 @@ async fn main() -> anyhow::Result<()> {
     if let Some(Command::Bench) = cli.command {
         return devcluster::bench::run().await;
     }
-    let cluster = DevCluster::start_on(cli.addr).await?;
-    println!("devcluster listening on {}", cluster.url());
+    let cluster = DevCluster::start_with(Options {
+        addr: cli.addr,
+        token_auth_file: cli.token_auth_file,
+        ..Options::default()
+    })
+    .await?;
+    println!(
+        "devcluster listening on {} (and {} for kubeconfigs)",
+        cluster.url(),
+        cluster.https_url()
+    );
     let path = cli.kubeconfig.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("devcluster-{}.kubeconfig", cluster.addr().port()))
     });
@@ -50,4 +63,16 @@ async fn main() -> anyhow::Result<()> {
     println!("devcluster: shutting down");
     drop(cluster);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_auth_file_flag_names_the_file() {
+        let cli = Cli::try_parse_from(["devcluster", "--token-auth-file", "/etc/tokens.csv"])
+            .expect("arguments parse");
+        assert_eq!(cli.token_auth_file, Some(PathBuf::from("/etc/tokens.csv")));
+    }
 }

@@ -66,6 +66,20 @@ impl Kube {
         }
     }
 
+    /// Wraps an already started `cluster` (custom `Options`) with a kubeconfig and caches.
+    pub async fn with_cluster(cluster: DevCluster) -> Kube {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let kubeconfig = dir.path().join("kubeconfig");
+        cluster
+            .write_kubeconfig(&kubeconfig)
+            .expect("kubeconfig written");
+        Kube {
+            cluster,
+            dir,
+            kubeconfig,
+        }
+    }
+
     /// Writes `contents` to a file in the test's directory and returns its path.
     pub fn file(&self, name: &str, contents: &str) -> String {
         let path = self.dir.path().join(name);
