@@ -105,10 +105,22 @@ impl Fixture {
         user: &UserInfo,
         authorizer: Arc<dyn Authorizer>,
     ) -> Verdict {
+        self.create_in("team-a", rt, object, user, authorizer)
+    }
+
+    /// The verdict on creating `object` of `rt` in `namespace` (empty: cluster-scoped).
+    fn create_in(
+        &self,
+        namespace: &str,
+        rt: &ResourceType,
+        object: &Value,
+        user: &UserInfo,
+        authorizer: Arc<dyn Authorizer>,
+    ) -> Verdict {
         let request = AdmissionRequest {
             operation: Operation::Create,
             rt,
-            namespace: "team-a",
+            namespace,
             name: object
                 .pointer("/metadata/name")
                 .and_then(Value::as_str)
@@ -443,4 +455,39 @@ fn map_macros_iterate_keys_and_in_tests_membership() {
         Expression::compile(&phase_changed).evaluate(&bindings),
         Ok(kube_cel::cel::Value::Bool(false))
     );
+}
+
+#[test]
+fn params_in_the_wrong_scope_are_binding_configuration_errors() {
+    let namespaces_rule = json!({ "resourceRules": [{
+        "apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["namespaces"],
+    }]});
+    let cases = [
+        (
+            json!({ "apiVersion": "v1", "kind": "ConfigMap" }),
+            json!({ "name": "limits", "parameterNotFoundAction": "Deny" }),
+            "failed to configure binding: cannot use namespaced paramRef in policy binding that matches cluster-scoped resources",
+        ),
+        (
+            json!({ "apiVersion": "v1", "kind": "Namespace" }),
+            json!({ "name": "team-a", "namespace": "team-a", "parameterNotFoundAction": "Deny" }),
+            "failed to configure binding: paramRef.namespace must not be provided for a cluster-scoped `paramKind`",
+        ),
+    ];
+    for (param_kind, param_ref, message) in cases {
+        let fixture = Fixture::new(
+            json!({ "paramKind": param_kind, "matchConstraints": namespaces_rule, "validations": [{ "expression": "true" }] }),
+            json!({ "validationActions": ["Deny"], "paramRef": param_ref }),
+        );
+        let namespace =
+            json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "new" } });
+        let verdict = fixture.create_in(
+            "",
+            &builtin("Namespace", ""),
+            &namespace,
+            &alice(),
+            nobody(),
+        );
+        assert_eq!(verdict.denials, vec![deny(message)]);
+    }
 }
