@@ -182,9 +182,10 @@ fn respond(call: &Call, code: u16, obj: &Value, warnings: &[String]) -> Response
         http::json(code, &render_one(&call.rt, obj, &call.accept))
     };
     for warning in warnings {
-        if let Ok(value) =
-            HeaderValue::from_str(&format!("299 - \"{}\"", warning.replace('"', "'")))
-        {
+        // why: kube-apiserver quotes the text as an RFC 7230 quoted-string, escaping `"` and `\`;
+        // client-go unescapes it, so kubectl prints the text as written.
+        let quoted = warning.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(value) = HeaderValue::from_str(&format!("299 - \"{quoted}\"")) {
             response.headers_mut().append("warning", value);
         }
     }
