@@ -183,3 +183,78 @@ async fn deny_and_warn_together_refuse_the_request() {
         output.stderr
     );
 }
+
+const TEAM_A_PROD: &str = r#"
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata:
+  name: no-team-a-prod
+spec:
+  matchConstraints:
+    resourceRules:
+    - apiGroups: [""]
+      apiVersions: ["v1"]
+      operations: ["CREATE"]
+      resources: ["configmaps"]
+  validations:
+  - expression: "!('team-a' in request.userInfo.groups) || !object.metadata.name.startsWith('prod-')"
+    messageExpression: "'team-a (here ' + request.userInfo.username + ') may not create prod- config maps'"
+    reason: Forbidden
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata:
+  name: no-team-a-prod
+spec:
+  policyName: no-team-a-prod
+  validationActions: [Deny]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: teams-edit
+  namespace: default
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: edit
+subjects:
+- apiGroup: rbac.authorization.k8s.io
+  kind: Group
+  name: team-a
+- apiGroup: rbac.authorization.k8s.io
+  kind: Group
+  name: team-b
+"#;
+
+#[tokio::test]
+async fn a_group_policy_denies_impersonated_members_only() {
+    let kube = Kube::start().await;
+    let setup = kube.file("team-a-prod.yaml", TEAM_A_PROD);
+    kube.kubectl_ok(&["apply", "-f", &setup]).await;
+
+    let as_alice = ["--as", "alice", "--as-group", "team-a"];
+    let output = kube
+        .kubectl(&[&as_alice[..], &["create", "configmap", "prod-settings"]].concat())
+        .await;
+    assert!(!output.status.success(), "{output:?}");
+    assert!(
+        output.stderr.contains(
+            "error: failed to create configmap: configmaps \"prod-settings\" is forbidden: ValidatingAdmissionPolicy 'no-team-a-prod' with binding 'no-team-a-prod' denied request: team-a (here alice) may not create prod- config maps"
+        ),
+        "{}",
+        output.stderr
+    );
+    kube.kubectl_ok(&[&as_alice[..], &["create", "configmap", "dev-settings"]].concat())
+        .await;
+    kube.kubectl_ok(&[
+        "--as",
+        "bob",
+        "--as-group",
+        "team-b",
+        "create",
+        "configmap",
+        "prod-settings",
+    ])
+    .await;
+}

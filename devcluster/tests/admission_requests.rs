@@ -134,6 +134,67 @@ async fn deletecollection_admits_object_by_object() {
 }
 
 #[tokio::test]
+async fn garbage_collection_admits_each_dependent_as_the_garbage_collector() {
+    let cluster = DevCluster::start().await.unwrap();
+    let client = cluster.client().unwrap();
+    install_policy(
+        &client,
+        &PROTECTED_POLICY.replace(
+            "object == null &&",
+            "request.userInfo.username != 'system:serviceaccount:kube-system:generic-garbage-collector' || object == null &&",
+        ),
+
+        PROTECTED_BINDING,
+    )
+    .await;
+    let config_maps: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    let owner = config_maps
+        .create(&PostParams::default(), &config_map("owner", json!({})))
+        .await
+        .unwrap();
+    let owned_by = json!([{
+        "apiVersion": "v1", "kind": "ConfigMap", "name": "owner",
+        "uid": owner.metadata.uid.clone().unwrap_or_default(),
+    }]);
+    for (name, labels) in [
+        ("dependent-kept", json!({ "protected": "true" })),
+        ("dependent-collected", json!({})),
+    ] {
+        let mut dependent = config_map(name, labels);
+        dependent.metadata.owner_references =
+            Some(serde_json::from_value(owned_by.clone()).unwrap());
+        config_maps
+            .create(&PostParams::default(), &dependent)
+            .await
+            .unwrap();
+    }
+    config_maps
+        .delete("owner", &DeleteParams::default())
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while config_maps
+            .get_opt("dependent-collected")
+            .await
+            .unwrap()
+            .is_some()
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the unprotected dependent is collected");
+    assert!(
+        config_maps
+            .get_opt("dependent-kept")
+            .await
+            .unwrap()
+            .is_some(),
+        "admission refused the garbage collector"
+    );
+}
+
+#[tokio::test]
 async fn namespace_deletion_admits_each_object_as_the_namespace_controller() {
     let cluster = DevCluster::start().await.unwrap();
     let client = cluster.client().unwrap();

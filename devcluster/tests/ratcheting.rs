@@ -1,6 +1,9 @@
 //! CRD validation ratcheting: after a CRD's schema gets stricter, updates that leave the
 //! now-invalid values alone are accepted; changing them, or failing a transition rule, is not.
 
+#[path = "support/kube_tools.rs"]
+mod kube_tools;
+
 use std::time::Duration;
 
 use devcluster::DevCluster;
@@ -9,6 +12,7 @@ use kube::api::{
     Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
 };
 use kube::core::Status;
+use kube_tools::Kube;
 use serde_json::{json, Value};
 
 const CRD_NAME: &str = "boxes.ratchet.devcluster.io";
@@ -230,5 +234,39 @@ async fn transition_rules_never_ratchet() {
             422,
             "Box.ratchet.devcluster.io \"quota\" is invalid: spec.quota: Invalid value: \"object\": quota was too large"
         )
+    );
+}
+
+#[tokio::test]
+async fn kubectl_shows_ratcheted_rule_failures_as_warnings() {
+    let kube = Kube::start().await;
+    let client = kube.cluster.client().unwrap();
+    let (_, boxes) = boxes(&kube.cluster).await;
+    boxes
+        .create(
+            &PostParams::default(),
+            &a_box("old", json!({ "size": 1, "limits": { "max": 9 } })),
+        )
+        .await
+        .unwrap();
+    tighten(&client).await;
+
+    let output = kube
+        .kubectl(&[
+            "patch",
+            "boxes.ratchet.devcluster.io",
+            "old",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"size":2}}"#,
+        ])
+        .await;
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        output
+            .stderr
+            .contains("Warning: spec.limits: Invalid value: \"object\": max must be at most 5"),
+        "{}",
+        output.stderr
     );
 }

@@ -266,7 +266,7 @@ pub(crate) fn find_kind(state: &State, api_version: &str, kind: &str) -> Option<
     served_types(state).into_iter().find(|rt| is_it(rt))
 }
 
-/// The labels of a stored object, for selectors over params.
+/// Whether `obj` is selected (everything is, without a selector).
 pub(crate) fn selects(selector: Option<&LabelSelector>, obj: &Value) -> bool {
     selector.is_none_or(|selector| selector.matches(obj))
 }

@@ -20,6 +20,7 @@ mod tests;
 
 use std::sync::Arc;
 
+use kube_cel::cel::Value as Cel;
 use serde_json::Value;
 
 use crate::auth::{Authorizer, UserInfo};
@@ -31,7 +32,7 @@ use environment::{to_cel, Bindings};
 use evaluate::{Annotation, Failure};
 use policy::FailurePolicy;
 
-pub use system::{SystemActor, SystemAdmission};
+pub use system::SystemAdmission;
 
 /// The admission operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,6 +138,16 @@ pub(crate) fn decide(
     }
     let namespace = matching::attribute_namespace(request);
     let namespace_object = namespace_object(state, request);
+    // why: converting the objects to CEL costs more than matching; do it once, when needed.
+    let objects = std::cell::OnceCell::new();
+    let cel_objects = || {
+        objects.get_or_init(|| {
+            (
+                request.object.map_or(Cel::Null, to_cel),
+                request.old_object.map_or(Cel::Null, to_cel),
+            )
+        })
+    };
     for (policy, bindings) in bound {
         let config_error = |verdict: &mut Verdict, binding: Option<&str>, err: String| {
             if policy.failure_policy == FailurePolicy::Fail {
@@ -192,13 +203,12 @@ pub(crate) fn decide(
                 }
             };
             for param in params {
+                let (object, old_object) = cel_objects();
                 let bindings = Bindings {
-                    object: request.object.map_or(kube_cel::cel::Value::Null, to_cel),
-                    old_object: request
-                        .old_object
-                        .map_or(kube_cel::cel::Value::Null, to_cel),
+                    object: object.clone(),
+                    old_object: old_object.clone(),
                     request: request_value.clone(),
-                    params: param.as_ref().map_or(kube_cel::cel::Value::Null, to_cel),
+                    params: param.as_ref().map_or(Cel::Null, to_cel),
                     namespace_object: namespace_object.clone(),
                     authorizer: Some(authz::authorizer_variable(
                         authorizer,
@@ -251,15 +261,13 @@ pub(crate) fn decide(
 
 /// `namespaceObject`: the request's Namespace as upstream exposes it, null for cluster-scoped
 /// objects and for Namespaces themselves.
-fn namespace_object(state: &State, request: &AdmissionRequest<'_>) -> kube_cel::cel::Value {
+fn namespace_object(state: &State, request: &AdmissionRequest<'_>) -> Cel {
     let is_namespace = request.rt.group.is_empty() && request.rt.kind == "Namespace";
     if is_namespace || request.namespace.is_empty() {
-        return kube_cel::cel::Value::Null;
+        return Cel::Null;
     }
     let namespaces: crate::store::StorageKey = Arc::from("namespaces");
     state
         .get(&namespaces, "", request.namespace)
-        .map_or(kube_cel::cel::Value::Null, |found| {
-            to_cel(&messages::namespace_view(found))
-        })
+        .map_or(Cel::Null, |found| to_cel(&messages::namespace_view(found)))
 }

@@ -11,11 +11,8 @@ use super::{decide, AdmissionRequest, Operation};
 use crate::auth::{Authorizer, UserInfo, AUTHENTICATED_GROUP, SERVICE_ACCOUNTS_GROUP};
 use crate::store::{DeleteGate, Deleter, State};
 
-/// A system controller that deletes objects.
-pub type SystemActor = Deleter;
-
 /// The identity a system controller's requests carry.
-fn identity(actor: SystemActor) -> UserInfo {
+fn identity(actor: Deleter) -> UserInfo {
     let name = match actor {
         Deleter::GarbageCollector => "generic-garbage-collector",
         Deleter::NamespaceController => "namespace-controller",

@@ -105,10 +105,22 @@ impl Fixture {
         user: &UserInfo,
         authorizer: Arc<dyn Authorizer>,
     ) -> Verdict {
+        self.create_in("team-a", rt, object, user, authorizer)
+    }
+
+    /// The verdict on creating `object` of `rt` in `namespace` (empty: cluster-scoped).
+    fn create_in(
+        &self,
+        namespace: &str,
+        rt: &ResourceType,
+        object: &Value,
+        user: &UserInfo,
+        authorizer: Arc<dyn Authorizer>,
+    ) -> Verdict {
         let request = AdmissionRequest {
             operation: Operation::Create,
             rt,
-            namespace: "team-a",
+            namespace,
             name: object
                 .pointer("/metadata/name")
                 .and_then(Value::as_str)
@@ -418,5 +430,64 @@ fn match_condition_errors_follow_the_failure_policy() {
             usize::from(denied),
             "{failure_policy}"
         );
+    }
+}
+
+#[test]
+fn map_macros_iterate_keys_and_in_tests_membership() {
+    use super::environment::{map, to_cel, Bindings, Expression};
+    let bindings = Bindings {
+        object: to_cel(&json!({ "status": { "lastUsedAt": "t2", "phase": "Active" } })),
+        old_object: to_cel(&json!({ "status": { "lastUsedAt": "t1", "phase": "Active" } })),
+        request: kube_cel::cel::Value::Null,
+        params: kube_cel::cel::Value::Null,
+        namespace_object: kube_cel::cel::Value::Null,
+        authorizer: None,
+        variables: map(Vec::new()),
+    };
+    let only_last_used_changed = "oldObject.status.all(k, k == 'lastUsedAt' || (k in object.status && object.status[k] == oldObject.status[k])) && object.status.all(k, k == 'lastUsedAt' || k in oldObject.status)";
+    assert_eq!(
+        Expression::compile(only_last_used_changed).evaluate(&bindings),
+        Ok(kube_cel::cel::Value::Bool(true))
+    );
+    let phase_changed = only_last_used_changed.replace("'lastUsedAt'", "'other'");
+    assert_eq!(
+        Expression::compile(&phase_changed).evaluate(&bindings),
+        Ok(kube_cel::cel::Value::Bool(false))
+    );
+}
+
+#[test]
+fn params_in_the_wrong_scope_are_binding_configuration_errors() {
+    let namespaces_rule = json!({ "resourceRules": [{
+        "apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["namespaces"],
+    }]});
+    let cases = [
+        (
+            json!({ "apiVersion": "v1", "kind": "ConfigMap" }),
+            json!({ "name": "limits", "parameterNotFoundAction": "Deny" }),
+            "failed to configure binding: cannot use namespaced paramRef in policy binding that matches cluster-scoped resources",
+        ),
+        (
+            json!({ "apiVersion": "v1", "kind": "Namespace" }),
+            json!({ "name": "team-a", "namespace": "team-a", "parameterNotFoundAction": "Deny" }),
+            "failed to configure binding: paramRef.namespace must not be provided for a cluster-scoped `paramKind`",
+        ),
+    ];
+    for (param_kind, param_ref, message) in cases {
+        let fixture = Fixture::new(
+            json!({ "paramKind": param_kind, "matchConstraints": namespaces_rule, "validations": [{ "expression": "true" }] }),
+            json!({ "validationActions": ["Deny"], "paramRef": param_ref }),
+        );
+        let namespace =
+            json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "new" } });
+        let verdict = fixture.create_in(
+            "",
+            &builtin("Namespace", ""),
+            &namespace,
+            &alice(),
+            nobody(),
+        );
+        assert_eq!(verdict.denials, vec![deny(message)]);
     }
 }

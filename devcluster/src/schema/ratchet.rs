@@ -94,3 +94,100 @@ fn same_keys<'o>(schema: &Value, item: &Value, old_items: &'o [Value]) -> Option
         .iter()
         .find(|old| keys.iter().all(|key| old.get(*key) == item.get(*key)))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::{ratchets, unchanged_paths};
+    use crate::schema::{admit_custom_resource, AdmissionError, FieldValidation};
+
+    fn list_schema(list_type: &str) -> serde_json::Value {
+        json!({ "type": "object", "properties": { "items": {
+            "type": "array",
+            "x-kubernetes-list-type": list_type,
+            "x-kubernetes-list-map-keys": ["name"],
+            "items": { "type": "object", "properties": {
+                "name": { "type": "string" }, "size": { "type": "integer" },
+            }},
+        }}})
+    }
+
+    #[test]
+    fn only_the_outermost_unchanged_values_are_recorded() {
+        let schema = json!({ "type": "object" });
+        let old = json!({ "spec": { "a": { "x": 1 }, "b": 2 }, "status": { "c": 3 } });
+        let new = json!({ "spec": { "a": { "x": 1 }, "b": 5 }, "status": { "c": 3 } });
+        assert_eq!(
+            unchanged_paths(&schema, &new, &old),
+            vec!["spec.a", "status"]
+        );
+        assert_eq!(unchanged_paths(&schema, &old, &old), vec![""]);
+    }
+
+    #[test]
+    fn map_list_items_correlate_by_key_others_by_index_sets_not_at_all() {
+        let old = json!({ "items": [{ "name": "a", "size": 1 }, { "name": "b", "size": 2 }] });
+        let new = json!({ "items": [{ "name": "b", "size": 2 }, { "name": "a", "size": 9 }] });
+        assert_eq!(
+            unchanged_paths(&list_schema("map"), &new, &old),
+            vec!["items[0]", "items[1].name"]
+        );
+        assert_eq!(
+            unchanged_paths(&list_schema("atomic"), &new, &old),
+            Vec::<String>::new()
+        );
+        let appended = json!({ "items": [{ "name": "a", "size": 1 }, { "name": "c", "size": 3 }] });
+        assert_eq!(
+            unchanged_paths(&json!({ "type": "object" }), &appended, &old),
+            vec!["items[0]"]
+        );
+    }
+
+    #[test]
+    fn an_unchanged_path_covers_its_descendants_only() {
+        let unchanged = vec!["spec.a".to_string()];
+        assert!(ratchets(&unchanged, "spec.a"));
+        assert!(ratchets(&unchanged, "spec.a.b"));
+        assert!(ratchets(&unchanged, "spec.a[0]"));
+        assert!(!ratchets(&unchanged, "spec.ab"));
+        assert!(!ratchets(&unchanged, "spec"));
+    }
+
+    #[test]
+    fn updates_keeping_an_invalid_value_are_admitted_and_changing_it_is_not() {
+        let schema = json!({ "type": "object", "properties": { "spec": {
+            "type": "object",
+            "properties": {
+                "label": { "type": "string", "maxLength": 3 },
+                "size": { "type": "integer" },
+                "limits": {
+                    "type": "object",
+                    "properties": { "max": { "type": "integer" } },
+                    "x-kubernetes-validations": [{ "rule": "self.max < 5", "message": "too big" }],
+                },
+            },
+        }}});
+        let old = json!({ "apiVersion": "x/v1", "kind": "K", "metadata": { "name": "o" },
+            "spec": { "label": "toolong", "size": 1, "limits": { "max": 9 } } });
+        let mut kept = old.clone();
+        kept["spec"]["size"] = json!(2);
+        let warnings =
+            admit_custom_resource(&schema, &mut kept, Some(&old), FieldValidation::Strict)
+                .expect("ratcheted");
+        assert_eq!(
+            warnings,
+            vec!["spec.limits: Invalid value: \"object\": too big"]
+        );
+
+        let mut changed = old.clone();
+        changed["spec"]["label"] = json!("longer");
+        let Err(AdmissionError::Invalid(causes)) =
+            admit_custom_resource(&schema, &mut changed, Some(&old), FieldValidation::Strict)
+        else {
+            panic!("the changed label is validated");
+        };
+        assert_eq!(causes.len(), 1);
+        assert_eq!(causes[0].field, "spec.label");
+    }
+}

@@ -96,7 +96,6 @@ fn admit_write(
     state: &State,
     call: &Call,
     operation: Operation,
-    name: &str,
     object: Option<&Value>,
     old_object: Option<&Value>,
     dry_run: bool,
@@ -104,13 +103,16 @@ fn admit_write(
     if let Some(object) = object.filter(|_| call.rt.group == "rbac.authorization.k8s.io") {
         crate::auth::rbac::check_escalation(server, call, object, old_object)?;
     }
-    let namespace = match (object, old_object) {
-        (Some(obj), _) | (None, Some(obj)) => obj
-            .pointer("/metadata/namespace")
+    let subject = object.or(old_object);
+    let field = |pointer| {
+        subject
+            .and_then(|obj| obj.pointer(pointer))
             .and_then(Value::as_str)
-            .unwrap_or(&call.namespace),
-        (None, None) => &call.namespace,
     };
+    let namespace = field("/metadata/namespace").unwrap_or(&call.namespace);
+    let name = field("/metadata/name")
+        .or(call.name.as_deref())
+        .unwrap_or_default();
     admission::validate(
         state,
         &server.authorizer,
@@ -180,9 +182,10 @@ fn respond(call: &Call, code: u16, obj: &Value, warnings: &[String]) -> Response
         http::json(code, &render_one(&call.rt, obj, &call.accept))
     };
     for warning in warnings {
-        if let Ok(value) =
-            HeaderValue::from_str(&format!("299 - \"{}\"", warning.replace('"', "'")))
-        {
+        // why: kube-apiserver quotes the text as an RFC 7230 quoted-string, escaping `"` and `\`;
+        // client-go unescapes it, so kubectl prints the text as written.
+        let quoted = warning.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(value) = HeaderValue::from_str(&format!("299 - \"{quoted}\"")) {
             response.headers_mut().append("warning", value);
         }
     }
@@ -264,7 +267,6 @@ pub(crate) fn create(
         &state,
         call,
         Operation::Create,
-        &name,
         Some(&obj),
         None,
         ctx.dry_run,
@@ -303,7 +305,6 @@ pub(crate) fn update(
         &state,
         call,
         Operation::Update,
-        name,
         Some(&obj),
         Some(&old),
         ctx.dry_run,
@@ -390,7 +391,6 @@ pub(crate) fn patch(server: &Server, call: &Call, body: &[u8]) -> Result<Respons
             &state,
             call,
             Operation::Create,
-            name,
             Some(&obj),
             None,
             ctx.dry_run,
@@ -437,7 +437,6 @@ pub(crate) fn patch(server: &Server, call: &Call, body: &[u8]) -> Result<Respons
         &state,
         call,
         Operation::Update,
-        name,
         Some(&obj_stored),
         Some(&current),
         ctx.dry_run,
@@ -506,7 +505,6 @@ pub(crate) fn delete(
             &state,
             call,
             Operation::Delete,
-            name,
             None,
             Some(&current),
             options.dry_run,
@@ -554,7 +552,6 @@ pub(crate) fn delete_collection(
                 &state,
                 call,
                 Operation::Delete,
-                &name,
                 None,
                 Some(&current),
                 options.dry_run,
