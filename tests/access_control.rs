@@ -64,7 +64,15 @@ impl World {
         world.bind_in_namespace("edit", &world.user("alice")).await;
         world.bind_in_namespace("edit", &world.user("bob")).await;
         world.bind_in_namespace("admin", &world.user("nadia")).await;
-        world.bind_service_account_in_namespace("edit", "ci").await;
+        // why: Kubernetes' edit role lets its holders impersonate the namespace's
+        // ServiceAccounts, so it would also let them hold keys for them; keywarden-edit alone
+        // is the self-service capability.
+        world
+            .bind_service_account_in_namespace("keywarden-edit", "ci")
+            .await;
+        world
+            .bind_in_namespace("keywarden-edit", &world.user("dana"))
+            .await;
         world
             .bind_service_account_in_namespace("keywarden-edit", "gitops")
             .await;
@@ -174,11 +182,12 @@ fn answer<T>(result: Result<T, kube::Error>) -> Answer {
     }
 }
 
-fn denied_by_policy(policy: &str, message: &str) -> Answer {
+/// kube-apiserver's answer when `policy` denies a write of key `name`.
+fn denied_by_policy(name: &str, policy: &str, message: &str) -> Answer {
     Err((
         403,
         "Forbidden".into(),
-        format!("ValidatingAdmissionPolicy '{policy}' with binding '{policy}' denied request: {message}"),
+        format!("accesskeys.keywarden.io \"{name}\" is forbidden: ValidatingAdmissionPolicy '{policy}' with binding '{policy}' denied request: {message}"),
     ))
 }
 
@@ -253,15 +262,22 @@ async fn self_service_users_create_change_and_delete_only_their_own_keys() {
     assert_eq!(
         create(&world, &alice, "for-bob", OwnerKind::User, &bob_name).await,
         denied_by_policy(
-            OWNERSHIP_POLICY,
+            "for-bob", OWNERSHIP_POLICY,
             &format!("spec.owner must be you (\"{alice_name}\"); creating keys for others needs the \"manage\" verb on accesskeys.keywarden.io cluster-wide, or \"impersonate\" on user \"{bob_name}\"")
         )
     );
+    // Kubernetes' edit role grants `impersonate` on the namespace's ServiceAccounts, and who may
+    // act as a ServiceAccount may hold its keys.
     assert_eq!(
         create(&world, &alice, "for-ci", OwnerKind::ServiceAccount, "ci").await,
+        Ok(())
+    );
+    let dana = world.as_user("dana");
+    assert_eq!(
+        create(&world, &dana, "dana-for-ci", OwnerKind::ServiceAccount, "ci").await,
         denied_by_policy(
-            OWNERSHIP_POLICY,
-            &format!("spec.owner must be you (\"{alice_name}\"); creating keys for ServiceAccount \"ci\" needs the \"manage\" verb on accesskeys.keywarden.io in namespace \"{ns}\"")
+            "dana-for-ci", OWNERSHIP_POLICY,
+            &format!("spec.owner must be you (\"{}\"); creating keys for ServiceAccount \"ci\" needs the \"manage\" verb on accesskeys.keywarden.io in namespace \"{ns}\"", world.user("dana"))
         )
     );
     assert_eq!(
@@ -277,7 +293,7 @@ async fn self_service_users_create_change_and_delete_only_their_own_keys() {
 
     let bobs = world.existing_key("bobs", OwnerKind::User, &bob_name).await;
     let not_yours = denied_by_policy(
-        OWNERSHIP_POLICY,
+        &bobs, OWNERSHIP_POLICY,
         &format!("this key belongs to \"{bob_name}\"; changing or deleting the keys of others needs the \"manage\" verb on accesskeys.keywarden.io in namespace \"{ns}\""),
     );
     assert_eq!(
@@ -314,7 +330,7 @@ async fn namespace_admins_manage_keys_there_but_mint_none_for_other_users() {
     assert_eq!(
         create(&world, &nadia, "for-bob", OwnerKind::User, &bob_name).await,
         denied_by_policy(
-            OWNERSHIP_POLICY,
+            "for-bob", OWNERSHIP_POLICY,
             &format!("spec.owner must be you (\"{}\"); creating keys for others needs the \"manage\" verb on accesskeys.keywarden.io cluster-wide, or \"impersonate\" on user \"{bob_name}\"", world.user("nadia"))
         )
     );
@@ -362,7 +378,7 @@ async fn service_accounts_hold_their_own_keys_and_gitops_manages_them() {
     assert_eq!(
         create(&world, &ci, "for-deployer", OwnerKind::ServiceAccount, "deployer").await,
         denied_by_policy(
-            OWNERSHIP_POLICY,
+            "for-deployer", OWNERSHIP_POLICY,
             &format!("spec.owner must be you (\"{}\"); creating keys for ServiceAccount \"deployer\" needs the \"manage\" verb on accesskeys.keywarden.io in namespace \"{ns}\"", world.service_account("ci"))
         )
     );
@@ -380,7 +396,7 @@ async fn service_accounts_hold_their_own_keys_and_gitops_manages_them() {
     assert_eq!(
         create(&world, &gitops, "for-alice", OwnerKind::User, &world.user("alice")).await,
         denied_by_policy(
-            OWNERSHIP_POLICY,
+            "for-alice", OWNERSHIP_POLICY,
             &format!("spec.owner must be you (\"{}\"); creating keys for others needs the \"manage\" verb on accesskeys.keywarden.io cluster-wide, or \"impersonate\" on user \"{}\"", world.service_account("gitops"), world.user("alice"))
         )
     );
@@ -444,6 +460,7 @@ async fn only_the_controller_writes_status_and_the_verifier_only_last_use() {
     assert_eq!(
         patch_status(&world, &verifier, &key, json!({"phase": "Inactive"})).await,
         denied_by_policy(
+            &key,
             STATUS_POLICY,
             "the verifier may change status.lastUsedAt only"
         )
@@ -451,7 +468,7 @@ async fn only_the_controller_writes_status_and_the_verifier_only_last_use() {
     assert_eq!(
         patch_status(&world, &world.cluster.client, &key, json!({"expiresAt": "2099-01-01T00:00:00Z"})).await,
         denied_by_policy(
-            STATUS_POLICY,
+            &key, STATUS_POLICY,
             &format!("AccessKey status is written by the keywarden controller (\"{controller_name}\") only")
         )
     );
@@ -527,14 +544,14 @@ async fn authors_may_put_on_a_key_only_scopes_they_hold() {
     assert_eq!(
         answer(world.keys(&alice).create(&PostParams::default(), &manager).await),
         denied_by_policy(
-            OWNERSHIP_POLICY,
+            "manager", OWNERSHIP_POLICY,
             &format!("spec.scopes: you do not hold logs:manage, billing:view (the verb on that resource of API group scopes.keywarden.io in namespace \"{ns}\"); a key may carry only scopes its author holds")
         )
     );
     assert_eq!(
         patch_spec(&world, &alice, "viewer", json!({"scopes": ["logs:view", "logs:manage"]})).await,
         denied_by_policy(
-            OWNERSHIP_POLICY,
+            "viewer", OWNERSHIP_POLICY,
             &format!("spec.scopes: you do not hold logs:manage (the verb on that resource of API group scopes.keywarden.io in namespace \"{ns}\"); a key may carry only scopes its author holds")
         )
     );
