@@ -12,6 +12,7 @@ use kube::{Resource, ResourceExt};
 
 use super::audit::{self, AuditEvent};
 use super::context::{key_owner_identity, Context};
+use super::honoured::{self, Record};
 use super::issuance::{self, Issuance, SecretState, WriteOutcome};
 use super::policy::{self, Governing};
 use super::secret_data;
@@ -74,11 +75,12 @@ pub(super) enum Step {
     },
 }
 
-/// Decides the Secret write, if any; nothing new is issued without a resolved policy.
+/// Decides the Secret write, if any, from the Secret and the issuance the controller honours;
+/// nothing new is issued without a resolved policy.
 pub(super) fn next_step(
     key: &AccessKey,
     secret: &SecretState,
-    remembered: Option<&Issuance>,
+    honoured: Option<&Issuance>,
     policy: Option<&Governing>,
     now: DateTime<Utc>,
 ) -> Step {
@@ -86,24 +88,28 @@ pub(super) fn next_step(
         return Step::Nothing;
     };
     let wants_rotation = |i: &Issuance| key.spec.rotate_generation > i.rotate_generation;
-    match secret {
-        SecretState::Foreign => Step::Nothing,
-        SecretState::Missing => match remembered {
-            None => Step::IssueFirst,
-            Some(prior) if wants_rotation(prior) => Step::Reissue {
-                prior: prior.clone(),
-            },
-            Some(_) => Step::Nothing,
+    match (secret, honoured) {
+        (SecretState::Foreign, _) => Step::Nothing,
+        (SecretState::Missing, None) => Step::IssueFirst,
+        (SecretState::Missing, Some(prior)) if wants_rotation(prior) => Step::Reissue {
+            prior: prior.clone(),
         },
-        SecretState::Held {
-            issuance,
-            resource_version,
-        } => {
-            let times = status::key_times(issuance, &Default::default(), policy.applied_at, None);
+        (SecretState::Missing, Some(_)) => Step::Nothing,
+        // why: an owned Secret whose record is not believed, and no status: nothing is known
+        // to rotate from, and issuing anew would bypass the owner limit.
+        (SecretState::Held { .. } | SecretState::Unsealed { .. }, None) => Step::Nothing,
+        (
+            SecretState::Held {
+                resource_version, ..
+            }
+            | SecretState::Unsealed { resource_version },
+            Some(prior),
+        ) => {
+            let times = status::key_times(prior, &Default::default(), policy.applied_at, None);
             let due = schedule::timer_state(&times, &policy.timers, now) == TimerState::RotationDue;
-            if wants_rotation(issuance) || due {
+            if wants_rotation(prior) || due {
                 Step::Rotate {
-                    prior: issuance.clone(),
+                    prior: prior.clone(),
                     resource_version: resource_version.clone(),
                 }
             } else {
@@ -124,7 +130,7 @@ async fn observe_secret(
     let cached = ctx
         .secrets
         .get(&ObjectRef::new(&name).within(&key.namespace().unwrap_or_default()));
-    let state = issuance::classify(cached.as_ref().map(|s| &s.metadata), key);
+    let state = issuance::classify(cached.as_ref().map(|s| &s.metadata), key, &ctx.record_key);
     let trusted = match (&state, remembered) {
         (SecretState::Held { issuance, .. }, Some(r)) => issuance.access_key_id == r.access_key_id,
         (SecretState::Held { .. }, None) => true,
@@ -133,18 +139,22 @@ async fn observe_secret(
     if trusted {
         return Ok(state);
     }
-    read_secret(key, api).await
+    read_secret(key, ctx, api).await
 }
 
 /// Reads the key's Secret metadata from the API server.
-async fn read_secret(key: &AccessKey, api: &Api<Secret>) -> Result<SecretState> {
+async fn read_secret(key: &AccessKey, ctx: &Context, api: &Api<Secret>) -> Result<SecretState> {
     let name = key.spec.secret_name(&key.name_any());
     // why: the data is not needed to classify; only `secret_data::check` reads it.
     let fresh = api
         .get_metadata_opt(&name)
         .await
         .map_err(Error::ReadSecret)?;
-    Ok(issuance::classify(fresh.as_ref().map(|s| &s.metadata), key))
+    Ok(issuance::classify(
+        fresh.as_ref().map(|s| &s.metadata),
+        key,
+        &ctx.record_key,
+    ))
 }
 
 async fn reconcile_key(key: &AccessKey, ctx: &Context) -> Result<Action> {
@@ -175,11 +185,13 @@ async fn reconcile_key(key: &AccessKey, ctx: &Context) -> Result<Action> {
     let mut limit = None;
     let mut own_write = false;
 
-    let step = next_step(key, &secret, remembered.as_ref(), policy.as_ref().ok(), now);
+    let (trusted, _) = honoured::honoured(remembered.as_ref(), &secret);
+    let step = next_step(key, &secret, trusted.as_ref(), policy.as_ref().ok(), now);
     if step != Step::Nothing {
         // why: the cache may lag behind our own last write; decide again on the API's truth.
-        secret = read_secret(key, &secrets).await?;
-        let step = next_step(key, &secret, remembered.as_ref(), policy.as_ref().ok(), now);
+        secret = read_secret(key, ctx, &secrets).await?;
+        let (trusted, _) = honoured::honoured(remembered.as_ref(), &secret);
+        let step = next_step(key, &secret, trusted.as_ref(), policy.as_ref().ok(), now);
         let written = match (step, policy.as_ref().ok()) {
             (Step::Nothing, _) | (_, None) => None,
             (Step::IssueFirst, Some(governing)) => {
@@ -215,26 +227,21 @@ async fn reconcile_key(key: &AccessKey, ctx: &Context) -> Result<Action> {
         }
     }
 
+    let (trusted, _) = honoured::honoured(remembered.as_ref(), &secret);
     let checked =
-        secret_data::check(key, ctx, &secrets, secret, remembered.as_ref(), own_write).await?;
-    let (issuance, presence) = match (&checked.state, checked.modified) {
-        (SecretState::Held { issuance, .. }, None) => (Some(issuance), SecretPresence::Present),
-        // why: the verifier keeps honouring what was issued, not what the Secret now claims.
-        (SecretState::Held { issuance, .. }, Some(message)) => (
-            remembered
-                .as_ref()
-                .filter(|r| r.access_key_id == issuance.access_key_id)
-                .or(Some(issuance)),
-            SecretPresence::Modified(message),
-        ),
-        (SecretState::Missing, _) => (remembered.as_ref(), SecretPresence::Missing),
-        (SecretState::Foreign, _) => (remembered.as_ref(), SecretPresence::Foreign),
+        secret_data::check(key, ctx, &secrets, secret, trusted.as_ref(), own_write).await?;
+    let (trusted, record) = honoured::honoured(remembered.as_ref(), &checked.state);
+    let presence = match (&checked.state, record, checked.modified) {
+        (_, Record::Disowned, _) | (SecretState::Unsealed { .. }, _, _) => {
+            SecretPresence::Modified(honoured::DISOWNED_MESSAGE.to_string())
+        }
+        (SecretState::Held { .. }, _, None) => SecretPresence::Present,
+        (SecretState::Held { .. }, _, Some(message)) => SecretPresence::Modified(message),
+        (SecretState::Missing, _, _) if trusted.is_none() => SecretPresence::NotIssued,
+        (SecretState::Missing, _, _) => SecretPresence::Missing,
+        (SecretState::Foreign, _, _) => SecretPresence::Foreign,
     };
-    let presence = if issuance.is_none() && presence == SecretPresence::Missing {
-        SecretPresence::NotIssued
-    } else {
-        presence
-    };
+    let issuance = trusted.as_ref();
     let (desired, next) = status::desired_status(&Observed {
         key,
         issuance,
@@ -307,7 +314,7 @@ async fn issue_first_serialized(
     let grace_ends = schedule::grace_ends_at(now, &governing.timers);
     let new =
         issuance::generate(key, None, grace_ends, now, ctx.hash_params, &ctx.hash_slots).await?;
-    let secret = issuance::desired_secret(key, &new, None)?;
+    let secret = issuance::desired_secret(key, &new, &ctx.record_key, None)?;
     let outcome = issuance::create_secret(api, &secret).await?;
     if matches!(outcome, WriteOutcome::Written { .. }) {
         ctx.metrics.issuances.inc();
@@ -344,7 +351,7 @@ async fn rotate(
     )
     .await?;
     let recreate = resource_version.is_none();
-    let secret = issuance::desired_secret(key, &new, resource_version)?;
+    let secret = issuance::desired_secret(key, &new, &ctx.record_key, resource_version)?;
     let outcome = if recreate {
         issuance::create_secret(api, &secret).await?
     } else {
@@ -407,9 +414,10 @@ fn has_cached_secret(key: &AccessKey, ctx: &Context) -> bool {
     let cached = ctx
         .secrets
         .get(&ObjectRef::new(&name).within(&key.namespace().unwrap_or_default()));
+    // why: an owned Secret counts as issued even when its record is not believed.
     matches!(
-        issuance::classify(cached.as_ref().map(|s| &s.metadata), key),
-        SecretState::Held { .. }
+        issuance::classify(cached.as_ref().map(|s| &s.metadata), key, &ctx.record_key),
+        SecretState::Held { .. } | SecretState::Unsealed { .. }
     )
 }
 

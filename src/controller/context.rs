@@ -15,6 +15,7 @@ use super::metrics::Metrics;
 use super::secret_data::Verdicts;
 use crate::api::{AccessKey, AccessKeyPolicy, KeyOwner, OwnerKind};
 use crate::keys::hash::HashParams;
+use crate::keys::seal::RecordKey;
 use crate::sync::lock;
 
 /// The controller's notion of "now"; injectable so tests control time.
@@ -38,6 +39,8 @@ pub struct Context {
     pub reporter: Reporter,
     pub metrics: Arc<Metrics>,
     pub hash_params: HashParams,
+    /// Seals the issuance records written into key Secrets' annotations.
+    pub record_key: RecordKey,
     /// Bounds concurrent argon2id hashes to the number of cores.
     pub hash_slots: tokio::sync::Semaphore,
     pub clock: Clock,

@@ -394,7 +394,7 @@ fn a_rotate_generation_bump_rotates_the_held_issuance() {
     let step = next_step(
         &key,
         &held(issuance(0)),
-        None,
+        Some(&issuance(0)),
         Some(&governing(0, 0, 0, 0)),
         at(10),
     );
@@ -411,13 +411,47 @@ fn a_rotate_generation_bump_rotates_the_held_issuance() {
 fn auto_rotation_rotates_before_expiry() {
     let policy = governing(100, 0, 0, 10);
     assert_eq!(
-        next_step(&key(), &held(issuance(0)), None, Some(&policy), at(89)),
+        next_step(
+            &key(),
+            &held(issuance(0)),
+            Some(&issuance(0)),
+            Some(&policy),
+            at(89)
+        ),
         Step::Nothing
     );
     assert!(matches!(
-        next_step(&key(), &held(issuance(0)), None, Some(&policy), at(90)),
+        next_step(
+            &key(),
+            &held(issuance(0)),
+            Some(&issuance(0)),
+            Some(&policy),
+            at(90)
+        ),
         Step::Rotate { .. }
     ));
+}
+
+#[test]
+fn a_rotation_bump_rewrites_a_secret_whose_record_is_not_believed() {
+    let mut key = key();
+    key.spec.rotate_generation = 1;
+    let unsealed = SecretState::Unsealed {
+        resource_version: Some("8".into()),
+    };
+    let policy = governing(0, 0, 0, 0);
+    assert_eq!(
+        next_step(&key, &unsealed, Some(&issuance(0)), Some(&policy), at(10)),
+        Step::Rotate {
+            prior: issuance(0),
+            resource_version: Some("8".into())
+        }
+    );
+    assert_eq!(
+        next_step(&key, &unsealed, None, Some(&policy), at(10)),
+        Step::Nothing,
+        "without a status there is nothing known to rotate from"
+    );
 }
 
 #[test]

@@ -1,0 +1,181 @@
+//! Only the controller decides whether, and until when, a credential is accepted: attacks by a
+//! Secret editor or a spec author, each a regression test (against devcluster or
+//! `KEYWARDEN_TEST_KUBECONFIG`).
+
+mod support;
+
+use kube::api::{Patch, PatchParams};
+use kube::ResourceExt;
+
+use keywarden::api::conditions::{reasons, types};
+use keywarden::api::{AccessKey, Phase, ISSUED_AT_ANNOTATION};
+use keywarden::controller::PREVIOUS_KEYS_ANNOTATION;
+use support::{KeyBuilder, PolicyBuilder, TestCluster};
+
+fn merge(value: serde_json::Value) -> Patch<serde_json::Value> {
+    Patch::Merge(value)
+}
+
+/// The `SecretPresent` condition's status and reason.
+fn secret_present(key: &AccessKey) -> Option<(String, String)> {
+    support::condition(key, types::SECRET_PRESENT)
+}
+
+fn reports_secret_modified(key: &AccessKey) -> bool {
+    secret_present(key) == Some(("False".into(), reasons::SECRET_MODIFIED.into()))
+}
+
+async fn annotate_secret(cluster: &TestCluster, secret: &str, annotation: &str, value: &str) {
+    cluster
+        .secrets()
+        .patch(
+            secret,
+            &PatchParams::default(),
+            &merge(serde_json::json!({"metadata": {"annotations": {annotation: value}}})),
+        )
+        .await
+        .unwrap();
+}
+
+async fn bump_rotation(cluster: &TestCluster, name: &str, generation: i64) {
+    cluster
+        .keys()
+        .patch(
+            name,
+            &PatchParams::default(),
+            &merge(serde_json::json!({"spec": {"rotateGeneration": generation}})),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_issued_at_annotated_on_the_secret_never_extends_expiry() {
+    let cluster = TestCluster::start().await;
+    let policy = format!("expire-{}", support::random_suffix());
+    cluster
+        .create_policy(&PolicyBuilder::new(&policy).expire_after("1h").build())
+        .await;
+    let _controller = cluster.start_controller();
+    cluster
+        .create_key(&KeyBuilder::new("ci", "alice").policy(&policy).build())
+        .await;
+    let issued = cluster
+        .wait_phase("ci", Phase::Active)
+        .await
+        .status
+        .unwrap();
+
+    annotate_secret(
+        &cluster,
+        "ci-access-key",
+        ISSUED_AT_ANNOTATION,
+        "2099-01-01T00:00:00Z",
+    )
+    .await;
+    let after = cluster
+        .wait_key("ci", "SecretModified", reports_secret_modified)
+        .await
+        .status
+        .unwrap();
+    assert_eq!(after.expires_at, issued.expires_at);
+    assert_eq!(after.issued_at, issued.issued_at);
+    assert_eq!(after.access_key_id, issued.access_key_id);
+    assert_eq!(after.phase, Some(Phase::Active));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn previous_keys_forged_on_the_secret_are_never_accepted_nor_carried_into_a_rotation() {
+    let cluster = TestCluster::start().await;
+    let policy = format!("grace-{}", support::random_suffix());
+    cluster
+        .create_policy(&PolicyBuilder::new(&policy).grace("1h").build())
+        .await;
+    let _controller = cluster.start_controller();
+    cluster
+        .create_key(&KeyBuilder::new("ci", "alice").policy(&policy).build())
+        .await;
+    let issued = cluster
+        .wait_phase("ci", Phase::Active)
+        .await
+        .status
+        .unwrap();
+    let forged = serde_json::json!([{
+        "accessKeyId": "AKWFORGEDFORGEDFORGEDFORGED",
+        "secretHash": issued.secret_hash,
+        "validUntil": "2099-01-01T00:00:00Z",
+    }])
+    .to_string();
+
+    annotate_secret(&cluster, "ci-access-key", PREVIOUS_KEYS_ANNOTATION, &forged).await;
+    let after = cluster
+        .wait_key("ci", "SecretModified", reports_secret_modified)
+        .await;
+    assert!(after.status.unwrap().previous_keys.is_empty());
+
+    bump_rotation(&cluster, "ci", 1).await;
+    let rotated = cluster
+        .wait_key("ci", "rotated", |k| {
+            k.status.as_ref().and_then(|s| s.observed_rotate_generation) == Some(1)
+        })
+        .await;
+    let previous: Vec<String> = rotated
+        .status
+        .as_ref()
+        .unwrap()
+        .previous_keys
+        .iter()
+        .map(|p| p.access_key_id.clone())
+        .collect();
+    assert_eq!(previous, vec![issued.access_key_id.clone().unwrap()]);
+    assert_eq!(
+        secret_present(&rotated),
+        Some(("True".into(), reasons::SECRET_PRESENT.into())),
+        "a rotation rewrites the record"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_status_is_not_recovered_from_edited_secret_annotations() {
+    let cluster = TestCluster::start().await;
+    let controller = cluster.start_controller();
+    cluster
+        .create_key(&KeyBuilder::new("restore", "jo").build())
+        .await;
+    let before = cluster.wait_phase("restore", Phase::Active).await;
+    controller.stop().await;
+    annotate_secret(
+        &cluster,
+        "restore-access-key",
+        ISSUED_AT_ANNOTATION,
+        "2099-01-01T00:00:00Z",
+    )
+    .await;
+    cluster
+        .keys()
+        .patch_status(
+            "restore",
+            &PatchParams::default(),
+            &merge(serde_json::json!({"status": null})),
+        )
+        .await
+        .unwrap();
+    cluster
+        .wait_key("restore", "status cleared", |k| k.status.is_none())
+        .await;
+
+    let _controller = cluster.start_controller();
+    let after = cluster
+        .wait_key("restore", "SecretModified", reports_secret_modified)
+        .await;
+    let status = after.status.unwrap();
+    assert_eq!(status.access_key_id, None, "nothing adopted");
+    assert_eq!(status.expires_at, None);
+    assert_ne!(status.phase, Some(Phase::Active));
+    let secret = cluster.secrets().get("restore-access-key").await.unwrap();
+    assert_eq!(
+        secret.owner_references()[0].uid,
+        before.uid().unwrap(),
+        "the Secret is left as it is"
+    );
+}
