@@ -179,3 +179,182 @@ async fn lost_status_is_not_recovered_from_edited_secret_annotations() {
         "the Secret is left as it is"
     );
 }
+
+async fn patch_spec(cluster: &TestCluster, name: &str, spec: serde_json::Value) -> AccessKey {
+    let patched = cluster
+        .keys()
+        .patch(
+            name,
+            &PatchParams::default(),
+            &merge(serde_json::json!({ "spec": spec })),
+        )
+        .await
+        .unwrap();
+    let generation = patched.metadata.generation;
+    cluster
+        .wait_key(name, "observed the edit", |k| {
+            k.status.as_ref().and_then(|s| s.observed_generation) >= generation
+        })
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pointing_an_expired_key_at_another_or_a_missing_policy_never_revives_it() {
+    let cluster = TestCluster::start().await;
+    let short = format!("short-{}", support::random_suffix());
+    let long = format!("long-{}", support::random_suffix());
+    cluster
+        .create_policy(&PolicyBuilder::new(&short).expire_after("1s").build())
+        .await;
+    cluster
+        .create_policy(&PolicyBuilder::new(&long).expire_after("180d").build())
+        .await;
+    let _controller = cluster.start_controller();
+    cluster
+        .create_key(&KeyBuilder::new("exp", "erin").policy(&short).build())
+        .await;
+    let expired = cluster
+        .wait_phase("exp", Phase::Expired)
+        .await
+        .status
+        .unwrap();
+
+    for policy in [long.as_str(), "does-not-exist"] {
+        let after = patch_spec(&cluster, "exp", serde_json::json!({"policyName": policy}))
+            .await
+            .status
+            .unwrap();
+        assert_eq!(after.phase, Some(Phase::Expired), "policy {policy}");
+        assert_eq!(after.expires_at, expired.expires_at, "policy {policy}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_to_a_longer_policy_never_moves_expiry_later() {
+    let cluster = TestCluster::start().await;
+    let short = format!("short-{}", support::random_suffix());
+    let long = format!("long-{}", support::random_suffix());
+    cluster
+        .create_policy(&PolicyBuilder::new(&short).expire_after("1h").build())
+        .await;
+    cluster
+        .create_policy(&PolicyBuilder::new(&long).expire_after("180d").build())
+        .await;
+    let _controller = cluster.start_controller();
+    cluster
+        .create_key(&KeyBuilder::new("ci", "erin").policy(&short).build())
+        .await;
+    let issued = cluster
+        .wait_phase("ci", Phase::Active)
+        .await
+        .status
+        .unwrap();
+    let after = patch_spec(&cluster, "ci", serde_json::json!({"policyName": long}))
+        .await
+        .status
+        .unwrap();
+    assert_eq!(after.policy.as_deref(), Some(long.as_str()));
+    assert_eq!(after.expires_at, issued.expires_at);
+    assert_eq!(after.phase, Some(Phase::Active));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scope_edit_beyond_the_policy_deactivates_the_key_until_fixed_and_is_never_granted() {
+    let cluster = TestCluster::start().await;
+    let policy = format!("scoped-{}", support::random_suffix());
+    cluster
+        .create_policy(
+            &PolicyBuilder::new(&policy)
+                .allowed_scopes(&["logs:view"])
+                .build(),
+        )
+        .await;
+    let _controller = cluster.start_controller();
+    cluster
+        .create_key(
+            &KeyBuilder::new("ci", "alice")
+                .policy(&policy)
+                .scopes(&["logs:view"])
+                .build(),
+        )
+        .await;
+    let issued = cluster
+        .wait_phase("ci", Phase::Active)
+        .await
+        .status
+        .unwrap();
+    assert_eq!(issued.granted_scopes, Some(vec!["logs:view".to_string()]));
+
+    let widened = patch_spec(
+        &cluster,
+        "ci",
+        serde_json::json!({"scopes": ["logs:view", "collectors:manage"]}),
+    )
+    .await;
+    let status = widened.status.clone().unwrap();
+    assert_eq!(status.phase, Some(Phase::Inactive));
+    assert_eq!(
+        status.deactivation_reason,
+        Some(keywarden::api::DeactivationReason::PolicyViolation)
+    );
+    assert_eq!(status.granted_scopes, Some(vec!["logs:view".to_string()]));
+    assert_eq!(status.access_key_id, issued.access_key_id);
+    support::eventually("a PolicyViolation Warning event", || async {
+        let events = kube::Api::<k8s_openapi::api::events::v1::Event>::namespaced(
+            cluster.client.clone(),
+            &cluster.namespace,
+        )
+        .list(&Default::default())
+        .await
+        .ok()?;
+        events
+            .items
+            .into_iter()
+            .find(|e| {
+                e.reason.as_deref() == Some(reasons::POLICY_VIOLATION)
+                    && e.type_.as_deref() == Some("Warning")
+            })
+            .map(|_| ())
+    })
+    .await;
+
+    let fixed = patch_spec(&cluster, "ci", serde_json::json!({"scopes": ["logs:view"]})).await;
+    assert_eq!(fixed.status.unwrap().phase, Some(Phase::Active));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotating_an_expired_key_gives_the_expired_secret_no_grace() {
+    let cluster = TestCluster::start().await;
+    let policy = format!("expire-{}", support::random_suffix());
+    cluster
+        .create_policy(
+            &PolicyBuilder::new(&policy)
+                .expire_after("1s")
+                .grace("1h")
+                .build(),
+        )
+        .await;
+    let _controller = cluster.start_controller();
+    cluster
+        .create_key(&KeyBuilder::new("exp", "erin").policy(&policy).build())
+        .await;
+    let expired = cluster
+        .wait_phase("exp", Phase::Expired)
+        .await
+        .status
+        .unwrap();
+    bump_rotation(&cluster, "exp", 1).await;
+    let rotated = cluster
+        .wait_key("exp", "rotated", |k| {
+            k.status.as_ref().and_then(|s| s.observed_rotate_generation) == Some(1)
+        })
+        .await
+        .status
+        .unwrap();
+    assert_ne!(rotated.access_key_id, expired.access_key_id);
+    assert!(
+        rotated.previous_keys.is_empty(),
+        "{:?}",
+        rotated.previous_keys
+    );
+}

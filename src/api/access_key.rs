@@ -214,6 +214,17 @@ pub struct AccessKeyStatus {
     /// Name of the governing policy (empty when the built-in defaults apply).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
+    /// `appliedAt` of the governing policy when `expiresAt` was last decided: only a change of
+    /// that policy itself (or a rotation) may move `expiresAt` later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_applied_at: Option<DateTime<Utc>>,
+    /// The scopes the controller approved against the policy; what the verifier serves. Empty
+    /// means every permission of the owner; absent means nothing approved yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granted_scopes: Option<Vec<String>>,
+    /// The CORS origins the controller approved against the policy; what the verifier serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granted_origins: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issued_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -271,6 +282,8 @@ pub enum DeactivationReason {
     Unused,
     Expired,
     PolicyLimit,
+    /// The spec asks for what its policy does not allow, or its policy cannot be resolved.
+    PolicyViolation,
 }
 
 impl AccessKeySpec {

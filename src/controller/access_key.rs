@@ -19,7 +19,7 @@ use super::secret_data;
 use super::status::{self, Observed, SecretPresence};
 use super::{Error, Result};
 use crate::api::conditions::reasons;
-use crate::api::{AccessKey, FIELD_MANAGER};
+use crate::api::{AccessKey, Phase, FIELD_MANAGER};
 use crate::keys::limits::{self, LimitDecision, OwnedKey};
 use crate::keys::schedule::{self, TimerState};
 
@@ -311,9 +311,7 @@ async fn issue_first_serialized(
     }
     // why: recorded before the write, so a lost response still counts against the owner.
     ctx.owners.record_issued(owner, uid);
-    let grace_ends = schedule::grace_ends_at(now, &governing.timers);
-    let new =
-        issuance::generate(key, None, grace_ends, now, ctx.hash_params, &ctx.hash_slots).await?;
+    let new = issuance::generate(key, None, None, now, ctx.hash_params, &ctx.hash_slots).await?;
     let secret = issuance::desired_secret(key, &new, &ctx.record_key, None)?;
     let outcome = issuance::create_secret(api, &secret).await?;
     if matches!(outcome, WriteOutcome::Written { .. }) {
@@ -330,7 +328,8 @@ async fn issue_first_serialized(
     Ok(Ok((outcome, new.record)))
 }
 
-/// Rotation: a new issuance replaces (or re-creates) the Secret; the prior stays valid in grace.
+/// Rotation: a new issuance replaces (or re-creates) the Secret; the prior stays valid in grace
+/// only if the key was active (an expired or deactivated secret gets no second life).
 async fn rotate(
     key: &AccessKey,
     ctx: &Context,
@@ -340,7 +339,12 @@ async fn rotate(
     resource_version: Option<String>,
     now: DateTime<Utc>,
 ) -> Result<(WriteOutcome, Issuance)> {
-    let grace_ends = schedule::grace_ends_at(now, &governing.timers);
+    let was_active = key
+        .status
+        .as_ref()
+        .and_then(|s| s.phase)
+        .is_none_or(|phase| phase == Phase::Active);
+    let grace_ends = was_active.then(|| schedule::grace_ends_at(now, &governing.timers));
     let new = issuance::generate(
         key,
         Some(prior),
@@ -360,11 +364,17 @@ async fn rotate(
     if matches!(outcome, WriteOutcome::Written { .. }) {
         ctx.metrics.rotations.inc();
         let id = new.id.as_str();
-        let message = format!(
-            "rotated to access ID {id}; previous access ID {} valid until {}",
-            prior.access_key_id,
-            grace_ends.to_rfc3339()
-        );
+        let message = match grace_ends {
+            Some(ends) => format!(
+                "rotated to access ID {id}; previous access ID {} valid until {}",
+                prior.access_key_id,
+                ends.to_rfc3339()
+            ),
+            None => format!(
+                "rotated to access ID {id}; previous access ID {} revoked (the key was not active)",
+                prior.access_key_id
+            ),
+        };
         audit::record(
             &ctx.recorder(),
             key,

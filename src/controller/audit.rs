@@ -99,6 +99,18 @@ pub fn transitions(old: &AccessKeyStatus, new: &AccessKeyStatus) -> Vec<AuditEve
                 "key deactivated: unused for longer than the policy allows",
                 id,
             )),
+            (Some(Phase::Inactive), Some(DeactivationReason::PolicyViolation)) => {
+                let ready = new
+                    .conditions
+                    .iter()
+                    .find(|c| c.type_ == crate::api::conditions::types::READY)
+                    .map_or_else(String::new, |c| c.message.clone());
+                Some(AuditEvent::warning(
+                    reasons::POLICY_VIOLATION,
+                    format!("key deactivated: {ready}"),
+                    id,
+                ))
+            }
             (Some(Phase::Expired), _) => {
                 Some(AuditEvent::normal(reasons::EXPIRED, "key expired", id))
             }

@@ -250,11 +250,12 @@ pub async fn with_hash_slot<T: Send + 'static>(
         .map_err(Error::HashTask)
 }
 
-/// Generates a new ID and secret and hashes the secret (off the async runtime).
+/// Generates a new ID and secret and hashes the secret (off the async runtime). The prior
+/// credentials stay valid until `grace_ends_at`; with `None`, none of them stays valid.
 pub async fn generate(
     key: &AccessKey,
     prior: Option<&Issuance>,
-    grace_ends_at: DateTime<Utc>,
+    grace_ends_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
     params: HashParams,
     hash_slots: &tokio::sync::Semaphore,
@@ -268,7 +269,8 @@ pub async fn generate(
     .await?;
     let secret_hash = hash.map_err(Error::HashSecret)?;
     let previous_keys = prior
-        .map(|prior| {
+        .zip(grace_ends_at)
+        .map(|(prior, grace_ends_at)| {
             let mut kept: Vec<PreviousKey> = prior
                 .previous_keys
                 .iter()

@@ -16,6 +16,8 @@ mod secret_data;
 mod status;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_policy_holds;
 
 use std::net::SocketAddr;
 

@@ -14,11 +14,11 @@ use crate::api::{
 use crate::keys::limits::LimitDecision;
 use crate::keys::schedule::Timers;
 
-fn at(seconds: i64) -> DateTime<Utc> {
+pub(super) fn at(seconds: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000 + seconds, 0).unwrap()
 }
 
-fn key() -> AccessKey {
+pub(super) fn key() -> AccessKey {
     let mut key = AccessKey::new(
         "ci",
         AccessKeySpec {
@@ -43,7 +43,7 @@ fn key() -> AccessKey {
     key
 }
 
-fn governing(expire: i64, unused: i64, grace: i64, rotate_before: i64) -> Governing {
+pub(super) fn governing(expire: i64, unused: i64, grace: i64, rotate_before: i64) -> Governing {
     Governing {
         name: Some("default".into()),
         max_keys_per_owner: 5,
@@ -57,7 +57,7 @@ fn governing(expire: i64, unused: i64, grace: i64, rotate_before: i64) -> Govern
     }
 }
 
-fn issuance(issued: i64) -> Issuance {
+pub(super) fn issuance(issued: i64) -> Issuance {
     Issuance {
         access_key_id: "AKWCURRENT".into(),
         rotate_generation: 0,
@@ -68,7 +68,7 @@ fn issuance(issued: i64) -> Issuance {
     }
 }
 
-fn decide(
+pub(super) fn decide(
     key: &AccessKey,
     issuance: Option<&Issuance>,
     policy: Result<&Governing, &Unresolved>,
@@ -90,7 +90,7 @@ fn decide(
     })
 }
 
-fn condition<'a>(status: &'a AccessKeyStatus, type_: &str) -> (&'a str, &'a str) {
+pub(super) fn condition<'a>(status: &'a AccessKeyStatus, type_: &str) -> (&'a str, &'a str) {
     let c = status.conditions.iter().find(|c| c.type_ == type_).unwrap();
     (c.status.as_str(), c.reason.as_str())
 }
