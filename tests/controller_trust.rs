@@ -358,3 +358,88 @@ async fn rotating_an_expired_key_gives_the_expired_secret_no_grace() {
         rotated.previous_keys
     );
 }
+
+/// A verifier watching the test's namespace, served on a free loopback port.
+async fn start_verifier(cluster: &TestCluster) -> (String, tokio_util::sync::CancellationToken) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1/check", listener.local_addr().unwrap());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let args = keywarden::verifier::VerifierArgs {
+        namespaces: vec![cluster.namespace.clone()],
+        ..Default::default()
+    };
+    tokio::spawn(keywarden::verifier::serve(
+        cluster.client.clone(),
+        args,
+        listener,
+        shutdown.clone(),
+    ));
+    (url, shutdown)
+}
+
+async fn check(url: &str, token: &str) -> Option<u16> {
+    reqwest::Client::new()
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .ok()
+        .map(|r| r.status().as_u16())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_held_by_a_finalizer_is_refused_once_deleted_and_counts_against_the_limit_until_gone()
+{
+    let cluster = TestCluster::start().await;
+    let policy = format!("one-{}", support::random_suffix());
+    cluster
+        .create_policy(&PolicyBuilder::new(&policy).max_keys(1).build())
+        .await;
+    let _controller = cluster.start_controller();
+    let (url, _verifier) = start_verifier(&cluster).await;
+    let mut held = KeyBuilder::new("held", "dana").policy(&policy).build();
+    held.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+    cluster.create_key(&held).await;
+    cluster.wait_phase("held", Phase::Active).await;
+    let secret = cluster.secrets().get("held-access-key").await.unwrap();
+    let token = support::secret_data(&secret, keywarden::controller::DATA_TOKEN).unwrap();
+    support::eventually("the verifier accepts the key", || async {
+        (check(&url, &token).await == Some(200)).then_some(())
+    })
+    .await;
+
+    cluster
+        .keys()
+        .delete("held", &Default::default())
+        .await
+        .unwrap();
+    support::eventually("the verifier refuses the key being deleted", || async {
+        (check(&url, &token).await == Some(401)).then_some(())
+    })
+    .await;
+
+    cluster
+        .create_key(&KeyBuilder::new("waiting", "dana").policy(&policy).build())
+        .await;
+    let waiting = cluster.wait_phase("waiting", Phase::Rejected).await;
+    assert!(waiting.status.unwrap().access_key_id.is_none());
+    assert!(cluster
+        .keys()
+        .get("held")
+        .await
+        .unwrap()
+        .metadata
+        .deletion_timestamp
+        .is_some());
+
+    cluster
+        .keys()
+        .patch(
+            "held",
+            &PatchParams::default(),
+            &merge(serde_json::json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .unwrap();
+    cluster.wait_phase("waiting", Phase::Active).await;
+}

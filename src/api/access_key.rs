@@ -286,6 +286,17 @@ pub enum DeactivationReason {
     PolicyViolation,
 }
 
+impl KeyOwner {
+    /// The Kubernetes username this owner is, for a key in `namespace`: the User's name, or
+    /// `system:serviceaccount:<namespace>:<name>`. Limits count, and the verifier reports, this.
+    pub fn username(&self, namespace: &str) -> String {
+        match self.kind {
+            OwnerKind::User => self.name.clone(),
+            OwnerKind::ServiceAccount => format!("system:serviceaccount:{namespace}:{}", self.name),
+        }
+    }
+}
+
 impl AccessKeySpec {
     /// The Secret name, defaulted from the key's name.
     pub fn secret_name(&self, key_name: &str) -> String {
@@ -293,5 +304,31 @@ impl AccessKeySpec {
             .name
             .clone()
             .unwrap_or_else(|| format!("{key_name}-access-key"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_owner_is_the_kubernetes_username_it_acts_as() {
+        let user = KeyOwner {
+            kind: OwnerKind::User,
+            name: "ci".into(),
+        };
+        let service_account = KeyOwner {
+            kind: OwnerKind::ServiceAccount,
+            name: "ci".into(),
+        };
+        assert_eq!(user.username("team-a"), "ci");
+        assert_eq!(
+            service_account.username("team-a"),
+            "system:serviceaccount:team-a:ci"
+        );
+        assert_ne!(
+            service_account.username("team-a"),
+            service_account.username("team-b")
+        );
     }
 }

@@ -386,12 +386,13 @@ async fn rotate(
 }
 
 /// The owner's keys as the limit sees them: issued per status, Secret, or this process's record.
+/// A key being deleted still counts until it is gone (its finalizers may hold it a while).
 fn owner_keys(key: &AccessKey, ctx: &Context, owner: &str, uid: &str) -> Vec<OwnedKey<String>> {
     let mut keys: Vec<OwnedKey<String>> = ctx
         .keys
         .state()
         .iter()
-        .filter(|k| k.meta().deletion_timestamp.is_none() && key_owner_identity(k) == owner)
+        .filter(|k| key_owner_identity(k) == owner)
         .filter_map(|k| {
             let uid = k.uid()?;
             let issued = k.status.as_ref().is_some_and(|s| s.access_key_id.is_some())

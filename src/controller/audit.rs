@@ -42,7 +42,7 @@ pub async fn record(recorder: &Recorder, key: &AccessKey, event: AuditEvent) {
         reason = event.reason,
         namespace = key.namespace().unwrap_or_default(),
         name = key.name_any(),
-        owner = key.spec.owner.name.as_str(),
+        owner = super::context::key_owner_identity(key).as_str(),
         access_key_id = event.access_key_id.as_deref().unwrap_or(""),
         message = event.message.as_str(),
         "access key {}",

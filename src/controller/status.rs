@@ -290,7 +290,7 @@ fn conditions(
             reasons::LIMIT_EXCEEDED,
             format!(
                 "owner {:?} holds {issued} of at most {limit} issued keys",
-                o.key.spec.owner.name
+                super::context::key_owner_identity(o.key)
             ),
         ),
         _ => cond(
