@@ -14,6 +14,7 @@ use super::audit::{self, AuditEvent};
 use super::context::{key_owner_identity, Context};
 use super::honoured::{self, Record};
 use super::issuance::{self, Issuance, SecretState, WriteOutcome};
+use super::ledger::{Admission, Entry};
 use super::policy::{self, Governing};
 use super::secret_data;
 use super::status::{self, Observed, SecretPresence};
@@ -309,6 +310,15 @@ async fn issue_first_serialized(
     if decision != LimitDecision::Allowed {
         return Ok(Err(decision));
     }
+    // why: the caches may be stale (a paused leader's are); the ledger write decides.
+    let candidate = Entry::of(key).ok_or(Error::MissingField("metadata.uid"))?;
+    let issued = issued_entries(ctx, owner);
+    let limit = governing.max_keys_per_owner;
+    if let Admission::Exceeded { issued } =
+        ctx.ledgers.admit(owner, &candidate, issued, limit).await?
+    {
+        return Ok(Err(LimitDecision::Exceeded { issued, limit }));
+    }
     // why: recorded before the write, so a lost response still counts against the owner.
     ctx.owners.record_issued(owner, uid);
     let new = issuance::generate(key, None, None, now, ctx.hash_params, &ctx.hash_slots).await?;
@@ -413,6 +423,20 @@ fn owner_keys(key: &AccessKey, ctx: &Context, owner: &str, uid: &str) -> Vec<Own
         });
     }
     keys
+}
+
+/// The owner's keys the caches show issued (by status or by an owned Secret), as ledger entries.
+fn issued_entries(ctx: &Context, owner: &str) -> Vec<Entry> {
+    ctx.keys
+        .state()
+        .iter()
+        .filter(|k| key_owner_identity(k) == owner)
+        .filter(|k| {
+            k.status.as_ref().is_some_and(|s| s.access_key_id.is_some())
+                || has_cached_secret(k, ctx)
+        })
+        .filter_map(|k| Entry::of(k))
+        .collect()
 }
 
 fn created_at(key: &AccessKey) -> Option<DateTime<Utc>> {

@@ -11,6 +11,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
 
 use super::backoff::RetryBackoff;
+use super::ledger::Ledgers;
 use super::metrics::Metrics;
 use super::secret_data::Verdicts;
 use crate::api::{AccessKey, AccessKeyPolicy};
@@ -41,6 +42,8 @@ pub struct Context {
     pub hash_params: HashParams,
     /// Seals the issuance records written into key Secrets' annotations.
     pub record_key: RecordKey,
+    /// The per-owner issuance ledgers, whose writes decide the owner limits.
+    pub ledgers: Ledgers,
     /// Bounds concurrent argon2id hashes to the number of cores.
     pub hash_slots: tokio::sync::Semaphore,
     pub clock: Clock,

@@ -7,6 +7,7 @@ mod context;
 mod honoured;
 mod issuance;
 mod leader;
+mod ledger;
 mod metrics;
 mod policy;
 mod probes;
@@ -153,6 +154,12 @@ pub enum Error {
     CreateRecordKey(#[source] kube::Error),
     #[error("record key Secret: {0}")]
     InvalidRecordKey(#[source] crate::keys::KeyError),
+    #[error("reading the owner's issuance ledger: {0}")]
+    ReadOwnerLedger(#[source] kube::Error),
+    #[error("writing the owner's issuance ledger: {0}")]
+    WriteOwnerLedger(#[source] kube::Error),
+    #[error("the owner's issuance ledger changed since it was read")]
+    OwnerLedgerConflict,
     #[error("object has no {0}")]
     MissingField(&'static str),
 }

@@ -19,6 +19,7 @@ use super::access_key;
 use super::audit::{self, AuditEvent};
 use super::backoff::RetryBackoff;
 use super::context::{key_owner_identity, Clock, Context, OwnerGate};
+use super::ledger::Ledgers;
 use super::policy;
 use super::probes::ProbeState;
 use super::record_key;
@@ -108,6 +109,7 @@ pub async fn run_controllers(
         metrics: probes.metrics.clone(),
         hash_params: settings.hash_params,
         record_key,
+        ledgers: Ledgers::new(client.clone(), namespace),
         hash_slots: tokio::sync::Semaphore::new(
             std::thread::available_parallelism().map_or(1, usize::from),
         ),
