@@ -185,3 +185,42 @@ async fn a_leader_paused_past_its_lease_and_resumed_never_exceeds_a_limit_nor_is
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_controllers_that_both_believe_they_lead_never_exceed_a_limit_nor_issue_twice() {
+    let cluster = TestCluster::start().await;
+    let policy = format!("limit-{}", support::random_suffix());
+    cluster
+        .create_policy(&PolicyBuilder::new(&policy).max_keys(LIMIT).build())
+        .await;
+    let writes = SecretWrites::track(cluster.secrets());
+    // why: the worst case of a leader change, where the old leader still acts: both run.
+    let _first = cluster.start_controller();
+    let _second = cluster.start_controller();
+    let names: Vec<String> = (0..12).map(|i| format!("k{i:02}")).collect();
+    futures::future::join_all(names.iter().map(|name| {
+        let key = KeyBuilder::new(name, "split").policy(&policy).build();
+        let cluster = &cluster;
+        async move { cluster.create_key(&key).await }
+    }))
+    .await;
+    let mut issued = 0;
+    for name in &names {
+        let key = cluster
+            .wait_key(name, "Active or Rejected", |k| {
+                matches!(phase_of(k), Some(Phase::Active | Phase::Rejected))
+            })
+            .await;
+        if phase_of(&key) == Some(Phase::Active) {
+            issued += 1;
+        }
+        let ids = writes.ids(&format!("{name}-access-key"));
+        assert!(ids.len() <= 1, "{name} issued twice: {ids:?}");
+    }
+    assert_eq!(issued, LIMIT as usize);
+    let written: usize = names
+        .iter()
+        .map(|n| writes.ids(&format!("{n}-access-key")).len())
+        .sum();
+    assert!(written <= LIMIT as usize, "{written} Secrets written");
+}
