@@ -443,3 +443,52 @@ async fn a_key_held_by_a_finalizer_is_refused_once_deleted_and_counts_against_th
         .unwrap();
     cluster.wait_phase("waiting", Phase::Active).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_written_before_records_were_sealed_is_sealed_on_upgrade_without_reissuing() {
+    let cluster = TestCluster::start().await;
+    let controller = cluster.start_controller();
+    cluster
+        .create_key(&KeyBuilder::new("legacy", "jo").build())
+        .await;
+    let before = cluster
+        .wait_phase("legacy", Phase::Active)
+        .await
+        .status
+        .unwrap();
+    controller.stop().await;
+    cluster
+        .secrets()
+        .patch(
+            "legacy-access-key",
+            &PatchParams::default(),
+            &merge(serde_json::json!({"metadata": {"annotations": {
+                keywarden::controller::RECORD_SEAL_ANNOTATION: null
+            }}})),
+        )
+        .await
+        .unwrap();
+
+    let _controller = cluster.start_controller();
+    let secret = support::eventually("the record sealed again", || async {
+        let secret = cluster.secrets().get("legacy-access-key").await.ok()?;
+        secret
+            .annotations()
+            .contains_key(keywarden::controller::RECORD_SEAL_ANNOTATION)
+            .then_some(secret)
+    })
+    .await;
+    assert_eq!(
+        support::secret_data(&secret, keywarden::controller::DATA_ACCESS_KEY_ID),
+        before.access_key_id
+    );
+    let after = cluster
+        .wait_key("legacy", "SecretPresent", |k| {
+            secret_present(k) == Some(("True".into(), reasons::SECRET_PRESENT.into()))
+        })
+        .await
+        .status
+        .unwrap();
+    assert_eq!(after.access_key_id, before.access_key_id);
+    assert_eq!(after.expires_at, before.expires_at);
+}

@@ -228,6 +228,9 @@ async fn reconcile_key(key: &AccessKey, ctx: &Context) -> Result<Action> {
         }
     }
 
+    if let (SecretState::Unsealed { .. }, Some(status)) = (&secret, remembered.as_ref()) {
+        secret = reseal_if_unchanged(key, ctx, &secrets, status, now).await?;
+    }
     let (trusted, _) = honoured::honoured(remembered.as_ref(), &secret);
     let checked =
         secret_data::check(key, ctx, &secrets, secret, trusted.as_ref(), own_write).await?;
@@ -263,6 +266,50 @@ async fn reconcile_key(key: &AccessKey, ctx: &Context) -> Result<Action> {
         Some(deadline) => Action::requeue(schedule::wait_until(deadline, now) + DEADLINE_SLACK),
         None => Action::await_change(),
     })
+}
+
+/// Seals the record of a Secret written before records were sealed (an upgrade), when its
+/// annotations hold exactly the issuance the status holds; otherwise, or when someone changed
+/// the Secret meanwhile, the Secret stays as it is and reports `SecretModified`.
+async fn reseal_if_unchanged(
+    key: &AccessKey,
+    ctx: &Context,
+    api: &Api<Secret>,
+    status: &Issuance,
+    now: DateTime<Utc>,
+) -> Result<SecretState> {
+    let name = key.spec.secret_name(&key.name_any());
+    let Some(meta) = api
+        .get_metadata_opt(&name)
+        .await
+        .map_err(Error::ReadSecret)?
+    else {
+        return Ok(SecretState::Missing);
+    };
+    let state = issuance::classify(Some(&meta.metadata), key, &ctx.record_key);
+    let SecretState::Unsealed { resource_version } = &state else {
+        return Ok(state);
+    };
+    let legacy = meta
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| issuance::is_legacy_record_of(a, status, now));
+    if !legacy {
+        return Ok(state);
+    }
+    let patch = issuance::reseal_patch(status, key, &ctx.record_key, resource_version.as_deref());
+    match api
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(written) => Ok(SecretState::Held {
+            issuance: status.clone(),
+            resource_version: written.resource_version(),
+        }),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(state),
+        Err(err) => Err(Error::ReplaceSecret(err)),
+    }
 }
 
 /// A status with conditions in a canonical order, so that list order alone never causes a write.

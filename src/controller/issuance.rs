@@ -357,6 +357,55 @@ pub fn desired_secret(
     })
 }
 
+/// A merge patch that seals `issuance` onto the Secret at `resource_version` (a precondition):
+/// the record annotations become exactly the sealed ones.
+pub fn reseal_patch(
+    issuance: &Issuance,
+    key: &AccessKey,
+    record_key: &RecordKey,
+    resource_version: Option<&str>,
+) -> serde_json::Value {
+    let sealed = issuance.sealed_annotations(key, record_key);
+    let mut annotations = serde_json::Map::new();
+    // why: a stale record annotation left beside the sealed ones would break the seal.
+    for name in RECORD_ANNOTATIONS {
+        annotations.insert(name.to_string(), serde_json::Value::Null);
+    }
+    for (name, value) in sealed {
+        annotations.insert(name, serde_json::Value::String(value));
+    }
+    serde_json::json!({
+        "metadata": {"resourceVersion": resource_version, "annotations": annotations}
+    })
+}
+
+/// Whether unsealed annotations hold a record written before records were sealed (no seal at
+/// all) that claims exactly the issuance the status holds, previous keys still valid at `now`
+/// included: sealing it then asserts nothing the status does not.
+pub fn is_legacy_record_of(
+    annotations: &BTreeMap<String, String>,
+    status: &Issuance,
+    now: DateTime<Utc>,
+) -> bool {
+    if annotations.contains_key(RECORD_SEAL_ANNOTATION) {
+        return false;
+    }
+    let Some(claimed) = Issuance::from_annotations(annotations) else {
+        return false;
+    };
+    let valid = |keys: &[PreviousKey]| -> Vec<PreviousKey> {
+        keys.iter()
+            .filter(|p| p.valid_until > now)
+            .cloned()
+            .collect()
+    };
+    claimed.access_key_id == status.access_key_id
+        && claimed.secret_hash == status.secret_hash
+        && claimed.issued_at == status.issued_at
+        && claimed.first_issued_at == status.first_issued_at
+        && valid(&claimed.previous_keys) == valid(&status.previous_keys)
+}
+
 /// Whether a label or annotation key belongs to the controller (`keywarden.io/`, or a
 /// subdomain of it).
 pub fn is_reserved(name: &str) -> bool {
@@ -526,6 +575,44 @@ mod tests {
             classify(Some(&secret.metadata), &key, &record_key),
             SecretState::Held { issuance, .. } if issuance.previous_keys.is_empty()
         ));
+    }
+
+    #[test]
+    fn a_resealed_record_is_held_even_with_stale_record_annotations_beside_it() {
+        let record_key = RecordKey::generate();
+        let key = key("uid-1");
+        let mut status = record();
+        status.previous_keys.clear();
+        let mut legacy = record().annotations();
+        legacy.insert("team".into(), "a".into());
+        let patch = reseal_patch(&status, &key, &record_key, Some("3"));
+        let mut patched = legacy.clone();
+        for (name, value) in patch["metadata"]["annotations"].as_object().unwrap() {
+            match value.as_str() {
+                Some(v) => patched.insert(name.clone(), v.to_string()),
+                None => patched.remove(name),
+            };
+        }
+        assert_eq!(patch["metadata"]["resourceVersion"], "3");
+        assert_eq!(patched["team"], "a");
+        assert!(matches!(
+            classify(Some(&owned_meta(&key, patched)), &key, &record_key),
+            SecretState::Held { issuance, .. } if issuance == status
+        ));
+        let now = record().issued_at;
+        assert!(
+            !is_legacy_record_of(&legacy, &status, now),
+            "a valid previous key differs"
+        );
+        let mut without_previous = legacy.clone();
+        without_previous.remove(PREVIOUS_KEYS_ANNOTATION);
+        assert!(is_legacy_record_of(&without_previous, &status, now));
+        let mut forged_seal = without_previous;
+        forged_seal.insert(RECORD_SEAL_ANNOTATION.into(), "hs256.forged".into());
+        assert!(
+            !is_legacy_record_of(&forged_seal, &status, now),
+            "tampered, not legacy"
+        );
     }
 
     #[test]

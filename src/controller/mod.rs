@@ -27,7 +27,7 @@ use crate::keys::hash::HashParams;
 pub use context::Clock;
 pub use issuance::{
     DATA_ACCESS_KEY, DATA_ACCESS_KEY_ID, DATA_TOKEN, FIRST_ISSUED_AT_ANNOTATION,
-    PREVIOUS_KEYS_ANNOTATION, SECRET_HASH_ANNOTATION,
+    PREVIOUS_KEYS_ANNOTATION, RECORD_SEAL_ANNOTATION, SECRET_HASH_ANNOTATION,
 };
 
 /// Controller settings (flags and environment).
