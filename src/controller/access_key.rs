@@ -16,6 +16,7 @@ use super::honoured::{self, Record};
 use super::issuance::{self, Issuance, SecretState, WriteOutcome};
 use super::ledger::{Admission, Entry};
 use super::policy::{self, Governing};
+use super::seal;
 use super::secret_data;
 use super::status::{self, Observed, SecretPresence};
 use super::{Error, Result};
@@ -294,11 +295,11 @@ async fn reseal_if_unchanged(
         .metadata
         .annotations
         .as_ref()
-        .is_some_and(|a| issuance::is_legacy_record_of(a, status, now));
+        .is_some_and(|a| seal::is_legacy_record_of(a, status, now));
     if !legacy {
         return Ok(state);
     }
-    let patch = issuance::reseal_patch(status, key, &ctx.record_key, resource_version.as_deref());
+    let patch = seal::reseal_patch(status, key, &ctx.record_key, resource_version.as_deref());
     match api
         .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await

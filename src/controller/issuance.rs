@@ -9,6 +9,7 @@ use k8s_openapi::ByteString;
 use kube::api::{Api, PostParams};
 use kube::{Resource, ResourceExt};
 
+use super::seal;
 use super::{Error, Result};
 use crate::api::{
     AccessKey, AccessKeyStatus, PreviousKey, SecretType, ACCESS_KEY_ID_ANNOTATION,
@@ -26,43 +27,6 @@ pub const SECRET_HASH_ANNOTATION: &str = "keywarden.io/secret-hash";
 pub const FIRST_ISSUED_AT_ANNOTATION: &str = "keywarden.io/first-issued-at";
 /// Secret annotation: JSON list of previous credentials still in their grace period.
 pub const PREVIOUS_KEYS_ANNOTATION: &str = "keywarden.io/previous-keys";
-/// Secret annotation: the controller's seal over the record annotations and the key's identity.
-pub const RECORD_SEAL_ANNOTATION: &str = "keywarden.io/record-seal";
-
-/// The annotations that make up an issuance record, in the order they are sealed.
-const RECORD_ANNOTATIONS: [&str; 7] = [
-    ACCESS_KEY_ID_ANNOTATION,
-    ISSUANCE_GENERATION_ANNOTATION,
-    ISSUED_AT_ANNOTATION,
-    FIRST_ISSUED_AT_ANNOTATION,
-    SECRET_HASH_ANNOTATION,
-    PREVIOUS_KEY_ID_ANNOTATION,
-    PREVIOUS_KEYS_ANNOTATION,
-];
-
-/// What a record's seal covers: the key (UID, namespace, name) and every record annotation.
-fn sealed_fields<'a>(
-    key: &'a AccessKey,
-    annotations: &'a BTreeMap<String, String>,
-) -> Vec<&'a str> {
-    let meta = key.meta();
-    let identity =
-        [&meta.uid, &meta.namespace, &meta.name].map(|field| field.as_deref().unwrap_or_default());
-    // why: an absent annotation must not seal like an empty one; NUL is in no annotation value.
-    let record = RECORD_ANNOTATIONS.map(|name| annotations.get(name).map_or("\0", String::as_str));
-    identity.into_iter().chain(record).collect()
-}
-
-/// Whether `annotations` hold a record sealed by `record_key` for `key`.
-fn is_sealed(
-    key: &AccessKey,
-    annotations: &BTreeMap<String, String>,
-    record_key: &RecordKey,
-) -> bool {
-    annotations
-        .get(RECORD_SEAL_ANNOTATION)
-        .is_some_and(|seal| record_key.verify(&sealed_fields(key, annotations), seal))
-}
 
 /// Secret data key of the access ID.
 pub const DATA_ACCESS_KEY_ID: &str = "accessKeyId";
@@ -141,19 +105,8 @@ impl Issuance {
         self.issued_at != self.first_issued_at
     }
 
-    /// The record annotations, sealed for `key` under `record_key`.
-    pub fn sealed_annotations(
-        &self,
-        key: &AccessKey,
-        record_key: &RecordKey,
-    ) -> BTreeMap<String, String> {
-        let mut annotations = self.annotations();
-        let seal = record_key.seal(&sealed_fields(key, &annotations));
-        annotations.insert(RECORD_SEAL_ANNOTATION.into(), seal);
-        annotations
-    }
-
-    fn annotations(&self) -> BTreeMap<String, String> {
+    /// The record annotations (unsealed).
+    pub(super) fn annotations(&self) -> BTreeMap<String, String> {
         let mut annotations = BTreeMap::from([
             (ACCESS_KEY_ID_ANNOTATION.into(), self.access_key_id.clone()),
             (
@@ -216,7 +169,7 @@ pub fn classify(meta: Option<&ObjectMeta>, key: &AccessKey, record_key: &RecordK
     let issuance = meta
         .annotations
         .as_ref()
-        .filter(|annotations| is_sealed(key, annotations, record_key))
+        .filter(|annotations| seal::is_sealed(key, annotations, record_key))
         .and_then(Issuance::from_annotations);
     match issuance {
         Some(issuance) => SecretState::Held {
@@ -357,55 +310,6 @@ pub fn desired_secret(
     })
 }
 
-/// A merge patch that seals `issuance` onto the Secret at `resource_version` (a precondition):
-/// the record annotations become exactly the sealed ones.
-pub fn reseal_patch(
-    issuance: &Issuance,
-    key: &AccessKey,
-    record_key: &RecordKey,
-    resource_version: Option<&str>,
-) -> serde_json::Value {
-    let sealed = issuance.sealed_annotations(key, record_key);
-    let mut annotations = serde_json::Map::new();
-    // why: a stale record annotation left beside the sealed ones would break the seal.
-    for name in RECORD_ANNOTATIONS {
-        annotations.insert(name.to_string(), serde_json::Value::Null);
-    }
-    for (name, value) in sealed {
-        annotations.insert(name, serde_json::Value::String(value));
-    }
-    serde_json::json!({
-        "metadata": {"resourceVersion": resource_version, "annotations": annotations}
-    })
-}
-
-/// Whether unsealed annotations hold a record written before records were sealed (no seal at
-/// all) that claims exactly the issuance the status holds, previous keys still valid at `now`
-/// included: sealing it then asserts nothing the status does not.
-pub fn is_legacy_record_of(
-    annotations: &BTreeMap<String, String>,
-    status: &Issuance,
-    now: DateTime<Utc>,
-) -> bool {
-    if annotations.contains_key(RECORD_SEAL_ANNOTATION) {
-        return false;
-    }
-    let Some(claimed) = Issuance::from_annotations(annotations) else {
-        return false;
-    };
-    let valid = |keys: &[PreviousKey]| -> Vec<PreviousKey> {
-        keys.iter()
-            .filter(|p| p.valid_until > now)
-            .cloned()
-            .collect()
-    };
-    claimed.access_key_id == status.access_key_id
-        && claimed.secret_hash == status.secret_hash
-        && claimed.issued_at == status.issued_at
-        && claimed.first_issued_at == status.first_issued_at
-        && valid(&claimed.previous_keys) == valid(&status.previous_keys)
-}
-
 /// Whether a label or annotation key belongs to the controller (`keywarden.io/`, or a
 /// subdomain of it).
 pub fn is_reserved(name: &str) -> bool {
@@ -527,7 +431,7 @@ mod tests {
         let mut forged_previous = sealed.clone();
         forged_previous.insert(PREVIOUS_KEYS_ANNOTATION.into(), "[]".into());
         let mut unsealed = sealed.clone();
-        unsealed.remove(RECORD_SEAL_ANNOTATION);
+        unsealed.remove(seal::RECORD_SEAL_ANNOTATION);
         for edited in [extended, forged_previous, unsealed, record().annotations()] {
             assert_eq!(
                 classify(Some(&owned_meta(&key, edited)), &key, &record_key),
@@ -585,7 +489,7 @@ mod tests {
         status.previous_keys.clear();
         let mut legacy = record().annotations();
         legacy.insert("team".into(), "a".into());
-        let patch = reseal_patch(&status, &key, &record_key, Some("3"));
+        let patch = seal::reseal_patch(&status, &key, &record_key, Some("3"));
         let mut patched = legacy.clone();
         for (name, value) in patch["metadata"]["annotations"].as_object().unwrap() {
             match value.as_str() {
@@ -601,16 +505,16 @@ mod tests {
         ));
         let now = record().issued_at;
         assert!(
-            !is_legacy_record_of(&legacy, &status, now),
+            !seal::is_legacy_record_of(&legacy, &status, now),
             "a valid previous key differs"
         );
         let mut without_previous = legacy.clone();
         without_previous.remove(PREVIOUS_KEYS_ANNOTATION);
-        assert!(is_legacy_record_of(&without_previous, &status, now));
+        assert!(seal::is_legacy_record_of(&without_previous, &status, now));
         let mut forged_seal = without_previous;
-        forged_seal.insert(RECORD_SEAL_ANNOTATION.into(), "hs256.forged".into());
+        forged_seal.insert(seal::RECORD_SEAL_ANNOTATION.into(), "hs256.forged".into());
         assert!(
-            !is_legacy_record_of(&forged_seal, &status, now),
+            !seal::is_legacy_record_of(&forged_seal, &status, now),
             "tampered, not legacy"
         );
     }

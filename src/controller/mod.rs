@@ -13,6 +13,7 @@ mod policy;
 mod probes;
 mod record_key;
 mod runner;
+mod seal;
 mod secret_data;
 mod status;
 #[cfg(test)]
@@ -27,8 +28,9 @@ use crate::keys::hash::HashParams;
 pub use context::Clock;
 pub use issuance::{
     DATA_ACCESS_KEY, DATA_ACCESS_KEY_ID, DATA_TOKEN, FIRST_ISSUED_AT_ANNOTATION,
-    PREVIOUS_KEYS_ANNOTATION, RECORD_SEAL_ANNOTATION, SECRET_HASH_ANNOTATION,
+    PREVIOUS_KEYS_ANNOTATION, SECRET_HASH_ANNOTATION,
 };
+pub use seal::RECORD_SEAL_ANNOTATION;
 
 /// Controller settings (flags and environment).
 #[derive(clap::Args, Debug, Clone)]
