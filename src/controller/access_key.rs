@@ -258,7 +258,9 @@ async fn reconcile_key(key: &AccessKey, ctx: &Context) -> Result<Action> {
     });
     let current = key.status.clone().unwrap_or_default();
     if comparable(&desired) != comparable(&current) {
-        apply_status(key, ctx, &desired).await?;
+        if apply_status(key, ctx, &desired).await? == WriteOutcome::Lost {
+            return Ok(Action::requeue(AFTER_LOST_WRITE));
+        }
         for event in audit::transitions(&current, &desired) {
             audit::record(&ctx.recorder(), key, event).await;
         }
@@ -504,27 +506,36 @@ fn has_cached_secret(key: &AccessKey, ctx: &Context) -> bool {
     )
 }
 
-/// Server-side applies the status (without `lastUsedAt`, which the verifier owns).
+/// Server-side applies the status (without `lastUsedAt`, which the verifier owns), on
+/// condition that the key is still at the version this decision read: a stale decision (a
+/// lagging cache, a leader paused past its lease) loses the write and is taken again.
 async fn apply_status(
     key: &AccessKey,
     ctx: &Context,
     status: &crate::api::AccessKeyStatus,
-) -> Result<()> {
+) -> Result<WriteOutcome> {
     let mut status = status.clone();
     status.last_used_at = None;
     let patch = serde_json::json!({
         "apiVersion": "keywarden.io/v1alpha1",
         "kind": "AccessKey",
+        "metadata": {"resourceVersion": key.resource_version()},
         "status": status,
     });
     let api =
         Api::<AccessKey>::namespaced(ctx.client.clone(), &key.namespace().unwrap_or_default());
-    api.patch_status(
-        &key.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(Error::ApplyKeyStatus)?;
-    Ok(())
+    match api
+        .patch_status(
+            &key.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+    {
+        Ok(written) => Ok(WriteOutcome::Written {
+            resource_version: written.resource_version(),
+        }),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(WriteOutcome::Lost),
+        Err(err) => Err(Error::ApplyKeyStatus(err)),
+    }
 }
