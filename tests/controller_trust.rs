@@ -492,3 +492,68 @@ async fn a_secret_written_before_records_were_sealed_is_sealed_on_upgrade_withou
     assert_eq!(after.access_key_id, before.access_key_id);
     assert_eq!(after.expires_at, before.expires_at);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_earlier_record_replayed_onto_the_secret_never_revives_a_rotated_out_key() {
+    let cluster = TestCluster::start().await;
+    let _controller = cluster.start_controller();
+    cluster
+        .create_key(&KeyBuilder::new("ci", "alice").build())
+        .await;
+    let first = cluster
+        .wait_phase("ci", Phase::Active)
+        .await
+        .status
+        .unwrap();
+    let recorded: std::collections::BTreeMap<String, String> = cluster
+        .secrets()
+        .get("ci-access-key")
+        .await
+        .unwrap()
+        .annotations()
+        .iter()
+        .filter(|(k, _)| k.starts_with("keywarden.io/"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    bump_rotation(&cluster, "ci", 1).await;
+    let rotated = cluster
+        .wait_key("ci", "rotated", |k| {
+            k.status.as_ref().and_then(|s| s.observed_rotate_generation) == Some(1)
+        })
+        .await
+        .status
+        .unwrap();
+    assert_ne!(rotated.access_key_id, first.access_key_id);
+
+    let mut replay = serde_json::Map::new();
+    for name in cluster
+        .secrets()
+        .get("ci-access-key")
+        .await
+        .unwrap()
+        .annotations()
+        .keys()
+        .filter(|k| k.starts_with("keywarden.io/"))
+    {
+        replay.insert(name.clone(), serde_json::Value::Null);
+    }
+    for (name, value) in recorded {
+        replay.insert(name, value.into());
+    }
+    cluster
+        .secrets()
+        .patch(
+            "ci-access-key",
+            &PatchParams::default(),
+            &merge(serde_json::json!({"metadata": {"annotations": replay}})),
+        )
+        .await
+        .unwrap();
+    let after = cluster
+        .wait_key("ci", "SecretModified", reports_secret_modified)
+        .await
+        .status
+        .unwrap();
+    assert_eq!(after.access_key_id, rotated.access_key_id);
+    assert_eq!(after.secret_hash, rotated.secret_hash);
+}
