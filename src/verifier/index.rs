@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use http::HeaderValue;
 use kube::ResourceExt;
 
-use crate::api::access_key::{AccessKey, OwnerKind, Phase};
+use crate::api::access_key::{AccessKey, Phase};
 use crate::keys::hash::{hash_cost, HashParams};
 use crate::sync::{read, write};
 
@@ -264,13 +264,7 @@ fn credentials_of(
     let Some(status) = key.status.as_ref() else {
         return Vec::new();
     };
-    let owner = match key.spec.owner.kind {
-        OwnerKind::User => key.spec.owner.name.clone(),
-        OwnerKind::ServiceAccount => format!(
-            "system:serviceaccount:{}:{}",
-            key_ref.namespace, key.spec.owner.name
-        ),
-    };
+    let owner = key.spec.owner.username(&key_ref.namespace);
     // why: a status written before the controller recorded grants has none; the controller
     // records them on its first reconcile after an upgrade, and only it writes status, so the
     // spec stands in only until then. Drop this fallback once every status carries grants.
@@ -330,7 +324,9 @@ fn credentials_of(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::access_key::{AccessKeySpec, AccessKeyStatus, KeyOwner, PreviousKey};
+    use crate::api::access_key::{
+        AccessKeySpec, AccessKeyStatus, KeyOwner, OwnerKind, PreviousKey,
+    };
 
     fn key(
         namespace: &str,
