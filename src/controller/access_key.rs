@@ -12,13 +12,13 @@ use kube::{Resource, ResourceExt};
 
 use super::audit::{self, AuditEvent};
 use super::context::{key_owner_identity, Context};
-use super::honoured::{self, Record};
+use super::honoured;
 use super::issuance::{self, Issuance, SecretState, WriteOutcome};
 use super::ledger::{Admission, Entry};
 use super::policy::{self, Governing};
 use super::seal;
 use super::secret_data;
-use super::status::{self, Observed, SecretPresence};
+use super::status::{self, Observed};
 use super::{Error, Result};
 use crate::api::conditions::reasons;
 use crate::api::{AccessKey, Phase, FIELD_MANAGER};
@@ -236,16 +236,7 @@ async fn reconcile_key(key: &AccessKey, ctx: &Context) -> Result<Action> {
     let checked =
         secret_data::check(key, ctx, &secrets, secret, trusted.as_ref(), own_write).await?;
     let (trusted, record) = honoured::honoured(remembered.as_ref(), &checked.state);
-    let presence = match (&checked.state, record, checked.modified) {
-        (_, Record::Disowned, _) | (SecretState::Unsealed { .. }, _, _) => {
-            SecretPresence::Modified(honoured::DISOWNED_MESSAGE.to_string())
-        }
-        (SecretState::Held { .. }, _, None) => SecretPresence::Present,
-        (SecretState::Held { .. }, _, Some(message)) => SecretPresence::Modified(message),
-        (SecretState::Missing, _, _) if trusted.is_none() => SecretPresence::NotIssued,
-        (SecretState::Missing, _, _) => SecretPresence::Missing,
-        (SecretState::Foreign, _, _) => SecretPresence::Foreign,
-    };
+    let presence = honoured::presence(&checked.state, record, checked.modified, trusted.is_some());
     let issuance = trusted.as_ref();
     let (desired, next) = status::desired_status(&Observed {
         key,

@@ -2,6 +2,7 @@
 //! Secret that is newer than the status (a write whose status update was lost). Pure.
 
 use super::issuance::{Issuance, SecretState};
+use super::status::SecretPresence;
 
 /// Whether the Secret's annotations agree with the honoured issuance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +37,26 @@ pub fn honoured(remembered: Option<&Issuance>, secret: &SecretState) -> (Option<
             (status.cloned(), Record::Disowned)
         }
         (SecretState::Missing | SecretState::Foreign, status) => (status.cloned(), Record::Absent),
+    }
+}
+
+/// Where the Secret stands for the status: `modified` is the data check's verdict, `issued`
+/// whether any issuance is honoured.
+pub fn presence(
+    secret: &SecretState,
+    record: Record,
+    modified: Option<String>,
+    issued: bool,
+) -> SecretPresence {
+    match (secret, record, modified) {
+        (_, Record::Disowned, _) | (SecretState::Unsealed { .. }, _, _) => {
+            SecretPresence::Modified(DISOWNED_MESSAGE.to_string())
+        }
+        (SecretState::Held { .. }, _, None) => SecretPresence::Present,
+        (SecretState::Held { .. }, _, Some(message)) => SecretPresence::Modified(message),
+        (SecretState::Missing, _, _) if !issued => SecretPresence::NotIssued,
+        (SecretState::Missing, _, _) => SecretPresence::Missing,
+        (SecretState::Foreign, _, _) => SecretPresence::Foreign,
     }
 }
 
@@ -113,6 +134,27 @@ mod tests {
         assert_eq!(
             honoured(Some(&status), &held(&replayed)),
             (Some(status), Record::Disowned)
+        );
+    }
+
+    #[test]
+    fn a_disowned_record_is_reported_modified_whatever_the_data_check_said() {
+        let state = held(&issuance("AKW1", at(0)));
+        assert_eq!(
+            presence(&state, Record::Disowned, None, true),
+            SecretPresence::Modified(DISOWNED_MESSAGE.to_string())
+        );
+        assert_eq!(
+            presence(&state, Record::Agrees, None, true),
+            SecretPresence::Present
+        );
+        assert_eq!(
+            presence(&SecretState::Missing, Record::Absent, None, false),
+            SecretPresence::NotIssued
+        );
+        assert_eq!(
+            presence(&SecretState::Missing, Record::Absent, None, true),
+            SecretPresence::Missing
         );
     }
 
