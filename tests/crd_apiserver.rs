@@ -216,3 +216,51 @@ async fn owner_and_secret_name_are_immutable_but_display_name_is_not() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_owners_and_controller_keys_in_the_secret_template_are_rejected() {
+    let cluster = cluster().await;
+    let api = access_keys(&cluster.client);
+    let forged = json!([{"accessKeyId": "AKWFORGED", "secretHash": "$argon2id$x",
+                         "validUntil": "2099-01-01T00:00:00Z"}])
+    .to_string();
+    let invalid = [
+        (
+            "system: user",
+            json!({"owner": {"kind": "User", "name": "system:admin"}}),
+        ),
+        (
+            "padded user",
+            json!({"owner": {"kind": "User", "name": "alice "}}),
+        ),
+        (
+            "service account that is no object name",
+            json!({"owner": {"kind": "ServiceAccount", "name": "system:serviceaccount:x:ci"}}),
+        ),
+        (
+            "forged previous keys",
+            json!({"owner": {"kind": "User", "name": "a"},
+                   "secret": {"annotations": {"keywarden.io/previous-keys": forged}}}),
+        ),
+        (
+            "controller label",
+            json!({"owner": {"kind": "User", "name": "a"},
+                   "secret": {"labels": {"keywarden.io/access-key": "other"}}}),
+        ),
+    ];
+    for (what, spec) in invalid {
+        assert_eq!(
+            create(&api, &object("AccessKey", &unique("bad"), spec))
+                .await
+                .err(),
+            Some(422),
+            "{what} was accepted"
+        );
+    }
+    let service_account = json!({"owner": {"kind": "ServiceAccount", "name": "ci"}});
+    assert!(
+        create(&api, &object("AccessKey", &unique("sa"), service_account))
+            .await
+            .is_ok()
+    );
+}

@@ -123,3 +123,85 @@ fn changing_the_secret_type_is_rejected() {
         vec!["secret.type is immutable"]
     );
 }
+
+fn owned_by(kind: OwnerKind, name: &str) -> AccessKey {
+    let mut key = key("alice");
+    key.spec.owner = KeyOwner {
+        kind,
+        name: name.to_owned(),
+    };
+    key
+}
+
+#[test]
+fn a_user_owner_may_not_name_a_system_identity() {
+    let errors = messages(validate_cel(&owned_by(OwnerKind::User, "system:admin")));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("system:"), "{errors:?}");
+    let serviceaccount = owned_by(OwnerKind::User, "system:serviceaccount:team-a:ci");
+    assert_eq!(messages(validate_cel(&serviceaccount)).len(), 1);
+}
+
+#[test]
+fn owner_names_with_surrounding_whitespace_or_control_characters_are_rejected() {
+    for name in [
+        " alice",
+        "alice ",
+        "al\u{0}ice",
+        "alice\n",
+        "al\u{7f}ice",
+        "\talice",
+    ] {
+        let errors = messages(validate_cel(&owned_by(OwnerKind::User, name)));
+        assert_eq!(errors.len(), 1, "{name:?}: {errors:?}");
+        assert!(errors[0].contains("whitespace"), "{errors:?}");
+    }
+    let spaced = owned_by(OwnerKind::User, "Alice Example");
+    assert_eq!(messages(validate_cel(&spaced)), Vec::<String>::new());
+    let email = owned_by(OwnerKind::User, "alice@example.com");
+    assert_eq!(messages(validate_cel(&email)), Vec::<String>::new());
+}
+
+#[test]
+fn a_service_account_owner_is_a_dns_subdomain() {
+    for name in ["CI", "ci_bot", "system:serviceaccount:team-a:ci", "-ci"] {
+        let errors = messages(validate_cel(&owned_by(OwnerKind::ServiceAccount, name)));
+        assert_eq!(errors.len(), 1, "{name:?}: {errors:?}");
+        assert!(errors[0].contains("DNS-1123"), "{errors:?}");
+    }
+    let ci = owned_by(OwnerKind::ServiceAccount, "ci.deployer-1");
+    assert_eq!(messages(validate_cel(&ci)), Vec::<String>::new());
+}
+
+#[test]
+fn keywarden_keys_in_the_secret_template_are_rejected() {
+    for reserved in [
+        "keywarden.io/previous-keys",
+        "keywarden.io/issued-at",
+        "audit.keywarden.io/anything",
+    ] {
+        let mut annotated = key("alice");
+        annotated
+            .spec
+            .secret
+            .annotations
+            .insert(reserved.to_owned(), "[]".to_owned());
+        let errors = messages(validate_cel(&annotated));
+        assert_eq!(errors.len(), 1, "{reserved}: {errors:?}");
+        assert!(errors[0].contains("controller only"), "{errors:?}");
+
+        let mut labelled = key("alice");
+        labelled
+            .spec
+            .secret
+            .labels
+            .insert(reserved.to_owned(), "x".to_owned());
+        assert_eq!(messages(validate_cel(&labelled)).len(), 1, "{reserved}");
+    }
+    let mut own = key("alice");
+    own.spec
+        .secret
+        .annotations
+        .insert("example.com/keywarden.io".to_owned(), "fine".to_owned());
+    assert_eq!(messages(validate_cel(&own)), Vec::<String>::new());
+}

@@ -102,12 +102,28 @@ fn default_true() -> bool {
     KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.kind != 'User' || !self.name.startsWith('system:')").message("a User owner may not be a system: identity; name the ServiceAccount with kind ServiceAccount").field_path(".name"),
+    validation = Rule::new(OWNER_SERVICE_ACCOUNT_RULE).message("a ServiceAccount owner name must be a DNS-1123 subdomain (the ServiceAccount in the key's namespace)").field_path(".name"),
+)]
 pub struct KeyOwner {
     pub kind: OwnerKind,
-    /// User name, or ServiceAccount name in the key's namespace.
+    /// Kubernetes username (`request.userInfo.username`), or ServiceAccount name in the key's
+    /// namespace (the identity is then `system:serviceaccount:<namespace>:<name>`).
     #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new(OWNER_NAME_RULE).message("owner name may not start or end with whitespace nor contain control characters"))]
     pub name: String,
 }
+
+/// CEL: no control characters, no leading or trailing whitespace.
+// why: POSIX classes, not backslash escapes, which CEL string literals would need doubled.
+pub const OWNER_NAME_RULE: &str =
+    "!self.matches('[[:cntrl:]]') && !self.matches('^[[:space:]]') && !self.matches('[[:space:]]$')";
+/// CEL: a ServiceAccount owner names a DNS-1123 subdomain.
+pub const OWNER_SERVICE_ACCOUNT_RULE: &str = "self.kind != 'ServiceAccount' || self.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')";
+/// CEL: no key in the `keywarden.io/` prefix, which only the controller writes.
+pub const NO_RESERVED_KEYS_RULE: &str =
+    "self.all(k, !k.startsWith('keywarden.io/') && !k.matches('^[^/]*[.]keywarden[.]io/'))";
 
 /// Kind of identity owning a key.
 #[derive(
@@ -139,13 +155,15 @@ pub struct SecretTemplate {
     /// Secret type: `Opaque` (default) or `kubernetes.io/basic-auth`.
     #[serde(default, rename = "type")]
     pub type_: SecretType,
-    /// Labels copied onto the Secret.
+    /// Labels copied onto the Secret; `keywarden.io/` keys are the controller's own.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 64))]
+    #[x_kube(validation = Rule::new(NO_RESERVED_KEYS_RULE).message("keywarden.io/ labels are written by the controller only"))]
     pub labels: BTreeMap<String, String>,
-    /// Annotations copied onto the Secret.
+    /// Annotations copied onto the Secret; `keywarden.io/` keys are the controller's own.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 64))]
+    #[x_kube(validation = Rule::new(NO_RESERVED_KEYS_RULE).message("keywarden.io/ annotations are written by the controller only"))]
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -196,6 +214,17 @@ pub struct AccessKeyStatus {
     /// Name of the governing policy (empty when the built-in defaults apply).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
+    /// `appliedAt` of the governing policy when `expiresAt` was last decided: only a change of
+    /// that policy itself (or a rotation) may move `expiresAt` later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_applied_at: Option<DateTime<Utc>>,
+    /// The scopes the controller approved against the policy; what the verifier serves. Empty
+    /// means every permission of the owner; absent means nothing approved yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granted_scopes: Option<Vec<String>>,
+    /// The CORS origins the controller approved against the policy; what the verifier serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granted_origins: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issued_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -253,6 +282,19 @@ pub enum DeactivationReason {
     Unused,
     Expired,
     PolicyLimit,
+    /// The spec asks for what its policy does not allow, or its policy cannot be resolved.
+    PolicyViolation,
+}
+
+impl KeyOwner {
+    /// The Kubernetes username this owner is, for a key in `namespace`: the User's name, or
+    /// `system:serviceaccount:<namespace>:<name>`. Limits count, and the verifier reports, this.
+    pub fn username(&self, namespace: &str) -> String {
+        match self.kind {
+            OwnerKind::User => self.name.clone(),
+            OwnerKind::ServiceAccount => format!("system:serviceaccount:{namespace}:{}", self.name),
+        }
+    }
 }
 
 impl AccessKeySpec {
@@ -262,5 +304,31 @@ impl AccessKeySpec {
             .name
             .clone()
             .unwrap_or_else(|| format!("{key_name}-access-key"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_owner_is_the_kubernetes_username_it_acts_as() {
+        let user = KeyOwner {
+            kind: OwnerKind::User,
+            name: "ci".into(),
+        };
+        let service_account = KeyOwner {
+            kind: OwnerKind::ServiceAccount,
+            name: "ci".into(),
+        };
+        assert_eq!(user.username("team-a"), "ci");
+        assert_eq!(
+            service_account.username("team-a"),
+            "system:serviceaccount:team-a:ci"
+        );
+        assert_ne!(
+            service_account.username("team-a"),
+            service_account.username("team-b")
+        );
     }
 }

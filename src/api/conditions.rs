@@ -42,4 +42,5 @@ pub mod reasons {
     pub const INACTIVE: &str = "Inactive";
     pub const ACCEPTED: &str = "Accepted";
     pub const INVALID_SPEC: &str = "InvalidSpec";
+    pub const POLICY_VIOLATION: &str = "PolicyViolation";
 }

@@ -12,13 +12,16 @@ use kube::{Resource, ResourceExt};
 
 use super::audit::{self, AuditEvent};
 use super::context::{key_owner_identity, Context};
+use super::honoured;
 use super::issuance::{self, Issuance, SecretState, WriteOutcome};
+use super::ledger::{Admission, Entry};
 use super::policy::{self, Governing};
+use super::seal;
 use super::secret_data;
-use super::status::{self, Observed, SecretPresence};
+use super::status::{self, Observed};
 use super::{Error, Result};
 use crate::api::conditions::reasons;
-use crate::api::{AccessKey, FIELD_MANAGER};
+use crate::api::{AccessKey, Phase, FIELD_MANAGER};
 use crate::keys::limits::{self, LimitDecision, OwnedKey};
 use crate::keys::schedule::{self, TimerState};
 
@@ -74,11 +77,12 @@ pub(super) enum Step {
     },
 }
 
-/// Decides the Secret write, if any; nothing new is issued without a resolved policy.
+/// Decides the Secret write, if any, from the Secret and the issuance the controller honours;
+/// nothing new is issued without a resolved policy.
 pub(super) fn next_step(
     key: &AccessKey,
     secret: &SecretState,
-    remembered: Option<&Issuance>,
+    honoured: Option<&Issuance>,
     policy: Option<&Governing>,
     now: DateTime<Utc>,
 ) -> Step {
@@ -86,24 +90,28 @@ pub(super) fn next_step(
         return Step::Nothing;
     };
     let wants_rotation = |i: &Issuance| key.spec.rotate_generation > i.rotate_generation;
-    match secret {
-        SecretState::Foreign => Step::Nothing,
-        SecretState::Missing => match remembered {
-            None => Step::IssueFirst,
-            Some(prior) if wants_rotation(prior) => Step::Reissue {
-                prior: prior.clone(),
-            },
-            Some(_) => Step::Nothing,
+    match (secret, honoured) {
+        (SecretState::Foreign, _) => Step::Nothing,
+        (SecretState::Missing, None) => Step::IssueFirst,
+        (SecretState::Missing, Some(prior)) if wants_rotation(prior) => Step::Reissue {
+            prior: prior.clone(),
         },
-        SecretState::Held {
-            issuance,
-            resource_version,
-        } => {
-            let times = status::key_times(issuance, &Default::default(), policy.applied_at, None);
+        (SecretState::Missing, Some(_)) => Step::Nothing,
+        // why: an owned Secret whose record is not believed, and no status: nothing is known
+        // to rotate from, and issuing anew would bypass the owner limit.
+        (SecretState::Held { .. } | SecretState::Unsealed { .. }, None) => Step::Nothing,
+        (
+            SecretState::Held {
+                resource_version, ..
+            }
+            | SecretState::Unsealed { resource_version },
+            Some(prior),
+        ) => {
+            let times = status::key_times(prior, &Default::default(), policy.applied_at, None);
             let due = schedule::timer_state(&times, &policy.timers, now) == TimerState::RotationDue;
-            if wants_rotation(issuance) || due {
+            if wants_rotation(prior) || due {
                 Step::Rotate {
-                    prior: issuance.clone(),
+                    prior: prior.clone(),
                     resource_version: resource_version.clone(),
                 }
             } else {
@@ -124,7 +132,7 @@ async fn observe_secret(
     let cached = ctx
         .secrets
         .get(&ObjectRef::new(&name).within(&key.namespace().unwrap_or_default()));
-    let state = issuance::classify(cached.as_ref().map(|s| &s.metadata), key);
+    let state = issuance::classify(cached.as_ref().map(|s| &s.metadata), key, &ctx.record_key);
     let trusted = match (&state, remembered) {
         (SecretState::Held { issuance, .. }, Some(r)) => issuance.access_key_id == r.access_key_id,
         (SecretState::Held { .. }, None) => true,
@@ -133,18 +141,22 @@ async fn observe_secret(
     if trusted {
         return Ok(state);
     }
-    read_secret(key, api).await
+    read_secret(key, ctx, api).await
 }
 
 /// Reads the key's Secret metadata from the API server.
-async fn read_secret(key: &AccessKey, api: &Api<Secret>) -> Result<SecretState> {
+async fn read_secret(key: &AccessKey, ctx: &Context, api: &Api<Secret>) -> Result<SecretState> {
     let name = key.spec.secret_name(&key.name_any());
     // why: the data is not needed to classify; only `secret_data::check` reads it.
     let fresh = api
         .get_metadata_opt(&name)
         .await
         .map_err(Error::ReadSecret)?;
-    Ok(issuance::classify(fresh.as_ref().map(|s| &s.metadata), key))
+    Ok(issuance::classify(
+        fresh.as_ref().map(|s| &s.metadata),
+        key,
+        &ctx.record_key,
+    ))
 }
 
 async fn reconcile_key(key: &AccessKey, ctx: &Context) -> Result<Action> {
@@ -175,11 +187,13 @@ async fn reconcile_key(key: &AccessKey, ctx: &Context) -> Result<Action> {
     let mut limit = None;
     let mut own_write = false;
 
-    let step = next_step(key, &secret, remembered.as_ref(), policy.as_ref().ok(), now);
+    let (trusted, _) = honoured::honoured(remembered.as_ref(), &secret);
+    let step = next_step(key, &secret, trusted.as_ref(), policy.as_ref().ok(), now);
     if step != Step::Nothing {
         // why: the cache may lag behind our own last write; decide again on the API's truth.
-        secret = read_secret(key, &secrets).await?;
-        let step = next_step(key, &secret, remembered.as_ref(), policy.as_ref().ok(), now);
+        secret = read_secret(key, ctx, &secrets).await?;
+        let (trusted, _) = honoured::honoured(remembered.as_ref(), &secret);
+        let step = next_step(key, &secret, trusted.as_ref(), policy.as_ref().ok(), now);
         let written = match (step, policy.as_ref().ok()) {
             (Step::Nothing, _) | (_, None) => None,
             (Step::IssueFirst, Some(governing)) => {
@@ -215,26 +229,15 @@ async fn reconcile_key(key: &AccessKey, ctx: &Context) -> Result<Action> {
         }
     }
 
+    if let (SecretState::Unsealed { .. }, Some(status)) = (&secret, remembered.as_ref()) {
+        secret = reseal_if_unchanged(key, ctx, &secrets, status, now).await?;
+    }
+    let (trusted, _) = honoured::honoured(remembered.as_ref(), &secret);
     let checked =
-        secret_data::check(key, ctx, &secrets, secret, remembered.as_ref(), own_write).await?;
-    let (issuance, presence) = match (&checked.state, checked.modified) {
-        (SecretState::Held { issuance, .. }, None) => (Some(issuance), SecretPresence::Present),
-        // why: the verifier keeps honouring what was issued, not what the Secret now claims.
-        (SecretState::Held { issuance, .. }, Some(message)) => (
-            remembered
-                .as_ref()
-                .filter(|r| r.access_key_id == issuance.access_key_id)
-                .or(Some(issuance)),
-            SecretPresence::Modified(message),
-        ),
-        (SecretState::Missing, _) => (remembered.as_ref(), SecretPresence::Missing),
-        (SecretState::Foreign, _) => (remembered.as_ref(), SecretPresence::Foreign),
-    };
-    let presence = if issuance.is_none() && presence == SecretPresence::Missing {
-        SecretPresence::NotIssued
-    } else {
-        presence
-    };
+        secret_data::check(key, ctx, &secrets, secret, trusted.as_ref(), own_write).await?;
+    let (trusted, record) = honoured::honoured(remembered.as_ref(), &checked.state);
+    let presence = honoured::presence(&checked.state, record, checked.modified, trusted.is_some());
+    let issuance = trusted.as_ref();
     let (desired, next) = status::desired_status(&Observed {
         key,
         issuance,
@@ -246,7 +249,9 @@ async fn reconcile_key(key: &AccessKey, ctx: &Context) -> Result<Action> {
     });
     let current = key.status.clone().unwrap_or_default();
     if comparable(&desired) != comparable(&current) {
-        apply_status(key, ctx, &desired).await?;
+        if apply_status(key, ctx, &desired).await? == WriteOutcome::Lost {
+            return Ok(Action::requeue(AFTER_LOST_WRITE));
+        }
         for event in audit::transitions(&current, &desired) {
             audit::record(&ctx.recorder(), key, event).await;
         }
@@ -255,6 +260,50 @@ async fn reconcile_key(key: &AccessKey, ctx: &Context) -> Result<Action> {
         Some(deadline) => Action::requeue(schedule::wait_until(deadline, now) + DEADLINE_SLACK),
         None => Action::await_change(),
     })
+}
+
+/// Seals the record of a Secret written before records were sealed (an upgrade), when its
+/// annotations hold exactly the issuance the status holds; otherwise, or when someone changed
+/// the Secret meanwhile, the Secret stays as it is and reports `SecretModified`.
+async fn reseal_if_unchanged(
+    key: &AccessKey,
+    ctx: &Context,
+    api: &Api<Secret>,
+    status: &Issuance,
+    now: DateTime<Utc>,
+) -> Result<SecretState> {
+    let name = key.spec.secret_name(&key.name_any());
+    let Some(meta) = api
+        .get_metadata_opt(&name)
+        .await
+        .map_err(Error::ReadSecret)?
+    else {
+        return Ok(SecretState::Missing);
+    };
+    let state = issuance::classify(Some(&meta.metadata), key, &ctx.record_key);
+    let SecretState::Unsealed { resource_version } = &state else {
+        return Ok(state);
+    };
+    let legacy = meta
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| seal::is_legacy_record_of(a, status, now));
+    if !legacy {
+        return Ok(state);
+    }
+    let patch = seal::reseal_patch(status, key, &ctx.record_key, resource_version.as_deref());
+    match api
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(written) => Ok(SecretState::Held {
+            issuance: status.clone(),
+            resource_version: written.resource_version(),
+        }),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(state),
+        Err(err) => Err(Error::ReplaceSecret(err)),
+    }
 }
 
 /// A status with conditions in a canonical order, so that list order alone never causes a write.
@@ -302,12 +351,19 @@ async fn issue_first_serialized(
     if decision != LimitDecision::Allowed {
         return Ok(Err(decision));
     }
+    // why: the caches may be stale (a paused leader's are); the ledger write decides.
+    let candidate = Entry::of(key).ok_or(Error::MissingField("metadata.uid"))?;
+    let issued = issued_entries(ctx, owner);
+    let limit = governing.max_keys_per_owner;
+    if let Admission::Exceeded { issued } =
+        ctx.ledgers.admit(owner, &candidate, issued, limit).await?
+    {
+        return Ok(Err(LimitDecision::Exceeded { issued, limit }));
+    }
     // why: recorded before the write, so a lost response still counts against the owner.
     ctx.owners.record_issued(owner, uid);
-    let grace_ends = schedule::grace_ends_at(now, &governing.timers);
-    let new =
-        issuance::generate(key, None, grace_ends, now, ctx.hash_params, &ctx.hash_slots).await?;
-    let secret = issuance::desired_secret(key, &new, None)?;
+    let new = issuance::generate(key, None, None, now, ctx.hash_params, &ctx.hash_slots).await?;
+    let secret = issuance::desired_secret(key, &new, &ctx.record_key, None)?;
     let outcome = issuance::create_secret(api, &secret).await?;
     if matches!(outcome, WriteOutcome::Written { .. }) {
         ctx.metrics.issuances.inc();
@@ -323,7 +379,8 @@ async fn issue_first_serialized(
     Ok(Ok((outcome, new.record)))
 }
 
-/// Rotation: a new issuance replaces (or re-creates) the Secret; the prior stays valid in grace.
+/// Rotation: a new issuance replaces (or re-creates) the Secret; the prior stays valid in grace
+/// only if the key was active (an expired or deactivated secret gets no second life).
 async fn rotate(
     key: &AccessKey,
     ctx: &Context,
@@ -333,7 +390,12 @@ async fn rotate(
     resource_version: Option<String>,
     now: DateTime<Utc>,
 ) -> Result<(WriteOutcome, Issuance)> {
-    let grace_ends = schedule::grace_ends_at(now, &governing.timers);
+    let was_active = key
+        .status
+        .as_ref()
+        .and_then(|s| s.phase)
+        .is_none_or(|phase| phase == Phase::Active);
+    let grace_ends = was_active.then(|| schedule::grace_ends_at(now, &governing.timers));
     let new = issuance::generate(
         key,
         Some(prior),
@@ -344,7 +406,7 @@ async fn rotate(
     )
     .await?;
     let recreate = resource_version.is_none();
-    let secret = issuance::desired_secret(key, &new, resource_version)?;
+    let secret = issuance::desired_secret(key, &new, &ctx.record_key, resource_version)?;
     let outcome = if recreate {
         issuance::create_secret(api, &secret).await?
     } else {
@@ -353,11 +415,17 @@ async fn rotate(
     if matches!(outcome, WriteOutcome::Written { .. }) {
         ctx.metrics.rotations.inc();
         let id = new.id.as_str();
-        let message = format!(
-            "rotated to access ID {id}; previous access ID {} valid until {}",
-            prior.access_key_id,
-            grace_ends.to_rfc3339()
-        );
+        let message = match grace_ends {
+            Some(ends) => format!(
+                "rotated to access ID {id}; previous access ID {} valid until {}",
+                prior.access_key_id,
+                ends.to_rfc3339()
+            ),
+            None => format!(
+                "rotated to access ID {id}; previous access ID {} revoked (the key was not active)",
+                prior.access_key_id
+            ),
+        };
         audit::record(
             &ctx.recorder(),
             key,
@@ -369,12 +437,13 @@ async fn rotate(
 }
 
 /// The owner's keys as the limit sees them: issued per status, Secret, or this process's record.
+/// A key being deleted still counts until it is gone (its finalizers may hold it a while).
 fn owner_keys(key: &AccessKey, ctx: &Context, owner: &str, uid: &str) -> Vec<OwnedKey<String>> {
     let mut keys: Vec<OwnedKey<String>> = ctx
         .keys
         .state()
         .iter()
-        .filter(|k| k.meta().deletion_timestamp.is_none() && key_owner_identity(k) == owner)
+        .filter(|k| key_owner_identity(k) == owner)
         .filter_map(|k| {
             let uid = k.uid()?;
             let issued = k.status.as_ref().is_some_and(|s| s.access_key_id.is_some())
@@ -397,6 +466,20 @@ fn owner_keys(key: &AccessKey, ctx: &Context, owner: &str, uid: &str) -> Vec<Own
     keys
 }
 
+/// The owner's keys the caches show issued (by status or by an owned Secret), as ledger entries.
+fn issued_entries(ctx: &Context, owner: &str) -> Vec<Entry> {
+    ctx.keys
+        .state()
+        .iter()
+        .filter(|k| key_owner_identity(k) == owner)
+        .filter(|k| {
+            k.status.as_ref().is_some_and(|s| s.access_key_id.is_some())
+                || has_cached_secret(k, ctx)
+        })
+        .filter_map(|k| Entry::of(k))
+        .collect()
+}
+
 fn created_at(key: &AccessKey) -> Option<DateTime<Utc>> {
     let ts = key.meta().creation_timestamp.as_ref()?.0;
     DateTime::from_timestamp(ts.as_second(), u32::try_from(ts.subsec_nanosecond()).ok()?)
@@ -407,33 +490,43 @@ fn has_cached_secret(key: &AccessKey, ctx: &Context) -> bool {
     let cached = ctx
         .secrets
         .get(&ObjectRef::new(&name).within(&key.namespace().unwrap_or_default()));
+    // why: an owned Secret counts as issued even when its record is not believed.
     matches!(
-        issuance::classify(cached.as_ref().map(|s| &s.metadata), key),
-        SecretState::Held { .. }
+        issuance::classify(cached.as_ref().map(|s| &s.metadata), key, &ctx.record_key),
+        SecretState::Held { .. } | SecretState::Unsealed { .. }
     )
 }
 
-/// Server-side applies the status (without `lastUsedAt`, which the verifier owns).
+/// Server-side applies the status (without `lastUsedAt`, which the verifier owns), on
+/// condition that the key is still at the version this decision read: a stale decision (a
+/// lagging cache, a leader paused past its lease) loses the write and is taken again.
 async fn apply_status(
     key: &AccessKey,
     ctx: &Context,
     status: &crate::api::AccessKeyStatus,
-) -> Result<()> {
+) -> Result<WriteOutcome> {
     let mut status = status.clone();
     status.last_used_at = None;
     let patch = serde_json::json!({
         "apiVersion": "keywarden.io/v1alpha1",
         "kind": "AccessKey",
+        "metadata": {"resourceVersion": key.resource_version()},
         "status": status,
     });
     let api =
         Api::<AccessKey>::namespaced(ctx.client.clone(), &key.namespace().unwrap_or_default());
-    api.patch_status(
-        &key.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(Error::ApplyKeyStatus)?;
-    Ok(())
+    match api
+        .patch_status(
+            &key.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+    {
+        Ok(written) => Ok(WriteOutcome::Written {
+            resource_version: written.resource_version(),
+        }),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(WriteOutcome::Lost),
+        Err(err) => Err(Error::ApplyKeyStatus(err)),
+    }
 }

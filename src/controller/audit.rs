@@ -42,7 +42,7 @@ pub async fn record(recorder: &Recorder, key: &AccessKey, event: AuditEvent) {
         reason = event.reason,
         namespace = key.namespace().unwrap_or_default(),
         name = key.name_any(),
-        owner = key.spec.owner.name.as_str(),
+        owner = super::context::key_owner_identity(key).as_str(),
         access_key_id = event.access_key_id.as_deref().unwrap_or(""),
         message = event.message.as_str(),
         "access key {}",
@@ -99,6 +99,18 @@ pub fn transitions(old: &AccessKeyStatus, new: &AccessKeyStatus) -> Vec<AuditEve
                 "key deactivated: unused for longer than the policy allows",
                 id,
             )),
+            (Some(Phase::Inactive), Some(DeactivationReason::PolicyViolation)) => {
+                let ready = new
+                    .conditions
+                    .iter()
+                    .find(|c| c.type_ == crate::api::conditions::types::READY)
+                    .map_or_else(String::new, |c| c.message.clone());
+                Some(AuditEvent::warning(
+                    reasons::POLICY_VIOLATION,
+                    format!("key deactivated: {ready}"),
+                    id,
+                ))
+            }
             (Some(Phase::Expired), _) => {
                 Some(AuditEvent::normal(reasons::EXPIRED, "key expired", id))
             }

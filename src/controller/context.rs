@@ -11,10 +11,12 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
 
 use super::backoff::RetryBackoff;
+use super::ledger::Ledgers;
 use super::metrics::Metrics;
 use super::secret_data::Verdicts;
-use crate::api::{AccessKey, AccessKeyPolicy, KeyOwner, OwnerKind};
+use crate::api::{AccessKey, AccessKeyPolicy};
 use crate::keys::hash::HashParams;
+use crate::keys::seal::RecordKey;
 use crate::sync::lock;
 
 /// The controller's notion of "now"; injectable so tests control time.
@@ -38,6 +40,10 @@ pub struct Context {
     pub reporter: Reporter,
     pub metrics: Arc<Metrics>,
     pub hash_params: HashParams,
+    /// Seals the issuance records written into key Secrets' annotations.
+    pub record_key: RecordKey,
+    /// The per-owner issuance ledgers, whose writes decide the owner limits.
+    pub ledgers: Ledgers,
     /// Bounds concurrent argon2id hashes to the number of cores.
     pub hash_slots: tokio::sync::Semaphore,
     pub clock: Clock,
@@ -66,17 +72,11 @@ impl Context {
     }
 }
 
-/// Owner identity string: users are cluster-wide, service accounts belong to a namespace.
-pub fn owner_identity(owner: &KeyOwner, namespace: &str) -> String {
-    match owner.kind {
-        OwnerKind::User => format!("User/{}", owner.name),
-        OwnerKind::ServiceAccount => format!("ServiceAccount/{namespace}/{}", owner.name),
-    }
-}
-
-/// Owner identity of a key.
+/// Owner identity of a key: its owner's Kubernetes username (see [`crate::api::KeyOwner::username`]).
 pub fn key_owner_identity(key: &AccessKey) -> String {
-    owner_identity(&key.spec.owner, &key.namespace().unwrap_or_default())
+    key.spec
+        .owner
+        .username(&key.namespace().unwrap_or_default())
 }
 
 /// Serializes first issuances per owner and remembers issuances the caches may not show yet.

@@ -9,6 +9,7 @@ use k8s_openapi::ByteString;
 use kube::api::{Api, PostParams};
 use kube::{Resource, ResourceExt};
 
+use super::seal;
 use super::{Error, Result};
 use crate::api::{
     AccessKey, AccessKeyStatus, PreviousKey, SecretType, ACCESS_KEY_ID_ANNOTATION,
@@ -17,6 +18,7 @@ use crate::api::{
 };
 use crate::keys::hash::{hash_secret, HashParams};
 use crate::keys::material::{AccessKeyId, SecretKey};
+use crate::keys::seal::RecordKey;
 use crate::keys::token::encode_token;
 
 /// Secret annotation: argon2id hash of the current secret (hashes are not secrets).
@@ -103,7 +105,8 @@ impl Issuance {
         self.issued_at != self.first_issued_at
     }
 
-    fn annotations(&self) -> BTreeMap<String, String> {
+    /// The record annotations (unsealed).
+    pub(super) fn annotations(&self) -> BTreeMap<String, String> {
         let mut annotations = BTreeMap::from([
             (ACCESS_KEY_ID_ANNOTATION.into(), self.access_key_id.clone()),
             (
@@ -135,8 +138,12 @@ impl Issuance {
 pub enum SecretState {
     /// No Secret of that name.
     Missing,
-    /// A Secret of that name that this key does not own (or whose annotations were removed).
+    /// A Secret of that name that this key does not own.
     Foreign,
+    /// The Secret of this key, but its annotations are not a record the controller sealed for
+    /// this key (edited, forged, replayed from another key, or written before records were
+    /// sealed): nothing in them is believed.
+    Unsealed { resource_version: Option<String> },
     /// The Secret of this key, with its issuance and resource version.
     Held {
         issuance: Issuance,
@@ -144,8 +151,9 @@ pub enum SecretState {
     },
 }
 
-/// Classifies a Secret's metadata against the key that should own it.
-pub fn classify(meta: Option<&ObjectMeta>, key: &AccessKey) -> SecretState {
+/// Classifies a Secret's metadata against the key that should own it; its record is believed
+/// only when sealed by `record_key` for this key.
+pub fn classify(meta: Option<&ObjectMeta>, key: &AccessKey, record_key: &RecordKey) -> SecretState {
     let Some(meta) = meta else {
         return SecretState::Missing;
     };
@@ -154,16 +162,21 @@ pub fn classify(meta: Option<&ObjectMeta>, key: &AccessKey) -> SecretState {
         .iter()
         .flatten()
         .any(|owner| Some(&owner.uid) == key.meta().uid.as_ref());
+    if !owned {
+        return SecretState::Foreign;
+    }
+    let resource_version = meta.resource_version.clone();
     let issuance = meta
         .annotations
         .as_ref()
+        .filter(|annotations| seal::is_sealed(key, annotations, record_key))
         .and_then(Issuance::from_annotations);
     match issuance {
-        Some(issuance) if owned => SecretState::Held {
+        Some(issuance) => SecretState::Held {
             issuance,
-            resource_version: meta.resource_version.clone(),
+            resource_version,
         },
-        _ => SecretState::Foreign,
+        None => SecretState::Unsealed { resource_version },
     }
 }
 
@@ -190,11 +203,12 @@ pub async fn with_hash_slot<T: Send + 'static>(
         .map_err(Error::HashTask)
 }
 
-/// Generates a new ID and secret and hashes the secret (off the async runtime).
+/// Generates a new ID and secret and hashes the secret (off the async runtime). The prior
+/// credentials stay valid until `grace_ends_at`; with `None`, none of them stays valid.
 pub async fn generate(
     key: &AccessKey,
     prior: Option<&Issuance>,
-    grace_ends_at: DateTime<Utc>,
+    grace_ends_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
     params: HashParams,
     hash_slots: &tokio::sync::Semaphore,
@@ -208,7 +222,8 @@ pub async fn generate(
     .await?;
     let secret_hash = hash.map_err(Error::HashSecret)?;
     let previous_keys = prior
-        .map(|prior| {
+        .zip(grace_ends_at)
+        .map(|(prior, grace_ends_at)| {
             let mut kept: Vec<PreviousKey> = prior
                 .previous_keys
                 .iter()
@@ -235,19 +250,34 @@ pub async fn generate(
     Ok(NewIssuance { id, secret, record })
 }
 
-/// The Secret holding `issuance` for `key`; `resource_version` makes a replace conditional.
+/// The Secret holding `issuance` for `key`, its record sealed under `record_key`;
+/// `resource_version` makes a replace conditional.
 pub fn desired_secret(
     key: &AccessKey,
     issuance: &NewIssuance,
+    record_key: &RecordKey,
     resource_version: Option<String>,
 ) -> Result<Secret> {
     let name = key.name_any();
     let template = &key.spec.secret;
-    let mut labels = template.labels.clone();
+    // why: `keywarden.io/` keys are the controller's record; a spec never contributes one (the
+    // CRD refuses them too, but keys stored before that rule may still carry some).
+    let not_reserved = |(k, _): &(&String, &String)| !is_reserved(k);
+    let mut labels: BTreeMap<String, String> = template
+        .labels
+        .iter()
+        .filter(not_reserved)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into());
     labels.insert(ACCESS_KEY_LABEL.into(), name.clone());
-    let mut annotations = template.annotations.clone();
-    annotations.extend(issuance.record.annotations());
+    let mut annotations: BTreeMap<String, String> = template
+        .annotations
+        .iter()
+        .filter(not_reserved)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    annotations.extend(issuance.record.sealed_annotations(key, record_key));
 
     let secret = issuance.secret.expose();
     let token = encode_token(&issuance.id, &issuance.secret);
@@ -278,6 +308,13 @@ pub fn desired_secret(
         data: Some(data),
         ..Secret::default()
     })
+}
+
+/// Whether a label or annotation key belongs to the controller (`keywarden.io/`, or a
+/// subdomain of it).
+pub fn is_reserved(name: &str) -> bool {
+    name.split_once('/')
+        .is_some_and(|(prefix, _)| prefix == "keywarden.io" || prefix.ends_with(".keywarden.io"))
 }
 
 /// Result of an attempt to write an issuance.
@@ -348,6 +385,147 @@ mod tests {
         let mut annotations = record().annotations();
         annotations.remove(ACCESS_KEY_ID_ANNOTATION);
         assert_eq!(Issuance::from_annotations(&annotations), None);
+    }
+
+    fn key(uid: &str) -> AccessKey {
+        let mut key: AccessKey = serde_json::from_value(serde_json::json!({
+            "apiVersion": "keywarden.io/v1alpha1",
+            "kind": "AccessKey",
+            "metadata": {"name": "ci", "namespace": "team-a", "uid": uid},
+            "spec": {"owner": {"kind": "User", "name": "alice"}},
+        }))
+        .unwrap();
+        key.spec.secret.annotations = BTreeMap::from([
+            ("team".to_string(), "a".to_string()),
+            (
+                PREVIOUS_KEYS_ANNOTATION.to_string(),
+                r#"[{"accessKeyId":"AKWFORGED","secretHash":"x","validUntil":"2099-01-01T00:00:00Z"}]"#
+                    .to_string(),
+            ),
+        ]);
+        key.spec.secret.labels =
+            BTreeMap::from([("audit.keywarden.io/tier".to_string(), "x".to_string())]);
+        key
+    }
+
+    fn owned_meta(key: &AccessKey, annotations: BTreeMap<String, String>) -> ObjectMeta {
+        ObjectMeta {
+            owner_references: key.controller_owner_ref(&()).map(|o| vec![o]),
+            annotations: Some(annotations),
+            resource_version: Some("3".into()),
+            ..ObjectMeta::default()
+        }
+    }
+
+    #[test]
+    fn a_sealed_record_is_held_and_any_edit_unseals_it() {
+        let record_key = RecordKey::generate();
+        let key = key("uid-1");
+        let sealed = record().sealed_annotations(&key, &record_key);
+        assert!(matches!(
+            classify(Some(&owned_meta(&key, sealed.clone())), &key, &record_key),
+            SecretState::Held { issuance, .. } if issuance == record()
+        ));
+        let mut extended = sealed.clone();
+        extended.insert(ISSUED_AT_ANNOTATION.into(), "2099-01-01T00:00:00Z".into());
+        let mut forged_previous = sealed.clone();
+        forged_previous.insert(PREVIOUS_KEYS_ANNOTATION.into(), "[]".into());
+        let mut unsealed = sealed.clone();
+        unsealed.remove(seal::RECORD_SEAL_ANNOTATION);
+        for edited in [extended, forged_previous, unsealed, record().annotations()] {
+            assert_eq!(
+                classify(Some(&owned_meta(&key, edited)), &key, &record_key),
+                SecretState::Unsealed {
+                    resource_version: Some("3".into())
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn a_record_sealed_for_another_key_or_under_another_record_key_is_not_believed() {
+        let record_key = RecordKey::generate();
+        let key = key("uid-1");
+        let other = self::key("uid-2");
+        let copied = record().sealed_annotations(&other, &record_key);
+        assert!(matches!(
+            classify(Some(&owned_meta(&key, copied)), &key, &record_key),
+            SecretState::Unsealed { .. }
+        ));
+        let foreign_seal = record().sealed_annotations(&key, &RecordKey::generate());
+        assert!(matches!(
+            classify(Some(&owned_meta(&key, foreign_seal)), &key, &record_key),
+            SecretState::Unsealed { .. }
+        ));
+    }
+
+    #[test]
+    fn the_secret_template_never_contributes_keywarden_keys() {
+        let record_key = RecordKey::generate();
+        let key = key("uid-1");
+        let mut first = record();
+        first.previous_keys.clear();
+        let issuance = NewIssuance {
+            id: AccessKeyId::generate(),
+            secret: SecretKey::generate(),
+            record: first,
+        };
+        let secret = desired_secret(&key, &issuance, &record_key, None).unwrap();
+        let annotations = secret.metadata.annotations.clone().unwrap();
+        assert_eq!(annotations["team"], "a");
+        assert!(!annotations.contains_key(PREVIOUS_KEYS_ANNOTATION));
+        assert!(!secret.labels().contains_key("audit.keywarden.io/tier"));
+        assert!(matches!(
+            classify(Some(&secret.metadata), &key, &record_key),
+            SecretState::Held { issuance, .. } if issuance.previous_keys.is_empty()
+        ));
+    }
+
+    #[test]
+    fn a_resealed_record_is_held_even_with_stale_record_annotations_beside_it() {
+        let record_key = RecordKey::generate();
+        let key = key("uid-1");
+        let mut status = record();
+        status.previous_keys.clear();
+        let mut legacy = record().annotations();
+        legacy.insert("team".into(), "a".into());
+        let patch = seal::reseal_patch(&status, &key, &record_key, Some("3"));
+        let mut patched = legacy.clone();
+        for (name, value) in patch["metadata"]["annotations"].as_object().unwrap() {
+            match value.as_str() {
+                Some(v) => patched.insert(name.clone(), v.to_string()),
+                None => patched.remove(name),
+            };
+        }
+        assert_eq!(patch["metadata"]["resourceVersion"], "3");
+        assert_eq!(patched["team"], "a");
+        assert!(matches!(
+            classify(Some(&owned_meta(&key, patched)), &key, &record_key),
+            SecretState::Held { issuance, .. } if issuance == status
+        ));
+        let now = record().issued_at;
+        assert!(
+            !seal::is_legacy_record_of(&legacy, &status, now),
+            "a valid previous key differs"
+        );
+        let mut without_previous = legacy.clone();
+        without_previous.remove(PREVIOUS_KEYS_ANNOTATION);
+        assert!(seal::is_legacy_record_of(&without_previous, &status, now));
+        let mut forged_seal = without_previous;
+        forged_seal.insert(seal::RECORD_SEAL_ANNOTATION.into(), "hs256.forged".into());
+        assert!(
+            !seal::is_legacy_record_of(&forged_seal, &status, now),
+            "tampered, not legacy"
+        );
+    }
+
+    #[test]
+    fn reserved_names_are_keywarden_io_and_its_subdomains() {
+        assert!(is_reserved("keywarden.io/previous-keys"));
+        assert!(is_reserved("audit.keywarden.io/x"));
+        assert!(!is_reserved("example.com/keywarden.io"));
+        assert!(!is_reserved("notkeywarden.io/x"));
+        assert!(!is_reserved("team"));
     }
 
     #[test]

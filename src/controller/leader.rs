@@ -37,6 +37,10 @@ pub async fn run_when_leader(
         hash_params: args.hash_params(),
         clock,
         identity: identity.clone(),
+        record_key_secret: (
+            args.record_key_namespace().to_string(),
+            args.record_key_secret.clone(),
+        ),
     };
     if args.disable_leader_election {
         return runner::run_controllers(client, &settings, &probes, shutdown).await;

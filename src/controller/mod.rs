@@ -4,16 +4,22 @@ mod access_key;
 mod audit;
 mod backoff;
 mod context;
+mod honoured;
 mod issuance;
 mod leader;
+mod ledger;
 mod metrics;
 mod policy;
 mod probes;
+mod record_key;
 mod runner;
+mod seal;
 mod secret_data;
 mod status;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_policy_holds;
 
 use std::net::SocketAddr;
 
@@ -24,6 +30,7 @@ pub use issuance::{
     DATA_ACCESS_KEY, DATA_ACCESS_KEY_ID, DATA_TOKEN, FIRST_ISSUED_AT_ANNOTATION,
     PREVIOUS_KEYS_ANNOTATION, SECRET_HASH_ANNOTATION,
 };
+pub use seal::RECORD_SEAL_ANNOTATION;
 
 /// Controller settings (flags and environment).
 #[derive(clap::Args, Debug, Clone)]
@@ -60,6 +67,20 @@ pub struct ControllerArgs {
     #[arg(long, env = "KEYWARDEN_IDENTITY")]
     pub identity: Option<String>,
 
+    /// Secret (in `--record-key-namespace`) holding the key that seals the issuance records in
+    /// key Secrets' annotations; created on first start. Back it up: without it, status lost
+    /// in a restore is not recovered and the affected keys need a rotation.
+    #[arg(
+        long,
+        env = "KEYWARDEN_RECORD_KEY_SECRET",
+        default_value = "keywarden-record-key"
+    )]
+    pub record_key_secret: String,
+
+    /// Namespace of the record key Secret (default: the leader-election namespace).
+    #[arg(long, env = "KEYWARDEN_RECORD_KEY_NAMESPACE")]
+    pub record_key_namespace: Option<String>,
+
     /// argon2id memory cost in KiB.
     #[arg(long, env = "KEYWARDEN_ARGON2_MEMORY_KIB", default_value_t = HashParams::default().memory_kib)]
     pub argon2_memory_kib: u32,
@@ -83,6 +104,8 @@ impl Default for ControllerArgs {
             lease_name: "keywarden-controller".into(),
             lease_duration_seconds: 15,
             identity: None,
+            record_key_secret: "keywarden-record-key".into(),
+            record_key_namespace: None,
             argon2_memory_kib: hash.memory_kib,
             argon2_iterations: hash.iterations,
             argon2_parallelism: hash.parallelism,
@@ -91,6 +114,13 @@ impl Default for ControllerArgs {
 }
 
 impl ControllerArgs {
+    /// The namespace of the record key Secret.
+    pub fn record_key_namespace(&self) -> &str {
+        self.record_key_namespace
+            .as_deref()
+            .unwrap_or(&self.leader_election_namespace)
+    }
+
     /// The argon2id parameters selected by the flags.
     pub fn hash_params(&self) -> HashParams {
         HashParams {
@@ -120,6 +150,18 @@ pub enum Error {
     HashSecret(#[source] crate::keys::KeyError),
     #[error("hashing task failed: {0}")]
     HashTask(#[source] tokio::task::JoinError),
+    #[error("reading the record key Secret: {0}")]
+    ReadRecordKey(#[source] kube::Error),
+    #[error("creating the record key Secret: {0}")]
+    CreateRecordKey(#[source] kube::Error),
+    #[error("record key Secret: {0}")]
+    InvalidRecordKey(#[source] crate::keys::KeyError),
+    #[error("reading the owner's issuance ledger: {0}")]
+    ReadOwnerLedger(#[source] kube::Error),
+    #[error("writing the owner's issuance ledger: {0}")]
+    WriteOwnerLedger(#[source] kube::Error),
+    #[error("the owner's issuance ledger changed since it was read")]
+    OwnerLedgerConflict,
     #[error("object has no {0}")]
     MissingField(&'static str),
 }

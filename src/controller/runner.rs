@@ -19,8 +19,10 @@ use super::access_key;
 use super::audit::{self, AuditEvent};
 use super::backoff::RetryBackoff;
 use super::context::{key_owner_identity, Clock, Context, OwnerGate};
+use super::ledger::Ledgers;
 use super::policy;
 use super::probes::ProbeState;
+use super::record_key;
 use super::secret_data::Verdicts;
 use crate::api::conditions::reasons;
 use crate::api::{AccessKey, AccessKeyPolicy, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
@@ -31,6 +33,8 @@ pub struct Settings {
     pub hash_params: HashParams,
     pub clock: Clock,
     pub identity: String,
+    /// Namespace and name of the record key Secret.
+    pub record_key_secret: (String, String),
 }
 
 /// Runs the AccessKey and AccessKeyPolicy controllers until `stop`.
@@ -40,6 +44,8 @@ pub async fn run_controllers(
     probes: &ProbeState,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
+    let (namespace, name) = &settings.record_key_secret;
+    let record_key = record_key::load_or_create(&client, namespace, name).await?;
     let (keys, keys_writer) = reflector::store::<AccessKey>();
     let (secrets, secrets_writer) = reflector::store();
     let (policies, policies_writer) = reflector::store::<AccessKeyPolicy>();
@@ -102,6 +108,8 @@ pub async fn run_controllers(
         reporter,
         metrics: probes.metrics.clone(),
         hash_params: settings.hash_params,
+        record_key,
+        ledgers: Ledgers::new(client.clone(), namespace),
         hash_slots: tokio::sync::Semaphore::new(
             std::thread::available_parallelism().map_or(1, usize::from),
         ),

@@ -106,13 +106,13 @@ pub struct Checked {
 }
 
 /// Checks the data of a held Secret unless the controller wrote (`own_write`) or checked its
-/// current resource version already; `remembered` is the issuance the status holds.
+/// current resource version already; `honoured` is the issuance the controller honours.
 pub async fn check(
     key: &AccessKey,
     ctx: &Context,
     api: &Api<Secret>,
     state: SecretState,
-    remembered: Option<&Issuance>,
+    honoured: Option<&Issuance>,
     own_write: bool,
 ) -> Result<Checked> {
     let SecretState::Held {
@@ -149,7 +149,7 @@ pub async fn check(
         return Ok(unchecked(SecretState::Missing));
     };
     let data = SecretData::take(&mut fresh);
-    let state = issuance::classify(Some(&fresh.metadata), key);
+    let state = issuance::classify(Some(&fresh.metadata), key, &ctx.record_key);
     let SecretState::Held {
         issuance,
         resource_version,
@@ -170,7 +170,7 @@ pub async fn check(
     }
     // why: for the issuance the status knows, its hash is the one to honour; the Secret's
     // annotations may have been edited along with its data.
-    let secret_hash = match remembered {
+    let secret_hash = match honoured {
         Some(r) if r.access_key_id == issuance.access_key_id => r.secret_hash.clone(),
         _ => issuance.secret_hash.clone(),
     };

@@ -118,6 +118,7 @@ pub fn desired_status(o: &Observed) -> (AccessKeyStatus, Option<DateTime<Utc>>) 
         };
     let (timers, applied_at) = effective_timers(o.policy);
 
+    let approved = o.policy.is_ok();
     let mut status = AccessKeyStatus {
         secret_name: Some(
             o.key
@@ -125,6 +126,17 @@ pub fn desired_status(o: &Observed) -> (AccessKeyStatus, Option<DateTime<Utc>>) 
                 .secret_name(&o.key.meta().name.clone().unwrap_or_default()),
         ),
         policy: o.policy.ok().and_then(|g| g.name.clone()),
+        // why: the verifier serves these, so a spec edit counts only once checked here.
+        granted_scopes: if approved {
+            Some(o.key.spec.scopes.clone())
+        } else {
+            current.granted_scopes.clone()
+        },
+        granted_origins: if approved {
+            Some(o.key.spec.allowed_origins.clone())
+        } else {
+            current.granted_origins.clone()
+        },
         reactivated_at,
         observed_generation: generation,
         observed_reactivate_generation: Some(wanted_reactivation),
@@ -133,11 +145,29 @@ pub fn desired_status(o: &Observed) -> (AccessKeyStatus, Option<DateTime<Utc>>) 
     let mut next = None;
     let (phase, reason) = match o.issuance {
         Some(issuance) => {
+            let same_issuance =
+                current.access_key_id.as_deref() == Some(issuance.access_key_id.as_str());
             let times = key_times(issuance, &current, applied_at, reactivated_at);
-            let expires_at = schedule::expires_at(&times, &timers);
+            let (expires_at, policy_applied_at) = held_expiry(
+                &current,
+                o.policy,
+                schedule::expires_at(&times, &timers),
+                same_issuance,
+            );
             let fired = |at: Option<DateTime<Utc>>| at.is_some_and(|at| now >= at);
-            let (phase, reason) = if fired(expires_at) {
+            // why: Expired and Unused hold until a rotation or a reactivation; no later
+            // policy, spec or clock reading revives the key.
+            let stays_expired = same_issuance && current.phase == Some(Phase::Expired);
+            let reactivated = reactivated_at != current.reactivated_at;
+            let stays_unused = same_issuance
+                && !reactivated
+                && current.deactivation_reason == Some(DeactivationReason::Unused);
+            let (phase, reason) = if stays_expired || fired(expires_at) {
                 (Phase::Expired, Some(DeactivationReason::Expired))
+            } else if stays_unused {
+                (Phase::Inactive, Some(DeactivationReason::Unused))
+            } else if !approved {
+                (Phase::Inactive, Some(DeactivationReason::PolicyViolation))
             } else if !o.key.spec.active {
                 (Phase::Inactive, Some(DeactivationReason::Manual))
             } else if fired(schedule::unused_deadline(&times, &timers)) {
@@ -153,9 +183,13 @@ pub fn desired_status(o: &Observed) -> (AccessKeyStatus, Option<DateTime<Utc>>) 
                 .collect();
             let grace_ends = status.previous_keys.iter().map(|p| Some(p.valid_until));
             next = schedule::next_deadline(
-                schedule::key_deadlines(&times, &timers)
-                    .into_iter()
-                    .chain(grace_ends),
+                [
+                    schedule::rotation_due_at(&times, &timers),
+                    expires_at,
+                    schedule::unused_deadline(&times, &timers),
+                ]
+                .into_iter()
+                .chain(grace_ends),
                 now,
             );
             status.access_key_id = Some(issuance.access_key_id.clone());
@@ -164,6 +198,7 @@ pub fn desired_status(o: &Observed) -> (AccessKeyStatus, Option<DateTime<Utc>>) 
             status.issued_at = Some(issuance.first_issued_at);
             status.rotated_at = issuance.is_rotation().then_some(issuance.issued_at);
             status.expires_at = expires_at;
+            status.policy_applied_at = policy_applied_at;
             status.observed_rotate_generation = Some(issuance.rotate_generation);
             (phase, reason)
         }
@@ -185,6 +220,37 @@ pub fn desired_status(o: &Observed) -> (AccessKeyStatus, Option<DateTime<Utc>>) 
     status.conditions = conditions(o, &current.conditions, phase, reason);
     status.last_used_at = current.last_used_at;
     (status, next)
+}
+
+/// The expiry in force and the policy `appliedAt` it was decided under. Switching policies never
+/// moves the expiry of an issuance later; a change of the governing policy itself (a new
+/// `appliedAt`) or a rotation (a new issuance) may. An unresolved policy keeps the expiry.
+pub fn held_expiry(
+    current: &AccessKeyStatus,
+    policy: Result<&Governing, &Unresolved>,
+    computed: Option<DateTime<Utc>>,
+    same_issuance: bool,
+) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+    let applied_at = policy.ok().and_then(|g| g.applied_at);
+    if !same_issuance {
+        return (computed, applied_at);
+    }
+    let policy_changed_itself =
+        policy.is_ok_and(|g| g.name == current.policy && g.applied_at != current.policy_applied_at);
+    if policy_changed_itself {
+        return (computed, applied_at);
+    }
+    let applied_at = match policy {
+        Ok(_) => applied_at,
+        Err(_) => current.policy_applied_at,
+    };
+    let held = match (current.expires_at, computed) {
+        (Some(held), Some(computed)) => Some(held.min(computed)),
+        (Some(held), None) => Some(held),
+        (None, computed) if policy.is_ok() => computed,
+        (None, _) => None,
+    };
+    (held, applied_at)
 }
 
 fn conditions(
@@ -224,7 +290,7 @@ fn conditions(
             reasons::LIMIT_EXCEEDED,
             format!(
                 "owner {:?} holds {issued} of at most {limit} issued keys",
-                o.key.spec.owner.name
+                super::context::key_owner_identity(o.key)
             ),
         ),
         _ => cond(
@@ -299,6 +365,18 @@ fn conditions(
             false,
             reasons::UNUSED,
             "key was unused too long; bump spec.reactivateGeneration to reactivate".into(),
+        ),
+        (_, Some(DeactivationReason::PolicyViolation)) => cond(
+            types::READY,
+            false,
+            reasons::POLICY_VIOLATION,
+            match o.policy {
+                Err(u) => format!(
+                    "deactivated until the spec is within its policy: {}",
+                    u.message
+                ),
+                Ok(_) => "deactivated until the spec is within its policy".into(),
+            },
         ),
         (Phase::Inactive, _) => cond(
             types::READY,

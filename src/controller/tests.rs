@@ -14,11 +14,11 @@ use crate::api::{
 use crate::keys::limits::LimitDecision;
 use crate::keys::schedule::Timers;
 
-fn at(seconds: i64) -> DateTime<Utc> {
+pub(super) fn at(seconds: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000 + seconds, 0).unwrap()
 }
 
-fn key() -> AccessKey {
+pub(super) fn key() -> AccessKey {
     let mut key = AccessKey::new(
         "ci",
         AccessKeySpec {
@@ -43,7 +43,7 @@ fn key() -> AccessKey {
     key
 }
 
-fn governing(expire: i64, unused: i64, grace: i64, rotate_before: i64) -> Governing {
+pub(super) fn governing(expire: i64, unused: i64, grace: i64, rotate_before: i64) -> Governing {
     Governing {
         name: Some("default".into()),
         max_keys_per_owner: 5,
@@ -57,7 +57,7 @@ fn governing(expire: i64, unused: i64, grace: i64, rotate_before: i64) -> Govern
     }
 }
 
-fn issuance(issued: i64) -> Issuance {
+pub(super) fn issuance(issued: i64) -> Issuance {
     Issuance {
         access_key_id: "AKWCURRENT".into(),
         rotate_generation: 0,
@@ -68,7 +68,7 @@ fn issuance(issued: i64) -> Issuance {
     }
 }
 
-fn decide(
+pub(super) fn decide(
     key: &AccessKey,
     issuance: Option<&Issuance>,
     policy: Result<&Governing, &Unresolved>,
@@ -90,7 +90,7 @@ fn decide(
     })
 }
 
-fn condition<'a>(status: &'a AccessKeyStatus, type_: &str) -> (&'a str, &'a str) {
+pub(super) fn condition<'a>(status: &'a AccessKeyStatus, type_: &str) -> (&'a str, &'a str) {
     let c = status.conditions.iter().find(|c| c.type_ == type_).unwrap();
     (c.status.as_str(), c.reason.as_str())
 }
@@ -394,7 +394,7 @@ fn a_rotate_generation_bump_rotates_the_held_issuance() {
     let step = next_step(
         &key,
         &held(issuance(0)),
-        None,
+        Some(&issuance(0)),
         Some(&governing(0, 0, 0, 0)),
         at(10),
     );
@@ -411,13 +411,47 @@ fn a_rotate_generation_bump_rotates_the_held_issuance() {
 fn auto_rotation_rotates_before_expiry() {
     let policy = governing(100, 0, 0, 10);
     assert_eq!(
-        next_step(&key(), &held(issuance(0)), None, Some(&policy), at(89)),
+        next_step(
+            &key(),
+            &held(issuance(0)),
+            Some(&issuance(0)),
+            Some(&policy),
+            at(89)
+        ),
         Step::Nothing
     );
     assert!(matches!(
-        next_step(&key(), &held(issuance(0)), None, Some(&policy), at(90)),
+        next_step(
+            &key(),
+            &held(issuance(0)),
+            Some(&issuance(0)),
+            Some(&policy),
+            at(90)
+        ),
         Step::Rotate { .. }
     ));
+}
+
+#[test]
+fn a_rotation_bump_rewrites_a_secret_whose_record_is_not_believed() {
+    let mut key = key();
+    key.spec.rotate_generation = 1;
+    let unsealed = SecretState::Unsealed {
+        resource_version: Some("8".into()),
+    };
+    let policy = governing(0, 0, 0, 0);
+    assert_eq!(
+        next_step(&key, &unsealed, Some(&issuance(0)), Some(&policy), at(10)),
+        Step::Rotate {
+            prior: issuance(0),
+            resource_version: Some("8".into())
+        }
+    );
+    assert_eq!(
+        next_step(&key, &unsealed, None, Some(&policy), at(10)),
+        Step::Nothing,
+        "without a status there is nothing known to rotate from"
+    );
 }
 
 #[test]

@@ -39,6 +39,14 @@ impl HashParams {
         Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
     }
 
+    /// Whether hashing with these parameters costs no more than `ceiling` in memory, time
+    /// and lanes.
+    pub fn fits_within(&self, ceiling: &HashParams) -> bool {
+        self.memory_kib <= ceiling.memory_kib
+            && self.iterations <= ceiling.iterations
+            && self.parallelism <= ceiling.parallelism
+    }
+
     /// Checks the parameters without hashing anything (for validating configuration).
     pub fn validate(&self) -> Result<(), KeyError> {
         self.hasher().map(|_| ())
@@ -52,6 +60,20 @@ pub fn hash_secret(secret: &SecretKey, params: &HashParams) -> Result<String, Ke
         .hash_password(secret.expose().as_bytes())
         .map(|hash| hash.to_string())
         .map_err(|e| KeyError::Hash(e.to_string()))
+}
+
+/// The cost parameters of an argon2id PHC hash; `None` for anything else.
+pub fn hash_cost(hash: &str) -> Option<HashParams> {
+    let parsed = PasswordHash::new(hash).ok()?;
+    if parsed.algorithm != Algorithm::Argon2id.ident() {
+        return None;
+    }
+    let params = Params::try_from(&parsed).ok()?;
+    Some(HashParams {
+        memory_kib: params.m_cost(),
+        iterations: params.t_cost(),
+        parallelism: params.p_cost(),
+    })
 }
 
 /// Whether `secret` matches the PHC string `hash` (constant-time; false on a malformed hash).
@@ -187,5 +209,27 @@ mod tests {
             Err(KeyError::HashParams(_))
         ));
         assert!(zero_iterations.validate().is_err());
+    }
+
+    #[test]
+    fn the_cost_of_a_hash_is_read_from_its_parameters() {
+        let params = HashParams {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let hash = hash_secret(&SecretKey::generate(), &params).unwrap();
+        assert_eq!(hash_cost(&hash), Some(params));
+        assert!(params.fits_within(&HashParams::default()));
+        let costly = HashParams {
+            memory_kib: 4 * 1024 * 1024,
+            ..params
+        };
+        assert!(!costly.fits_within(&HashParams::default()));
+        assert_eq!(
+            hash_cost("$argon2i$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2g"),
+            None
+        );
+        assert_eq!(hash_cost("not a hash"), None);
     }
 }

@@ -23,7 +23,7 @@ pub const SECRET_KEY_LEN: usize = 52;
 const BASE32_ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 
 /// Fills `dest` from the operating system's CSPRNG.
-fn fill_from_os(dest: &mut [u8]) {
+pub(crate) fn fill_from_os(dest: &mut [u8]) {
     // why: an OS RNG failure leaves no safe way to issue keys; `UnwrapErr` panics rather than
     // returning predictable bytes, exactly like `rand::rng()` does.
     UnwrapErr(SysRng).fill_bytes(dest);

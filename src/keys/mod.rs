@@ -9,6 +9,7 @@ pub mod material;
 pub mod origin;
 pub mod schedule;
 pub mod scope;
+pub mod seal;
 pub mod token;
 
 /// Why a key-domain operation failed. Never carries key material.
@@ -26,6 +27,8 @@ pub enum KeyError {
     TokenChecksum,
     #[error("invalid argon2 parameters: {0}")]
     HashParams(String),
+    #[error("record key must be 32 bytes, found {0}")]
+    MalformedRecordKey(usize),
     #[error("hashing failed: {0}")]
     Hash(String),
 }

@@ -13,6 +13,7 @@ use super::hashing::{Hasher, Verification};
 use super::index::{Credential, KeyIndex, KeyRecord, Unusable};
 use super::last_used::LastUse;
 use super::metrics::{CacheOutcome, CheckResult, Metrics};
+use crate::keys::hash::HashParams;
 use crate::keys::origin::is_origin_allowed;
 use crate::keys::scope::grants_scope;
 
@@ -29,6 +30,9 @@ pub struct Settings {
     pub failures_per_second_per_client: u32,
     /// Entries kept in each cache and limiter table.
     pub cache_capacity: usize,
+    /// Costliest argon2id hash served (default: the controller's default parameters); raise
+    /// it to the largest parameters the controller ever hashed with.
+    pub max_hash_cost: HashParams,
 }
 
 impl Default for Settings {
@@ -39,6 +43,7 @@ impl Default for Settings {
             failures_per_second_per_key: 5,
             failures_per_second_per_client: 20,
             cache_capacity: 100_000,
+            max_hash_cost: HashParams::default(),
         }
     }
 }
@@ -135,7 +140,7 @@ impl Verifier {
     pub fn new(settings: &Settings) -> Self {
         let capacity = settings.cache_capacity;
         Self {
-            index: KeyIndex::default(),
+            index: KeyIndex::new(settings.max_hash_cost),
             macer: SecretMacer::random(),
             verified: VerifiedCache::new(capacity),
             failures: FailureCache::new(capacity),

@@ -7,7 +7,8 @@ use chrono::{DateTime, Utc};
 use http::HeaderValue;
 use kube::ResourceExt;
 
-use crate::api::access_key::{AccessKey, OwnerKind, Phase};
+use crate::api::access_key::{AccessKey, Phase};
+use crate::keys::hash::{hash_cost, HashParams};
 use crate::sync::{read, write};
 
 /// Namespace and name of an `AccessKey`.
@@ -29,10 +30,14 @@ pub struct KeyRecord {
     pub key_ref: KeyRef,
     /// Kubernetes-style identity: the user name, or `system:serviceaccount:<ns>:<name>`.
     pub owner: String,
+    /// `status.grantedScopes`: what the controller approved, not what the spec asks for.
     pub scopes: Vec<String>,
+    /// `status.grantedOrigins`: what the controller approved, not what the spec asks for.
     pub allowed_origins: Vec<String>,
     /// `spec.active`: `false` revokes at once, before the controller updates the phase.
     pub spec_active: bool,
+    /// The key has a `deletionTimestamp`: refused at once, even while finalizers hold it.
+    pub deleting: bool,
     pub phase: Option<Phase>,
     pub expires_at: Option<DateTime<Utc>>,
     pub last_used_at: Option<DateTime<Utc>>,
@@ -97,7 +102,7 @@ impl Credential {
         if record.phase == Some(Phase::Expired) {
             return Err(Unusable::Expired);
         }
-        if !record.spec_active || record.phase != Some(Phase::Active) {
+        if !record.spec_active || record.deleting || record.phase != Some(Phase::Active) {
             return Err(Unusable::Disabled);
         }
         let expired = |deadline: Option<DateTime<Utc>>| deadline.is_some_and(|at| at <= now);
@@ -116,12 +121,28 @@ struct IndexState {
 }
 
 /// Thread-safe credential index; cheap concurrent lookups, updated from watch events.
-#[derive(Default)]
 pub struct KeyIndex {
     state: RwLock<IndexState>,
+    /// Hashes costlier than this are never indexed, so nobody can make the verifier burn
+    /// memory or time by writing one into a status.
+    max_hash_cost: HashParams,
+}
+
+impl Default for KeyIndex {
+    fn default() -> Self {
+        Self::new(HashParams::default())
+    }
 }
 
 impl KeyIndex {
+    /// An empty index that refuses hashes costlier than `max_hash_cost`.
+    pub fn new(max_hash_cost: HashParams) -> Self {
+        Self {
+            state: RwLock::default(),
+            max_hash_cost,
+        }
+    }
+
     /// The credential presented as `access_key_id`, if any key holds it.
     pub fn lookup(&self, access_key_id: &str) -> Option<Arc<Credential>> {
         self.read().by_id.get(access_key_id).cloned()
@@ -151,7 +172,7 @@ impl KeyIndex {
     /// disappeared, whose cached verifications must be dropped.
     pub fn apply(&self, key: &AccessKey) -> Vec<String> {
         let key_ref = key_ref(key);
-        let credentials = credentials_of(key, &key_ref);
+        let credentials = credentials_of(key, &key_ref, &self.max_hash_cost);
         let mut state = self.write();
         let mut stale = remove_key(&mut state, &key_ref);
         let mut ids = Vec::with_capacity(credentials.len());
@@ -233,25 +254,36 @@ pub fn key_ref(key: &AccessKey) -> KeyRef {
     }
 }
 
-/// The current and previous credentials a key's status declares.
-fn credentials_of(key: &AccessKey, key_ref: &KeyRef) -> Vec<Credential> {
+/// The current and previous credentials a key's status declares, without those whose hash
+/// costs more than `max_hash_cost` (or is no argon2id hash).
+fn credentials_of(
+    key: &AccessKey,
+    key_ref: &KeyRef,
+    max_hash_cost: &HashParams,
+) -> Vec<Credential> {
     let Some(status) = key.status.as_ref() else {
         return Vec::new();
     };
-    let owner = match key.spec.owner.kind {
-        OwnerKind::User => key.spec.owner.name.clone(),
-        OwnerKind::ServiceAccount => format!(
-            "system:serviceaccount:{}:{}",
-            key_ref.namespace, key.spec.owner.name
-        ),
-    };
+    let owner = key.spec.owner.username(&key_ref.namespace);
+    // why: a status written before the controller recorded grants has none; the controller
+    // records them on its first reconcile after an upgrade, and only it writes status, so the
+    // spec stands in only until then. Drop this fallback once every status carries grants.
+    let scopes = status
+        .granted_scopes
+        .clone()
+        .unwrap_or_else(|| key.spec.scopes.clone());
+    let allowed_origins = status
+        .granted_origins
+        .clone()
+        .unwrap_or_else(|| key.spec.allowed_origins.clone());
     let record = Arc::new(KeyRecord {
         key_ref: key_ref.clone(),
-        grant_headers: GrantHeaders::of(key_ref, &owner, &key.spec.scopes),
+        grant_headers: GrantHeaders::of(key_ref, &owner, &scopes),
         owner,
-        scopes: key.spec.scopes.clone(),
-        allowed_origins: key.spec.allowed_origins.clone(),
+        scopes,
+        allowed_origins,
         spec_active: key.spec.active,
+        deleting: key.metadata.deletion_timestamp.is_some(),
         phase: status.phase,
         expires_at: status.expires_at,
         last_used_at: status.last_used_at,
@@ -272,6 +304,13 @@ fn credentials_of(key: &AccessKey, key_ref: &KeyRef) -> Vec<Credential> {
     current
         .into_iter()
         .chain(previous)
+        .filter(|(access_key_id, secret_hash, _)| {
+            let affordable = hash_cost(secret_hash).is_some_and(|cost| cost.fits_within(max_hash_cost));
+            if !affordable {
+                tracing::warn!(%key_ref, access_key_id, "hash costlier than the configured ceiling; not served");
+            }
+            affordable
+        })
         .map(|(access_key_id, secret_hash, valid_until)| Credential {
             record: record.clone(),
             access_key_id_header: HeaderValue::from_str(&access_key_id).ok(),
@@ -285,7 +324,9 @@ fn credentials_of(key: &AccessKey, key_ref: &KeyRef) -> Vec<Credential> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::access_key::{AccessKeySpec, AccessKeyStatus, KeyOwner, PreviousKey};
+    use crate::api::access_key::{
+        AccessKeySpec, AccessKeyStatus, KeyOwner, OwnerKind, PreviousKey,
+    };
 
     fn key(
         namespace: &str,
@@ -303,18 +344,101 @@ mod tests {
         key.status = Some(AccessKeyStatus {
             phase: Some(Phase::Active),
             access_key_id: Some(id.into()),
-            secret_hash: Some(hash.into()),
+            secret_hash: Some(phc(hash)),
             previous_keys: previous
                 .iter()
                 .map(|(id, hash)| PreviousKey {
                     access_key_id: (*id).into(),
-                    secret_hash: (*hash).into(),
+                    secret_hash: phc(hash),
                     valid_until: Utc::now(),
                 })
                 .collect(),
+            granted_scopes: Some(Vec::new()),
+            granted_origins: Some(Vec::new()),
             ..AccessKeyStatus::default()
         });
         key
+    }
+
+    /// A well-formed, cheap argon2id PHC string, distinct per `tag`.
+    fn phc(tag: &str) -> String {
+        phc_with_memory(tag, 1024)
+    }
+
+    fn phc_with_memory(tag: &str, memory_kib: u32) -> String {
+        use base64::Engine;
+        let output = base64::engine::general_purpose::STANDARD_NO_PAD.encode(format!("{tag:0>32}"));
+        format!("$argon2id$v=19$m={memory_kib},t=1,p=1$c2FsdHNhbHQ${output}")
+    }
+
+    #[test]
+    fn the_verifier_serves_granted_scopes_and_origins_not_the_spec() {
+        let index = KeyIndex::default();
+        let mut key = key("a", "k", "ID1", "h", &[]);
+        key.spec.scopes = vec!["logs:view".into(), "collectors:manage".into()];
+        key.spec.allowed_origins = vec!["https://evil.example.com".into()];
+        let status = key.status.as_mut().unwrap();
+        status.granted_scopes = Some(vec!["logs:view".into()]);
+        status.granted_origins = Some(vec!["https://app.example.com".into()]);
+        index.apply(&key);
+        let record = index.lookup("ID1").unwrap().record.clone();
+        assert_eq!(record.scopes, vec!["logs:view".to_string()]);
+        assert_eq!(
+            record.allowed_origins,
+            vec!["https://app.example.com".to_string()]
+        );
+        assert_eq!(
+            record
+                .grant_headers
+                .scopes
+                .as_ref()
+                .unwrap()
+                .to_str()
+                .unwrap(),
+            "logs:view"
+        );
+    }
+
+    #[test]
+    fn a_key_being_deleted_is_refused_at_once() {
+        let index = KeyIndex::default();
+        let mut key = key("a", "k", "ID1", "h", &[("ID0", "h0")]);
+        index.apply(&key);
+        assert_eq!(index.lookup("ID1").unwrap().usability(Utc::now()), Ok(()));
+        key.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::now(),
+            ));
+        index.apply(&key);
+        for id in ["ID1", "ID0"] {
+            assert_eq!(
+                index.lookup(id).unwrap().usability(Utc::now()),
+                Err(Unusable::Disabled),
+                "{id}"
+            );
+        }
+    }
+
+    #[test]
+    fn hashes_costlier_than_the_ceiling_or_not_argon2id_are_not_served() {
+        let index = KeyIndex::new(HashParams {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+        });
+        let mut key = key("a", "k", "ID1", "h", &[("ID0", "h0")]);
+        let status = key.status.as_mut().unwrap();
+        status.secret_hash = Some(phc_with_memory("h", 4 * 1024 * 1024));
+        status.previous_keys[0].secret_hash = "$argon2i$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into();
+        index.apply(&key);
+        assert!(index.lookup("ID1").is_none());
+        assert!(index.lookup("ID0").is_none());
+        let within = self::key("a", "k", "ID1", "h", &[]);
+        index.apply(&within);
+        assert!(
+            index.lookup("ID1").is_some(),
+            "hashes within the ceiling are served"
+        );
     }
 
     #[test]

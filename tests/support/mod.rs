@@ -360,6 +360,11 @@ impl KeyBuilder {
         self
     }
 
+    pub fn scopes(mut self, scopes: &[&str]) -> Self {
+        self.0.spec.scopes = scopes.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
     pub fn secret_label(mut self, key: &str, value: &str) -> Self {
         self.0.spec.secret.labels.insert(key.into(), value.into());
         self
@@ -408,6 +413,11 @@ impl PolicyBuilder {
 
     pub fn rotate_before_expiry(mut self, d: &str) -> Self {
         self.0.spec.rotate_before_expiry = d.into();
+        self
+    }
+
+    pub fn allowed_scopes(mut self, scopes: &[&str]) -> Self {
+        self.0.spec.allowed_scopes = scopes.iter().map(|s| s.to_string()).collect();
         self
     }
 
