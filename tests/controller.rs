@@ -434,7 +434,7 @@ async fn lost_status_is_rebuilt_from_the_secret_without_reissuing() {
     let secret = cluster.secrets().get("restore-access-key").await.unwrap();
 
     cluster
-        .keys()
+        .controller_keys()
         .patch_status(
             "restore",
             &PatchParams::default(),

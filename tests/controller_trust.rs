@@ -152,7 +152,7 @@ async fn lost_status_is_not_recovered_from_edited_secret_annotations() {
     )
     .await;
     cluster
-        .keys()
+        .controller_keys()
         .patch_status(
             "restore",
             &PatchParams::default(),
@@ -369,7 +369,7 @@ async fn start_verifier(cluster: &TestCluster) -> (String, tokio_util::sync::Can
         ..Default::default()
     };
     tokio::spawn(keywarden::verifier::serve(
-        cluster.client.clone(),
+        cluster.verifier_client.clone(),
         args,
         listener,
         shutdown.clone(),

@@ -17,6 +17,7 @@ use keywarden::api::{
     AccessKey, AccessKeyPolicy, AccessKeyPolicySpec, AccessKeySpec, KeyOwner, OwnerKind, Phase,
     SecretTemplate, SecretType,
 };
+use keywarden::cli::access_control;
 use keywarden::controller::{self, ControllerArgs};
 
 mod tracking;
@@ -28,13 +29,19 @@ pub const WAIT: Duration = Duration::from_secs(60);
 
 /// A cluster to test against: devcluster in-process, or a real one via `KEYWARDEN_TEST_KUBECONFIG`.
 pub struct TestCluster {
+    /// The admin (cluster-admin): sets up what a test needs.
     pub client: Client,
+    /// The chart's controller ServiceAccount, with the chart's RBAC: the controller runs as it.
+    pub controller_client: Client,
+    /// The chart's verifier ServiceAccount, with the chart's RBAC.
+    pub verifier_client: Client,
     pub namespace: String,
     _dev: Option<devcluster::DevCluster>,
 }
 
 impl TestCluster {
-    /// Starts devcluster (or connects to the real cluster), installs the CRDs, makes a namespace.
+    /// Starts devcluster (or connects to the real cluster), installs the CRDs and keywarden's
+    /// RBAC and admission policies (deploy/access-control.yaml), makes a namespace.
     pub async fn start() -> Self {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
@@ -43,22 +50,40 @@ impl TestCluster {
             )
             .with_test_writer()
             .try_init();
-        let (client, dev) = match std::env::var("KEYWARDEN_TEST_KUBECONFIG") {
+        let (config, dev) = match std::env::var("KEYWARDEN_TEST_KUBECONFIG") {
             Ok(path) => {
                 let kubeconfig = kube::config::Kubeconfig::read_from(path).expect("kubeconfig");
                 let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
                     .await
                     .expect("kube config");
-                (Client::try_from(config).expect("client"), None)
+                (config, None)
             }
             Err(_) => {
                 let dev = devcluster::DevCluster::start()
                     .await
                     .expect("devcluster starts");
-                (dev.client().expect("devcluster client"), Some(dev))
+                (dev.config().expect("devcluster config"), Some(dev))
             }
         };
+        let client = Client::try_from(config.clone()).expect("client");
         install_crds(&client).await;
+        access_control::install(&client)
+            .await
+            .expect("installing keywarden's RBAC and admission policies");
+        let controller_client = access_control::service_account_client(
+            &client,
+            &config,
+            access_control::CONTROLLER_SERVICE_ACCOUNT,
+        )
+        .await
+        .expect("controller ServiceAccount client");
+        let verifier_client = access_control::service_account_client(
+            &client,
+            &config,
+            access_control::VERIFIER_SERVICE_ACCOUNT,
+        )
+        .await
+        .expect("verifier ServiceAccount client");
         let namespace = format!("kw-test-{}", random_suffix());
         Api::<Namespace>::all(client.clone())
             .create(
@@ -75,9 +100,17 @@ impl TestCluster {
             .expect("create namespace");
         Self {
             client,
+            controller_client,
+            verifier_client,
             namespace,
             _dev: dev,
         }
+    }
+
+    /// This test's keys as the controller sees and writes them (status writes are the
+    /// controller's alone: the admission policy refuses them from anyone else).
+    pub fn controller_keys(&self) -> Api<AccessKey> {
+        Api::namespaced(self.controller_client.clone(), &self.namespace)
     }
 
     /// The API server URL of devcluster (for child processes); `None` against a real cluster.
@@ -119,7 +152,7 @@ impl TestCluster {
 
     /// Starts an in-process controller (no leader election, cheap argon2 parameters).
     pub fn start_controller(&self) -> RunningController {
-        RunningController::start(self.client.clone(), test_args())
+        RunningController::start(self.controller_client.clone(), test_args())
     }
 
     /// Creates a key.
@@ -162,6 +195,9 @@ pub fn test_args() -> ControllerArgs {
     ControllerArgs {
         probe_addr: "127.0.0.1:0".parse().expect("addr"),
         disable_leader_election: true,
+        // why: the chart's RBAC lets the controller keep its Lease (and its record key) in its
+        // own namespace only.
+        leader_election_namespace: access_control::NAMESPACE.into(),
         argon2_memory_kib: 1024,
         argon2_iterations: 1,
         argon2_parallelism: 1,
