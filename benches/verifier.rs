@@ -28,7 +28,7 @@ use base64::Engine;
 use keywarden::api::{AccessKey, AccessKeySpec, AccessKeyStatus, KeyOwner, OwnerKind, Phase};
 use keywarden::keys::hash::{hash_secret, HashParams};
 use keywarden::keys::material::{AccessKeyId, SecretKey};
-use keywarden::verifier::{serve_http, AppState, Settings, Verifier};
+use keywarden::verifier::{serve_http, AppState, HttpLimits, Settings, Verifier};
 use tokio_util::sync::CancellationToken;
 
 const CONNECTIONS: u32 = 32;
@@ -340,9 +340,14 @@ fn serve(role: &str) {
             // why: the state prints the key's ID and credentials, which must come before READY.
             let state = verifier_state();
             println!("READY");
-            serve_http(listener, state, CancellationToken::new())
-                .await
-                .expect("serve");
+            serve_http(
+                listener,
+                state,
+                HttpLimits::default(),
+                CancellationToken::new(),
+            )
+            .await
+            .expect("serve");
         }
     });
 }
@@ -408,7 +413,7 @@ fn verifier_state() -> AppState {
     );
     AppState {
         verifier,
-        trust_forwarded_headers: false,
+        forwarding: Default::default(),
     }
 }
 

@@ -526,8 +526,11 @@ async fn proxy_examples_enforce_the_example_key_with_the_real_verifier() {
         .await
         .expect("bind the verifier");
     let verifier = listener.local_addr().expect("verifier address");
+    // why: both examples set X-Original-Method and X-Forwarded-Method alike (the other one
+    // cleared would do too), so one verifier serves both.
     let args = VerifierArgs {
-        trust_forwarded_headers: true,
+        forwarded_method_header: Some(axum::http::HeaderName::from_static("x-forwarded-method")),
+        trusted_proxies: vec!["127.0.0.1".parse().expect("loopback network")],
         ..VerifierArgs::default()
     };
     let shutdown = CancellationToken::new();

@@ -15,7 +15,7 @@ use support_verifier::{Issued, KeyBuilder, LocalVerifier};
 /// client.
 #[tokio::test]
 async fn envoy_ext_authz_http_contract() {
-    let local = LocalVerifier::start(Settings::default(), true).await;
+    let local = LocalVerifier::behind_proxy(Settings::default(), None).await;
     let issued = Issued::generate();
     local.verifier.apply_key(
         &KeyBuilder::new("team-a", "envoy", &issued)
@@ -60,6 +60,7 @@ async fn envoy_ext_authz_http_contract() {
 
     let preflight = envoy(reqwest::Method::OPTIONS, "/api/orders/42")
         .header("origin", "https://elsewhere.example.com")
+        .header("access-control-request-method", "DELETE")
         .send()
         .await
         .unwrap();
@@ -93,7 +94,7 @@ async fn traefik_forward_auth_contract() {
         failures_per_second_per_client: 1,
         ..Settings::default()
     };
-    let local = LocalVerifier::start(settings, true).await;
+    let local = LocalVerifier::behind_proxy(settings, Some("x-forwarded-method")).await;
     let issued = Issued::generate();
     local
         .verifier
@@ -116,7 +117,12 @@ async fn traefik_forward_auth_contract() {
     assert_eq!(allowed.status(), StatusCode::OK);
     assert_eq!(allowed.headers()["x-keywarden-key-id"], issued.id.as_str());
 
-    let preflight = traefik("OPTIONS", "203.0.113.7").send().await.unwrap();
+    let preflight = traefik("OPTIONS", "203.0.113.7")
+        .header("origin", "https://app.example.com")
+        .header("access-control-request-method", "PATCH")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(preflight.status(), StatusCode::OK, "forwarded preflight");
 
     // why: failures are limited per X-Forwarded-For client, so one client's guessing

@@ -78,7 +78,7 @@ impl Case {
 
 #[tokio::test]
 async fn check_endpoint_answers_every_rule_case() {
-    let local = LocalVerifier::start(Settings::default(), false).await;
+    let local = LocalVerifier::start(Settings::default()).await;
     let index = |key| local.verifier.apply_key(&key);
 
     let plain = Issued::generate();
@@ -158,13 +158,15 @@ async fn check_endpoint_answers_every_rule_case() {
         Case::get("valid basic", Some(plain.basic()))
             .expect_header("x-keywarden-key-id", "")
             .expect_header("x-keywarden-owner", "alice")
+            .expect_header("x-keywarden-owner-kind", "User")
             .expect_header("x-keywarden-scopes", "*")
             .expect_header("x-keywarden-key-name", "team-a/plain"),
         Case::get("valid bearer", Some(plain.bearer())),
         Case::get("envoy appended path", Some(plain.bearer())).path("/v1/check/api/items?x=1"),
         Case::get("any method", Some(plain.basic())).method("DELETE"),
         Case::get("service account owner", Some(robot.basic()))
-            .expect_header("x-keywarden-owner", "system:serviceaccount:team-b:ci"),
+            .expect_header("x-keywarden-owner", "system:serviceaccount:team-b:ci")
+            .expect_header("x-keywarden-owner-kind", "ServiceAccount"),
         Case::get("missing credentials", None).unauthorized(),
         Case::get("unsupported scheme", Some("Digest x".into())).unauthorized(),
         Case::get("malformed basic", Some("Basic !!".into())).unauthorized(),
@@ -192,11 +194,38 @@ async fn check_endpoint_answers_every_rule_case() {
             .header("origin", "https://eu.ops.example.com")
             .expect_header("access-control-allow-origin", "https://eu.ops.example.com"),
         Case::get("no origin, allowlisted key", Some(cors.basic())),
-        Case::get("options without credentials", None)
+        Case::get("preflight without credentials, any origin", None)
             .method("OPTIONS")
-            .header("origin", "https://evil.example.com"),
-        Case::get("forwarded OPTIONS untrusted", None)
+            .header("origin", "https://evil.example.com")
+            .header("access-control-request-method", "DELETE"),
+        Case::get("options without origin is no preflight", None)
+            .method("OPTIONS")
+            .header("access-control-request-method", "DELETE")
+            .unauthorized(),
+        Case::get("options without request method is no preflight", None)
+            .method("OPTIONS")
+            .header("origin", "https://app.example.com")
+            .unauthorized(),
+        Case::get(
+            "preflight with a wrong key",
+            Some(plain.with_wrong_secret().basic()),
+        )
+        .method("OPTIONS")
+        .header("origin", "https://app.example.com")
+        .header("access-control-request-method", "GET")
+        .unauthorized(),
+        Case::get(
+            "options with a key is never refused for its origin",
+            Some(plain.basic()),
+        )
+        .method("OPTIONS")
+        .header("origin", "https://evil.example.com")
+        .expect_header("x-keywarden-key-name", "team-a/plain"),
+        Case::get("forwarded OPTIONS without a method header", None)
             .header("x-forwarded-method", "OPTIONS")
+            .header("x-original-method", "OPTIONS")
+            .header("origin", "https://app.example.com")
+            .header("access-control-request-method", "GET")
             .unauthorized(),
         Case::get("scope granted", Some(scoped.basic()))
             .path("/v1/check?scope=logs:view")
@@ -247,6 +276,16 @@ async fn check_endpoint_answers_every_rule_case() {
         if case.status != StatusCode::OK {
             assert!(response.headers().get("x-keywarden-key-id").is_none());
         }
+        if case.method == "OPTIONS" {
+            assert!(
+                response
+                    .headers()
+                    .get("access-control-allow-origin")
+                    .is_none(),
+                "case {:?}: a foreign origin is not echoed",
+                case.name
+            );
+        }
         let body = response.text().await.unwrap();
         if let Some(expected) = case.body {
             assert_eq!(body, expected, "case {:?}: body", case.name);
@@ -262,18 +301,58 @@ async fn check_endpoint_answers_every_rule_case() {
 }
 
 #[tokio::test]
-async fn forwarded_method_and_client_are_read_only_when_trusted() {
-    let local = LocalVerifier::start(Settings::default(), true).await;
+async fn only_the_configured_method_header_makes_a_forwarded_preflight() {
+    let local = LocalVerifier::behind_proxy(Settings::default(), Some("x-original-method")).await;
     let http = reqwest::Client::new();
-    for header in ["x-forwarded-method", "x-original-method"] {
-        let response = http
+    let cases = [
+        ("x-forwarded-method", true, StatusCode::UNAUTHORIZED),
+        ("x-original-method", false, StatusCode::UNAUTHORIZED),
+        ("x-original-method", true, StatusCode::OK),
+    ];
+    for (header, with_request_method, expected) in cases {
+        let mut request = http
             .get(local.url("/v1/check"))
             .header(header, "OPTIONS")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK, "{header}");
+            .header("origin", "https://app.example.com");
+        if with_request_method {
+            request = request.header("access-control-request-method", "POST");
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(
+            response.status(),
+            expected,
+            "{header} with request method: {with_request_method}"
+        );
+        if expected == StatusCode::UNAUTHORIZED {
+            assert_eq!(response.text().await.unwrap(), UNAUTHORIZED_BODY);
+        }
     }
+}
+
+#[tokio::test]
+async fn saturated_argon2_work_answers_503_with_retry_after() {
+    let settings = Settings {
+        max_concurrent_hashes: 1,
+        max_queued_hashes: 0,
+        ..Settings::default()
+    };
+    let local = LocalVerifier::start(settings).await;
+    let issued = Issued::generate();
+    local
+        .verifier
+        .apply_key(&KeyBuilder::new("team-a", "busy", &issued).build());
+    let response = reqwest::Client::new()
+        .get(local.url("/v1/check"))
+        .header("authorization", issued.basic())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "1");
+    assert_eq!(
+        response.text().await.unwrap(),
+        r#"{"code":"unavailable","message":"The verifier is busy verifying keys; retry later"}"#
+    );
 }
 
 #[tokio::test]
@@ -283,7 +362,7 @@ async fn wrong_secret_flood_is_rate_limited_without_blocking_the_valid_secret() 
         failures_per_second_per_client: 1000,
         ..Settings::default()
     };
-    let local = LocalVerifier::start(settings, false).await;
+    let local = LocalVerifier::start(settings).await;
     let issued = Issued::generate();
     local
         .verifier
@@ -332,7 +411,7 @@ async fn concurrent_wrong_secrets_never_exceed_the_failure_burst() {
         max_queued_hashes: 64,
         ..Settings::default()
     };
-    let local = LocalVerifier::start(settings, false).await;
+    let local = LocalVerifier::start(settings).await;
     let issued = Issued::generate();
     local
         .verifier
@@ -374,7 +453,7 @@ async fn repeated_wrong_secret_is_refused_from_the_failure_cache() {
         failures_per_second_per_key: 1,
         ..Settings::default()
     };
-    let local = LocalVerifier::start(settings, false).await;
+    let local = LocalVerifier::start(settings).await;
     let issued = Issued::generate();
     local
         .verifier
@@ -405,7 +484,7 @@ async fn repeated_wrong_secret_is_refused_from_the_failure_cache() {
 
 #[tokio::test]
 async fn watch_changes_take_effect_on_the_next_request() {
-    let local = LocalVerifier::start(Settings::default(), false).await;
+    let local = LocalVerifier::start(Settings::default()).await;
     let issued = Issued::generate();
     let key = KeyBuilder::new("team-a", "k", &issued).build();
     local.verifier.apply_key(&key);
@@ -455,7 +534,7 @@ async fn watch_changes_take_effect_on_the_next_request() {
 
 #[tokio::test]
 async fn verify_endpoint_reports_a_code_for_each_outcome() {
-    let local = LocalVerifier::start(Settings::default(), false).await;
+    let local = LocalVerifier::start(Settings::default()).await;
     let valid = Issued::generate();
     local.verifier.apply_key(
         &KeyBuilder::new("team-a", "valid", &valid)
@@ -499,6 +578,22 @@ async fn verify_endpoint_reports_a_code_for_each_outcome() {
             with(pair(&valid), "scope", "logs:manage"),
             "INSUFFICIENT_SCOPE",
         ),
+        (
+            serde_json::json!({"method": "OPTIONS", "origin": "https://evil.com", "accessControlRequestMethod": "PUT"}),
+            "PREFLIGHT",
+        ),
+        (
+            serde_json::json!({"method": "OPTIONS", "origin": "https://evil.com"}),
+            "MALFORMED",
+        ),
+        (
+            with(
+                with(pair(&valid), "method", "OPTIONS"),
+                "origin",
+                "https://evil.com",
+            ),
+            "VALID",
+        ),
     ];
     let http = reqwest::Client::new();
     for (body, code) in cases {
@@ -511,18 +606,20 @@ async fn verify_endpoint_reports_a_code_for_each_outcome() {
         assert_eq!(response.status(), StatusCode::OK);
         let answer: serde_json::Value = response.json().await.unwrap();
         assert_eq!(answer["code"], code, "request {body}");
-        assert_eq!(answer["valid"], code == "VALID", "request {body}");
+        let accepted = code == "VALID" || code == "PREFLIGHT";
+        assert_eq!(answer["valid"], accepted, "request {body}");
         if code == "VALID" {
             assert_eq!(answer["accessKeyId"], valid.id.to_string());
             assert_eq!(answer["keyName"], "team-a/valid");
             assert_eq!(answer["owner"], "alice");
+            assert_eq!(answer["ownerKind"], "User");
         }
     }
 }
 
 #[tokio::test]
 async fn health_endpoints_answer() {
-    let local = LocalVerifier::start(Settings::default(), false).await;
+    let local = LocalVerifier::start(Settings::default()).await;
     let http = reqwest::Client::new();
     for path in ["/livez", "/readyz", "/metrics"] {
         let response = http.get(local.url(path)).send().await.unwrap();
