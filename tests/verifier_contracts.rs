@@ -1,151 +1,631 @@
-//! The request/response contracts of the proxies not run as processes here: Envoy `ext_authz`
-//! (HTTP mode) and Traefik ForwardAuth. Each test sends exactly what that proxy sends and checks
-//! what that proxy acts on.
+//! The proxies not run as processes here, Envoy `ext_authz` (HTTP mode) and Traefik ForwardAuth,
+//! driven by their shipped configurations (`examples/envoy/ext-authz.yaml`,
+//! `examples/traefik/dynamic.yml`): each test reads what the configuration tells the proxy to do,
+//! does it exactly as that proxy does (which headers reach the verifier, which it adds, what goes
+//! upstream and back to the client) against the real verifier, and checks the outcome, with and
+//! without spoofed headers.
 
 mod support_verifier;
 
-use keywarden::verifier::Settings;
-use reqwest::StatusCode;
+use std::collections::BTreeMap;
+
+use keywarden::verifier::{Settings, GRANT_HEADERS};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use support_verifier::examples::example;
 use support_verifier::{Issued, KeyBuilder, LocalVerifier};
 
-/// Envoy `ext_authz` HTTP mode: the original method, `path_prefix` + the original path and
-/// query, the original `authorization`/`origin` (listed in `allowed_headers`), no body
-/// (`content-length: 0`). 200 lets the request through and `allowed_upstream_headers`
-/// (`x-keywarden-*`) are copied upstream; any other status, its headers and body go back to the
-/// client.
-#[tokio::test]
-async fn envoy_ext_authz_http_contract() {
-    let local = LocalVerifier::behind_proxy(Settings::default(), None).await;
-    let issued = Issued::generate();
-    local.verifier.apply_key(
-        &KeyBuilder::new("team-a", "envoy", &issued)
-            .origins(&["https://app.example.com"])
-            .scopes(&["orders:manage"])
-            .build(),
-    );
-    let http = reqwest::Client::new();
-    let envoy = |method: reqwest::Method, path: &str| {
-        http.request(method, local.url(&format!("/v1/check{path}")))
-            .header("content-length", "0")
-            .header("x-forwarded-proto", "https")
-            .header("x-envoy-internal", "true")
-    };
+/// The client's address as the proxy sees it.
+const CLIENT: &str = "203.0.113.9";
 
-    let allowed = envoy(reqwest::Method::POST, "/api/orders/42?expand=items")
-        .header("authorization", issued.bearer())
-        .header("origin", "https://app.example.com")
-        .header("x-keywarden-required-scope", "orders:manage")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(allowed.status(), StatusCode::OK);
-    let headers = allowed.headers();
-    assert_eq!(headers["x-keywarden-key-id"], issued.id.as_str());
-    assert_eq!(headers["x-keywarden-owner"], "alice");
-    assert_eq!(headers["x-keywarden-scopes"], "orders:manage");
-    assert_eq!(headers["x-keywarden-key-name"], "team-a/envoy");
-    assert_eq!(
-        headers["access-control-allow-origin"],
-        "https://app.example.com"
-    );
+/// What a client forges, hoping the proxy passes it on.
+const SPOOFED: [(&str, &str); 10] = [
+    ("x-forwarded-method", "OPTIONS"),
+    ("x-original-method", "OPTIONS"),
+    ("x-real-ip", "198.51.100.66"),
+    ("x-forwarded-for", "198.51.100.66"),
+    ("x-keywarden-key-id", "AKWSPOOFED"),
+    (
+        "x-keywarden-owner",
+        "system:serviceaccount:kube-system:admin",
+    ),
+    ("x-keywarden-owner-kind", "ServiceAccount"),
+    ("x-keywarden-scopes", "*"),
+    ("x-keywarden-key-name", "kube-system/admin"),
+    ("x-keywarden-required-scope", "reports:view"),
+];
 
-    let denied = envoy(reqwest::Method::DELETE, "/api/orders/42")
-        .header("authorization", issued.with_wrong_secret().basic())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(denied.status(), StatusCode::UNAUTHORIZED);
-    assert!(denied.headers().contains_key("www-authenticate"));
-    assert_eq!(denied.headers()["content-type"], "application/json");
+type Headers = BTreeMap<String, String>;
 
-    let preflight = envoy(reqwest::Method::OPTIONS, "/api/orders/42")
-        .header("origin", "https://elsewhere.example.com")
-        .header("access-control-request-method", "DELETE")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        preflight.status(),
-        StatusCode::OK,
-        "preflights pass without a key"
-    );
-
-    let forbidden = envoy(reqwest::Method::GET, "/api/orders")
-        .header("authorization", issued.basic())
-        .header("origin", "https://elsewhere.example.com")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
-    assert!(forbidden
-        .text()
-        .await
-        .unwrap()
-        .contains(r#""code":"forbidden""#));
+/// What a client gets, and what the API receives if the request is let through.
+#[derive(Debug, PartialEq)]
+struct Outcome {
+    status: StatusCode,
+    body: String,
+    client_headers: Headers,
+    /// The `x-keywarden-*` headers the API receives; `None` when the request was refused.
+    upstream: Option<Headers>,
 }
 
-/// Traefik ForwardAuth: `GET` to the address with the original headers plus
-/// `X-Forwarded-Method`, `-Proto`, `-Host`, `-Uri` and `-For`. 2xx lets the request through and
-/// `authResponseHeaders` are copied upstream; otherwise the auth response is returned as is.
-#[tokio::test]
-async fn traefik_forward_auth_contract() {
-    let settings = Settings {
-        failures_per_second_per_key: 1000,
+fn yaml(path: &str) -> Value {
+    let value: serde_yaml::Value = serde_yaml::from_str(&example(path)).expect("valid YAML");
+    serde_json::to_value(value).expect("YAML converts to JSON")
+}
+
+fn strings(list: &Value) -> Vec<String> {
+    list.as_array()
+        .expect("a list")
+        .iter()
+        .map(|item| {
+            item.as_str()
+                .or_else(|| item["exact"].as_str())
+                .or_else(|| item["remove"].as_str())
+                .expect("a string, `exact` pattern or `remove` mutation")
+                .to_ascii_lowercase()
+        })
+        .collect()
+}
+
+fn keywarden_headers(headers: &Headers) -> Headers {
+    headers
+        .iter()
+        .filter(|(name, _)| name.starts_with("x-keywarden-"))
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .collect()
+}
+
+/// Sends a check to the verifier and returns its status, headers and body.
+async fn ask(
+    local: &LocalVerifier,
+    method: Method,
+    path: &str,
+    headers: &Headers,
+) -> (StatusCode, Headers, String) {
+    let mut request = reqwest::Client::new().request(method, local.url(path));
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    let response = request.send().await.expect("the verifier answers");
+    let status = response.status();
+    let answered = response
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
+    (status, answered, response.text().await.expect("body"))
+}
+
+/// One `ext_authz` filter of the Envoy example.
+struct EnvoyCheck {
+    path_prefix: String,
+    allowed: Vec<String>,
+    added: Vec<(String, String)>,
+    upstream: Vec<String>,
+    client: Vec<String>,
+}
+
+/// The Envoy example: the header-stripping filter, the checks by name, and per route the
+/// methods it matches (`None`: any) and the check it leaves enabled.
+struct Envoy {
+    stripped: Vec<String>,
+    checks: BTreeMap<String, EnvoyCheck>,
+    routes: Vec<(Option<Vec<String>>, String)>,
+}
+
+impl Envoy {
+    fn load() -> Self {
+        let config = yaml("envoy/ext-authz.yaml");
+        let manager = &config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+            ["typed_config"];
+        assert_eq!(
+            manager["use_remote_address"], true,
+            "Envoy appends the peer"
+        );
+        let mut stripped = Vec::new();
+        let mut checks = BTreeMap::new();
+        for filter in manager["http_filters"].as_array().expect("http_filters") {
+            let name = filter["name"].as_str().expect("filter name").to_owned();
+            let config = &filter["typed_config"];
+            let kind = config["@type"].as_str().expect("@type");
+            if kind.ends_with("header_mutation.v3.HeaderMutation") {
+                stripped.extend(strings(&config["mutations"]["request_mutations"]));
+            } else if kind.ends_with("ext_authz.v3.ExtAuthz") {
+                assert!(
+                    checks.is_empty() || !stripped.is_empty(),
+                    "strip before checks"
+                );
+                assert_eq!(config["failure_mode_allow"], false, "{name}: outages deny");
+                let service = &config["http_service"];
+                let request = &service["authorization_request"];
+                let response = &service["authorization_response"];
+                let added = request["headers_to_add"]
+                    .as_array()
+                    .expect("headers_to_add")
+                    .iter()
+                    .map(|h| {
+                        (
+                            h["key"].as_str().unwrap_or("").to_owned(),
+                            h["value"].as_str().unwrap_or("").to_owned(),
+                        )
+                    })
+                    .collect();
+                let check = EnvoyCheck {
+                    path_prefix: service["path_prefix"]
+                        .as_str()
+                        .expect("path_prefix")
+                        .to_owned(),
+                    allowed: strings(&request["allowed_headers"]["patterns"]),
+                    added,
+                    upstream: strings(&response["allowed_upstream_headers"]["patterns"]),
+                    client: strings(&response["allowed_client_headers"]["patterns"]),
+                };
+                checks.insert(name, check);
+            }
+        }
+        let routes = manager["route_config"]["virtual_hosts"][0]["routes"]
+            .as_array()
+            .expect("routes")
+            .iter()
+            .map(|route| {
+                let methods = route["match"]["headers"].as_array().map(|headers| {
+                    let regex = headers[0]["string_match"]["safe_regex"]["regex"]
+                        .as_str()
+                        .expect("a :method regex");
+                    let inner = regex.strip_prefix("^(").and_then(|r| r.strip_suffix(")$"));
+                    inner
+                        .expect("^(A|B)$")
+                        .split('|')
+                        .map(str::to_owned)
+                        .collect()
+                });
+                let disabled: Vec<&String> = route["typed_per_filter_config"]
+                    .as_object()
+                    .expect("typed_per_filter_config")
+                    .keys()
+                    .collect();
+                let enabled = checks
+                    .keys()
+                    .find(|name| !disabled.contains(name))
+                    .expect("one check enabled per route")
+                    .clone();
+                assert_eq!(
+                    disabled.len() + 1,
+                    checks.len(),
+                    "exactly one check per route"
+                );
+                (methods, enabled)
+            })
+            .collect();
+        Self {
+            stripped,
+            checks,
+            routes,
+        }
+    }
+
+    /// Does what Envoy does with a client request.
+    async fn exchange(&self, local: &LocalVerifier, method: Method, client: &Headers) -> Outcome {
+        let (_, check_name) = self
+            .routes
+            .iter()
+            .find(|(methods, _)| {
+                methods
+                    .as_ref()
+                    .is_none_or(|m| m.contains(&method.to_string()))
+            })
+            .expect("a route matches");
+        let check = &self.checks[check_name];
+        let mut request: Headers = client.clone();
+        request.retain(|name, _| !self.stripped.contains(name));
+        let forwarded_for = match request.get("x-forwarded-for") {
+            Some(earlier) => format!("{earlier}, {CLIENT}"),
+            None => CLIENT.to_owned(),
+        };
+        request.insert("x-forwarded-for".into(), forwarded_for);
+        let mut to_verifier: Headers = request
+            .iter()
+            .filter(|(name, _)| check.allowed.contains(name) || *name == "authorization")
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect();
+        to_verifier.extend(check.added.iter().cloned());
+        let path = format!("{}/v1/reports", check.path_prefix);
+        let (status, answered, body) = ask(local, method, &path, &to_verifier).await;
+        if status.is_success() {
+            for name in &check.upstream {
+                if let Some(value) = answered.get(name) {
+                    request.insert(name.clone(), value.clone());
+                }
+            }
+            let upstream = Some(keywarden_headers(&request));
+            return Outcome {
+                status,
+                body: String::new(),
+                client_headers: Headers::new(),
+                upstream,
+            };
+        }
+        let mut client_headers = answered;
+        client_headers.retain(|name, _| check.client.contains(name));
+        Outcome {
+            status,
+            body,
+            client_headers,
+            upstream: None,
+        }
+    }
+}
+
+/// One ForwardAuth middleware of the Traefik example.
+struct ForwardAuth {
+    address: String,
+    request_headers: Vec<String>,
+    response_headers: Vec<String>,
+}
+
+/// The Traefik example: per router (highest priority first) the methods its rule names
+/// (`None`: any), the headers its strip middleware removes and its ForwardAuth.
+struct Traefik {
+    routers: Vec<(i64, Option<Vec<String>>, Vec<String>, ForwardAuth)>,
+}
+
+impl Traefik {
+    fn load() -> Self {
+        let config = yaml("traefik/dynamic.yml");
+        let middlewares = &config["http"]["middlewares"];
+        let mut routers: Vec<_> = config["http"]["routers"]
+            .as_object()
+            .expect("routers")
+            .values()
+            .map(|router| {
+                let rule = router["rule"].as_str().expect("rule");
+                let methods: Vec<String> = rule
+                    .split("Method(`")
+                    .skip(1)
+                    .filter_map(|rest| rest.split('`').next())
+                    .map(str::to_owned)
+                    .collect();
+                let mut stripped = Vec::new();
+                let mut auth = None;
+                for name in strings(&router["middlewares"]) {
+                    let middleware = &middlewares[name.as_str()];
+                    if let Some(headers) = middleware["headers"]["customRequestHeaders"].as_object()
+                    {
+                        assert!(auth.is_none(), "{name}: strip before ForwardAuth");
+                        for (header, value) in headers {
+                            assert_eq!(value, "", "{name}: {header} is removed, not set");
+                            stripped.push(header.to_ascii_lowercase());
+                        }
+                    }
+                    let forward = &middleware["forwardAuth"];
+                    if !forward.is_null() {
+                        assert_eq!(forward["trustForwardHeader"], false, "{name}");
+                        auth = Some(ForwardAuth {
+                            address: forward["address"].as_str().expect("address").to_owned(),
+                            request_headers: strings(&forward["authRequestHeaders"]),
+                            response_headers: strings(&forward["authResponseHeaders"]),
+                        });
+                    }
+                }
+                let priority = router["priority"].as_i64().expect("priority");
+                let methods = (!methods.is_empty()).then_some(methods);
+                (priority, methods, stripped, auth.expect("a ForwardAuth"))
+            })
+            .collect();
+        routers.sort_by_key(|(priority, ..)| -priority);
+        Self { routers }
+    }
+
+    /// Does what Traefik does with a client request.
+    async fn exchange(&self, local: &LocalVerifier, method: Method, client: &Headers) -> Outcome {
+        let (_, _, stripped, auth) = self
+            .routers
+            .iter()
+            .find(|(_, methods, ..)| {
+                methods
+                    .as_ref()
+                    .is_none_or(|m| m.contains(&method.to_string()))
+            })
+            .expect("a router matches");
+        let mut request: Headers = client.clone();
+        // why: without forwardedHeaders.trustedIPs the entry point drops X-Forwarded-*.
+        request.retain(|name, _| !stripped.contains(name) && !name.starts_with("x-forwarded-"));
+        let mut to_verifier: Headers = request
+            .iter()
+            .filter(|(name, _)| auth.request_headers.contains(name))
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect();
+        for (name, value) in [
+            ("x-forwarded-method", method.as_str()),
+            ("x-forwarded-for", CLIENT),
+            ("x-forwarded-proto", "http"),
+            ("x-forwarded-host", "api.example.com"),
+            ("x-forwarded-uri", "/v1/reports"),
+        ] {
+            to_verifier.insert(name.into(), value.into());
+        }
+        let path = auth
+            .address
+            .split_once("://")
+            .and_then(|(_, rest)| rest.find('/').map(|slash| &rest[slash..]))
+            .expect("an address with a path");
+        let (status, answered, body) = ask(local, Method::GET, path, &to_verifier).await;
+        if !status.is_success() {
+            return Outcome {
+                status,
+                body,
+                client_headers: answered
+                    .into_iter()
+                    .filter(|(name, _)| {
+                        ["www-authenticate", "retry-after", "content-type"].contains(&name.as_str())
+                    })
+                    .collect(),
+                upstream: None,
+            };
+        }
+        for name in &auth.response_headers {
+            request.remove(name);
+            if let Some(value) = answered.get(name) {
+                request.insert(name.clone(), value.clone());
+            }
+        }
+        Outcome {
+            status,
+            body: String::new(),
+            client_headers: Headers::new(),
+            upstream: Some(keywarden_headers(&request)),
+        }
+    }
+}
+
+enum Proxy {
+    Envoy(Envoy),
+    Traefik(Traefik),
+}
+
+impl Proxy {
+    async fn exchange(&self, local: &LocalVerifier, method: Method, client: &Headers) -> Outcome {
+        match self {
+            Proxy::Envoy(envoy) => envoy.exchange(local, method, client).await,
+            Proxy::Traefik(traefik) => traefik.exchange(local, method, client).await,
+        }
+    }
+}
+
+/// The table both contracts must satisfy, with a verifier configured as the example says.
+async fn contract_holds(proxy: Proxy, local: LocalVerifier) {
+    let view = Issued::generate();
+    local.verifier.apply_key(
+        &KeyBuilder::new("team-a", "reporter", &view)
+            .service_account("reporter")
+            .scopes(&["reports:view"])
+            .build(),
+    );
+    let manage = Issued::generate();
+    local.verifier.apply_key(
+        &KeyBuilder::new("team-a", "editor", &manage)
+            .scopes(&["reports:manage"])
+            .build(),
+    );
+    let granted = |issued: &Issued, name: &str, owner: &str, kind: &str, scopes: &str| {
+        let values = [
+            ("x-keywarden-key-id", issued.id.as_str()),
+            ("x-keywarden-key-name", name),
+            ("x-keywarden-owner", owner),
+            ("x-keywarden-owner-kind", kind),
+            ("x-keywarden-scopes", scopes),
+        ];
+        Some(
+            values
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect::<Headers>(),
+        )
+    };
+    let reporter = granted(
+        &view,
+        "team-a/reporter",
+        "system:serviceaccount:team-a:reporter",
+        "ServiceAccount",
+        "reports:view",
+    );
+    let editor = granted(&manage, "team-a/editor", "alice", "User", "reports:manage");
+    let cors = |request_method: Option<&str>| {
+        let mut headers = vec![("origin", "https://app.example.com".to_owned())];
+        headers.extend(request_method.map(|m| ("access-control-request-method", m.to_owned())));
+        headers
+    };
+    let with_key = |issued: &Issued| vec![("authorization", issued.basic())];
+    let cases: Vec<(
+        &str,
+        Method,
+        Vec<(&str, String)>,
+        StatusCode,
+        Option<Headers>,
+    )> = vec![
+        (
+            "GET without a key, dressed as a preflight",
+            Method::GET,
+            cors(Some("GET")),
+            StatusCode::UNAUTHORIZED,
+            None,
+        ),
+        (
+            "DELETE without a key",
+            Method::DELETE,
+            Vec::new(),
+            StatusCode::UNAUTHORIZED,
+            None,
+        ),
+        (
+            "OPTIONS without a key that is no preflight",
+            Method::OPTIONS,
+            cors(None),
+            StatusCode::UNAUTHORIZED,
+            None,
+        ),
+        (
+            "preflight",
+            Method::OPTIONS,
+            cors(Some("DELETE")),
+            StatusCode::OK,
+            Some(Headers::new()),
+        ),
+        (
+            "GET with a view-only key",
+            Method::GET,
+            with_key(&view),
+            StatusCode::OK,
+            reporter,
+        ),
+        (
+            "POST with a view-only key",
+            Method::POST,
+            with_key(&view),
+            StatusCode::FORBIDDEN,
+            None,
+        ),
+        (
+            "DELETE with a view-only key",
+            Method::DELETE,
+            with_key(&view),
+            StatusCode::FORBIDDEN,
+            None,
+        ),
+        (
+            "POST with a manage key",
+            Method::POST,
+            with_key(&manage),
+            StatusCode::OK,
+            editor,
+        ),
+    ];
+    for (name, method, headers, status, upstream) in cases {
+        let honest: Headers = headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.clone()))
+            .collect();
+        let mut spoofed = honest.clone();
+        spoofed.extend(SPOOFED.iter().map(|(n, v)| (n.to_string(), v.to_string())));
+        let outcome = proxy.exchange(&local, method.clone(), &honest).await;
+        assert_eq!(outcome.status, status, "{name}: {}", outcome.body);
+        assert_eq!(outcome.upstream, upstream, "{name}: what the API receives");
+        match status {
+            StatusCode::UNAUTHORIZED => {
+                assert!(outcome.body.contains(r#""code":"unauthorized""#), "{name}");
+                assert!(
+                    outcome.client_headers.contains_key("www-authenticate"),
+                    "{name}"
+                );
+            }
+            StatusCode::FORBIDDEN => assert_eq!(
+                outcome.body,
+                r#"{"code":"insufficient_scope","message":"The access key does not grant the required scope"}"#,
+                "{name}"
+            ),
+            _ => {}
+        }
+        let forged = proxy.exchange(&local, method, &spoofed).await;
+        assert_eq!(
+            forged, outcome,
+            "{name}: spoofed headers changed the outcome"
+        );
+    }
+
+    // why: failures are limited per client (burst of 2); a believed forged address would
+    // get a fresh bucket each time.
+    let mut statuses = Vec::new();
+    let mut last = None;
+    for attempt in 0..3 {
+        let mut headers = Headers::new();
+        headers.insert("authorization".into(), view.with_wrong_secret().basic());
+        headers.insert("x-forwarded-for".into(), format!("198.51.100.{attempt}"));
+        headers.insert("x-real-ip".into(), format!("198.51.100.{attempt}"));
+        let outcome = proxy.exchange(&local, Method::GET, &headers).await;
+        statuses.push(outcome.status);
+        last = Some(outcome);
+    }
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::UNAUTHORIZED,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    let limited = last.expect("an outcome");
+    assert_eq!(
+        limited
+            .client_headers
+            .get("retry-after")
+            .map(String::as_str),
+        Some("1")
+    );
+    assert_eq!(
+        limited.body,
+        r#"{"code":"too_many_requests","message":"Too many failed attempts; retry later"}"#
+    );
+}
+
+fn rate_limited_per_client() -> Settings {
+    Settings {
         failures_per_second_per_client: 1,
         ..Settings::default()
-    };
-    let local = LocalVerifier::behind_proxy(settings, Some("x-forwarded-method")).await;
-    let issued = Issued::generate();
-    local
-        .verifier
-        .apply_key(&KeyBuilder::new("team-a", "traefik", &issued).build());
-    let http = reqwest::Client::new();
-    let traefik = |method: &str, client: &str| {
-        http.get(local.url("/v1/check"))
-            .header("x-forwarded-method", method)
-            .header("x-forwarded-proto", "https")
-            .header("x-forwarded-host", "api.example.com")
-            .header("x-forwarded-uri", "/v1/things?scope=ignored:manage")
-            .header("x-forwarded-for", client)
-    };
-
-    let allowed = traefik("PATCH", "203.0.113.7")
-        .header("authorization", issued.basic())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(allowed.status(), StatusCode::OK);
-    assert_eq!(allowed.headers()["x-keywarden-key-id"], issued.id.as_str());
-
-    let preflight = traefik("OPTIONS", "203.0.113.7")
-        .header("origin", "https://app.example.com")
-        .header("access-control-request-method", "PATCH")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(preflight.status(), StatusCode::OK, "forwarded preflight");
-
-    // why: failures are limited per X-Forwarded-For client, so one client's guessing
-    // does not limit another's.
-    let mut limited = false;
-    for _ in 0..10 {
-        let response = traefik("GET", "198.51.100.1")
-            .header("authorization", issued.with_wrong_secret().basic())
-            .send()
-            .await
-            .unwrap();
-        if response.status() == StatusCode::TOO_MANY_REQUESTS {
-            assert!(response.headers().contains_key("retry-after"));
-            limited = true;
-            break;
-        }
-        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     }
-    assert!(limited, "the guessing client is rate-limited");
-    let other_client = traefik("GET", "203.0.113.8")
-        .header("authorization", issued.with_wrong_secret().basic())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(other_client.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[test]
+fn envoy_example_strips_and_passes_every_keywarden_header() {
+    let envoy = Envoy::load();
+    for header in GRANT_HEADERS.iter().chain(&["x-keywarden-required-scope"]) {
+        assert!(
+            envoy.stripped.contains(&header.to_string()),
+            "{header} is stripped"
+        );
+    }
+    for (name, check) in &envoy.checks {
+        for header in GRANT_HEADERS {
+            assert!(
+                check.upstream.contains(&header.to_owned()),
+                "{name}: {header} upstream"
+            );
+        }
+        assert!(
+            check.client.contains(&"retry-after".to_owned()),
+            "{name}: Retry-After"
+        );
+    }
+}
+
+#[test]
+fn traefik_example_strips_and_copies_every_keywarden_header() {
+    let traefik = Traefik::load();
+    for (_, _, stripped, auth) in &traefik.routers {
+        for header in GRANT_HEADERS.iter().chain(&["x-keywarden-required-scope"]) {
+            assert!(
+                stripped.contains(&header.to_string()),
+                "{header} is stripped"
+            );
+        }
+        for header in GRANT_HEADERS {
+            assert!(
+                auth.response_headers.contains(&header.to_owned()),
+                "{header} copied"
+            );
+        }
+    }
+}
+
+/// Envoy keeps the method, so the verifier reads no method header; Envoy is a trusted proxy.
+#[tokio::test]
+async fn envoy_example_contract_requires_a_scope_per_method_and_ignores_spoofing() {
+    let local = LocalVerifier::behind_proxy(rate_limited_per_client(), None).await;
+    contract_holds(Proxy::Envoy(Envoy::load()), local).await;
+}
+
+/// ForwardAuth always asks with GET and reports the method in X-Forwarded-Method.
+#[tokio::test]
+async fn traefik_example_contract_requires_a_scope_per_method_and_ignores_spoofing() {
+    let local =
+        LocalVerifier::behind_proxy(rate_limited_per_client(), Some("x-forwarded-method")).await;
+    contract_holds(Proxy::Traefik(Traefik::load()), local).await;
 }
