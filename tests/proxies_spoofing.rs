@@ -11,6 +11,7 @@ use std::path::Path;
 
 use keywarden::verifier::Settings;
 use reqwest::{Method, StatusCode};
+use support_verifier::contracts::SPOOFED;
 use support_verifier::examples::{
     recording_api, start_caddy_example, start_nginx_example, Log, Proxy, Seen,
 };
@@ -23,23 +24,6 @@ const INSUFFICIENT_SCOPE_BODY: &str =
     r#"{"code":"insufficient_scope","message":"The access key does not grant the required scope"}"#;
 const RATE_LIMITED_BODY: &str =
     r#"{"code":"too_many_requests","message":"Too many failed attempts; retry later"}"#;
-
-/// What a client forges, hoping the proxy passes it on.
-const SPOOFED: [(&str, &str); 10] = [
-    ("x-forwarded-method", "OPTIONS"),
-    ("x-original-method", "OPTIONS"),
-    ("x-real-ip", "203.0.113.66"),
-    ("x-forwarded-for", "203.0.113.66"),
-    ("x-keywarden-key-id", "AKWSPOOFED"),
-    (
-        "x-keywarden-owner",
-        "system:serviceaccount:kube-system:admin",
-    ),
-    ("x-keywarden-owner-kind", "ServiceAccount"),
-    ("x-keywarden-scopes", "*"),
-    ("x-keywarden-key-name", "kube-system/admin"),
-    ("x-keywarden-required-scope", "reports:view"),
-];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {

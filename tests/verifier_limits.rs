@@ -1,7 +1,8 @@
 //! The verifier under hostile clients, over real TCP: slow and idle connections are closed, the
 //! connection cap makes room by closing idle connections, oversized heads and bodies are
 //! refused, a wrong-secret flood on an ID does not lock out its holder, and clients hanging up
-//! mid-check never run more argon2id at once than the bound.
+//! mid-check never run more argon2id at once than the bound; failure rate limits and the
+//! failure cache.
 
 mod support_verifier;
 
@@ -327,5 +328,132 @@ async fn forwarded_addresses_from_an_untrusted_peer_share_the_peers_bucket() {
             StatusCode::TOO_MANY_REQUESTS
         ],
         "spoofed addresses do not buy a fresh bucket (burst of 2)"
+    );
+}
+
+#[tokio::test]
+async fn wrong_secret_flood_is_rate_limited_without_blocking_the_valid_secret() {
+    let settings = Settings {
+        failures_per_second_per_key: 1,
+        failures_per_second_per_client: 1000,
+        ..Settings::default()
+    };
+    let local = LocalVerifier::start(settings).await;
+    let issued = Issued::generate();
+    local
+        .verifier
+        .apply_key(&KeyBuilder::new("team-a", "flooded", &issued).build());
+    let http = reqwest::Client::new();
+    let check = |authorization: String| {
+        let request = http
+            .get(local.url("/v1/check"))
+            .header("authorization", authorization);
+        async move { request.send().await.unwrap() }
+    };
+    assert_eq!(check(issued.basic()).await.status(), StatusCode::OK);
+
+    let mut limited = None;
+    for _ in 0..20 {
+        let response = check(issued.with_wrong_secret().basic()).await;
+        match response.status() {
+            StatusCode::UNAUTHORIZED => continue,
+            StatusCode::TOO_MANY_REQUESTS => {
+                limited = Some(response);
+                break;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    let limited = limited.expect("a burst of wrong secrets for one ID is rate-limited");
+    let retry_after: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1);
+    assert!(limited.text().await.unwrap().contains("too_many_requests"));
+    assert_eq!(
+        check(issued.basic()).await.status(),
+        StatusCode::OK,
+        "the cached valid secret keeps working while its ID is limited"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_wrong_secrets_never_exceed_the_failure_burst() {
+    let settings = Settings {
+        failures_per_second_per_key: 1,
+        failures_per_second_per_client: 1000,
+        max_queued_hashes: 64,
+        ..Settings::default()
+    };
+    let local = LocalVerifier::start(settings).await;
+    let issued = Issued::generate();
+    local
+        .verifier
+        .apply_key(&KeyBuilder::new("team-a", "raced", &issued).build());
+    let http = reqwest::Client::new();
+    // why: all 24 arrive before the first argon2 run ends (tens of ms); charging after the work
+    // would let every one of them through an empty bucket.
+    let attempts = (0..24).map(|_| {
+        let request = http
+            .get(local.url("/v1/check"))
+            .header("authorization", issued.with_wrong_secret().basic());
+        async move { request.send().await.unwrap().status() }
+    });
+    let started = std::time::Instant::now();
+    let statuses = futures::future::join_all(attempts).await;
+    let refilled = usize::try_from(started.elapsed().as_secs()).unwrap_or(usize::MAX) + 1;
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let limited = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!(
+        refused + limited,
+        statuses.len(),
+        "only 401 or 429: {statuses:?}"
+    );
+    assert!(
+        refused <= 2 + refilled,
+        "only the burst of 2 failures (plus one a second) reaches argon2, got {refused} x 401"
+    );
+}
+
+#[tokio::test]
+async fn repeated_wrong_secret_is_refused_from_the_failure_cache() {
+    let settings = Settings {
+        failures_per_second_per_key: 1,
+        ..Settings::default()
+    };
+    let local = LocalVerifier::start(settings).await;
+    let issued = Issued::generate();
+    local
+        .verifier
+        .apply_key(&KeyBuilder::new("team-a", "k", &issued).build());
+    let wrong = issued.with_wrong_secret().basic();
+    let http = reqwest::Client::new();
+    for attempt in 0..10 {
+        let response = http
+            .get(local.url("/v1/check"))
+            .header("authorization", &wrong)
+            .send()
+            .await
+            .unwrap();
+        // why: one remembered failure costs no argon2 work and so never reaches the limit.
+        assert_eq!(
+            response.status(),
+            StatusCode::UNAUTHORIZED,
+            "attempt {attempt}"
+        );
+    }
+    let metrics = http.get(local.url("/metrics")).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"keywarden_verifier_cache_lookups_total{outcome="KnownFailure"} 9"#),
+        "{metrics}"
     );
 }

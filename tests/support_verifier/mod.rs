@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod contracts;
 pub mod examples;
 pub mod proxies;
 
