@@ -55,13 +55,15 @@ async fn contract_holds(proxy: Proxy, local: LocalVerifier) {
         headers
     };
     let with_key = |issued: &Issued| vec![("authorization", issued.basic())];
-    let cases: Vec<(
-        &str,
+    // why: (name, method, client headers, status, X-Keywarden-* headers the API receives).
+    type Case<'a> = (
+        &'a str,
         Method,
-        Vec<(&str, String)>,
+        Vec<(&'a str, String)>,
         StatusCode,
         Option<Headers>,
-    )> = vec![
+    );
+    let cases: Vec<Case> = vec![
         (
             "GET without a key, dressed as a preflight",
             Method::GET,
@@ -219,7 +221,8 @@ fn envoy_example_strips_and_passes_every_keywarden_header() {
 #[test]
 fn traefik_example_strips_and_copies_every_keywarden_header() {
     let traefik = Traefik::load();
-    for (_, _, stripped, auth) in &traefik.routers {
+    for router in &traefik.routers {
+        let (stripped, auth) = (&router.stripped, &router.auth);
         for header in GRANT_HEADERS.iter().chain(&["x-keywarden-required-scope"]) {
             assert!(
                 stripped.contains(&header.to_string()),

@@ -262,10 +262,19 @@ pub struct ForwardAuth {
     pub response_headers: Vec<String>,
 }
 
-/// The Traefik example: per router (highest priority first) the methods its rule names
-/// (`None`: any), the headers its strip middleware removes and its ForwardAuth.
+/// One router of the Traefik example.
+pub struct Router {
+    pub priority: i64,
+    /// The methods its rule names; `None`: any.
+    pub methods: Option<Vec<String>>,
+    /// The headers its strip middleware removes.
+    pub stripped: Vec<String>,
+    pub auth: ForwardAuth,
+}
+
+/// The Traefik example's routers, highest priority first.
 pub struct Traefik {
-    pub routers: Vec<(i64, Option<Vec<String>>, Vec<String>, ForwardAuth)>,
+    pub routers: Vec<Router>,
 }
 
 impl Traefik {
@@ -307,11 +316,15 @@ impl Traefik {
                     }
                 }
                 let priority = router["priority"].as_i64().expect("priority");
-                let methods = (!methods.is_empty()).then_some(methods);
-                (priority, methods, stripped, auth.expect("a ForwardAuth"))
+                Router {
+                    priority,
+                    methods: (!methods.is_empty()).then_some(methods),
+                    stripped,
+                    auth: auth.expect("a ForwardAuth"),
+                }
             })
             .collect();
-        routers.sort_by_key(|(priority, ..)| -priority);
+        routers.sort_by_key(|router| -router.priority);
         Self { routers }
     }
 
@@ -322,11 +335,12 @@ impl Traefik {
         method: Method,
         client: &Headers,
     ) -> Outcome {
-        let (_, _, stripped, auth) = self
+        let Router { stripped, auth, .. } = self
             .routers
             .iter()
-            .find(|(_, methods, ..)| {
-                methods
+            .find(|router| {
+                router
+                    .methods
                     .as_ref()
                     .is_none_or(|m| m.contains(&method.to_string()))
             })
