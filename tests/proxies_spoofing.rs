@@ -299,3 +299,57 @@ async fn caddy_example_ignores_every_spoofed_forwarded_and_identity_header() {
     };
     spoofing_changes_nothing(Kind::Caddy, &caddy).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_example_gives_503_and_retry_after_back_and_refuses_without_a_verifier() {
+    let Some(nginx) = proxy_binary("nginx") else {
+        return;
+    };
+    // why: no argon2 run may wait, so a key not yet verified finds the verifier saturated.
+    let saturated = Settings {
+        max_concurrent_hashes: 1,
+        max_queued_hashes: 0,
+        ..Settings::default()
+    };
+    let verifier = LocalVerifier::behind_proxy(saturated, Some("x-original-method")).await;
+    let issued = Issued::generate();
+    verifier
+        .verifier
+        .apply_key(&KeyBuilder::new("team-a", "busy", &issued).build());
+    let (api, calls) = recording_api().await;
+    let proxy = start_nginx_example(&nginx, verifier.addr, api).await;
+    let busy = reqwest::Client::new()
+        .get(proxy.url("/v1/reports"))
+        .header("authorization", issued.basic())
+        .send()
+        .await
+        .expect("request through nginx");
+    assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(busy.headers()["retry-after"], "1");
+    assert_eq!(
+        busy.text().await.expect("body"),
+        r#"{"code":"unavailable","message":"The access key could not be checked; retry later"}"#
+    );
+    drop(proxy);
+    drop(verifier);
+
+    let unreachable = support_verifier::proxies::free_port();
+    let unreachable = std::net::SocketAddr::from(([127, 0, 0, 1], unreachable));
+    let proxy = start_nginx_example(&nginx, unreachable, api).await;
+    let refused = reqwest::Client::new()
+        .get(proxy.url("/v1/reports"))
+        .header("authorization", issued.basic())
+        .send()
+        .await
+        .expect("request through nginx");
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(refused.headers().get("retry-after").is_none());
+    assert_eq!(
+        refused.text().await.expect("body"),
+        r#"{"code":"unavailable","message":"The access key could not be checked; retry later"}"#
+    );
+    assert!(
+        calls.lock().expect("log lock").is_empty(),
+        "nothing reached the API"
+    );
+}

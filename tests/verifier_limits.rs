@@ -85,6 +85,24 @@ async fn a_client_sending_one_header_byte_a_second_is_cut_off_after_the_header_t
 }
 
 #[tokio::test]
+async fn a_verify_body_sent_too_slowly_is_answered_408() {
+    let local =
+        LocalVerifier::start_with(Settings::default(), Forwarding::default(), limits()).await;
+    let mut stream = TcpStream::connect(local.addr).await.unwrap();
+    stream
+        .write_all(b"POST /v1/verify HTTP/1.1\r\nHost: verifier\r\nContent-Type: application/json\r\nContent-Length: 64\r\n\r\n{")
+        .await
+        .unwrap();
+    let mut answer = vec![0; 1024];
+    let read = tokio::time::timeout(PATIENCE, stream.read(&mut answer))
+        .await
+        .expect("an answer before the body ends")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+}
+
+#[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     let local =
         LocalVerifier::start_with(Settings::default(), Forwarding::default(), limits()).await;

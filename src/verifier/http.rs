@@ -51,8 +51,6 @@ const RATE_LIMITED_BODY: &str =
     r#"{"code":"too_many_requests","message":"Too many failed attempts; retry later"}"#;
 const OVERLOADED_BODY: &str =
     r#"{"code":"unavailable","message":"The verifier is busy verifying keys; retry later"}"#;
-/// Time `/v1/verify` and the other routes have to read their body and answer.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Shared state of the routes.
 #[derive(Clone)]
@@ -76,13 +74,18 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let routes = other_routes(state.clone(), limits.max_body_bytes);
-    let handler = move |peer, request| respond(state.clone(), routes.clone(), peer, request);
+    // why: a body sent byte by byte would hold a connection busy, where no idle or header
+    // timeout reaches it; the other routes get as long to read it as a client has for a head.
+    let body_timeout = limits.header_read_timeout;
+    let handler =
+        move |peer, request| respond(state.clone(), routes.clone(), body_timeout, peer, request);
     server::serve(listener, limits, handler, shutdown).await
 }
 
 async fn respond(
     state: AppState,
     routes: Router,
+    body_timeout: Duration,
     peer: SocketAddr,
     request: Request<Incoming>,
 ) -> Response {
@@ -93,7 +96,7 @@ async fn respond(
     let (mut parts, body) = request.into_parts();
     parts.extensions.insert(ConnectInfo(peer));
     let answer = routes.oneshot(Request::from_parts(parts, Body::new(body)));
-    match tokio::time::timeout(REQUEST_TIMEOUT, answer).await {
+    match tokio::time::timeout(body_timeout, answer).await {
         Ok(Ok(response)) => response,
         Ok(Err(never)) => match never {},
         Err(_) => StatusCode::REQUEST_TIMEOUT.into_response(),

@@ -97,7 +97,7 @@ pub struct VerifierArgs {
     #[arg(long, default_value_t = 10_000)]
     pub max_connections: usize,
 
-    /// Bytes of request line and headers at most (431 beyond; at least 8192 are allowed).
+    /// Bytes of request line and headers at most (431 beyond).
     #[arg(long, default_value_t = 16 * 1024)]
     pub max_header_bytes: usize,
 

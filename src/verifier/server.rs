@@ -28,7 +28,7 @@ use crate::sync::lock;
 #[derive(Clone, Debug)]
 pub struct HttpLimits {
     /// Time a client has to send a whole request head, from its first byte (or, for a new
-    /// connection, from the accept).
+    /// connection, from the accept); also the time `/v1/verify` has to receive its body.
     pub header_read_timeout: Duration,
     /// Time a keep-alive connection may sit between requests.
     pub idle_timeout: Duration,
@@ -122,6 +122,11 @@ impl Tracker {
     fn enter(&self, phase: Phase) {
         self.since.store(now_millis(), Ordering::Release);
         self.phase.store(phase as u8, Ordering::Release);
+    }
+
+    /// A request is being answered; no timeout applies, so the clock is not read.
+    fn busy(&self) {
+        self.phase.store(Phase::Busy as u8, Ordering::Release);
     }
 
     /// Bytes arrived: a new request head starts unless one is already being read or answered.
@@ -373,7 +378,7 @@ where
     let service = {
         let tracker = tracker.clone();
         service_fn(move |request| {
-            tracker.enter(Phase::Busy);
+            tracker.busy();
             let answer = handler(peer, request);
             let tracker = tracker.clone();
             async move {
@@ -439,5 +444,61 @@ pub fn raise_open_file_limit() -> Option<u64> {
     #[cfg(not(target_os = "linux"))]
     {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_phase_expires_after_its_own_timeout_and_busy_never_does() {
+        let limits = HttpLimits {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(75),
+            ..HttpLimits::default()
+        };
+        let tracker = Tracker::new();
+        let start = tracker.since.load(Ordering::Acquire);
+        let at = |seconds: u64| start + seconds * 1000;
+        assert!(
+            !tracker.expired(at(9), &limits),
+            "new, within the head timeout"
+        );
+        assert!(
+            tracker.expired(at(10), &limits),
+            "new, past the head timeout"
+        );
+        tracker.received();
+        assert_eq!(tracker.phase(), Phase::Head);
+        tracker.busy();
+        tracker.received();
+        assert_eq!(tracker.phase(), Phase::Busy, "body bytes start no new head");
+        assert!(!tracker.expired(u64::MAX, &limits), "busy never expires");
+        tracker.enter(Phase::Idle);
+        let idle_since = tracker.since.load(Ordering::Acquire);
+        assert!(!tracker.expired(idle_since + 74_000, &limits));
+        assert!(tracker.expired(idle_since + 75_000, &limits));
+    }
+
+    #[test]
+    fn at_the_cap_idle_connections_are_chosen_before_ones_sending_a_head() {
+        let connections = Connections::default();
+        let (_, sending) = connections.register();
+        sending.enter(Phase::Head);
+        let (_, busy) = connections.register();
+        busy.busy();
+        let (_, idle) = connections.register();
+        idle.enter(Phase::Idle);
+        connections.close_one_waiting();
+        assert!(idle.close_requested.load(Ordering::Acquire));
+        assert!(!sending.close_requested.load(Ordering::Acquire));
+        connections.close_one_waiting();
+        assert!(sending.close_requested.load(Ordering::Acquire));
+        connections.close_one_waiting();
+        assert!(
+            !busy.close_requested.load(Ordering::Acquire),
+            "busy is never chosen"
+        );
     }
 }
