@@ -236,3 +236,59 @@ pub async fn serve(
     let _ = tokio::join!(watching, flushing);
     served
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        verifier: VerifierArgs,
+    }
+
+    #[test]
+    fn proxy_flags_select_the_method_header_and_trusted_networks() {
+        let parsed = Command::try_parse_from([
+            "verifier",
+            "--forwarded-method-header",
+            "X-Original-Method",
+            "--trusted-proxies",
+            "10.0.0.0/8,127.0.0.1",
+        ])
+        .map_err(|e| e.to_string());
+        let forwarding = parsed.map(|c| c.verifier.forwarding());
+        let forwarding = forwarding.as_ref().map(|f| {
+            let networks: Vec<String> = f.trusted_proxies.iter().map(|n| n.to_string()).collect();
+            (
+                f.method_header.as_ref().map(|h| h.as_str().to_owned()),
+                networks,
+            )
+        });
+        assert_eq!(
+            forwarding,
+            Ok((
+                Some("x-original-method".to_owned()),
+                vec!["10.0.0.0/8".to_owned(), "127.0.0.1/32".to_owned()]
+            ))
+        );
+        let defaults = Command::try_parse_from(["verifier"]).map(|c| c.verifier.forwarding());
+        assert!(defaults.is_ok_and(|f| f.method_header.is_none() && f.trusted_proxies.is_empty()));
+    }
+
+    #[test]
+    fn a_trusted_proxy_that_is_no_network_is_refused() {
+        let error = Command::try_parse_from(["verifier", "--trusted-proxies", "10.0.0.0/8,proxy"])
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            error
+                .as_deref()
+                .is_some_and(|e| e
+                    .contains(r#""proxy" is not an IP address or CIDR network (like 10.0.0.0/8)"#)),
+            "{error:?}"
+        );
+    }
+}
