@@ -1,11 +1,13 @@
 //! Verifier benchmark (`cargo bench --bench verifier`): figures and ratios against baselines
 //! measured in the same run.
 //!
-//! - wrk -> verifier `/v1/check` with a cached valid key vs wrk -> a minimal server answering 200
-//!   (hyper's HTTP/1 server, one service answering 200): server CPU per request (target <= 1.25x), throughput
-//!   (target >= 0.8x), p99 at 32 connections. Each server runs in its own process (this binary
-//!   re-executed) so its CPU time is its own.
-//! - nginx `auth_request` -> verifier vs nginx `auth_request` -> minimal server (target >= 0.9x).
+//! - wrk -> verifier `/v1/check` with a cached valid key vs wrk -> the baseline: hyper's HTTP/1
+//!   server doing the essential work of a cached check (decode Basic credentials, look the ID up
+//!   in a hash map, compare an HMAC-SHA256 in constant time; `verifier/baseline.rs`). Both run
+//!   with the same number of tokio worker threads, 1 and then 2: server CPU per request (target
+//!   <= 1.25x), throughput (target >= 0.8x), p99 at 32 connections. Each server runs in its own
+//!   process (this binary re-executed) so its CPU time is its own.
+//! - nginx `auth_request` -> verifier vs nginx `auth_request` -> the baseline (target >= 0.9x).
 //! - Flood: valid-key throughput while 1,000 wrong-secret requests/s hit the same ID
 //!   (target >= 0.5x of unloaded).
 //! - Revocation latency: patch `spec.active: false` -> first 401, p99 over 50 trials
@@ -14,6 +16,8 @@
 //! Needs `wrk` and `nginx` (scripts/ensure-proxies.sh); sections whose tool is missing are
 //! skipped with a message.
 
+#[path = "verifier/baseline.rs"]
+mod baseline;
 #[path = "verifier/revocation.rs"]
 mod revocation;
 
@@ -28,20 +32,25 @@ use base64::Engine;
 use keywarden::api::{AccessKey, AccessKeySpec, AccessKeyStatus, KeyOwner, OwnerKind, Phase};
 use keywarden::keys::hash::{hash_secret, HashParams};
 use keywarden::keys::material::{AccessKeyId, SecretKey};
-use keywarden::verifier::{serve_http, AppState, Settings, Verifier};
+use keywarden::verifier::{serve_http, AppState, HttpLimits, Settings, Verifier};
 use tokio_util::sync::CancellationToken;
 
 const CONNECTIONS: u32 = 32;
 const DURATION: &str = "5s";
 
+/// Worker threads of both servers, measured in turn.
+const WORKERS: [usize; 2] = [1, 2];
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if let Some(role) = args
-        .iter()
-        .position(|a| a == "--serve")
-        .and_then(|i| args.get(i + 1))
-    {
-        serve(role);
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+    };
+    if let Some(role) = flag("--serve") {
+        let workers = flag("--workers").and_then(|w| w.parse().ok()).unwrap_or(2);
+        serve(role, workers);
         return;
     }
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
@@ -50,42 +59,64 @@ fn main() {
         runtime.block_on(revocation::report());
         return;
     };
-    let minimal = ServerProcess::start("minimal");
-    let verifier = ServerProcess::start("verifier");
     let check_url = |server: &ServerProcess| format!("http://{}/v1/check", server.addr);
-
-    // why: the figures are for a cached key; the one argon2 run happens before measuring.
-    runtime.block_on(warm_up(
-        &check_url(&verifier),
-        verifier.authorization.as_deref(),
-    ));
-    println!("== direct: wrk -c{CONNECTIONS} -d{DURATION}, server in its own process");
-    let base = measure(&wrk, &minimal, &check_url(&minimal), None);
+    let mut servers = None;
+    let mut checked = None;
+    for workers in WORKERS {
+        let baseline = ServerProcess::start("baseline", workers);
+        let verifier = ServerProcess::start("verifier", workers);
+        // why: the figures are for a cached key; the one argon2 run happens before measuring.
+        runtime.block_on(warm_up(
+            &check_url(&verifier),
+            verifier.authorization.as_deref(),
+        ));
+        println!(
+            "== direct, {workers} worker thread(s) each: wrk -c{CONNECTIONS} -d{DURATION}, server in its own process"
+        );
+        let base = measure(
+            &wrk,
+            &baseline,
+            &check_url(&baseline),
+            baseline.authorization.as_deref(),
+        );
+        let auth = verifier.authorization.clone();
+        let cached = measure(&wrk, &verifier, &check_url(&verifier), auth.as_deref());
+        base.print("baseline (Basic+map+HMAC)");
+        cached.print("verifier (cached key)");
+        ratio(
+            &format!("CPU per request, {workers} worker(s)"),
+            cached.cpu_per_request,
+            base.cpu_per_request,
+            "<= 1.25",
+        );
+        ratio(
+            &format!("throughput, {workers} worker(s)"),
+            cached.requests_per_second,
+            base.requests_per_second,
+            ">= 0.8",
+        );
+        println!();
+        servers = Some((baseline, verifier));
+        checked = Some(cached);
+    }
+    let (Some((baseline, verifier)), Some(checked)) = (servers, checked) else {
+        return;
+    };
     let auth = verifier.authorization.clone();
-    let checked = measure(&wrk, &verifier, &check_url(&verifier), auth.as_deref());
-    base.print("minimal server");
-    checked.print("verifier (cached key)");
-    ratio(
-        "CPU per request",
-        checked.cpu_per_request,
-        base.cpu_per_request,
-        "<= 1.25",
-    );
-    ratio(
-        "throughput",
-        checked.requests_per_second,
-        base.requests_per_second,
-        ">= 0.8",
-    );
 
     match find_binary("nginx") {
         Some(nginx) => {
-            println!("\n== nginx auth_request -> server, static content behind it");
-            let via_minimal = Nginx::start(&nginx, minimal.addr);
+            println!("\n== nginx auth_request -> server (2 workers), static content behind it");
+            let via_baseline = Nginx::start(&nginx, baseline.addr);
             let via_verifier = Nginx::start(&nginx, verifier.addr);
-            let base = measure(&wrk, &minimal, &via_minimal.url(), None);
+            let base = measure(
+                &wrk,
+                &baseline,
+                &via_baseline.url(),
+                baseline.authorization.as_deref(),
+            );
             let checked = measure(&wrk, &verifier, &via_verifier.url(), auth.as_deref());
-            base.print("nginx -> minimal");
+            base.print("nginx -> baseline");
             checked.print("nginx -> verifier");
             ratio(
                 "throughput",
@@ -130,7 +161,7 @@ fn main() {
         checked.requests_per_second,
         ">= 0.5",
     );
-    drop((minimal, verifier));
+    drop((baseline, verifier));
 
     println!();
     runtime.block_on(revocation::report());
@@ -288,10 +319,10 @@ struct ServerProcess {
 }
 
 impl ServerProcess {
-    fn start(role: &str) -> Self {
+    fn start(role: &str, workers: usize) -> Self {
         let exe = std::env::current_exe().expect("bench binary path");
         let mut child = Command::new(exe)
-            .args(["--serve", role])
+            .args(["--serve", role, "--workers", &workers.to_string()])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -325,46 +356,35 @@ impl Drop for ServerProcess {
     }
 }
 
-/// Child process: serves `role` on a free loopback port, printing what the parent needs.
-fn serve(role: &str) {
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+/// Child process: serves `role` on a free loopback port with `workers` tokio worker threads,
+/// printing what the parent needs.
+fn serve(role: &str, workers: usize) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         println!("ADDR {}", listener.local_addr().expect("address"));
-        if role == "minimal" {
-            println!("READY");
-            serve_minimal(listener).await;
+        if role == "baseline" {
+            baseline::serve(listener).await;
         } else {
             // why: the state prints the key's ID and credentials, which must come before READY.
             let state = verifier_state();
             println!("READY");
-            serve_http(listener, state, CancellationToken::new())
-                .await
-                .expect("serve");
+            serve_http(
+                listener,
+                state,
+                HttpLimits::default(),
+                CancellationToken::new(),
+            )
+            .await
+            .expect("serve");
         }
     });
-}
-
-/// The baseline: a hyper HTTP/1 server answering every request 200 with an empty body.
-async fn serve_minimal(listener: tokio::net::TcpListener) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        tokio::spawn(async move {
-            let ok = hyper::service::service_fn(|_request| async {
-                Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Empty::<
-                    hyper::body::Bytes,
-                >::new()))
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), ok)
-                .await;
-        });
-    }
 }
 
 /// A verifier with one valid key (real argon2id parameters), printing its credentials.
@@ -408,7 +428,7 @@ fn verifier_state() -> AppState {
     );
     AppState {
         verifier,
-        trust_forwarded_headers: false,
+        forwarding: Default::default(),
     }
 }
 

@@ -8,10 +8,10 @@
 //! `examples/key-service-account.yaml` issued on devcluster. nginx and caddy are skipped loudly when missing, and required
 //! when `KEYWARDEN_REQUIRE_TOOLS` or `KEYWARDEN_REQUIRE_PROXIES` is set (as in CI).
 
+mod support_verifier;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -26,12 +26,16 @@ use keywarden::verifier::VerifierArgs;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, CustomResourceExt};
 use serde::Deserialize;
+use support_verifier::examples::{
+    example, record, recording_api, serve, start_caddy_example, start_nginx_example, Log, Proxy,
+    Seen,
+};
 use tokio_util::sync::CancellationToken;
 
 const GOOD_ID: &str = "AKWEXAMPLE";
 const GOOD_SECRET: &str = "s3cret-example";
 const ALLOWED_ORIGIN: &str = "https://app.example.com";
-const OWNER: &str = "ServiceAccount:default/report-exporter";
+const OWNER: &str = "system:serviceaccount:default:report-exporter";
 
 fn missing_tool(tool: &str, hint: &str) {
     let required = ["KEYWARDEN_REQUIRE_TOOLS", "KEYWARDEN_REQUIRE_PROXIES"]
@@ -50,39 +54,6 @@ fn on_path(name: &str) -> Option<PathBuf> {
         .chain(extra)
         .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file())
-}
-
-fn example(path: &str) -> String {
-    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("examples")
-        .join(path);
-    std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
-}
-
-/// One request as a stand-in server saw it.
-#[derive(Clone, Debug)]
-struct Seen {
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-}
-
-impl Seen {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-}
-
-type Log = Arc<Mutex<Vec<Seen>>>;
-
-fn record(log: &Log, method: Method, uri: Uri, headers: HeaderMap) -> Seen {
-    let seen = Seen {
-        method,
-        uri,
-        headers,
-    };
-    log.lock().expect("log lock").push(seen.clone());
-    seen
 }
 
 /// The verifier's answer to one check, following the verifier contract.
@@ -160,18 +131,7 @@ impl Backends {
 
     /// The recording API, checked by the verifier at `verifier`.
     async fn start_with_verifier(verifier: SocketAddr, checks: Log) -> Self {
-        let calls = Log::default();
-        let api_log = calls.clone();
-        let api = serve(Router::new().fallback(
-            move |method: Method, uri: Uri, headers: HeaderMap| {
-                let log = api_log.clone();
-                async move {
-                    record(&log, method, uri, headers);
-                    "api ok"
-                }
-            },
-        ))
-        .await;
+        let (api, calls) = recording_api().await;
         Self {
             verifier,
             api,
@@ -196,121 +156,14 @@ impl Backends {
     fn call_count(&self) -> usize {
         self.calls.lock().expect("log lock").len()
     }
-
-    /// The example's configuration with its fixed addresses moved to these servers and `proxy`.
-    fn rewrite(&self, config: &str, proxy: SocketAddr) -> String {
-        config
-            .replace("127.0.0.1:8080", &self.verifier.to_string())
-            .replace("127.0.0.1:9000", &self.api.to_string())
-            .replace("127.0.0.1:8000", &proxy.to_string())
-    }
-}
-
-async fn serve(router: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind a stand-in server");
-    let address = listener.local_addr().expect("local address");
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    address
-}
-
-fn free_port() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local address")
-}
-
-/// A proxy process, stopped when the test ends however it ends.
-struct Proxy {
-    child: Child,
-    address: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Proxy {
-    /// Waits up to 10 s until the proxy accepts connections.
-    async fn ready(self) -> Self {
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(self.address).await.is_ok() {
-                return self;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the proxy did not listen on {} within 10 s", self.address);
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.address)
-    }
 }
 
 async fn start_nginx(nginx: &Path, backends: &Backends) -> Proxy {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let address = free_port();
-    let prefix = dir.path().display().to_string();
-    // why: Debian's nginx keeps its temp files under /var/lib/nginx; a test keeps its own.
-    let temp_paths = ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"]
-        .map(|kind| format!("    {kind}_temp_path {prefix}/{kind};\n"))
-        .concat();
-    let config = backends
-        .rewrite(&example("nginx/nginx.conf"), address)
-        .replacen("http {\n", &format!("http {{\n{temp_paths}"), 1);
-    let config_file = dir.path().join("nginx.conf");
-    std::fs::write(&config_file, config).expect("write nginx.conf");
-    let child = Command::new(nginx)
-        .arg("-p")
-        .arg(dir.path())
-        .arg("-c")
-        .arg(&config_file)
-        .arg("-g")
-        .arg(format!(
-            "daemon off; master_process off; pid {prefix}/nginx.pid; error_log stderr;"
-        ))
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start nginx");
-    Proxy {
-        child,
-        address,
-        _dir: dir,
-    }
-    .ready()
-    .await
+    start_nginx_example(nginx, backends.verifier, backends.api).await
 }
 
 async fn start_caddy(caddy: &Path, backends: &Backends) -> Proxy {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let address = free_port();
-    let config_file = dir.path().join("Caddyfile");
-    std::fs::write(
-        &config_file,
-        backends.rewrite(&example("caddy/Caddyfile"), address),
-    )
-    .expect("write Caddyfile");
-    let child = Command::new(caddy)
-        .args(["run", "--adapter", "caddyfile", "--config"])
-        .arg(&config_file)
-        .env("HOME", dir.path())
-        .env("XDG_CONFIG_HOME", dir.path().join("config"))
-        .env("XDG_DATA_HOME", dir.path().join("data"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start caddy");
-    Proxy {
-        child,
-        address,
-        _dir: dir,
-    }
-    .ready()
-    .await
+    start_caddy_example(caddy, backends.verifier, backends.api).await
 }
 
 fn client() -> reqwest::Client {
@@ -526,8 +379,11 @@ async fn proxy_examples_enforce_the_example_key_with_the_real_verifier() {
         .await
         .expect("bind the verifier");
     let verifier = listener.local_addr().expect("verifier address");
+    // why: both examples set X-Original-Method and X-Forwarded-Method alike (the other one
+    // cleared would do too), so one verifier serves both.
     let args = VerifierArgs {
-        trust_forwarded_headers: true,
+        forwarded_method_header: Some(axum::http::HeaderName::from_static("x-forwarded-method")),
+        trusted_proxies: vec!["127.0.0.1".parse().expect("loopback network")],
         ..VerifierArgs::default()
     };
     let shutdown = CancellationToken::new();

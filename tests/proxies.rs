@@ -184,8 +184,8 @@ async fn lifecycle_cases(kind: Proxy, proxy: &ProxyProcess, local: &LocalVerifie
     );
 }
 
-async fn verifier_behind_proxy() -> LocalVerifier {
-    LocalVerifier::start(Settings::default(), true).await
+async fn verifier_behind_proxy(method_header: &'static str) -> LocalVerifier {
+    LocalVerifier::behind_proxy(Settings::default(), Some(method_header)).await
 }
 
 #[tokio::test]
@@ -193,7 +193,7 @@ async fn nginx_auth_request_enforces_keys_origins_and_scopes() {
     let Some(nginx) = proxy_binary("nginx") else {
         return;
     };
-    let local = verifier_behind_proxy().await;
+    let local = verifier_behind_proxy("x-original-method").await;
     let backend = start_backend().await;
     let proxy = start_nginx(&nginx, local.addr, backend).await;
     core_cases(Proxy::Nginx, &proxy, &local).await;
@@ -205,7 +205,7 @@ async fn caddy_forward_auth_enforces_keys_origins_and_scopes() {
     let Some(caddy) = proxy_binary("caddy") else {
         return;
     };
-    let local = verifier_behind_proxy().await;
+    let local = verifier_behind_proxy("x-forwarded-method").await;
     let backend = start_backend().await;
     let proxy = start_caddy(&caddy, local.addr, backend).await;
     core_cases(Proxy::Caddy, &proxy, &local).await;

@@ -13,9 +13,12 @@ use support_verifier::proxies::{
 };
 use support_verifier::{seconds_from_now, Issued, KeyBuilder};
 
-fn behind_proxy() -> VerifierArgs {
+/// A verifier behind a proxy on loopback that reports the method in `method_header`.
+fn behind_proxy(method_header: &'static str) -> VerifierArgs {
+    let forwarding = support_verifier::loopback_proxy(Some(method_header));
     VerifierArgs {
-        trust_forwarded_headers: true,
+        forwarded_method_header: forwarding.method_header,
+        trusted_proxies: forwarding.trusted_proxies,
         ..VerifierArgs::default()
     }
 }
@@ -80,7 +83,9 @@ async fn nginx_rejects_a_deactivated_key_within_a_second_and_honours_rotation_gr
         return;
     };
     let cluster = TestCluster::start().await;
-    let verifier = cluster.start_verifier(behind_proxy()).await;
+    let verifier = cluster
+        .start_verifier(behind_proxy("x-original-method"))
+        .await;
     let backend = start_backend().await;
     let proxy = start_nginx(&nginx, verifier.addr, backend).await;
     lifecycle_through(&proxy, &cluster, "nginx-key").await;
@@ -94,7 +99,9 @@ async fn caddy_rejects_a_deactivated_key_within_a_second_and_honours_rotation_gr
         return;
     };
     let cluster = TestCluster::start().await;
-    let verifier = cluster.start_verifier(behind_proxy()).await;
+    let verifier = cluster
+        .start_verifier(behind_proxy("x-forwarded-method"))
+        .await;
     let backend = start_backend().await;
     let proxy = start_caddy(&caddy, verifier.addr, backend).await;
     lifecycle_through(&proxy, &cluster, "caddy-key").await;

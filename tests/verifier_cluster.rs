@@ -132,7 +132,8 @@ async fn last_use_is_written_to_status_and_never_moves_backwards() {
     let check = || {
         let request = CheckRequest {
             credentials: Ok(issued.presented()),
-            is_preflight: false,
+            is_options: false,
+            requests_cors_method: false,
             origin: None,
             required_scopes: Vec::new(),
             client: None,

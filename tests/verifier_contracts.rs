@@ -1,145 +1,254 @@
-//! The request/response contracts of the proxies not run as processes here: Envoy `ext_authz`
-//! (HTTP mode) and Traefik ForwardAuth. Each test sends exactly what that proxy sends and checks
-//! what that proxy acts on.
+//! The proxies not run as processes here, Envoy `ext_authz` (HTTP mode) and Traefik ForwardAuth,
+//! driven by their shipped configurations (`examples/envoy/ext-authz.yaml`,
+//! `examples/traefik/dynamic.yml`): each test reads what the configuration tells the proxy to do,
+//! does it exactly as that proxy does (`support_verifier/contracts.rs`) against the real
+//! verifier, and checks the outcome, with and without spoofed headers.
 
 mod support_verifier;
 
-use keywarden::verifier::Settings;
-use reqwest::StatusCode;
+use keywarden::verifier::{Settings, GRANT_HEADERS};
+use reqwest::{Method, StatusCode};
+use support_verifier::contracts::{Envoy, Headers, Proxy, Traefik, SPOOFED};
 use support_verifier::{Issued, KeyBuilder, LocalVerifier};
 
-/// Envoy `ext_authz` HTTP mode: the original method, `path_prefix` + the original path and
-/// query, the original `authorization`/`origin` (listed in `allowed_headers`), no body
-/// (`content-length: 0`). 200 lets the request through and `allowed_upstream_headers`
-/// (`x-keywarden-*`) are copied upstream; any other status, its headers and body go back to the
-/// client.
-#[tokio::test]
-async fn envoy_ext_authz_http_contract() {
-    let local = LocalVerifier::start(Settings::default(), true).await;
-    let issued = Issued::generate();
+/// The table both contracts must satisfy, with a verifier configured as the example says.
+async fn contract_holds(proxy: Proxy, local: LocalVerifier) {
+    let view = Issued::generate();
     local.verifier.apply_key(
-        &KeyBuilder::new("team-a", "envoy", &issued)
-            .origins(&["https://app.example.com"])
-            .scopes(&["orders:manage"])
+        &KeyBuilder::new("team-a", "reporter", &view)
+            .service_account("reporter")
+            .scopes(&["reports:view"])
             .build(),
     );
-    let http = reqwest::Client::new();
-    let envoy = |method: reqwest::Method, path: &str| {
-        http.request(method, local.url(&format!("/v1/check{path}")))
-            .header("content-length", "0")
-            .header("x-forwarded-proto", "https")
-            .header("x-envoy-internal", "true")
+    let manage = Issued::generate();
+    local.verifier.apply_key(
+        &KeyBuilder::new("team-a", "editor", &manage)
+            .scopes(&["reports:manage"])
+            .build(),
+    );
+    let granted = |issued: &Issued, name: &str, owner: &str, kind: &str, scopes: &str| {
+        let values = [
+            ("x-keywarden-key-id", issued.id.as_str()),
+            ("x-keywarden-key-name", name),
+            ("x-keywarden-owner", owner),
+            ("x-keywarden-owner-kind", kind),
+            ("x-keywarden-scopes", scopes),
+        ];
+        Some(
+            values
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect::<Headers>(),
+        )
     };
-
-    let allowed = envoy(reqwest::Method::POST, "/api/orders/42?expand=items")
-        .header("authorization", issued.bearer())
-        .header("origin", "https://app.example.com")
-        .header("x-keywarden-required-scope", "orders:manage")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(allowed.status(), StatusCode::OK);
-    let headers = allowed.headers();
-    assert_eq!(headers["x-keywarden-key-id"], issued.id.as_str());
-    assert_eq!(headers["x-keywarden-owner"], "alice");
-    assert_eq!(headers["x-keywarden-scopes"], "orders:manage");
-    assert_eq!(headers["x-keywarden-key-name"], "team-a/envoy");
-    assert_eq!(
-        headers["access-control-allow-origin"],
-        "https://app.example.com"
+    let reporter = granted(
+        &view,
+        "team-a/reporter",
+        "system:serviceaccount:team-a:reporter",
+        "ServiceAccount",
+        "reports:view",
     );
-
-    let denied = envoy(reqwest::Method::DELETE, "/api/orders/42")
-        .header("authorization", issued.with_wrong_secret().basic())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(denied.status(), StatusCode::UNAUTHORIZED);
-    assert!(denied.headers().contains_key("www-authenticate"));
-    assert_eq!(denied.headers()["content-type"], "application/json");
-
-    let preflight = envoy(reqwest::Method::OPTIONS, "/api/orders/42")
-        .header("origin", "https://elsewhere.example.com")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        preflight.status(),
-        StatusCode::OK,
-        "preflights pass without a key"
+    let editor = granted(&manage, "team-a/editor", "alice", "User", "reports:manage");
+    let cors = |request_method: Option<&str>| {
+        let mut headers = vec![("origin", "https://app.example.com".to_owned())];
+        headers.extend(request_method.map(|m| ("access-control-request-method", m.to_owned())));
+        headers
+    };
+    let with_key = |issued: &Issued| vec![("authorization", issued.basic())];
+    // why: (name, method, client headers, status, X-Keywarden-* headers the API receives).
+    type Case<'a> = (
+        &'a str,
+        Method,
+        Vec<(&'a str, String)>,
+        StatusCode,
+        Option<Headers>,
     );
+    let cases: Vec<Case> = vec![
+        (
+            "GET without a key, dressed as a preflight",
+            Method::GET,
+            cors(Some("GET")),
+            StatusCode::UNAUTHORIZED,
+            None,
+        ),
+        (
+            "DELETE without a key",
+            Method::DELETE,
+            Vec::new(),
+            StatusCode::UNAUTHORIZED,
+            None,
+        ),
+        (
+            "OPTIONS without a key that is no preflight",
+            Method::OPTIONS,
+            cors(None),
+            StatusCode::UNAUTHORIZED,
+            None,
+        ),
+        (
+            "preflight",
+            Method::OPTIONS,
+            cors(Some("DELETE")),
+            StatusCode::OK,
+            Some(Headers::new()),
+        ),
+        (
+            "GET with a view-only key",
+            Method::GET,
+            with_key(&view),
+            StatusCode::OK,
+            reporter,
+        ),
+        (
+            "POST with a view-only key",
+            Method::POST,
+            with_key(&view),
+            StatusCode::FORBIDDEN,
+            None,
+        ),
+        (
+            "DELETE with a view-only key",
+            Method::DELETE,
+            with_key(&view),
+            StatusCode::FORBIDDEN,
+            None,
+        ),
+        (
+            "POST with a manage key",
+            Method::POST,
+            with_key(&manage),
+            StatusCode::OK,
+            editor,
+        ),
+    ];
+    for (name, method, headers, status, upstream) in cases {
+        let honest: Headers = headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.clone()))
+            .collect();
+        let mut spoofed = honest.clone();
+        spoofed.extend(SPOOFED.iter().map(|(n, v)| (n.to_string(), v.to_string())));
+        let outcome = proxy.exchange(&local, method.clone(), &honest).await;
+        assert_eq!(outcome.status, status, "{name}: {}", outcome.body);
+        assert_eq!(outcome.upstream, upstream, "{name}: what the API receives");
+        match status {
+            StatusCode::UNAUTHORIZED => {
+                assert!(outcome.body.contains(r#""code":"unauthorized""#), "{name}");
+                assert!(
+                    outcome.client_headers.contains_key("www-authenticate"),
+                    "{name}"
+                );
+            }
+            StatusCode::FORBIDDEN => assert_eq!(
+                outcome.body,
+                r#"{"code":"insufficient_scope","message":"The access key does not grant the required scope"}"#,
+                "{name}"
+            ),
+            _ => {}
+        }
+        let forged = proxy.exchange(&local, method, &spoofed).await;
+        assert_eq!(
+            forged, outcome,
+            "{name}: spoofed headers changed the outcome"
+        );
+    }
 
-    let forbidden = envoy(reqwest::Method::GET, "/api/orders")
-        .header("authorization", issued.basic())
-        .header("origin", "https://elsewhere.example.com")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
-    assert!(forbidden
-        .text()
-        .await
-        .unwrap()
-        .contains(r#""code":"forbidden""#));
+    // why: failures are limited per client (burst of 2); a believed forged address would
+    // get a fresh bucket each time.
+    let mut statuses = Vec::new();
+    let mut last = None;
+    for attempt in 0..3 {
+        let mut headers = Headers::new();
+        headers.insert("authorization".into(), view.with_wrong_secret().basic());
+        headers.insert("x-forwarded-for".into(), format!("198.51.100.{attempt}"));
+        headers.insert("x-real-ip".into(), format!("198.51.100.{attempt}"));
+        let outcome = proxy.exchange(&local, Method::GET, &headers).await;
+        statuses.push(outcome.status);
+        last = Some(outcome);
+    }
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::UNAUTHORIZED,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    let limited = last.expect("an outcome");
+    assert_eq!(
+        limited
+            .client_headers
+            .get("retry-after")
+            .map(String::as_str),
+        Some("1")
+    );
+    assert_eq!(
+        limited.body,
+        r#"{"code":"too_many_requests","message":"Too many failed attempts; retry later"}"#
+    );
 }
 
-/// Traefik ForwardAuth: `GET` to the address with the original headers plus
-/// `X-Forwarded-Method`, `-Proto`, `-Host`, `-Uri` and `-For`. 2xx lets the request through and
-/// `authResponseHeaders` are copied upstream; otherwise the auth response is returned as is.
-#[tokio::test]
-async fn traefik_forward_auth_contract() {
-    let settings = Settings {
-        failures_per_second_per_key: 1000,
+fn rate_limited_per_client() -> Settings {
+    Settings {
         failures_per_second_per_client: 1,
         ..Settings::default()
-    };
-    let local = LocalVerifier::start(settings, true).await;
-    let issued = Issued::generate();
-    local
-        .verifier
-        .apply_key(&KeyBuilder::new("team-a", "traefik", &issued).build());
-    let http = reqwest::Client::new();
-    let traefik = |method: &str, client: &str| {
-        http.get(local.url("/v1/check"))
-            .header("x-forwarded-method", method)
-            .header("x-forwarded-proto", "https")
-            .header("x-forwarded-host", "api.example.com")
-            .header("x-forwarded-uri", "/v1/things?scope=ignored:manage")
-            .header("x-forwarded-for", client)
-    };
-
-    let allowed = traefik("PATCH", "203.0.113.7")
-        .header("authorization", issued.basic())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(allowed.status(), StatusCode::OK);
-    assert_eq!(allowed.headers()["x-keywarden-key-id"], issued.id.as_str());
-
-    let preflight = traefik("OPTIONS", "203.0.113.7").send().await.unwrap();
-    assert_eq!(preflight.status(), StatusCode::OK, "forwarded preflight");
-
-    // why: failures are limited per X-Forwarded-For client, so one client's guessing
-    // does not limit another's.
-    let mut limited = false;
-    for _ in 0..10 {
-        let response = traefik("GET", "198.51.100.1")
-            .header("authorization", issued.with_wrong_secret().basic())
-            .send()
-            .await
-            .unwrap();
-        if response.status() == StatusCode::TOO_MANY_REQUESTS {
-            assert!(response.headers().contains_key("retry-after"));
-            limited = true;
-            break;
-        }
-        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     }
-    assert!(limited, "the guessing client is rate-limited");
-    let other_client = traefik("GET", "203.0.113.8")
-        .header("authorization", issued.with_wrong_secret().basic())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(other_client.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[test]
+fn envoy_example_strips_and_passes_every_keywarden_header() {
+    let envoy = Envoy::load();
+    for header in GRANT_HEADERS.iter().chain(&["x-keywarden-required-scope"]) {
+        assert!(
+            envoy.stripped.contains(&header.to_string()),
+            "{header} is stripped"
+        );
+    }
+    for (name, check) in &envoy.checks {
+        for header in GRANT_HEADERS {
+            assert!(
+                check.upstream.contains(&header.to_owned()),
+                "{name}: {header} upstream"
+            );
+        }
+        assert!(
+            check.client.contains(&"retry-after".to_owned()),
+            "{name}: Retry-After"
+        );
+    }
+}
+
+#[test]
+fn traefik_example_strips_and_copies_every_keywarden_header() {
+    let traefik = Traefik::load();
+    for router in &traefik.routers {
+        let (stripped, auth) = (&router.stripped, &router.auth);
+        for header in GRANT_HEADERS.iter().chain(&["x-keywarden-required-scope"]) {
+            assert!(
+                stripped.contains(&header.to_string()),
+                "{header} is stripped"
+            );
+        }
+        for header in GRANT_HEADERS {
+            assert!(
+                auth.response_headers.contains(&header.to_owned()),
+                "{header} copied"
+            );
+        }
+    }
+}
+
+/// Envoy keeps the method, so the verifier reads no method header; Envoy is a trusted proxy.
+#[tokio::test]
+async fn envoy_example_contract_requires_a_scope_per_method_and_ignores_spoofing() {
+    let local = LocalVerifier::behind_proxy(rate_limited_per_client(), None).await;
+    contract_holds(Proxy::Envoy(Envoy::load()), local).await;
+}
+
+/// ForwardAuth always asks with GET and reports the method in X-Forwarded-Method.
+#[tokio::test]
+async fn traefik_example_contract_requires_a_scope_per_method_and_ignores_spoofing() {
+    let local =
+        LocalVerifier::behind_proxy(rate_limited_per_client(), Some("x-forwarded-method")).await;
+    contract_holds(Proxy::Traefik(Traefik::load()), local).await;
 }

@@ -1,5 +1,6 @@
 //! The verifier's request rules over real HTTP, with an in-memory key index (no cluster):
-//! every 401/403/429 case, the CORS rules, scopes, `/v1/verify` codes and cache invalidation.
+//! every 401/403/503 case, the CORS and preflight rules, scopes, `/v1/verify` codes and cache
+//! invalidation. Rate limits and hostile clients are in `verifier_limits.rs`.
 
 mod support_verifier;
 
@@ -78,7 +79,7 @@ impl Case {
 
 #[tokio::test]
 async fn check_endpoint_answers_every_rule_case() {
-    let local = LocalVerifier::start(Settings::default(), false).await;
+    let local = LocalVerifier::start(Settings::default()).await;
     let index = |key| local.verifier.apply_key(&key);
 
     let plain = Issued::generate();
@@ -158,13 +159,15 @@ async fn check_endpoint_answers_every_rule_case() {
         Case::get("valid basic", Some(plain.basic()))
             .expect_header("x-keywarden-key-id", "")
             .expect_header("x-keywarden-owner", "alice")
+            .expect_header("x-keywarden-owner-kind", "User")
             .expect_header("x-keywarden-scopes", "*")
             .expect_header("x-keywarden-key-name", "team-a/plain"),
         Case::get("valid bearer", Some(plain.bearer())),
         Case::get("envoy appended path", Some(plain.bearer())).path("/v1/check/api/items?x=1"),
         Case::get("any method", Some(plain.basic())).method("DELETE"),
         Case::get("service account owner", Some(robot.basic()))
-            .expect_header("x-keywarden-owner", "system:serviceaccount:team-b:ci"),
+            .expect_header("x-keywarden-owner", "system:serviceaccount:team-b:ci")
+            .expect_header("x-keywarden-owner-kind", "ServiceAccount"),
         Case::get("missing credentials", None).unauthorized(),
         Case::get("unsupported scheme", Some("Digest x".into())).unauthorized(),
         Case::get("malformed basic", Some("Basic !!".into())).unauthorized(),
@@ -192,11 +195,38 @@ async fn check_endpoint_answers_every_rule_case() {
             .header("origin", "https://eu.ops.example.com")
             .expect_header("access-control-allow-origin", "https://eu.ops.example.com"),
         Case::get("no origin, allowlisted key", Some(cors.basic())),
-        Case::get("options without credentials", None)
+        Case::get("preflight without credentials, any origin", None)
             .method("OPTIONS")
-            .header("origin", "https://evil.example.com"),
-        Case::get("forwarded OPTIONS untrusted", None)
+            .header("origin", "https://evil.example.com")
+            .header("access-control-request-method", "DELETE"),
+        Case::get("options without origin is no preflight", None)
+            .method("OPTIONS")
+            .header("access-control-request-method", "DELETE")
+            .unauthorized(),
+        Case::get("options without request method is no preflight", None)
+            .method("OPTIONS")
+            .header("origin", "https://app.example.com")
+            .unauthorized(),
+        Case::get(
+            "preflight with a wrong key",
+            Some(plain.with_wrong_secret().basic()),
+        )
+        .method("OPTIONS")
+        .header("origin", "https://app.example.com")
+        .header("access-control-request-method", "GET")
+        .unauthorized(),
+        Case::get(
+            "options with a key is never refused for its origin",
+            Some(plain.basic()),
+        )
+        .method("OPTIONS")
+        .header("origin", "https://evil.example.com")
+        .expect_header("x-keywarden-key-name", "team-a/plain"),
+        Case::get("forwarded OPTIONS without a method header", None)
             .header("x-forwarded-method", "OPTIONS")
+            .header("x-original-method", "OPTIONS")
+            .header("origin", "https://app.example.com")
+            .header("access-control-request-method", "GET")
             .unauthorized(),
         Case::get("scope granted", Some(scoped.basic()))
             .path("/v1/check?scope=logs:view")
@@ -247,6 +277,16 @@ async fn check_endpoint_answers_every_rule_case() {
         if case.status != StatusCode::OK {
             assert!(response.headers().get("x-keywarden-key-id").is_none());
         }
+        if case.method == "OPTIONS" {
+            assert!(
+                response
+                    .headers()
+                    .get("access-control-allow-origin")
+                    .is_none(),
+                "case {:?}: a foreign origin is not echoed",
+                case.name
+            );
+        }
         let body = response.text().await.unwrap();
         if let Some(expected) = case.body {
             assert_eq!(body, expected, "case {:?}: body", case.name);
@@ -262,150 +302,63 @@ async fn check_endpoint_answers_every_rule_case() {
 }
 
 #[tokio::test]
-async fn forwarded_method_and_client_are_read_only_when_trusted() {
-    let local = LocalVerifier::start(Settings::default(), true).await;
+async fn only_the_configured_method_header_makes_a_forwarded_preflight() {
+    let local = LocalVerifier::behind_proxy(Settings::default(), Some("x-original-method")).await;
     let http = reqwest::Client::new();
-    for header in ["x-forwarded-method", "x-original-method"] {
-        let response = http
+    let cases = [
+        ("x-forwarded-method", true, StatusCode::UNAUTHORIZED),
+        ("x-original-method", false, StatusCode::UNAUTHORIZED),
+        ("x-original-method", true, StatusCode::OK),
+    ];
+    for (header, with_request_method, expected) in cases {
+        let mut request = http
             .get(local.url("/v1/check"))
             .header(header, "OPTIONS")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK, "{header}");
-    }
-}
-
-#[tokio::test]
-async fn wrong_secret_flood_is_rate_limited_without_blocking_the_valid_secret() {
-    let settings = Settings {
-        failures_per_second_per_key: 1,
-        failures_per_second_per_client: 1000,
-        ..Settings::default()
-    };
-    let local = LocalVerifier::start(settings, false).await;
-    let issued = Issued::generate();
-    local
-        .verifier
-        .apply_key(&KeyBuilder::new("team-a", "flooded", &issued).build());
-    let http = reqwest::Client::new();
-    let check = |authorization: String| {
-        let request = http
-            .get(local.url("/v1/check"))
-            .header("authorization", authorization);
-        async move { request.send().await.unwrap() }
-    };
-    assert_eq!(check(issued.basic()).await.status(), StatusCode::OK);
-
-    let mut limited = None;
-    for _ in 0..20 {
-        let response = check(issued.with_wrong_secret().basic()).await;
-        match response.status() {
-            StatusCode::UNAUTHORIZED => continue,
-            StatusCode::TOO_MANY_REQUESTS => {
-                limited = Some(response);
-                break;
-            }
-            other => panic!("unexpected {other}"),
+            .header("origin", "https://app.example.com");
+        if with_request_method {
+            request = request.header("access-control-request-method", "POST");
         }
-    }
-    let limited = limited.expect("a burst of wrong secrets for one ID is rate-limited");
-    let retry_after: u64 = limited.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(retry_after >= 1);
-    assert!(limited.text().await.unwrap().contains("too_many_requests"));
-    assert_eq!(
-        check(issued.basic()).await.status(),
-        StatusCode::OK,
-        "the cached valid secret keeps working while its ID is limited"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_wrong_secrets_never_exceed_the_failure_burst() {
-    let settings = Settings {
-        failures_per_second_per_key: 1,
-        failures_per_second_per_client: 1000,
-        max_queued_hashes: 64,
-        ..Settings::default()
-    };
-    let local = LocalVerifier::start(settings, false).await;
-    let issued = Issued::generate();
-    local
-        .verifier
-        .apply_key(&KeyBuilder::new("team-a", "raced", &issued).build());
-    let http = reqwest::Client::new();
-    // why: all 24 arrive before the first argon2 run ends (tens of ms); charging after the work
-    // would let every one of them through an empty bucket.
-    let attempts = (0..24).map(|_| {
-        let request = http
-            .get(local.url("/v1/check"))
-            .header("authorization", issued.with_wrong_secret().basic());
-        async move { request.send().await.unwrap().status() }
-    });
-    let started = std::time::Instant::now();
-    let statuses = futures::future::join_all(attempts).await;
-    let refilled = usize::try_from(started.elapsed().as_secs()).unwrap_or(usize::MAX) + 1;
-    let refused = statuses
-        .iter()
-        .filter(|s| **s == StatusCode::UNAUTHORIZED)
-        .count();
-    let limited = statuses
-        .iter()
-        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
-        .count();
-    assert_eq!(
-        refused + limited,
-        statuses.len(),
-        "only 401 or 429: {statuses:?}"
-    );
-    assert!(
-        refused <= 2 + refilled,
-        "only the burst of 2 failures (plus one a second) reaches argon2, got {refused} x 401"
-    );
-}
-
-#[tokio::test]
-async fn repeated_wrong_secret_is_refused_from_the_failure_cache() {
-    let settings = Settings {
-        failures_per_second_per_key: 1,
-        ..Settings::default()
-    };
-    let local = LocalVerifier::start(settings, false).await;
-    let issued = Issued::generate();
-    local
-        .verifier
-        .apply_key(&KeyBuilder::new("team-a", "k", &issued).build());
-    let wrong = issued.with_wrong_secret().basic();
-    let http = reqwest::Client::new();
-    for attempt in 0..10 {
-        let response = http
-            .get(local.url("/v1/check"))
-            .header("authorization", &wrong)
-            .send()
-            .await
-            .unwrap();
-        // why: one remembered failure costs no argon2 work and so never reaches the limit.
+        let response = request.send().await.unwrap();
         assert_eq!(
             response.status(),
-            StatusCode::UNAUTHORIZED,
-            "attempt {attempt}"
+            expected,
+            "{header} with request method: {with_request_method}"
         );
+        if expected == StatusCode::UNAUTHORIZED {
+            assert_eq!(response.text().await.unwrap(), UNAUTHORIZED_BODY);
+        }
     }
-    let metrics = http.get(local.url("/metrics")).send().await.unwrap();
-    let metrics = metrics.text().await.unwrap();
-    assert!(
-        metrics.contains(r#"keywarden_verifier_cache_lookups_total{outcome="KnownFailure"} 9"#),
-        "{metrics}"
+}
+
+#[tokio::test]
+async fn saturated_argon2_work_answers_503_with_retry_after() {
+    let settings = Settings {
+        max_concurrent_hashes: 1,
+        max_queued_hashes: 0,
+        ..Settings::default()
+    };
+    let local = LocalVerifier::start(settings).await;
+    let issued = Issued::generate();
+    local
+        .verifier
+        .apply_key(&KeyBuilder::new("team-a", "busy", &issued).build());
+    let response = reqwest::Client::new()
+        .get(local.url("/v1/check"))
+        .header("authorization", issued.basic())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "1");
+    assert_eq!(
+        response.text().await.unwrap(),
+        r#"{"code":"unavailable","message":"The verifier is busy verifying keys; retry later"}"#
     );
 }
 
 #[tokio::test]
 async fn watch_changes_take_effect_on_the_next_request() {
-    let local = LocalVerifier::start(Settings::default(), false).await;
+    let local = LocalVerifier::start(Settings::default()).await;
     let issued = Issued::generate();
     let key = KeyBuilder::new("team-a", "k", &issued).build();
     local.verifier.apply_key(&key);
@@ -455,7 +408,7 @@ async fn watch_changes_take_effect_on_the_next_request() {
 
 #[tokio::test]
 async fn verify_endpoint_reports_a_code_for_each_outcome() {
-    let local = LocalVerifier::start(Settings::default(), false).await;
+    let local = LocalVerifier::start(Settings::default()).await;
     let valid = Issued::generate();
     local.verifier.apply_key(
         &KeyBuilder::new("team-a", "valid", &valid)
@@ -499,6 +452,22 @@ async fn verify_endpoint_reports_a_code_for_each_outcome() {
             with(pair(&valid), "scope", "logs:manage"),
             "INSUFFICIENT_SCOPE",
         ),
+        (
+            serde_json::json!({"method": "OPTIONS", "origin": "https://evil.com", "accessControlRequestMethod": "PUT"}),
+            "PREFLIGHT",
+        ),
+        (
+            serde_json::json!({"method": "OPTIONS", "origin": "https://evil.com"}),
+            "MALFORMED",
+        ),
+        (
+            with(
+                with(pair(&valid), "method", "OPTIONS"),
+                "origin",
+                "https://evil.com",
+            ),
+            "VALID",
+        ),
     ];
     let http = reqwest::Client::new();
     for (body, code) in cases {
@@ -511,18 +480,20 @@ async fn verify_endpoint_reports_a_code_for_each_outcome() {
         assert_eq!(response.status(), StatusCode::OK);
         let answer: serde_json::Value = response.json().await.unwrap();
         assert_eq!(answer["code"], code, "request {body}");
-        assert_eq!(answer["valid"], code == "VALID", "request {body}");
+        let accepted = code == "VALID" || code == "PREFLIGHT";
+        assert_eq!(answer["valid"], accepted, "request {body}");
         if code == "VALID" {
             assert_eq!(answer["accessKeyId"], valid.id.to_string());
             assert_eq!(answer["keyName"], "team-a/valid");
             assert_eq!(answer["owner"], "alice");
+            assert_eq!(answer["ownerKind"], "User");
         }
     }
 }
 
 #[tokio::test]
 async fn health_endpoints_answer() {
-    let local = LocalVerifier::start(Settings::default(), false).await;
+    let local = LocalVerifier::start(Settings::default()).await;
     let http = reqwest::Client::new();
     for path in ["/livez", "/readyz", "/metrics"] {
         let response = http.get(local.url(path)).send().await.unwrap();

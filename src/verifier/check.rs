@@ -24,7 +24,8 @@ pub struct Settings {
     pub max_concurrent_hashes: usize,
     /// argon2 verifications waiting for a slot before new ones are refused with 429.
     pub max_queued_hashes: usize,
-    /// Failed verifications allowed per access ID per second (bursts of twice that).
+    /// Failed verifications allowed per access ID and client address per second (bursts of
+    /// twice that), so a flood on an ID from elsewhere never locks out its holder.
     pub failures_per_second_per_key: u32,
     /// Failed verifications allowed per client address per second (bursts of twice that).
     pub failures_per_second_per_client: u32,
@@ -51,12 +52,23 @@ impl Default for Settings {
 /// One request to check, as read from HTTP (or JSON).
 pub struct CheckRequest {
     pub credentials: Result<Presented, Unreadable>,
-    /// `OPTIONS` requests (CORS preflights) are accepted without credentials.
-    pub is_preflight: bool,
+    /// The original method is `OPTIONS`: its `Origin` is never refused (the CORS rule).
+    pub is_options: bool,
+    /// It carries `Access-Control-Request-Method`: with `OPTIONS` and an `Origin`, and without
+    /// credentials, a CORS preflight, accepted without a key.
+    pub requests_cors_method: bool,
     pub origin: Option<String>,
     /// Every scope the request needs.
     pub required_scopes: Vec<String>,
     pub client: Option<IpAddr>,
+}
+
+impl CheckRequest {
+    /// Whether this is a CORS preflight: `OPTIONS` with `Origin` and
+    /// `Access-Control-Request-Method`.
+    pub fn is_cors_preflight(&self) -> bool {
+        self.is_options && self.requests_cors_method && self.origin.is_some()
+    }
 }
 
 /// Why a key was refused with 401. Logged and reported by `/v1/verify`; never sent to proxies.
@@ -95,7 +107,7 @@ pub struct Grant {
 #[derive(Debug)]
 pub enum Decision {
     Valid(Grant),
-    /// An `OPTIONS` request: accepted, no key involved.
+    /// A CORS preflight without credentials: accepted, no key involved.
     Preflight,
     Unauthorized(Refusal),
     ForbiddenOrigin {
@@ -105,6 +117,10 @@ pub enum Decision {
         access_key_id: String,
     },
     RateLimited {
+        retry_after: Duration,
+    },
+    /// argon2 work is saturated: the verifier, not the client, is the limit (503).
+    Overloaded {
         retry_after: Duration,
     },
 }
@@ -119,6 +135,7 @@ impl Decision {
             Decision::ForbiddenOrigin { .. } => CheckResult::ForbiddenOrigin,
             Decision::InsufficientScope { .. } => CheckResult::InsufficientScope,
             Decision::RateLimited { .. } => CheckResult::RateLimited,
+            Decision::Overloaded { .. } => CheckResult::Overloaded,
         }
     }
 }
@@ -145,7 +162,10 @@ impl Verifier {
             verified: VerifiedCache::new(capacity),
             failures: FailureCache::new(capacity),
             limits: FailureLimits {
-                per_key: FailureLimiter::new(settings.failures_per_second_per_key, capacity),
+                per_key_and_client: FailureLimiter::new(
+                    settings.failures_per_second_per_key,
+                    capacity,
+                ),
                 per_client: FailureLimiter::new(settings.failures_per_second_per_client, capacity),
             },
             hasher: Hasher::new(settings.max_concurrent_hashes, settings.max_queued_hashes),
@@ -165,6 +185,11 @@ impl Verifier {
 
     pub fn last_use(&self) -> &LastUse {
         &self.last_use
+    }
+
+    /// argon2 verifications running right now (never more than `max_concurrent_hashes`).
+    pub fn hashes_running(&self) -> usize {
+        self.hasher.running()
     }
 
     /// Whether the first full list of keys has been indexed.
@@ -206,11 +231,12 @@ impl Verifier {
     }
 
     async fn decide(&self, request: CheckRequest, now: DateTime<Utc>) -> Decision {
-        if request.is_preflight {
-            return Decision::Preflight;
-        }
+        let is_cors_preflight = request.is_cors_preflight();
         let presented = match request.credentials {
             Ok(presented) => presented,
+            // why: authentication is its own rule: only a preflight, which browsers send
+            // without credentials, passes without a key; any other request needs one.
+            Err(Unreadable::Missing) if is_cors_preflight => return Decision::Preflight,
             Err(reason) => return Decision::Unauthorized(Refusal::Unreadable(reason)),
         };
         let id = presented.access_key_id.as_str().to_owned();
@@ -222,10 +248,14 @@ impl Verifier {
             return Decision::Unauthorized(Refusal::Unusable(unusable));
         }
         let record = &credential.record;
-        if let Some(origin) = &request.origin {
-            if !is_origin_allowed(origin, &record.allowed_origins) {
-                return Decision::ForbiddenOrigin { access_key_id: id };
-            }
+        let has_origin = request.origin.is_some();
+        let allowed_origin = request
+            .origin
+            .filter(|origin| is_origin_allowed(origin, &record.allowed_origins));
+        // why: the CORS rule refuses a foreign `Origin`, except on `OPTIONS`, which is never
+        // refused for its origin; it is answered without `Access-Control-Allow-Origin`.
+        if has_origin && allowed_origin.is_none() && !request.is_options {
+            return Decision::ForbiddenOrigin { access_key_id: id };
         }
         let scopes_granted = request
             .required_scopes
@@ -239,7 +269,7 @@ impl Verifier {
             access_key_id: id,
             record: record.clone(),
             credential,
-            allowed_origin: request.origin,
+            allowed_origin,
         })
     }
 
@@ -285,7 +315,7 @@ impl Verifier {
         }
         self.limits.refund(id, client);
         if verification == Verification::Overloaded {
-            return Err(Decision::RateLimited {
+            return Err(Decision::Overloaded {
                 retry_after: Duration::from_secs(1),
             });
         }

@@ -228,22 +228,25 @@ impl<K: Clone + Eq + Hash> FailureLimiter<K> {
     }
 }
 
-/// Failure limits per access ID and per client address.
+/// Failure limits per (access ID, client address) and per client address.
+// why: a bucket per access ID alone would let a flood from other addresses lock the holder of
+// the right secret out of its first verification; one per (ID, client) limits guessing on an
+// ID from each address, and the per-client bucket bounds one address across all IDs.
 pub struct FailureLimits {
-    pub per_key: FailureLimiter<String>,
+    pub per_key_and_client: FailureLimiter<(String, Option<IpAddr>)>,
     pub per_client: FailureLimiter<IpAddr>,
 }
 
 impl FailureLimits {
-    /// Charges one verification attempt to the ID and to the client, or says how long to wait
-    /// when either has none left (then neither is charged).
+    /// Charges one verification attempt to the (ID, client) pair and to the client, or says
+    /// how long to wait when either has none left (then neither is charged).
     pub fn try_charge(&self, access_key_id: &str, client: Option<IpAddr>) -> Result<(), Duration> {
         let now = Instant::now();
-        let id = access_key_id.to_owned();
-        self.per_key.try_charge(&id, now)?;
+        let pair = (access_key_id.to_owned(), client);
+        self.per_key_and_client.try_charge(&pair, now)?;
         if let Some(ip) = client {
             if let Err(wait) = self.per_client.try_charge(&ip, now) {
-                self.per_key.refund(&id);
+                self.per_key_and_client.refund(&pair);
                 return Err(wait);
             }
         }
@@ -252,7 +255,8 @@ impl FailureLimits {
 
     /// Gives back an attempt that did not fail (the secret matched, or no work was done).
     pub fn refund(&self, access_key_id: &str, client: Option<IpAddr>) {
-        self.per_key.refund(&access_key_id.to_owned());
+        self.per_key_and_client
+            .refund(&(access_key_id.to_owned(), client));
         if let Some(ip) = client {
             self.per_client.refund(&ip);
         }
@@ -323,20 +327,36 @@ mod tests {
     #[test]
     fn a_limited_client_charges_nothing_to_the_key() {
         let limits = FailureLimits {
-            per_key: FailureLimiter::new(5, 10),
+            per_key_and_client: FailureLimiter::new(5, 10),
             per_client: FailureLimiter::new(1, 10),
         };
         let client = Some(IpAddr::from([192, 0, 2, 1]));
         assert!(limits.try_charge("AKWA", client).is_ok());
         assert!(limits.try_charge("AKWA", client).is_ok());
         assert!(limits.try_charge("AKWA", client).is_err());
-        // why: the key's bucket (burst 10) lost only the two attempts that went through.
+        // why: the pair's bucket (burst 10) lost only the two attempts that went through.
+        let pair = ("AKWA".to_owned(), client);
         for attempt in 0..8 {
             assert!(
-                limits.try_charge("AKWA", None).is_ok(),
-                "attempt {attempt} fits the key's remaining burst"
+                limits
+                    .per_key_and_client
+                    .try_charge(&pair, Instant::now())
+                    .is_ok(),
+                "attempt {attempt} fits the pair's remaining burst"
             );
         }
-        assert!(limits.try_charge("AKWA", None).is_err());
+    }
+
+    #[test]
+    fn failures_on_an_id_from_one_client_leave_other_clients_untouched() {
+        let limits = FailureLimits {
+            per_key_and_client: FailureLimiter::new(1, 10),
+            per_client: FailureLimiter::new(100, 10),
+        };
+        let flooder = Some(IpAddr::from([198, 51, 100, 1]));
+        let holder = Some(IpAddr::from([192, 0, 2, 1]));
+        while limits.try_charge("AKWA", flooder).is_ok() {}
+        assert!(limits.try_charge("AKWA", holder).is_ok());
+        assert!(limits.try_charge("AKWB", flooder).is_ok());
     }
 }

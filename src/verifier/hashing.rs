@@ -27,7 +27,8 @@ type InFlight = HashMap<(String, SecretMac), Arc<OnceCell<Verification>>>;
 
 /// Runs argon2 verifications on the blocking pool within bounds.
 pub struct Hasher {
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
+    running: Arc<AtomicUsize>,
     queued: AtomicUsize,
     max_queued: usize,
     in_flight: Mutex<InFlight>,
@@ -36,11 +37,17 @@ pub struct Hasher {
 impl Hasher {
     pub fn new(max_concurrent: usize, max_queued: usize) -> Self {
         Self {
-            permits: Semaphore::new(max_concurrent.max(1)),
+            permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            running: Arc::default(),
             queued: AtomicUsize::new(0),
             max_queued,
             in_flight: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// argon2 verifications running now.
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::Acquire)
     }
 
     /// Whether `secret` (whose MAC is `mac`) matches `hash`.
@@ -81,12 +88,22 @@ impl Hasher {
         let Some(queued) = QueueSlot::take(&self.queued, self.max_queued) else {
             return Verification::Overloaded;
         };
-        let Ok(_permit) = self.permits.acquire().await else {
+        let Ok(permit) = self.permits.clone().acquire_owned().await else {
             return Verification::Overloaded;
         };
         drop(queued);
         let started = Instant::now();
-        let matched = tokio::task::spawn_blocking(move || verify_secret(&secret, &hash)).await;
+        let running = self.running.clone();
+        // why: the permit lives with the blocking work, not with this future: a client that
+        // disconnects mid-check drops the future, but the argon2 run goes on and must keep
+        // its slot until it ends, or a disconnect storm would run unbounded argon2 at once.
+        let matched = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            running.fetch_add(1, Ordering::AcqRel);
+            let _running = Running(&running);
+            verify_secret(&secret, &hash)
+        })
+        .await;
         metrics.observe_argon2(started.elapsed());
         // why: a panicked verification is a failed one; never a grant.
         if matched.unwrap_or(false) {
@@ -94,6 +111,15 @@ impl Hasher {
         } else {
             Verification::Mismatch
         }
+    }
+}
+
+/// Counts one running argon2 verification until dropped.
+struct Running<'a>(&'a AtomicUsize);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -1,23 +1,18 @@
 //! HTTP routes: `/v1/check` for forward-auth proxies, `POST /v1/verify` for apps, health and
 //! metrics.
 
-use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -25,14 +20,26 @@ use tower::ServiceExt;
 
 use super::check::{CheckRequest, Decision, Refusal, Verifier};
 use super::credentials;
-use super::index::Unusable;
+use super::forwarded::Forwarding;
+use super::index::{owner_kind_name, Unusable};
+use super::server::{self, HttpLimits};
 
 /// Header a proxy may set to require a scope (in addition to `?scope=`).
 pub const REQUIRED_SCOPE_HEADER: &str = "x-keywarden-required-scope";
 const KEY_ID_HEADER: HeaderName = HeaderName::from_static("x-keywarden-key-id");
 const OWNER_HEADER: HeaderName = HeaderName::from_static("x-keywarden-owner");
+const OWNER_KIND_HEADER: HeaderName = HeaderName::from_static("x-keywarden-owner-kind");
 const SCOPES_HEADER: HeaderName = HeaderName::from_static("x-keywarden-scopes");
 const KEY_NAME_HEADER: HeaderName = HeaderName::from_static("x-keywarden-key-name");
+/// Every `X-Keywarden-*` header a granted check answers with: what proxies copy upstream, and
+/// must clear when the client sent them.
+pub const GRANT_HEADERS: [&str; 5] = [
+    "x-keywarden-key-id",
+    "x-keywarden-owner",
+    "x-keywarden-owner-kind",
+    "x-keywarden-scopes",
+    "x-keywarden-key-name",
+];
 const WWW_AUTHENTICATE: &str = r#"Basic realm="keywarden", Bearer realm="keywarden""#;
 /// The one body of every 401, so callers cannot tell unknown, wrong and inactive keys apart.
 const UNAUTHORIZED_BODY: &str =
@@ -42,16 +49,19 @@ const INSUFFICIENT_SCOPE_BODY: &str =
     r#"{"code":"insufficient_scope","message":"The access key does not grant the required scope"}"#;
 const RATE_LIMITED_BODY: &str =
     r#"{"code":"too_many_requests","message":"Too many failed attempts; retry later"}"#;
+const OVERLOADED_BODY: &str =
+    r#"{"code":"unavailable","message":"The verifier is busy verifying keys; retry later"}"#;
 
 /// Shared state of the routes.
 #[derive(Clone)]
 pub struct AppState {
     pub verifier: Arc<Verifier>,
-    /// Whether `X-Forwarded-*`, `X-Original-Method` and `X-Real-IP` come from a trusted proxy.
-    pub trust_forwarded_headers: bool,
+    /// Which forwarded headers are believed, and from whom.
+    pub forwarding: Arc<Forwarding>,
 }
 
-/// Serves the verifier's routes on `listener` until `shutdown`, then lets open requests finish.
+/// Serves the verifier's routes on `listener` within `limits` until `shutdown`, then lets open
+/// requests finish.
 ///
 /// `/v1/check` (and `/v1/check/*`, where Envoy appends the original path) is answered straight
 /// from hyper; the other routes go through an axum router.
@@ -60,72 +70,46 @@ pub struct AppState {
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
+    limits: HttpLimits,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let routes = other_routes(state.clone());
-    let connections = GracefulShutdown::new();
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    // why: EMFILE and friends pass; spinning on them would burn a core.
-                    tracing::warn!(%err, "accepting a connection failed");
-                    tokio::time::sleep(ACCEPT_RETRY).await;
-                    continue;
-                }
-            },
-        };
-        if let Err(err) = stream.set_nodelay(true) {
-            tracing::debug!(%err, "setting TCP_NODELAY failed");
-        }
-        let state = state.clone();
-        let routes = routes.clone();
-        let service =
-            service_fn(move |request| respond(state.clone(), routes.clone(), peer, request));
-        let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-        let connection = connections.watch(connection);
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(%err, "connection closed with an error");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(SHUTDOWN_GRACE, connections.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("requests still open after {SHUTDOWN_GRACE:?}; closing them");
-    }
-    Ok(())
+    let routes = other_routes(state.clone(), limits.max_body_bytes);
+    // why: a body sent byte by byte would hold a connection busy, where no idle or header
+    // timeout reaches it; the other routes get as long to read it as a client has for a head.
+    let body_timeout = limits.header_read_timeout;
+    let handler =
+        move |peer, request| respond(state.clone(), routes.clone(), body_timeout, peer, request);
+    server::serve(listener, limits, handler, shutdown).await
 }
-
-const ACCEPT_RETRY: Duration = Duration::from_millis(50);
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 async fn respond(
     state: AppState,
     routes: Router,
+    body_timeout: Duration,
     peer: SocketAddr,
     request: Request<Incoming>,
-) -> Result<Response, Infallible> {
+) -> Response {
     let path = request.uri().path();
     if path == "/v1/check" || path.starts_with("/v1/check/") {
-        return Ok(check(&state, peer, &request).await);
+        return check(&state, peer, &request).await;
     }
     let (mut parts, body) = request.into_parts();
     parts.extensions.insert(ConnectInfo(peer));
-    routes
-        .oneshot(Request::from_parts(parts, Body::new(body)))
-        .await
+    let answer = routes.oneshot(Request::from_parts(parts, Body::new(body)));
+    match tokio::time::timeout(body_timeout, answer).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(never)) => match never {},
+        Err(_) => StatusCode::REQUEST_TIMEOUT.into_response(),
+    }
 }
 
 /// The routes other than `/v1/check`.
-fn other_routes(state: AppState) -> Router {
+fn other_routes(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
-        .route("/v1/verify", post(verify))
+        .route(
+            "/v1/verify",
+            post(verify).layer(DefaultBodyLimit::max(max_body_bytes)),
+        )
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -134,8 +118,8 @@ fn other_routes(state: AppState) -> Router {
 
 async fn check<B>(state: &AppState, peer: SocketAddr, request: &Request<B>) -> Response {
     let headers = request.headers();
-    let trusted = state.trust_forwarded_headers;
-    let method = forwarded_method(headers, trusted).unwrap_or(request.method().as_str());
+    let forwarding = &state.forwarding;
+    let method = forwarding.method(headers, request.method().as_str());
     let mut required_scopes: Vec<String> = headers
         .get_all(REQUIRED_SCOPE_HEADER)
         .iter()
@@ -143,10 +127,11 @@ async fn check<B>(state: &AppState, peer: SocketAddr, request: &Request<B>) -> R
         .map(str::to_owned)
         .collect();
     required_scopes.extend(scopes_from_query(request.uri().query()));
-    let client = client_address(headers, peer.ip(), trusted);
+    let client = forwarding.client_address(headers, peer.ip());
     let request = CheckRequest {
         credentials: credentials::from_authorization(header_str(headers, header::AUTHORIZATION)),
-        is_preflight: method.eq_ignore_ascii_case("OPTIONS"),
+        is_options: method.eq_ignore_ascii_case("OPTIONS"),
+        requests_cors_method: headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD),
         origin: header_str(headers, header::ORIGIN).map(str::to_owned),
         required_scopes,
         client: Some(client),
@@ -166,6 +151,7 @@ fn check_response(decision: Decision) -> Response {
             let values = [
                 (KEY_ID_HEADER, &grant.credential.access_key_id_header),
                 (OWNER_HEADER, &granted.owner),
+                (OWNER_KIND_HEADER, &granted.owner_kind),
                 (SCOPES_HEADER, &granted.scopes),
                 (KEY_NAME_HEADER, &granted.key_name),
             ];
@@ -198,15 +184,27 @@ fn check_response(decision: Decision) -> Response {
         Decision::InsufficientScope { .. } => {
             json_error(StatusCode::FORBIDDEN, INSUFFICIENT_SCOPE_BODY)
         }
-        Decision::RateLimited { retry_after } => {
-            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-            let mut response = json_error(StatusCode::TOO_MANY_REQUESTS, RATE_LIMITED_BODY);
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
-            response
-        }
+        Decision::RateLimited { retry_after } => retry_later(
+            StatusCode::TOO_MANY_REQUESTS,
+            RATE_LIMITED_BODY,
+            retry_after,
+        ),
+        Decision::Overloaded { retry_after } => retry_later(
+            StatusCode::SERVICE_UNAVAILABLE,
+            OVERLOADED_BODY,
+            retry_after,
+        ),
     }
+}
+
+/// A refusal with `Retry-After` in whole seconds, at least one.
+fn retry_later(status: StatusCode, body: &'static str, retry_after: Duration) -> Response {
+    let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+    let mut response = json_error(status, body);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+    response
 }
 
 fn json_error(status: StatusCode, body: &'static str) -> Response {
@@ -222,13 +220,15 @@ struct VerifyRequest {
     secret: Option<String>,
     origin: Option<String>,
     method: Option<String>,
+    /// The request's `Access-Control-Request-Method`, if any (a preflight carries one).
+    access_control_request_method: Option<String>,
     #[serde(default)]
     scopes: Vec<String>,
     scope: Option<String>,
 }
 
 /// Answer of `POST /v1/verify`; `code` is one of VALID, MALFORMED, NOT_FOUND, DISABLED,
-/// EXPIRED, FORBIDDEN_ORIGIN, INSUFFICIENT_SCOPE, RATE_LIMITED, PREFLIGHT.
+/// EXPIRED, FORBIDDEN_ORIGIN, INSUFFICIENT_SCOPE, RATE_LIMITED, UNAVAILABLE, PREFLIGHT.
 #[derive(Serialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct VerifyResponse {
@@ -241,6 +241,8 @@ struct VerifyResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     owner: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    owner_kind: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     scopes: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     retry_after_seconds: Option<u64>,
@@ -252,7 +254,7 @@ async fn verify(
     headers: HeaderMap,
     Json(body): Json<VerifyRequest>,
 ) -> Json<VerifyResponse> {
-    let client = client_address(&headers, peer.ip(), state.trust_forwarded_headers);
+    let client = state.forwarding.client_address(&headers, peer.ip());
     let credentials = match (&body.token, &body.access_key_id, &body.secret) {
         (Some(token), _, _) => credentials::from_token(token),
         (None, Some(id), Some(secret)) => credentials::from_pair(id, secret),
@@ -262,9 +264,10 @@ async fn verify(
     required_scopes.extend(body.scope);
     let request = CheckRequest {
         credentials,
-        is_preflight: body
+        is_options: body
             .method
             .is_some_and(|m| m.eq_ignore_ascii_case("OPTIONS")),
+        requests_cors_method: body.access_control_request_method.is_some(),
         origin: body.origin,
         required_scopes,
         client: Some(client),
@@ -285,6 +288,7 @@ fn verify_response(decision: Decision) -> VerifyResponse {
             code: "VALID",
             key_name: Some(grant.record.key_ref.to_string()),
             owner: Some(grant.record.owner.clone()),
+            owner_kind: Some(owner_kind_name(grant.record.owner_kind)),
             scopes: Some(grant.record.scopes.clone()),
             access_key_id: Some(grant.access_key_id),
             retry_after_seconds: None,
@@ -303,6 +307,10 @@ fn verify_response(decision: Decision) -> VerifyResponse {
         Decision::RateLimited { retry_after } => VerifyResponse {
             retry_after_seconds: Some(retry_after.as_secs().max(1)),
             ..refused("RATE_LIMITED")
+        },
+        Decision::Overloaded { retry_after } => VerifyResponse {
+            retry_after_seconds: Some(retry_after.as_secs().max(1)),
+            ..refused("UNAVAILABLE")
         },
     }
 }
@@ -346,37 +354,8 @@ fn log_decision(decision: &Decision, client: IpAddr) {
             tracing::info!(%client, %access_key_id, "scope not granted")
         }
         Decision::RateLimited { .. } => tracing::debug!(%client, "rate limited"),
+        Decision::Overloaded { .. } => tracing::debug!(%client, "argon2 work saturated"),
     }
-}
-
-/// The original method a forward-auth proxy reports, when its headers are trusted.
-fn forwarded_method(headers: &HeaderMap, trusted: bool) -> Option<&str> {
-    if !trusted {
-        return None;
-    }
-    ["x-forwarded-method", "x-original-method"]
-        .into_iter()
-        .find_map(|name| headers.get(name)?.to_str().ok())
-        .map(str::trim)
-}
-
-/// The client address: the peer, or when trusted `X-Real-IP`, else the last `X-Forwarded-For`
-/// hop (the one the trusted proxy appended; earlier hops are client-controlled).
-fn client_address(headers: &HeaderMap, peer: IpAddr, trusted: bool) -> IpAddr {
-    if !trusted {
-        return peer;
-    }
-    let real_ip = header_str(headers, "x-real-ip").and_then(|v| v.trim().parse().ok());
-    let forwarded_for = || {
-        headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .last()
-            .and_then(|hop| hop.trim().parse().ok())
-    };
-    real_ip.or_else(forwarded_for).unwrap_or(peer)
 }
 
 fn header_str(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
@@ -433,16 +412,5 @@ mod tests {
             vec!["logs:view".to_owned(), "x:manage".to_owned()]
         );
         assert!(scopes_from_query(None).is_empty());
-    }
-
-    #[test]
-    fn client_address_trusts_forwarded_headers_only_when_told() {
-        let peer: IpAddr = "10.0.0.1".parse().unwrap();
-        let mut headers = HeaderMap::new();
-        headers.insert("x-forwarded-for", "1.1.1.1, 2.2.2.2".parse().unwrap());
-        assert_eq!(client_address(&headers, peer, false), peer);
-        assert_eq!(client_address(&headers, peer, true).to_string(), "2.2.2.2");
-        headers.insert("x-real-ip", "3.3.3.3".parse().unwrap());
-        assert_eq!(client_address(&headers, peer, true).to_string(), "3.3.3.3");
     }
 }

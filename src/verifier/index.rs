@@ -28,8 +28,9 @@ impl std::fmt::Display for KeyRef {
 #[derive(Debug)]
 pub struct KeyRecord {
     pub key_ref: KeyRef,
-    /// Kubernetes-style identity: the user name, or `system:serviceaccount:<ns>:<name>`.
+    /// The owner as a Kubernetes user name: `alice`, or `system:serviceaccount:<ns>:<name>`.
     pub owner: String,
+    pub owner_kind: OwnerKind,
     /// `status.grantedScopes`: what the controller approved, not what the spec asks for.
     pub scopes: Vec<String>,
     /// `status.grantedOrigins`: what the controller approved, not what the spec asks for.
@@ -51,6 +52,8 @@ pub struct KeyRecord {
 #[derive(Debug, Default)]
 pub struct GrantHeaders {
     pub owner: Option<HeaderValue>,
+    /// `User` or `ServiceAccount`.
+    pub owner_kind: Option<HeaderValue>,
     /// Comma-separated scopes, `*` when the key has none (all scopes).
     pub scopes: Option<HeaderValue>,
     /// `<namespace>/<name>` of the AccessKey.
@@ -58,7 +61,7 @@ pub struct GrantHeaders {
 }
 
 impl GrantHeaders {
-    fn of(key_ref: &KeyRef, owner: &str, scopes: &[String]) -> Self {
+    fn of(key_ref: &KeyRef, owner: &str, owner_kind: OwnerKind, scopes: &[String]) -> Self {
         let scopes = if scopes.is_empty() {
             "*".to_owned()
         } else {
@@ -68,9 +71,18 @@ impl GrantHeaders {
         let value = |text: &str| HeaderValue::from_str(text).ok();
         Self {
             owner: value(owner),
+            owner_kind: Some(HeaderValue::from_static(owner_kind_name(owner_kind))),
             scopes: value(&scopes),
             key_name: value(&key_ref.to_string()),
         }
+    }
+}
+
+/// The `X-Keywarden-Owner-Kind` value of an owner kind.
+pub fn owner_kind_name(kind: OwnerKind) -> &'static str {
+    match kind {
+        OwnerKind::User => "User",
+        OwnerKind::ServiceAccount => "ServiceAccount",
     }
 }
 
@@ -278,8 +290,9 @@ fn credentials_of(
         .unwrap_or_else(|| key.spec.allowed_origins.clone());
     let record = Arc::new(KeyRecord {
         key_ref: key_ref.clone(),
-        grant_headers: GrantHeaders::of(key_ref, &owner, &scopes),
+        grant_headers: GrantHeaders::of(key_ref, &owner, key.spec.owner.kind, &scopes),
         owner,
+        owner_kind: key.spec.owner.kind,
         scopes,
         allowed_origins,
         spec_active: key.spec.active,
@@ -495,5 +508,14 @@ mod tests {
         index.apply(&sa);
         let credential = index.lookup("ID1").unwrap();
         assert_eq!(credential.record.owner, "system:serviceaccount:team:ci");
+        let headers = &credential.record.grant_headers;
+        assert_eq!(
+            headers.owner.as_ref().and_then(|v| v.to_str().ok()),
+            Some("system:serviceaccount:team:ci")
+        );
+        assert_eq!(
+            headers.owner_kind.as_ref().and_then(|v| v.to_str().ok()),
+            Some("ServiceAccount")
+        );
     }
 }

@@ -15,6 +15,8 @@ pub enum CheckResult {
     ForbiddenOrigin,
     InsufficientScope,
     RateLimited,
+    /// argon2 work saturated (503).
+    Overloaded,
     Preflight,
 }
 

@@ -4,52 +4,55 @@
 //! access ID and answers `/v1/check` (any method; also `/v1/check/*` for Envoy `ext_authz`,
 //! which appends the original path) and `POST /v1/verify` (JSON, always 200).
 //!
-//! What each proxy sends, and what the verifier reads:
+//! What it believes from a proxy: the original method from the one header named by
+//! `--forwarded-method-header` (none by default: the request's own method), and the client
+//! address from `X-Forwarded-For`/`X-Real-IP` only when the TCP peer is in `--trusted-proxies`
+//! ([`forwarded`]). Proxies must overwrite or clear those headers, and `X-Keywarden-*` upstream.
 //!
-//! | proxy | method | `Origin` | client address |
-//! |---|---|---|---|
-//! | nginx `auth_request` | subrequest keeps the method; set `X-Original-Method $request_method` | copied from the request | set `X-Real-IP $remote_addr` |
-//! | Caddy `forward_auth` | `GET` with `X-Forwarded-Method` | copied | `X-Forwarded-For` |
-//! | Traefik ForwardAuth | `X-Forwarded-Method` | copied | `X-Forwarded-For` |
-//! | Envoy `ext_authz` (HTTP) | the original method | `allowed_headers` must list `origin` | `X-Forwarded-For` |
+//! Two separate rules: authentication, where a request without credentials passes only as a
+//! CORS preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`) and everything
+//! else needs a valid key; and CORS, where an `Origin` outside the key's allowlist is refused,
+//! except on `OPTIONS`, which is never refused for its origin. A required scope comes from
+//! `?scope=` and/or `X-Keywarden-Required-Scope`; all must be granted.
 //!
-//! `X-Forwarded-Method`/`X-Original-Method` (method) and `X-Real-IP`/`X-Forwarded-For` (client
-//! address, for failure rate limits) are read only with `--trust-forwarded-headers`; the proxy
-//! must then overwrite them, never pass a client's own. Without the flag the request's method and
-//! the TCP peer are used. Every `OPTIONS` request (CORS preflight) is accepted without a key.
-//! A required scope comes from `?scope=` and/or `X-Keywarden-Required-Scope`; all must be granted.
-//!
-//! Answers: 200 with `X-Keywarden-Key-Id`, `-Owner` (user name or
-//! `system:serviceaccount:<ns>:<name>`), `-Scopes` (comma-separated, `*` for all) and `-Key-Name`
-//! (`<namespace>/<name>`), plus `Access-Control-Allow-Origin` when an allowlisted `Origin` was
-//! sent; 401 (one body for every reason) with `WWW-Authenticate`; 403 `forbidden` (origin) or
-//! `insufficient_scope`; 429 with `Retry-After` when failed attempts for the access ID or the
-//! client exceed their rate, or argon2 work is saturated. A secret already verified is answered
-//! from memory without argon2, so rate limits never block a client presenting the right secret.
+//! Answers: 200 with `X-Keywarden-Key-Id`, `-Owner` (Kubernetes user name: `alice` or
+//! `system:serviceaccount:<ns>:<name>`), `-Owner-Kind` (`User`/`ServiceAccount`), `-Scopes`
+//! (comma-separated, `*` for all) and `-Key-Name` (`<namespace>/<name>`), plus
+//! `Access-Control-Allow-Origin` when an allowlisted `Origin` was sent; 401 (one body for every
+//! reason) with `WWW-Authenticate`; 403 `forbidden` (origin) or `insufficient_scope`; 429 with
+//! `Retry-After` when failed attempts for the (access ID, client) or the client exceed their
+//! rate; 503 with `Retry-After` when argon2 work is saturated. A secret already verified is
+//! answered from memory without argon2, so rate limits never block a client presenting the
+//! right secret.
 
 mod check;
 mod credentials;
+pub mod forwarded;
 mod guard;
 mod hashing;
 mod http;
 mod index;
 mod last_used;
 mod metrics;
+mod server;
 mod watch;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ::http::HeaderName;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use check::{CheckRequest, Decision, Grant, Refusal, Settings, Verifier};
 pub use credentials::{Presented, Unreadable};
-pub use http::{serve as serve_http, AppState, REQUIRED_SCOPE_HEADER};
+pub use forwarded::{Forwarding, ProxyNetwork};
+pub use http::{serve as serve_http, AppState, GRANT_HEADERS, REQUIRED_SCOPE_HEADER};
 pub use index::{Credential, KeyIndex, KeyRecord, KeyRef, Unusable};
 pub use last_used::{flush_due, LastUse, FIELD_MANAGER};
+pub use server::{raise_open_file_limit, HttpLimits};
 pub use watch::watch_keys;
 
 /// Verifier settings (flags and environment).
@@ -71,10 +74,36 @@ pub struct VerifierArgs {
     )]
     pub namespaces: Vec<String>,
 
-    /// Read the client address and original method from X-Real-IP / X-Forwarded-For and
-    /// X-Forwarded-Method / X-Original-Method. Only behind a proxy that overwrites them.
-    #[arg(long, env = "KEYWARDEN_TRUST_FORWARDED_HEADERS")]
-    pub trust_forwarded_headers: bool,
+    /// Header carrying the original method, set by the proxy (`X-Original-Method` for the nginx
+    /// example, `X-Forwarded-Method` for Caddy and Traefik); default: the request's method.
+    /// The proxy must overwrite it on every request.
+    #[arg(long, env = "KEYWARDEN_FORWARDED_METHOD_HEADER")]
+    pub forwarded_method_header: Option<HeaderName>,
+
+    /// Proxies (addresses or CIDR networks, comma-separated) whose X-Forwarded-For / X-Real-IP
+    /// name the client for failure rate limits; from other peers they are ignored.
+    #[arg(long, env = "KEYWARDEN_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<ProxyNetwork>,
+
+    /// Seconds a client has to send a request's headers.
+    #[arg(long, default_value_t = 10)]
+    pub header_read_timeout_seconds: u64,
+
+    /// Seconds a keep-alive connection may stay idle between requests.
+    #[arg(long, default_value_t = 75)]
+    pub idle_timeout_seconds: u64,
+
+    /// Open connections at most; at the cap the longest-idle one is closed for a new one.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Bytes of request line and headers at most (431 beyond).
+    #[arg(long, default_value_t = 16 * 1024)]
+    pub max_header_bytes: usize,
+
+    /// Bytes of a `POST /v1/verify` body at most (413 beyond).
+    #[arg(long, default_value_t = 16 * 1024)]
+    pub max_body_bytes: usize,
 
     /// Seconds between two writes of one key's `status.lastUsedAt`.
     #[arg(long, env = "KEYWARDEN_LAST_USED_FLUSH_SECONDS", default_value_t = 60)]
@@ -84,7 +113,8 @@ pub struct VerifierArgs {
     #[arg(long)]
     pub max_concurrent_hashes: Option<usize>,
 
-    /// Failed verifications allowed per access ID per second before answering 429.
+    /// Failed verifications allowed per access ID and client address per second before
+    /// answering 429.
     #[arg(long, default_value_t = 5)]
     pub failures_per_second_per_key: u32,
 
@@ -102,7 +132,13 @@ impl Default for VerifierArgs {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             namespaces: Vec::new(),
-            trust_forwarded_headers: false,
+            forwarded_method_header: None,
+            trusted_proxies: Vec::new(),
+            header_read_timeout_seconds: 10,
+            idle_timeout_seconds: 75,
+            max_connections: 10_000,
+            max_header_bytes: 16 * 1024,
+            max_body_bytes: 16 * 1024,
             last_used_flush_seconds: 60,
             max_concurrent_hashes: None,
             failures_per_second_per_key: 5,
@@ -124,6 +160,25 @@ impl VerifierArgs {
             failures_per_second_per_client: self.failures_per_second_per_client,
             cache_capacity: self.cache_capacity,
             ..defaults
+        }
+    }
+
+    /// The forwarded headers these flags make the verifier believe.
+    pub fn forwarding(&self) -> Forwarding {
+        Forwarding {
+            method_header: self.forwarded_method_header.clone(),
+            trusted_proxies: self.trusted_proxies.clone(),
+        }
+    }
+
+    /// The HTTP server limits these flags select.
+    pub fn http_limits(&self) -> HttpLimits {
+        HttpLimits {
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_seconds),
+            idle_timeout: Duration::from_secs(self.idle_timeout_seconds),
+            max_connections: self.max_connections,
+            max_header_bytes: self.max_header_bytes,
+            max_body_bytes: self.max_body_bytes,
         }
     }
 }
@@ -161,15 +216,79 @@ pub async fn serve(
         Duration::from_secs(args.last_used_flush_seconds),
         shutdown.clone(),
     ));
-    tracing::info!(address = %listener.local_addr()?, "verifier listening");
+    let open_files = raise_open_file_limit();
+    if open_files.is_some_and(|limit| limit < u64::try_from(args.max_connections).unwrap_or(0)) {
+        tracing::warn!(
+            open_files,
+            max_connections = args.max_connections,
+            "the open-file limit is below the connection cap"
+        );
+    }
+    tracing::info!(address = %listener.local_addr()?, open_files, "verifier listening");
     let state = AppState {
         verifier,
-        trust_forwarded_headers: args.trust_forwarded_headers,
+        forwarding: Arc::new(args.forwarding()),
     };
-    let served = http::serve(listener, state, shutdown.clone())
+    let served = http::serve(listener, state, args.http_limits(), shutdown.clone())
         .await
         .context("serving the verifier");
     shutdown.cancel();
     let _ = tokio::join!(watching, flushing);
     served
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        verifier: VerifierArgs,
+    }
+
+    #[test]
+    fn proxy_flags_select_the_method_header_and_trusted_networks() {
+        let parsed = Command::try_parse_from([
+            "verifier",
+            "--forwarded-method-header",
+            "X-Original-Method",
+            "--trusted-proxies",
+            "10.0.0.0/8,127.0.0.1",
+        ])
+        .map_err(|e| e.to_string());
+        let forwarding = parsed.map(|c| c.verifier.forwarding());
+        let forwarding = forwarding.as_ref().map(|f| {
+            let networks: Vec<String> = f.trusted_proxies.iter().map(|n| n.to_string()).collect();
+            (
+                f.method_header.as_ref().map(|h| h.as_str().to_owned()),
+                networks,
+            )
+        });
+        assert_eq!(
+            forwarding,
+            Ok((
+                Some("x-original-method".to_owned()),
+                vec!["10.0.0.0/8".to_owned(), "127.0.0.1/32".to_owned()]
+            ))
+        );
+        let defaults = Command::try_parse_from(["verifier"]).map(|c| c.verifier.forwarding());
+        assert!(defaults.is_ok_and(|f| f.method_header.is_none() && f.trusted_proxies.is_empty()));
+    }
+
+    #[test]
+    fn a_trusted_proxy_that_is_no_network_is_refused() {
+        let error = Command::try_parse_from(["verifier", "--trusted-proxies", "10.0.0.0/8,proxy"])
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            error
+                .as_deref()
+                .is_some_and(|e| e
+                    .contains(r#""proxy" is not an IP address or CIDR network (like 10.0.0.0/8)"#)),
+            "{error:?}"
+        );
+    }
 }

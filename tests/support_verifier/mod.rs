@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod contracts;
+pub mod examples;
 pub mod proxies;
 
 use std::net::SocketAddr;
@@ -16,7 +18,7 @@ use keywarden::api::{
 use keywarden::keys::hash::{hash_secret, HashParams};
 use keywarden::keys::material::{AccessKeyId, SecretKey};
 use keywarden::keys::token::encode_token;
-use keywarden::verifier::{serve_http, AppState, Settings, Verifier};
+use keywarden::verifier::{serve_http, AppState, Forwarding, HttpLimits, Settings, Verifier};
 use tokio_util::sync::CancellationToken;
 
 /// Cheap argon2id parameters: tests check behaviour, not hashing cost.
@@ -167,6 +169,14 @@ pub fn seconds_from_now(seconds: i64) -> DateTime<Utc> {
     Utc::now() + Duration::seconds(seconds)
 }
 
+/// Believes `method_header` and the forwarded addresses of a proxy on 127.0.0.1.
+pub fn loopback_proxy(method_header: Option<&'static str>) -> Forwarding {
+    Forwarding {
+        method_header: method_header.map(axum::http::HeaderName::from_static),
+        trusted_proxies: vec!["127.0.0.1".parse().expect("loopback network")],
+    }
+}
+
 /// A verifier with an in-memory index (no cluster) served on a free loopback port.
 pub struct LocalVerifier {
     pub verifier: Arc<Verifier>,
@@ -175,19 +185,38 @@ pub struct LocalVerifier {
 }
 
 impl LocalVerifier {
-    pub async fn start(settings: Settings, trust_forwarded_headers: bool) -> Self {
+    /// A verifier that believes no forwarded header.
+    pub async fn start(settings: Settings) -> Self {
+        Self::start_with(settings, Forwarding::default(), HttpLimits::default()).await
+    }
+
+    /// A verifier behind a proxy on loopback that reports the method in `method_header`.
+    pub async fn behind_proxy(settings: Settings, method_header: Option<&'static str>) -> Self {
+        Self::start_with(
+            settings,
+            loopback_proxy(method_header),
+            HttpLimits::default(),
+        )
+        .await
+    }
+
+    pub async fn start_with(
+        settings: Settings,
+        forwarding: Forwarding,
+        limits: HttpLimits,
+    ) -> Self {
         let verifier = Arc::new(Verifier::new(&settings));
         verifier.mark_ready();
         let state = AppState {
             verifier: verifier.clone(),
-            trust_forwarded_headers,
+            forwarding: Arc::new(forwarding),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a loopback port");
         let addr = listener.local_addr().expect("bound address");
         let server = tokio::spawn(async move {
-            serve_http(listener, state, CancellationToken::new())
+            serve_http(listener, state, limits, CancellationToken::new())
                 .await
                 .expect("verifier serves");
         });

@@ -108,8 +108,9 @@ fn nginx_auth_location(name: &str, verifier: SocketAddr, scope: Option<&str>) ->
             proxy_pass_request_body off;
             proxy_set_header Content-Length "";
             proxy_set_header X-Original-Method $request_method;
-            proxy_set_header X-Forwarded-Method $request_method;
+            proxy_set_header X-Forwarded-Method "";
             proxy_set_header X-Real-IP $remote_addr;
+            proxy_set_header X-Forwarded-For $remote_addr;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
         }}"#
