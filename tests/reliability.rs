@@ -121,9 +121,7 @@ async fn controller_killed_mid_issuance_never_issues_a_key_twice() {
     for (round, kill_after) in [0usize, 1, 4].into_iter().enumerate() {
         let cluster = TestCluster::start().await;
         let dir = tempfile::tempdir().unwrap();
-        let Some(kubeconfig) = cluster.write_kubeconfig(dir.path()) else {
-            return;
-        };
+        let kubeconfig = cluster.write_controller_kubeconfig(dir.path()).await;
         let writes = SecretWrites::track(cluster.secrets());
         let names = create_keys(&cluster, &format!("r{round}"), 8).await;
         let disable = [("KEYWARDEN_DISABLE_LEADER_ELECTION", "true")];
@@ -142,9 +140,8 @@ async fn controller_killed_mid_issuance_never_issues_a_key_twice() {
 async fn only_the_leader_issues_and_the_standby_takes_over_after_a_kill() {
     let cluster = TestCluster::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let Some(kubeconfig) = cluster.write_kubeconfig(dir.path()) else {
-        return;
-    };
+    let kubeconfig = cluster.write_controller_kubeconfig(dir.path()).await;
+    cluster.allow_controller_leases_in(&cluster.namespace).await;
     let writes = SecretWrites::track(cluster.secrets());
     let namespace = cluster.namespace.clone();
     let env = |identity: &'static str| {

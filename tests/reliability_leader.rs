@@ -106,9 +106,8 @@ async fn lease_holder(leases: &Api<Lease>) -> Option<String> {
 async fn a_leader_paused_past_its_lease_and_resumed_never_exceeds_a_limit_nor_issues_twice() {
     let cluster = TestCluster::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let Some(kubeconfig) = cluster.write_kubeconfig(dir.path()) else {
-        return;
-    };
+    let kubeconfig = cluster.write_controller_kubeconfig(dir.path()).await;
+    cluster.allow_controller_leases_in(&cluster.namespace).await;
     let policy = format!("limit-{}", support::random_suffix());
     cluster
         .create_policy(&PolicyBuilder::new(&policy).max_keys(LIMIT).build())

@@ -122,7 +122,7 @@ async fn last_use_is_written_to_status_and_never_moves_backwards() {
     let shutdown = CancellationToken::new();
     let watching = tokio::spawn(watch_keys(
         verifier.clone(),
-        cluster.client().clone(),
+        cluster.verifier_client().clone(),
         vec![cluster.namespace().to_owned()],
         shutdown.clone(),
     ));
@@ -142,7 +142,7 @@ async fn last_use_is_written_to_status_and_never_moves_backwards() {
     };
     let used_at = Utc::now();
     assert!(matches!(check().await, Decision::Valid(_)));
-    flush_due(&verifier, cluster.client(), Duration::ZERO).await;
+    flush_due(&verifier, cluster.verifier_client(), Duration::ZERO).await;
     let written = last_used(&cluster, "used").await;
     assert!(
         written.is_some_and(|at| at >= used_at),
@@ -164,7 +164,7 @@ async fn last_use_is_written_to_status_and_never_moves_backwards() {
     .await;
     assert!(seen, "the watch delivered the later lastUsedAt");
     assert!(matches!(check().await, Decision::Valid(_)));
-    flush_due(&verifier, cluster.client(), Duration::ZERO).await;
+    flush_due(&verifier, cluster.verifier_client(), Duration::ZERO).await;
     assert_eq!(last_used(&cluster, "used").await, Some(later));
 
     shutdown.cancel();

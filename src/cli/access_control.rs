@@ -36,13 +36,11 @@ pub async fn install(client: &Client) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A client acting as `service_account` of [`NAMESPACE`] with a token from the TokenRequest
-/// API, talking to the same server as `base`.
-pub async fn service_account_client(
+/// A token for `service_account` of [`NAMESPACE`] from the TokenRequest API.
+pub async fn service_account_token(
     admin: &Client,
-    base: &Config,
     service_account: &str,
-) -> anyhow::Result<Client> {
+) -> anyhow::Result<String> {
     let request = TokenRequest {
         spec: Some(TokenRequestSpec {
             expiration_seconds: Some(TOKEN_SECONDS),
@@ -60,6 +58,17 @@ pub async fn service_account_client(
         .and_then(|status| status.token)
         .filter(|token| !token.is_empty())
         .with_context(|| format!("the TokenRequest for {service_account} returned no token"))?;
+    Ok(token)
+}
+
+/// A client acting as `service_account` of [`NAMESPACE`] with a token from the TokenRequest
+/// API, talking to the same server as `base`.
+pub async fn service_account_client(
+    admin: &Client,
+    base: &Config,
+    service_account: &str,
+) -> anyhow::Result<Client> {
+    let token = service_account_token(admin, service_account).await?;
     let mut config = base.clone();
     config.auth_info = serde_json::from_value::<AuthInfo>(serde_json::json!({ "token": token }))
         .context("building the ServiceAccount's credentials")?;

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use http::HeaderValue;
 use kube::ResourceExt;
 
-use crate::api::access_key::{AccessKey, Phase};
+use crate::api::access_key::{AccessKey, OwnerKind, Phase};
 use crate::keys::hash::{hash_cost, HashParams};
 use crate::sync::{read, write};
 

@@ -36,6 +36,8 @@ pub struct TestCluster {
     /// The chart's verifier ServiceAccount, with the chart's RBAC.
     pub verifier_client: Client,
     pub namespace: String,
+    /// The admin's kubeconfig, for child processes.
+    kubeconfig: kube::config::Kubeconfig,
     _dev: Option<devcluster::DevCluster>,
 }
 
@@ -50,21 +52,21 @@ impl TestCluster {
             )
             .with_test_writer()
             .try_init();
-        let (config, dev) = match std::env::var("KEYWARDEN_TEST_KUBECONFIG") {
-            Ok(path) => {
-                let kubeconfig = kube::config::Kubeconfig::read_from(path).expect("kubeconfig");
-                let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-                    .await
-                    .expect("kube config");
-                (config, None)
-            }
+        let (kubeconfig, dev) = match std::env::var("KEYWARDEN_TEST_KUBECONFIG") {
+            Ok(path) => (
+                kube::config::Kubeconfig::read_from(path).expect("kubeconfig"),
+                None,
+            ),
             Err(_) => {
                 let dev = devcluster::DevCluster::start()
                     .await
                     .expect("devcluster starts");
-                (dev.config().expect("devcluster config"), Some(dev))
+                (dev.kubeconfig().expect("devcluster kubeconfig"), Some(dev))
             }
         };
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig.clone(), &Default::default())
+            .await
+            .expect("kube config");
         let client = Client::try_from(config.clone()).expect("client");
         install_crds(&client).await;
         access_control::install(&client)
@@ -103,8 +105,72 @@ impl TestCluster {
             controller_client,
             verifier_client,
             namespace,
+            kubeconfig,
             _dev: dev,
         }
+    }
+
+    /// Writes a kubeconfig acting as the chart's controller ServiceAccount into `dir`, for
+    /// `keywarden controller` child processes.
+    pub async fn write_controller_kubeconfig(&self, dir: &std::path::Path) -> std::path::PathBuf {
+        let token = access_control::service_account_token(
+            &self.client,
+            access_control::CONTROLLER_SERVICE_ACCOUNT,
+        )
+        .await
+        .expect("controller token");
+        let mut kubeconfig = self.kubeconfig.clone();
+        let context = kubeconfig
+            .current_context
+            .clone()
+            .expect("a current context");
+        let user = kubeconfig
+            .contexts
+            .iter()
+            .find(|c| c.name == context)
+            .and_then(|c| c.context.as_ref())
+            .map(|c| c.user.clone())
+            .expect("the current context's user");
+        for named in &mut kubeconfig.auth_infos {
+            if Some(&named.name) == user.as_ref() {
+                named.auth_info = Some(
+                    serde_json::from_value(serde_json::json!({ "token": token }))
+                        .expect("token credentials"),
+                );
+            }
+        }
+        let path = dir.join("controller.kubeconfig");
+        std::fs::write(
+            &path,
+            serde_yaml::to_string(&kubeconfig).expect("kubeconfig YAML"),
+        )
+        .expect("write kubeconfig");
+        path
+    }
+
+    /// Lets the controller's ServiceAccount hold leader-election Leases in `namespace` (the
+    /// chart grants them in its own namespace only), for tests that elect in their namespace.
+    pub async fn allow_controller_leases_in(&self, namespace: &str) {
+        let role: k8s_openapi::api::rbac::v1::Role = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "keywarden-leader-election"},
+            "rules": [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update", "patch"]}],
+        }))
+        .expect("Role");
+        let binding: k8s_openapi::api::rbac::v1::RoleBinding =
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "keywarden-leader-election"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "keywarden-leader-election"},
+                "subjects": [{"kind": "ServiceAccount", "name": access_control::CONTROLLER_SERVICE_ACCOUNT, "namespace": access_control::NAMESPACE}],
+            }))
+            .expect("RoleBinding");
+        Api::<k8s_openapi::api::rbac::v1::Role>::namespaced(self.client.clone(), namespace)
+            .create(&PostParams::default(), &role)
+            .await
+            .expect("create leader-election Role");
+        Api::<k8s_openapi::api::rbac::v1::RoleBinding>::namespaced(self.client.clone(), namespace)
+            .create(&PostParams::default(), &binding)
+            .await
+            .expect("create leader-election RoleBinding");
     }
 
     /// This test's keys as the controller sees and writes them (status writes are the

@@ -32,6 +32,11 @@ impl TestCluster {
         &self.cluster.client
     }
 
+    /// The chart's verifier ServiceAccount: status writes other than `lastUsedAt` are refused.
+    pub fn verifier_client(&self) -> &kube::Client {
+        &self.cluster.verifier_client
+    }
+
     /// The namespace of this test; the only one its verifier watches.
     pub fn namespace(&self) -> &str {
         &self.cluster.namespace
@@ -47,7 +52,7 @@ impl TestCluster {
             namespaces: vec![self.namespace().to_owned()],
             ..args
         };
-        ClusterVerifier::start(self.client().clone(), args).await
+        ClusterVerifier::start(self.cluster.verifier_client.clone(), args).await
     }
 
     /// Creates `key`, then writes its status through `/status` (as the controller would).
@@ -59,11 +64,13 @@ impl TestCluster {
         self.write_status(key).await;
     }
 
-    /// Replaces the status of `key` by its `status`.
+    /// Replaces the status of `key` by its `status`, as the controller's ServiceAccount (the
+    /// admission policy refuses status from anyone else).
     pub async fn write_status(&self, key: &AccessKey) {
         let name = key.metadata.name.as_deref().expect("key name");
         let patch = serde_json::json!({ "status": key.status });
-        self.keys()
+        self.cluster
+            .controller_keys()
             .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .expect("write status");
