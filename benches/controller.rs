@@ -163,19 +163,20 @@ async fn bulk() -> anyhow::Result<()> {
     let devcluster_runtime = named_runtime("devcluster")?;
     let controller_runtime = named_runtime("controller")?;
     let cluster = devcluster_runtime.spawn(TestCluster::start()).await?;
-    let url = cluster
-        .url()
-        .ok_or_else(|| anyhow::anyhow!("the bulk run needs devcluster"))?;
-    let keys = Api::<AccessKey>::namespaced(support::client_for_url(&url)?, &cluster.namespace);
+    let keys = Api::<AccessKey>::namespaced(
+        kube::Client::try_from(cluster.admin_config.clone())?,
+        &cluster.namespace,
+    );
     let requests = accounting::RequestCounts::default();
     let probe_port = accounting::free_port()?;
     let controller = {
         let _on_controller_runtime = controller_runtime.enter();
         RunningController::start(
-            accounting::counting_client(&url, requests.clone())?,
+            accounting::counting_client(cluster.controller_config.clone(), requests.clone())?,
             ControllerArgs {
                 probe_addr: ([127, 0, 0, 1], probe_port).into(),
                 disable_leader_election: true,
+                leader_election_namespace: keywarden::cli::access_control::NAMESPACE.into(),
                 ..ControllerArgs::default()
             },
         )

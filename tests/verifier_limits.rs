@@ -249,12 +249,9 @@ async fn clients_hanging_up_mid_check_never_run_more_argon2_at_once_than_the_bou
     };
     let local = LocalVerifier::start(settings).await;
     let issued = Issued::generate();
-    // why: a hash that takes tens of milliseconds, so each hang-up happens mid-argon2.
-    let slow = HashParams {
-        memory_kib: 16 * 1024,
-        iterations: 3,
-        parallelism: 1,
-    };
+    // why: the controller's default parameters (the costliest the verifier serves by default)
+    // take tens of milliseconds, so each hang-up happens mid-argon2.
+    let slow = HashParams::default();
     let mut key = KeyBuilder::new("team-a", "slow", &issued).build();
     if let Some(status) = key.status.as_mut() {
         status.secret_hash = Some(hash_secret(&issued.secret, &slow).unwrap());

@@ -92,8 +92,7 @@ fn request_label(method: &Method, uri: &http::Uri) -> String {
 }
 
 /// A client for devcluster at `url` that counts every request it sends into `counts`.
-pub fn counting_client(url: &str, counts: RequestCounts) -> anyhow::Result<Client> {
-    let config = kube::Config::new(url.parse()?);
+pub fn counting_client(config: kube::Config, counts: RequestCounts) -> anyhow::Result<Client> {
     let counting = tower::util::MapRequestLayer::new(move |request: Request<Body>| {
         counts.count(&request);
         request

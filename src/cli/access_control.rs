@@ -61,16 +61,26 @@ pub async fn service_account_token(
     Ok(token)
 }
 
-/// A client acting as `service_account` of [`NAMESPACE`] with a token from the TokenRequest
-/// API, talking to the same server as `base`.
+/// `base` (the same server) acting as `service_account` of [`NAMESPACE`], with a token from
+/// the TokenRequest API.
+pub async fn service_account_config(
+    admin: &Client,
+    base: &Config,
+    service_account: &str,
+) -> anyhow::Result<Config> {
+    let token = service_account_token(admin, service_account).await?;
+    let mut config = base.clone();
+    config.auth_info = serde_json::from_value::<AuthInfo>(serde_json::json!({ "token": token }))
+        .context("building the ServiceAccount's credentials")?;
+    Ok(config)
+}
+
+/// A client acting as `service_account` of [`NAMESPACE`], talking to the same server as `base`.
 pub async fn service_account_client(
     admin: &Client,
     base: &Config,
     service_account: &str,
 ) -> anyhow::Result<Client> {
-    let token = service_account_token(admin, service_account).await?;
-    let mut config = base.clone();
-    config.auth_info = serde_json::from_value::<AuthInfo>(serde_json::json!({ "token": token }))
-        .context("building the ServiceAccount's credentials")?;
+    let config = service_account_config(admin, base, service_account).await?;
     Client::try_from(config).context("building the ServiceAccount's client")
 }

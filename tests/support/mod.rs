@@ -38,6 +38,10 @@ pub struct TestCluster {
     pub namespace: String,
     /// The admin's kubeconfig, for child processes.
     kubeconfig: kube::config::Kubeconfig,
+    /// The admin's client configuration, to build more clients (on other runtimes).
+    pub admin_config: kube::Config,
+    /// The controller ServiceAccount's client configuration.
+    pub controller_config: kube::Config,
     _dev: Option<devcluster::DevCluster>,
 }
 
@@ -72,13 +76,15 @@ impl TestCluster {
         access_control::install(&client)
             .await
             .expect("installing keywarden's RBAC and admission policies");
-        let controller_client = access_control::service_account_client(
+        let controller_config = access_control::service_account_config(
             &client,
             &config,
             access_control::CONTROLLER_SERVICE_ACCOUNT,
         )
         .await
-        .expect("controller ServiceAccount client");
+        .expect("controller ServiceAccount config");
+        let controller_client =
+            Client::try_from(controller_config.clone()).expect("controller client");
         let verifier_client = access_control::service_account_client(
             &client,
             &config,
@@ -106,6 +112,8 @@ impl TestCluster {
             verifier_client,
             namespace,
             kubeconfig,
+            admin_config: config,
+            controller_config,
             _dev: dev,
         }
     }
@@ -547,12 +555,6 @@ impl PolicyBuilder {
 pub fn secret_data(secret: &Secret, key: &str) -> Option<String> {
     let bytes = secret.data.as_ref()?.get(key)?;
     String::from_utf8(bytes.0.clone()).ok()
-}
-
-/// A client for an API server URL without authentication (devcluster).
-pub fn client_for_url(url: &str) -> anyhow::Result<Client> {
-    let config = kube::Config::new(url.parse()?);
-    Ok(Client::try_from(config)?)
 }
 
 /// Resident set size of process `pid` in KiB (Linux).
