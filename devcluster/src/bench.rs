@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, DynamicObject, ListParams, PostParams, WatchEvent, WatchParams};
-use kube::config::KubeConfigOptions;
 use kube::discovery::ApiResource;
 use serde_json::json;
 
@@ -142,18 +141,26 @@ const AUTHORIZED_CREATES: usize = 4_000;
 /// Bindings of other users and groups, so the index has to pick the user's few.
 const OTHER_BINDINGS: usize = 200;
 
-/// Creates/s of a non-admin user whose RoleBinding RBAC evaluates on every request, against the
-/// same user with every request allowed; best of two interleaved rounds each.
+/// Creates/s of a non-admin user (a bearer token) whose RoleBinding RBAC evaluates and whose
+/// writes three admission policies check on every request, against the same user with every
+/// request allowed and no policies; best of two interleaved rounds each.
 async fn authorization_cost() -> anyhow::Result<()> {
     let mut allow_all: f64 = 0.0;
+    let mut rbac_only: f64 = 0.0;
     let mut rbac: f64 = 0.0;
     for _ in 0..2 {
-        allow_all = allow_all.max(creates_as_user(AuthorizationMode::AlwaysAllow).await?);
-        rbac = rbac.max(creates_as_user(AuthorizationMode::Rbac).await?);
+        allow_all = allow_all.max(creates_as_user(AuthorizationMode::AlwaysAllow, false).await?);
+        rbac_only = rbac_only.max(creates_as_user(AuthorizationMode::Rbac, false).await?);
+        rbac = rbac.max(creates_as_user(AuthorizationMode::Rbac, true).await?);
     }
     println!("creates/s as a user, {CONCURRENCY} in flight, AlwaysAllow: {allow_all:>8.0}");
     println!(
-        "creates/s as a user, {CONCURRENCY} in flight, RBAC:        {rbac:>8.0} ({:.2}x)",
+        "creates/s as a user, {CONCURRENCY} in flight, RBAC only:   {rbac_only:>8.0} ({:.2}x)",
+        rbac_only / allow_all.max(f64::EPSILON)
+    );
+    println!(
+        "creates/s as a user, {CONCURRENCY} in flight, RBAC + {} admission policies: {rbac:>8.0} ({:.2}x, goal >= 0.8x)",
+        ADMISSION_POLICIES.len(),
         rbac / allow_all.max(f64::EPSILON)
     );
     Ok(())
@@ -193,22 +200,69 @@ async fn create_rbac(
     Ok(())
 }
 
-/// The admin's client acting as `user` in `groups` (impersonation).
-async fn client_as(
-    cluster: &DevCluster,
-    user: &str,
-    groups: &[&str],
-) -> anyhow::Result<kube::Client> {
-    let mut config =
-        kube::Config::from_custom_kubeconfig(cluster.kubeconfig()?, &KubeConfigOptions::default())
+/// (name, validation expression) of the policies the RBAC round admits every ConfigMap with:
+/// a field rule, a user rule and an authorizer check, as keywarden's own policies are.
+const ADMISSION_POLICIES: &[(&str, &str)] = &[
+    (
+        "bench-names",
+        "!object.metadata.name.startsWith('forbidden-')",
+    ),
+    (
+        "bench-users",
+        "request.userInfo.username != 'system:anonymous'",
+    ),
+    (
+        "bench-authorizer",
+        "authorizer.group('').resource('configmaps').namespace(request.namespace).check('create').allowed()",
+    ),
+];
+
+/// Installs [`ADMISSION_POLICIES`] and their bindings, for ConfigMap creates.
+async fn install_policies(admin: &kube::Client) -> anyhow::Result<()> {
+    let resource = |kind: &str, plural: &str| ApiResource {
+        group: "admissionregistration.k8s.io".into(),
+        version: "v1".into(),
+        api_version: "admissionregistration.k8s.io/v1".into(),
+        kind: kind.into(),
+        plural: plural.into(),
+    };
+    let policies = resource("ValidatingAdmissionPolicy", "validatingadmissionpolicies");
+    let bindings = resource(
+        "ValidatingAdmissionPolicyBinding",
+        "validatingadmissionpolicybindings",
+    );
+    for (name, expression) in ADMISSION_POLICIES {
+        let policy: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicy",
+            "metadata": { "name": name },
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": { "resourceRules": [{
+                    "apiGroups": [""], "apiVersions": ["v1"], "resources": ["configmaps"],
+                    "operations": ["CREATE", "UPDATE"],
+                }] },
+                "validations": [{ "expression": expression }],
+            },
+        }))?;
+        let binding: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": { "name": name },
+            "spec": { "policyName": name, "validationActions": ["Deny"] },
+        }))?;
+        Api::<DynamicObject>::all_with(admin.clone(), &policies)
+            .create(&PostParams::default(), &policy)
             .await?;
-    config.auth_info.impersonate = Some(user.into());
-    config.auth_info.impersonate_groups = Some(groups.iter().map(|g| (*g).to_string()).collect());
-    Ok(kube::Client::try_from(config)?)
+        Api::<DynamicObject>::all_with(admin.clone(), &bindings)
+            .create(&PostParams::default(), &binding)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Creates/s of user `bench` (group `bench-team`), allowed by a RoleBinding among many others.
-async fn creates_as_user(mode: AuthorizationMode) -> anyhow::Result<f64> {
+async fn creates_as_user(mode: AuthorizationMode, policies: bool) -> anyhow::Result<f64> {
     let cluster = DevCluster::start_with(Options {
         authorization: mode,
         ..Options::default()
@@ -246,10 +300,11 @@ async fn creates_as_user(mode: AuthorizationMode) -> anyhow::Result<f64> {
         "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "writer" },
         "subjects": [{ "kind": "Group", "name": "bench-team" }],
     })).await?;
-    let api: Api<ConfigMap> = Api::namespaced(
-        client_as(&cluster, "bench", &["bench-team"]).await?,
-        "bench",
-    );
+    if policies {
+        install_policies(&admin).await?;
+    }
+    let token = cluster.add_user("bench", &["bench-team"]);
+    let api: Api<ConfigMap> = Api::namespaced(cluster.client_for_token(&token)?, "bench");
     let started = Instant::now();
     futures::stream::iter(0..AUTHORIZED_CREATES)
         .map(|i| {

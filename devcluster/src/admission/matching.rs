@@ -203,6 +203,9 @@ fn matching_rule(
     rules: &[NamedRuleWithOperations],
     equivalent: bool,
 ) -> Option<Matched> {
+    if rules.is_empty() {
+        return None;
+    }
     if rules
         .iter()
         .any(|rule| rule_matches(rule, request, request.rt) && named(rule, request))
@@ -238,22 +241,27 @@ fn served_types(state: &State) -> Vec<ResourceType> {
 /// Other group-versions serving the same objects as `rt` (events in two groups, CRD versions).
 fn equivalents(state: &State, rt: &ResourceType) -> Vec<ResourceType> {
     let key = storage_key(rt);
-    let candidates = match &rt.crd {
+    let is_equivalent = |other: &ResourceType| {
+        (other.group != rt.group || other.version != rt.version) && storage_key(other) == key
+    };
+    match &rt.crd {
         Some(crd) => {
             let crds: StorageKey = Arc::from(CRDS);
             state
                 .get(&crds, "", &crd.crd_name)
                 .map(|stored| crate::crds::crd_types(stored))
                 .unwrap_or_default()
+                .into_iter()
+                .filter(|other| is_equivalent(other))
+                .collect()
         }
-        None => BUILTIN.clone(),
-    };
-    candidates
-        .into_iter()
-        .filter(|other| {
-            storage_key(other) == key && (other.group != rt.group || other.version != rt.version)
-        })
-        .collect()
+        // why: called for every policy on every write; clone only the few equivalents.
+        None => BUILTIN
+            .iter()
+            .filter(|other| is_equivalent(other))
+            .cloned()
+            .collect(),
+    }
 }
 
 /// The served type of `kind` in `api_version` (`group/version`, or `v1` for the core group).
