@@ -162,7 +162,6 @@ async fn a_wrong_token_in_the_kubeconfig_is_unauthorized_for_kubectl() {
 }
 
 #[tokio::test]
-#[ignore = "kubectl sends TokenRequest as protobuf: passes once branch serves (generated protobuf decoder) is merged"]
 async fn kubectl_create_token_mints_a_service_account_token() {
     let kube = Kube::start().await;
     kube.kubectl_ok(&["create", "serviceaccount", "builder"])

@@ -97,7 +97,6 @@ async fn let_bob_impersonate_alice(cluster: &DevCluster) {
 }
 
 #[tokio::test]
-#[ignore = "needs the RBAC authorizer (branch rbac)"]
 async fn impersonating_a_user_without_the_impersonate_verb_is_forbidden() {
     let cluster = DevCluster::start().await.expect("devcluster starts");
     let result = whoami(bob_as(&cluster, "alice", &[], &[])).await;
@@ -108,7 +107,6 @@ async fn impersonating_a_user_without_the_impersonate_verb_is_forbidden() {
 }
 
 #[tokio::test]
-#[ignore = "needs the RBAC authorizer (branch rbac)"]
 async fn impersonating_a_service_account_is_checked_in_its_namespace() {
     let cluster = DevCluster::start().await.expect("devcluster starts");
     let client = bob_as(&cluster, "system:serviceaccount:team-a:builder", &[], &[]);
@@ -119,7 +117,6 @@ async fn impersonating_a_service_account_is_checked_in_its_namespace() {
 }
 
 #[tokio::test]
-#[ignore = "needs the RBAC authorizer (branch rbac)"]
 async fn a_user_bob_may_impersonate_still_needs_each_group_and_extra_allowed() {
     let cluster = DevCluster::start().await.expect("devcluster starts");
     let_bob_impersonate_alice(&cluster).await;
@@ -145,7 +142,6 @@ async fn a_user_bob_may_impersonate_still_needs_each_group_and_extra_allowed() {
 }
 
 #[tokio::test]
-#[ignore = "needs the RBAC authorizer (branch rbac)"]
 async fn anonymous_requests_reach_public_info_and_nothing_else() {
     let cluster = DevCluster::start().await.expect("devcluster starts");
     let anonymous = cluster.anonymous_client().expect("client");
@@ -163,7 +159,6 @@ async fn anonymous_requests_reach_public_info_and_nothing_else() {
 }
 
 #[tokio::test]
-#[ignore = "needs the RBAC authorizer (branch rbac)"]
 async fn kubectl_as_from_a_context_without_impersonate_is_forbidden() {
     let kube = Kube::start().await;
     kube.cluster.add_user("bob", &[]);

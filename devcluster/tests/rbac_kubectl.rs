@@ -124,10 +124,28 @@ async fn kubectl_apply_of_a_role_beyond_the_users_permissions_is_refused() {
     .await;
 }
 
+/// A served `accesskeys.keywarden.io`: kubectl resolves a resource through discovery before it
+/// asks, and asks for an unknown one without its group.
+const ACCESS_KEY_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: { name: accesskeys.keywarden.io }
+spec:
+  group: keywarden.io
+  scope: Namespaced
+  names: { plural: accesskeys, singular: accesskey, kind: AccessKey }
+  versions:
+  - name: v1alpha1
+    served: true
+    storage: true
+    schema: { openAPIV3Schema: { type: object, x-kubernetes-preserve-unknown-fields: true } }
+"#;
+
 #[tokio::test]
-#[ignore = "kubectl sends access reviews as protobuf: needs the protobuf decoder for authorization.k8s.io"]
 async fn kubectl_auth_can_i_answers_from_rbac() {
     let kube = team_a().await;
+    kube.kubectl_stdin_ok(&["apply", "-f", "-"], ACCESS_KEY_CRD)
+        .await;
     let can_i = |args: &'static [&'static str]| {
         let kube = &kube;
         async move {
