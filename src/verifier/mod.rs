@@ -46,6 +46,8 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::keys::hash::HashParams;
+
 pub use check::{CheckRequest, Decision, Grant, Refusal, Settings, Verifier};
 pub use credentials::{Presented, Unreadable};
 pub use forwarded::{Forwarding, ProxyNetwork};
@@ -125,6 +127,20 @@ pub struct VerifierArgs {
     /// Entries kept in each cache and rate-limit table.
     #[arg(long, default_value_t = 100_000)]
     pub cache_capacity: usize,
+
+    /// Costliest argon2id memory (KiB) of a hash the verifier serves; keys hashed above it are
+    /// refused, so no status can make the verifier burn memory. Raise it to the largest
+    /// `--argon2-memory-kib` the controller ever used.
+    #[arg(long, env = "KEYWARDEN_MAX_HASH_MEMORY_KIB", default_value_t = HashParams::default().memory_kib)]
+    pub max_hash_memory_kib: u32,
+
+    /// Costliest argon2id iterations of a hash the verifier serves.
+    #[arg(long, env = "KEYWARDEN_MAX_HASH_ITERATIONS", default_value_t = HashParams::default().iterations)]
+    pub max_hash_iterations: u32,
+
+    /// Costliest argon2id lanes of a hash the verifier serves.
+    #[arg(long, env = "KEYWARDEN_MAX_HASH_PARALLELISM", default_value_t = HashParams::default().parallelism)]
+    pub max_hash_parallelism: u32,
 }
 
 impl Default for VerifierArgs {
@@ -144,6 +160,9 @@ impl Default for VerifierArgs {
             failures_per_second_per_key: 5,
             failures_per_second_per_client: 20,
             cache_capacity: 100_000,
+            max_hash_memory_kib: HashParams::default().memory_kib,
+            max_hash_iterations: HashParams::default().iterations,
+            max_hash_parallelism: HashParams::default().parallelism,
         }
     }
 }
@@ -159,6 +178,11 @@ impl VerifierArgs {
             failures_per_second_per_key: self.failures_per_second_per_key,
             failures_per_second_per_client: self.failures_per_second_per_client,
             cache_capacity: self.cache_capacity,
+            max_hash_cost: HashParams {
+                memory_kib: self.max_hash_memory_kib,
+                iterations: self.max_hash_iterations,
+                parallelism: self.max_hash_parallelism,
+            },
             ..defaults
         }
     }
@@ -276,6 +300,31 @@ mod tests {
         );
         let defaults = Command::try_parse_from(["verifier"]).map(|c| c.verifier.forwarding());
         assert!(defaults.is_ok_and(|f| f.method_header.is_none() && f.trusted_proxies.is_empty()));
+    }
+
+    #[test]
+    fn the_hash_cost_ceiling_defaults_to_the_controllers_parameters_and_can_be_raised() {
+        let defaults = Command::try_parse_from(["verifier"]).map(|c| c.verifier.settings());
+        assert_eq!(
+            defaults.map(|s| s.max_hash_cost).ok(),
+            Some(HashParams::default())
+        );
+        let raised = Command::try_parse_from([
+            "verifier",
+            "--max-hash-memory-kib",
+            "65536",
+            "--max-hash-iterations",
+            "3",
+        ])
+        .map(|c| c.verifier.settings().max_hash_cost);
+        assert_eq!(
+            raised.ok(),
+            Some(HashParams {
+                memory_kib: 65536,
+                iterations: 3,
+                parallelism: HashParams::default().parallelism,
+            })
+        );
     }
 
     #[test]
