@@ -438,12 +438,7 @@ fn watch_namespaces_render_confines_the_verifier_but_never_the_controller() {
         secret_roles[0]["kind"], "ClusterRole",
         "the controller watches Secrets in every namespace"
     );
-    for resource in [
-        "accesskeys",
-        "accesskeys/status",
-        "accesskeys/finalizers",
-        "events",
-    ] {
+    for resource in ["accesskeys", "accesskeys/status", "events"] {
         assert!(
             grants(secret_roles[0], resource),
             "the controller's ClusterRole lacks {resource}"
