@@ -21,6 +21,8 @@ use crate::api::{
 
 /// The field manager of objects the plugin creates and changes.
 pub const FIELD_MANAGER: &str = "kubectl-keywarden";
+/// How long to wait before the watch of a new key retries after an error.
+const WATCH_RETRY_PAUSE: Duration = Duration::from_millis(500);
 /// The prefix of a ServiceAccount's Kubernetes username.
 const SERVICE_ACCOUNT_PREFIX: &str = "system:serviceaccount:";
 
@@ -272,7 +274,10 @@ async fn wait_for_issuance(
                     return Err(anyhow::anyhow!("watching accesskey {name:?}: {status}"))
                 }
                 Err(e) => {
+                    // why: the watcher retries at once; a short pause keeps an unreachable API
+                    // server from being asked in a tight loop until the timeout.
                     tracing::debug!(error = %e, "watch interrupted; retrying");
+                    tokio::time::sleep(WATCH_RETRY_PAUSE).await;
                     continue;
                 }
             };
