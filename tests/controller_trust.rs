@@ -49,14 +49,26 @@ async fn bump_rotation(cluster: &TestCluster, name: &str, generation: i64) {
         .unwrap();
 }
 
+/// Waits until the controller has written `policy`'s `appliedAt`.
+async fn policy_applied(cluster: &TestCluster, policy: &str) {
+    support::wait_for(&cluster.policies(), policy, "policy applied", |p| {
+        p.status.as_ref().is_some_and(|s| s.applied_at.is_some())
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_later_issued_at_annotated_on_the_secret_never_extends_expiry() {
     let cluster = TestCluster::start().await;
     let policy = format!("expire-{}", support::random_suffix());
+    let _controller = cluster.start_controller();
     cluster
         .create_policy(&PolicyBuilder::new(&policy).expire_after("1h").build())
         .await;
-    let _controller = cluster.start_controller();
+    // why: expiry counts from the later of issuance and the policy's appliedAt; a key issued
+    // before the policy's status is written has its expiry recomputed (by milliseconds) then,
+    // which is the policy's own reset, not what this test is about.
+    policy_applied(&cluster, &policy).await;
     cluster
         .create_key(&KeyBuilder::new("ci", "alice").policy(&policy).build())
         .await;
@@ -241,6 +253,9 @@ async fn switching_to_a_longer_policy_never_moves_expiry_later() {
         .create_policy(&PolicyBuilder::new(&long).expire_after("180d").build())
         .await;
     let _controller = cluster.start_controller();
+    // why: see a_later_issued_at_annotated_on_the_secret_never_extends_expiry.
+    policy_applied(&cluster, &short).await;
+    policy_applied(&cluster, &long).await;
     cluster
         .create_key(&KeyBuilder::new("ci", "erin").policy(&short).build())
         .await;
