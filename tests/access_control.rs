@@ -321,7 +321,6 @@ async fn namespace_admins_manage_keys_there_but_mint_none_for_other_users() {
     let world = World::start().await;
     let nadia = world.as_user("nadia");
     let bob_name = world.user("bob");
-    let ns = world.namespace().to_owned();
 
     assert_eq!(
         create(&world, &nadia, "for-ci", OwnerKind::ServiceAccount, "ci").await,
@@ -344,7 +343,6 @@ async fn namespace_admins_manage_keys_there_but_mint_none_for_other_users() {
         Ok(())
     );
     assert_eq!(delete(&world, &nadia, &bobs).await, Ok(()));
-    let _ = ns;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

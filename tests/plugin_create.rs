@@ -3,6 +3,7 @@
 //! `KEYWARDEN_TEST_KUBECONFIG`.
 
 mod support;
+mod tools;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -14,18 +15,6 @@ use kube::Api;
 
 use keywarden::api::OwnerKind;
 use support::{random_suffix, PolicyBuilder, TestCluster};
-
-/// kubectl: `KEYWARDEN_TEST_KUBECTL`, else `.cache/tools/bin/kubectl`, else the one on PATH.
-fn kubectl() -> PathBuf {
-    if let Some(path) = std::env::var_os("KEYWARDEN_TEST_KUBECTL") {
-        return PathBuf::from(path);
-    }
-    let cached = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/tools/bin/kubectl");
-    if cached.exists() {
-        return cached;
-    }
-    PathBuf::from("kubectl")
-}
 
 /// The kubeconfig child processes use: devcluster's, or the real cluster's.
 fn kubeconfig(cluster: &TestCluster, dir: &Path) -> PathBuf {
@@ -44,15 +33,17 @@ async fn kubectl_keywarden(cluster: &TestCluster, kubeconfig: &Path, args: &[&st
     let mut path = OsString::from(plugin_dir.as_os_str());
     path.push(":");
     path.push(std::env::var_os("PATH").unwrap_or_default());
-    tokio::process::Command::new(kubectl())
-        .arg("keywarden")
-        .args(args)
-        .args(["-n", &cluster.namespace])
-        .env("PATH", path)
-        .env("KUBECONFIG", kubeconfig)
-        .output()
-        .await
-        .expect("running kubectl; install it with scripts/ensure-kube-tools.sh")
+    tokio::process::Command::new(
+        tools::kubectl_binary().expect("kubectl: install it with scripts/ensure-kube-tools.sh"),
+    )
+    .arg("keywarden")
+    .args(args)
+    .args(["-n", &cluster.namespace])
+    .env("PATH", path)
+    .env("KUBECONFIG", kubeconfig)
+    .output()
+    .await
+    .expect("running kubectl")
 }
 
 async fn whoami(cluster: &TestCluster) -> String {
