@@ -9,6 +9,7 @@ mod support;
 
 use std::time::Duration;
 
+use devcluster::RequestMatch;
 use k8s_openapi::api::coordination::v1::Lease;
 use keywarden::api::Phase;
 use keywarden::controller::ControllerArgs;
@@ -153,15 +154,28 @@ async fn a_leader_cut_off_with_undecided_keys_never_issues_from_its_stale_view_o
     })
     .await;
 
-    // why: cut while it has just seen these keys and may be deciding or writing them, so its
-    // view holds keys it has not decided, which it may act on once it can write again.
+    // why: on devcluster, the leader's Secret writes fail while it sees the keys, so it is cut
+    // off holding undecided keys and pending retries, which it runs from its stale view once
+    // healed (until it learns it lost the lease). A real cluster gets no fault: the cut then
+    // lands wherever the leader is.
+    let faults = cluster.faults();
+    let secret_creates = RequestMatch::new("create", "secrets").namespace(&cluster.namespace);
+    if let Some(faults) = &faults {
+        faults.fail_next(secret_creates.clone(), u32::MAX, 500);
+    }
     let names: Vec<String> = (0..3).map(|i| format!("k{i}")).collect();
     for name in &names {
         cluster
             .create_key(&KeyBuilder::new(name, "owner").policy(&policy).build())
             .await;
     }
+    if faults.is_some() {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     partition.cut();
+    if let Some(faults) = &faults {
+        faults.clear();
+    }
     let connected =
         RunningController::start(cluster.controller_client.clone(), elected("connected"));
     let issued = eventually("every key decided by the connected replica", || async {
