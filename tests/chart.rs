@@ -624,7 +624,7 @@ fn the_staleness_bounds_and_the_verifiers_stale_policy_reach_their_flags() {
     );
     let controller = find(&defaults, "Deployment", "kw-keywarden-controller");
     assert_eq!(
-        env_value(container(controller), "KEYWARDEN_CONTROLLER_MAX_STALENESS"),
+        env_value(container(controller), "KEYWARDEN_MAX_API_SILENCE"),
         Some("1m")
     );
     let refused = Command::new(&helm)

@@ -82,7 +82,7 @@ async fn a_controller_cut_off_from_the_api_server_turns_unready_and_says_so_unti
         client_through(&cluster, &partition),
         ControllerArgs {
             probe_addr,
-            max_staleness: Duration::from_secs(2),
+            max_api_silence: Duration::from_secs(2),
             ..test_args()
         },
     );

@@ -1,6 +1,6 @@
 //! Whether the controller can reach the API server: a cheap read every few seconds, exported as
 //! `keywarden_controller_api_reachable` and failing `/readyz` once none has succeeded for
-//! `--max-staleness`.
+//! `--max-api-silence`.
 //!
 //! Losing the API server never lets the controller issue from what it last saw: every write
 //! that issues (the Secret's create or conditional replace, the status apply conditional on the
@@ -15,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::AccessKey;
 
-/// The default `--max-staleness` of the controller.
-pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(60);
+/// The default `--max-api-silence`.
+pub const DEFAULT_MAX_SILENCE: Duration = Duration::from_secs(60);
 /// How long one read may take before it counts as failed.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -35,7 +35,7 @@ struct LastAnswer {
 
 impl Default for ApiContact {
     fn default() -> Self {
-        Self::new(DEFAULT_MAX_STALENESS, Instant::now())
+        Self::new(DEFAULT_MAX_SILENCE, Instant::now())
     }
 }
 

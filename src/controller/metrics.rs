@@ -62,7 +62,7 @@ impl Default for Metrics {
         let api_reachable = Gauge::default();
         registry.register(
             "controller_api_reachable",
-            "1 while the API server answered within --max-staleness, else 0",
+            "1 while the API server answered within --max-api-silence, else 0",
             api_reachable.clone(),
         );
         let api_silence_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();

@@ -96,8 +96,8 @@ pub struct ControllerArgs {
 
     /// How long (`30s`, `1m`) the API server may leave the controller's reads unanswered
     /// before `/readyz` fails and `keywarden_controller_api_reachable` drops to 0.
-    #[arg(long, env = "KEYWARDEN_CONTROLLER_MAX_STALENESS", default_value = "1m", value_parser = crate::keys::duration::parse_bound)]
-    pub max_staleness: std::time::Duration,
+    #[arg(long, env = "KEYWARDEN_MAX_API_SILENCE", default_value = "1m", value_parser = crate::keys::duration::parse_bound)]
+    pub max_api_silence: std::time::Duration,
 }
 
 impl Default for ControllerArgs {
@@ -115,7 +115,7 @@ impl Default for ControllerArgs {
             argon2_memory_kib: hash.memory_kib,
             argon2_iterations: hash.iterations,
             argon2_parallelism: hash.parallelism,
-            max_staleness: api_contact::DEFAULT_MAX_STALENESS,
+            max_api_silence: api_contact::DEFAULT_MAX_SILENCE,
         }
     }
 }
@@ -193,7 +193,7 @@ pub async fn run_with_clock(
     clock: Clock,
 ) -> anyhow::Result<()> {
     args.hash_params().validate()?;
-    let contact = api_contact::ApiContact::new(args.max_staleness, std::time::Instant::now());
+    let contact = api_contact::ApiContact::new(args.max_api_silence, std::time::Instant::now());
     let state = probes::ProbeState::new(contact);
     let server = probes::serve(args.probe_addr, state.clone(), shutdown.clone()).await?;
     let confirming = tokio::spawn(api_contact::confirm_until_shutdown(

@@ -21,7 +21,8 @@
 //! `Access-Control-Allow-Origin` when an allowlisted `Origin` was sent; 401 (one body for every
 //! reason) with `WWW-Authenticate`; 403 `forbidden` (origin) or `insufficient_scope`; 429 with
 //! `Retry-After` when failed attempts for the (access ID, client) or the client exceed their
-//! rate; 503 with `Retry-After` when argon2 work is saturated. A secret already verified is
+//! rate; 503 with `Retry-After` when argon2 work is saturated, or when its view of the keys is
+//! older than `--max-staleness` (see `freshness`). A secret already verified is
 //! answered from memory without argon2, so rate limits never block a client presenting the
 //! right secret.
 
