@@ -592,3 +592,48 @@ fn admission_policies_bind_the_release_service_accounts() {
         assert_eq!(role["metadata"]["labels"][label], "true");
     }
 }
+
+#[test]
+fn the_staleness_bounds_and_the_verifiers_stale_policy_reach_their_flags() {
+    let helm = require!(helm_binary(), "helm", "run scripts/ensure-kube-tools.sh");
+    let defaults = documents(&render(&helm, &[]));
+    let verifier = find(&defaults, "Deployment", "kw-keywarden-verifier");
+    assert_eq!(
+        env_value(container(verifier), "KEYWARDEN_MAX_STALENESS"),
+        Some("5m")
+    );
+    assert_eq!(
+        env_value(container(verifier), "KEYWARDEN_WHEN_STALE"),
+        Some("refuse")
+    );
+    let set = documents(&render(
+        &helm,
+        &[
+            "--set=verifier.maxStaleness=30s",
+            "--set=verifier.whenStale=serve",
+        ],
+    ));
+    let verifier = find(&set, "Deployment", "kw-keywarden-verifier");
+    assert_eq!(
+        env_value(container(verifier), "KEYWARDEN_MAX_STALENESS"),
+        Some("30s")
+    );
+    assert_eq!(
+        env_value(container(verifier), "KEYWARDEN_WHEN_STALE"),
+        Some("serve")
+    );
+    let controller = find(&defaults, "Deployment", "kw-keywarden-controller");
+    assert_eq!(
+        env_value(container(controller), "KEYWARDEN_MAX_API_SILENCE"),
+        Some("1m")
+    );
+    let refused = Command::new(&helm)
+        .args(["template", RELEASE])
+        .arg(chart_dir())
+        .arg("--set=verifier.whenStale=sometimes")
+        .output()
+        .expect("helm runs");
+    assert!(!refused.status.success(), "an unknown whenStale renders");
+    assert!(String::from_utf8_lossy(&refused.stderr)
+        .contains("verifier.whenStale must be refuse or serve"));
+}

@@ -89,7 +89,14 @@ pub struct DevCluster {
     tls: Tls,
     faults: Faults,
     server: Arc<Server>,
-    shutdown: Option<oneshot::Sender<()>>,
+    /// The accept loop while serving; `None` while stopped.
+    serving: std::sync::Mutex<Option<Serving>>,
+}
+
+/// A running accept loop and the way to end it.
+struct Serving {
+    shutdown: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl DevCluster {
@@ -151,20 +158,47 @@ impl DevCluster {
             },
             rbac,
         });
-        let (shutdown, stopped) = oneshot::channel();
-        tokio::spawn(serve(
-            listener,
-            server.clone(),
-            tls.acceptor.clone(),
-            stopped,
-        ));
+        let serving = Serving::start(listener, server.clone(), tls.acceptor.clone());
         Ok(Self {
             addr,
             tls,
             faults,
             server,
-            shutdown: Some(shutdown),
+            serving: std::sync::Mutex::new(Some(serving)),
         })
+    }
+
+    /// Stops serving, as an API server that went away: the port is closed and every
+    /// connection (and watch) dropped; the stored objects are kept for [`DevCluster::restart`].
+    pub async fn stop(&self) {
+        let serving = self.lock_serving().take();
+        if let Some(serving) = serving {
+            let _ = serving.shutdown.send(());
+            let _ = serving.task.await;
+        }
+    }
+
+    /// Serves again on the same address, with the same objects, after [`DevCluster::stop`]
+    /// (a no-op while serving).
+    pub async fn restart(&self) -> Result<(), Error> {
+        if self.lock_serving().is_some() {
+            return Ok(());
+        }
+        let listener = TcpListener::bind(self.addr)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: self.addr,
+                source,
+            })?;
+        let serving = Serving::start(listener, self.server.clone(), self.tls.acceptor.clone());
+        *self.lock_serving() = Some(serving);
+        Ok(())
+    }
+
+    fn lock_serving(&self) -> std::sync::MutexGuard<'_, Option<Serving>> {
+        self.serving
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// `https://127.0.0.1:<port>`: the API, served with a certificate of [`DevCluster::ca_pem`].
@@ -301,9 +335,17 @@ impl DevCluster {
 
 impl Drop for DevCluster {
     fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
+        if let Some(serving) = self.lock_serving().take() {
+            let _ = serving.shutdown.send(());
         }
+    }
+}
+
+impl Serving {
+    fn start(listener: TcpListener, server: Arc<Server>, tls: TlsAcceptor) -> Self {
+        let (shutdown, stopped) = oneshot::channel();
+        let task = tokio::spawn(serve(listener, server, tls, stopped));
+        Self { shutdown, task }
     }
 }
 

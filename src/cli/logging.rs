@@ -15,7 +15,8 @@ pub enum LogFormat {
 /// Logging flags shared by every subcommand.
 #[derive(clap::Args, Debug, Clone)]
 pub struct LogArgs {
-    /// Log line format. The level comes from RUST_LOG (default: info).
+    /// Log line format. The level comes from RUST_LOG (default: info, without kube-client's
+    /// line per failed request).
     #[arg(
         long,
         global = true,
@@ -27,8 +28,16 @@ pub struct LogArgs {
 }
 
 /// Installs the global tracing subscriber.
+/// What is logged when `RUST_LOG` is unset: info and above, without kube-client's line per
+/// failed request.
+// why: kube-client logs every failed request at ERROR; with the API server away that is a line
+// per retry and per freshness read, while keywarden logs each failure once where it is handled
+// (with growing pauses between attempts).
+pub const DEFAULT_FILTER: &str = "info,kube_client::client::builder=off";
+
 pub fn init(args: &LogArgs) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

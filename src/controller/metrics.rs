@@ -30,6 +30,8 @@ pub struct Metrics {
     keys_by_phase: Family<PhaseLabel, Gauge>,
     /// The key cache of the running (leader) controller, read at scrape time.
     keys: Mutex<Option<Store<AccessKey>>>,
+    api_reachable: Gauge,
+    api_silence_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -57,6 +59,18 @@ impl Default for Metrics {
         );
         registry.register("rotations", "Key rotations", rotations.clone());
         registry.register("access_keys", "AccessKeys by phase", keys_by_phase.clone());
+        let api_reachable = Gauge::default();
+        registry.register(
+            "controller_api_reachable",
+            "1 while the API server answered within --max-api-silence, else 0",
+            api_reachable.clone(),
+        );
+        let api_silence_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "controller_api_silence_seconds",
+            "Time since the API server last answered the controller",
+            api_silence_seconds.clone(),
+        );
         Self {
             registry,
             reconcile_duration,
@@ -65,6 +79,8 @@ impl Default for Metrics {
             rotations,
             keys_by_phase,
             keys: Mutex::new(None),
+            api_reachable,
+            api_silence_seconds,
         }
     }
 }
@@ -81,6 +97,12 @@ impl Metrics {
     /// Points the keys-by-phase gauge at the running controller's cache (`None` when not leader).
     pub fn watch_keys(&self, keys: Option<Store<AccessKey>>) {
         *lock(&self.keys) = keys;
+    }
+
+    /// Records whether the API server is reachable and how long it has been silent.
+    pub fn set_api_contact(&self, reachable: bool, silence: Duration) {
+        self.api_reachable.set(i64::from(reachable));
+        self.api_silence_seconds.set(silence.as_secs_f64());
     }
 
     /// The OpenMetrics text of every metric.

@@ -1,6 +1,7 @@
 //! The controller: reconciles AccessKeys and AccessKeyPolicies (leader-elected).
 
 mod access_key;
+mod api_contact;
 mod audit;
 mod backoff;
 mod context;
@@ -92,6 +93,11 @@ pub struct ControllerArgs {
     /// argon2id lanes.
     #[arg(long, env = "KEYWARDEN_ARGON2_PARALLELISM", default_value_t = HashParams::default().parallelism)]
     pub argon2_parallelism: u32,
+
+    /// How long (`30s`, `1m`) the API server may leave the controller's reads unanswered
+    /// before `/readyz` fails and `keywarden_controller_api_reachable` drops to 0.
+    #[arg(long, env = "KEYWARDEN_MAX_API_SILENCE", default_value = "1m", value_parser = crate::keys::duration::parse_bound)]
+    pub max_api_silence: std::time::Duration,
 }
 
 impl Default for ControllerArgs {
@@ -109,6 +115,7 @@ impl Default for ControllerArgs {
             argon2_memory_kib: hash.memory_kib,
             argon2_iterations: hash.iterations,
             argon2_parallelism: hash.parallelism,
+            max_api_silence: api_contact::DEFAULT_MAX_SILENCE,
         }
     }
 }
@@ -186,10 +193,17 @@ pub async fn run_with_clock(
     clock: Clock,
 ) -> anyhow::Result<()> {
     args.hash_params().validate()?;
-    let state = probes::ProbeState::new();
+    let contact = api_contact::ApiContact::new(args.max_api_silence, std::time::Instant::now());
+    let state = probes::ProbeState::new(contact);
     let server = probes::serve(args.probe_addr, state.clone(), shutdown.clone()).await?;
+    let confirming = tokio::spawn(api_contact::confirm_until_shutdown(
+        client.clone(),
+        state.contact.clone(),
+        shutdown.clone(),
+    ));
     let result = leader::run_when_leader(client, &args, clock, state, shutdown.clone()).await;
     shutdown.cancel();
+    confirming.abort();
     server.await??;
     result
 }

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -12,6 +13,7 @@ use axum::Router;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::api_contact::ApiContact;
 use super::metrics::Metrics;
 
 /// What the probe endpoints report.
@@ -19,11 +21,16 @@ use super::metrics::Metrics;
 pub struct ProbeState {
     ready: Arc<AtomicBool>,
     pub metrics: Arc<Metrics>,
+    /// When the API server last answered; `/readyz` fails once it is silent past the bound.
+    pub contact: Arc<ApiContact>,
 }
 
 impl ProbeState {
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(contact: ApiContact) -> Self {
+        Self {
+            contact: Arc::new(contact),
+            ..Self::default()
+        }
     }
 
     /// Marks the controller ready (caches synced, or standing by for the lease) or not.
@@ -37,14 +44,26 @@ async fn livez() -> &'static str {
 }
 
 async fn readyz(State(state): State<ProbeState>) -> impl IntoResponse {
+    let now = Instant::now();
+    if state.contact.is_lost(now) {
+        let silence = state.contact.silence(now).as_secs();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("API server unreachable for {silence}s"),
+        );
+    }
     if state.ready.load(Ordering::SeqCst) {
-        (StatusCode::OK, "ok")
+        (StatusCode::OK, "ok".to_owned())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready".to_owned())
     }
 }
 
 async fn metrics(State(state): State<ProbeState>) -> impl IntoResponse {
+    let now = Instant::now();
+    state
+        .metrics
+        .set_api_contact(state.contact.is_reachable(now), state.contact.silence(now));
     match state.metrics.encode() {
         Ok(body) => (
             StatusCode::OK,

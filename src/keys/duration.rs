@@ -31,6 +31,18 @@ pub fn parse_duration(s: &str) -> Result<Duration, KeyError> {
         .ok_or_else(invalid)
 }
 
+/// Parses a bound given as a flag (`--max-staleness 10s`): a duration of at least one second.
+pub fn parse_bound(s: &str) -> Result<std::time::Duration, String> {
+    let bound = parse_duration(s)
+        .map_err(|e| e.to_string())?
+        .to_std()
+        .map_err(|e| e.to_string())?;
+    if bound < std::time::Duration::from_secs(1) {
+        return Err(format!("{s:?} is shorter than one second"));
+    }
+    Ok(bound)
+}
+
 /// Formats a duration in the largest unit that divides it exactly (`0` for zero).
 pub fn format_duration(duration: Duration) -> String {
     let seconds = duration.num_seconds();

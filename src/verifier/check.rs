@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::credentials::{Presented, Unreadable};
+use super::freshness::{Freshness, Stale, WhenStale, DEFAULT_MAX_STALENESS};
 use super::guard::{FailureCache, FailureLimiter, FailureLimits, SecretMacer, VerifiedCache};
 use super::hashing::{Hasher, Verification};
 use super::index::{Credential, KeyIndex, KeyRecord, Unusable};
@@ -34,6 +35,9 @@ pub struct Settings {
     /// Costliest argon2id hash served (default: the controller's default parameters); raise
     /// it to the largest parameters the controller ever hashed with.
     pub max_hash_cost: HashParams,
+    /// Age of the view of the cluster past which checks follow `when_stale`.
+    pub max_staleness: Duration,
+    pub when_stale: WhenStale,
 }
 
 impl Default for Settings {
@@ -45,6 +49,8 @@ impl Default for Settings {
             failures_per_second_per_client: 20,
             cache_capacity: 100_000,
             max_hash_cost: HashParams::default(),
+            max_staleness: DEFAULT_MAX_STALENESS,
+            when_stale: WhenStale::Refuse,
         }
     }
 }
@@ -123,6 +129,9 @@ pub enum Decision {
     Overloaded {
         retry_after: Duration,
     },
+    /// The view of the cluster is older than `--max-staleness` (503): a key revoked since
+    /// may still look valid here.
+    Stale(Stale),
 }
 
 impl Decision {
@@ -136,6 +145,7 @@ impl Decision {
             Decision::InsufficientScope { .. } => CheckResult::InsufficientScope,
             Decision::RateLimited { .. } => CheckResult::RateLimited,
             Decision::Overloaded { .. } => CheckResult::Overloaded,
+            Decision::Stale(_) => CheckResult::Stale,
         }
     }
 }
@@ -151,6 +161,7 @@ pub struct Verifier {
     last_use: LastUse,
     metrics: Metrics,
     ready: AtomicBool,
+    freshness: Freshness,
 }
 
 impl Verifier {
@@ -172,6 +183,7 @@ impl Verifier {
             last_use: LastUse::default(),
             metrics: Metrics::default(),
             ready: AtomicBool::new(false),
+            freshness: Freshness::new(settings.max_staleness, settings.when_stale),
         }
     }
 
@@ -181,6 +193,11 @@ impl Verifier {
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// How fresh the index is.
+    pub fn freshness(&self) -> &Freshness {
+        &self.freshness
     }
 
     pub fn last_use(&self) -> &LastUse {
@@ -231,6 +248,11 @@ impl Verifier {
     }
 
     async fn decide(&self, request: CheckRequest, now: DateTime<Utc>) -> Decision {
+        if let Some(stale) = self.freshness.stale(std::time::Instant::now()) {
+            if stale.when_stale == WhenStale::Refuse {
+                return Decision::Stale(stale);
+            }
+        }
         let is_cors_preflight = request.is_cors_preflight();
         let presented = match request.credentials {
             Ok(presented) => presented,

@@ -21,6 +21,7 @@ use tower::ServiceExt;
 use super::check::{CheckRequest, Decision, Refusal, Verifier};
 use super::credentials;
 use super::forwarded::Forwarding;
+use super::freshness::{probe_interval, Stale};
 use super::index::{owner_kind_name, Unusable};
 use super::server::{self, HttpLimits};
 
@@ -51,6 +52,10 @@ const RATE_LIMITED_BODY: &str =
     r#"{"code":"too_many_requests","message":"Too many failed attempts; retry later"}"#;
 const OVERLOADED_BODY: &str =
     r#"{"code":"unavailable","message":"The verifier is busy verifying keys; retry later"}"#;
+const STALE_BODY: &str = r#"{"code":"stale","message":"The verifier has not been able to confirm its view of access keys with the Kubernetes API server within its bound (--max-staleness), so a revoked key could look valid; retry later"}"#;
+/// On answers given from a view older than `--max-staleness` with `--when-stale=serve`: its
+/// age in whole seconds.
+const STALE_HEADER: HeaderName = HeaderName::from_static("x-keywarden-stale-seconds");
 
 /// Shared state of the routes.
 #[derive(Clone)]
@@ -138,7 +143,20 @@ async fn check<B>(state: &AppState, peer: SocketAddr, request: &Request<B>) -> R
     };
     let decision = state.verifier.check(request, Utc::now()).await;
     log_decision(&decision, client);
-    check_response(decision)
+    mark_if_stale(&state.verifier, check_response(decision))
+}
+
+/// Marks an answer given from a stale view (`--when-stale=serve`) and counts it.
+fn mark_if_stale(verifier: &Verifier, mut response: Response) -> Response {
+    if let Some(stale) = verifier.freshness().stale(std::time::Instant::now()) {
+        if response.status() != StatusCode::SERVICE_UNAVAILABLE {
+            verifier.metrics().count_stale_answer();
+            response
+                .headers_mut()
+                .insert(STALE_HEADER, HeaderValue::from(stale.staleness.as_secs()));
+        }
+    }
+    response
 }
 
 /// The response a forward-auth proxy acts on.
@@ -194,7 +212,17 @@ fn check_response(decision: Decision) -> Response {
             OVERLOADED_BODY,
             retry_after,
         ),
+        Decision::Stale(stale) => retry_later(
+            StatusCode::SERVICE_UNAVAILABLE,
+            STALE_BODY,
+            stale_retry_after(&stale),
+        ),
     }
+}
+
+/// How soon a stale verifier may have caught up: its next confirming read.
+fn stale_retry_after(stale: &Stale) -> Duration {
+    probe_interval(stale.max_staleness)
 }
 
 /// A refusal with `Retry-After` in whole seconds, at least one.
@@ -228,7 +256,7 @@ struct VerifyRequest {
 }
 
 /// Answer of `POST /v1/verify`; `code` is one of VALID, MALFORMED, NOT_FOUND, DISABLED,
-/// EXPIRED, FORBIDDEN_ORIGIN, INSUFFICIENT_SCOPE, RATE_LIMITED, UNAVAILABLE, PREFLIGHT.
+/// EXPIRED, FORBIDDEN_ORIGIN, INSUFFICIENT_SCOPE, RATE_LIMITED, UNAVAILABLE, STALE, PREFLIGHT.
 #[derive(Serialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct VerifyResponse {
@@ -253,7 +281,7 @@ async fn verify(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Json(body): Json<VerifyRequest>,
-) -> Json<VerifyResponse> {
+) -> Response {
     let client = state.forwarding.client_address(&headers, peer.ip());
     let credentials = match (&body.token, &body.access_key_id, &body.secret) {
         (Some(token), _, _) => credentials::from_token(token),
@@ -274,7 +302,10 @@ async fn verify(
     };
     let decision = state.verifier.check(request, Utc::now()).await;
     log_decision(&decision, client);
-    Json(verify_response(decision))
+    mark_if_stale(
+        &state.verifier,
+        Json(verify_response(decision)).into_response(),
+    )
 }
 
 fn verify_response(decision: Decision) -> VerifyResponse {
@@ -312,18 +343,37 @@ fn verify_response(decision: Decision) -> VerifyResponse {
             retry_after_seconds: Some(retry_after.as_secs().max(1)),
             ..refused("UNAVAILABLE")
         },
+        Decision::Stale(stale) => VerifyResponse {
+            retry_after_seconds: Some(stale_retry_after(&stale).as_secs().max(1)),
+            ..refused("STALE")
+        },
     }
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    if state.verifier.is_ready() {
-        "ok".into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "index not synced").into_response()
+    if !state.verifier.is_ready() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "index not synced").into_response();
+    }
+    match state.verifier.freshness().stale(std::time::Instant::now()) {
+        None => "ok".into_response(),
+        Some(stale) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "index stale: not confirmed with the API server for {}s (bound {}s)",
+                stale.staleness.as_secs(),
+                stale.max_staleness.as_secs()
+            ),
+        )
+            .into_response(),
     }
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    let staleness = state
+        .verifier
+        .freshness()
+        .staleness(std::time::Instant::now());
+    state.verifier.metrics().set_index_staleness(staleness);
     match state.verifier.metrics().encode() {
         Ok(text) => (
             [(
@@ -355,6 +405,7 @@ fn log_decision(decision: &Decision, client: IpAddr) {
         }
         Decision::RateLimited { .. } => tracing::debug!(%client, "rate limited"),
         Decision::Overloaded { .. } => tracing::debug!(%client, "argon2 work saturated"),
+        Decision::Stale(_) => tracing::debug!(%client, "refused: index stale"),
     }
 }
 

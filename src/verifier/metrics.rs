@@ -17,6 +17,8 @@ pub enum CheckResult {
     RateLimited,
     /// argon2 work saturated (503).
     Overloaded,
+    /// The index is older than `--max-staleness` (503).
+    Stale,
     Preflight,
 }
 
@@ -50,6 +52,8 @@ pub struct Metrics {
     argon2_seconds: Histogram,
     flush_lag_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     flush_errors: Counter,
+    index_staleness_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    stale_answers: Counter,
 }
 
 impl Default for Metrics {
@@ -81,6 +85,18 @@ impl Default for Metrics {
             "lastUsedAt status patches that failed",
             flush_errors.clone(),
         );
+        let index_staleness_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "index_staleness_seconds",
+            "Time since the key index was last confirmed current with the API server",
+            index_staleness_seconds.clone(),
+        );
+        let stale_answers = Counter::default();
+        registry.register(
+            "stale_answers",
+            "Checks answered from an index older than --max-staleness (--when-stale=serve)",
+            stale_answers.clone(),
+        );
         let valid_requests = requests
             .get_or_create(&ResultLabels {
                 result: CheckResult::Valid,
@@ -100,6 +116,8 @@ impl Default for Metrics {
             argon2_seconds,
             flush_lag_seconds,
             flush_errors,
+            index_staleness_seconds,
+            stale_answers,
         }
     }
 }
@@ -129,6 +147,14 @@ impl Metrics {
 
     pub fn count_flush_error(&self) {
         self.flush_errors.inc();
+    }
+
+    pub fn set_index_staleness(&self, staleness: std::time::Duration) {
+        self.index_staleness_seconds.set(staleness.as_secs_f64());
+    }
+
+    pub fn count_stale_answer(&self) {
+        self.stale_answers.inc();
     }
 
     /// The OpenMetrics text exposition.

@@ -21,13 +21,15 @@
 //! `Access-Control-Allow-Origin` when an allowlisted `Origin` was sent; 401 (one body for every
 //! reason) with `WWW-Authenticate`; 403 `forbidden` (origin) or `insufficient_scope`; 429 with
 //! `Retry-After` when failed attempts for the (access ID, client) or the client exceed their
-//! rate; 503 with `Retry-After` when argon2 work is saturated. A secret already verified is
+//! rate; 503 with `Retry-After` when argon2 work is saturated, or when its view of the keys is
+//! older than `--max-staleness` (see `freshness`). A secret already verified is
 //! answered from memory without argon2, so rate limits never block a client presenting the
 //! right secret.
 
 mod check;
 mod credentials;
 pub mod forwarded;
+mod freshness;
 mod guard;
 mod hashing;
 mod http;
@@ -51,6 +53,7 @@ use crate::keys::hash::HashParams;
 pub use check::{CheckRequest, Decision, Grant, Refusal, Settings, Verifier};
 pub use credentials::{Presented, Unreadable};
 pub use forwarded::{Forwarding, ProxyNetwork};
+pub use freshness::{Freshness, Stale, WhenStale, DEFAULT_MAX_STALENESS};
 pub use http::{serve as serve_http, AppState, GRANT_HEADERS, REQUIRED_SCOPE_HEADER};
 pub use index::{Credential, KeyIndex, KeyRecord, KeyRef, Unusable};
 pub use last_used::{flush_due, LastUse, FIELD_MANAGER};
@@ -141,6 +144,22 @@ pub struct VerifierArgs {
     /// Costliest argon2id lanes of a hash the verifier serves.
     #[arg(long, env = "KEYWARDEN_MAX_HASH_PARALLELISM", default_value_t = HashParams::default().parallelism)]
     pub max_hash_parallelism: u32,
+
+    /// Age (`90s`, `5m`) past which the view of AccessKeys, not confirmed with the API server
+    /// since, is stale: `/readyz` fails and checks follow `--when-stale`. It bounds how long
+    /// a revoked key keeps working on a replica that cannot see the API server.
+    #[arg(long, env = "KEYWARDEN_MAX_STALENESS", default_value = "5m", value_parser = crate::keys::duration::parse_bound)]
+    pub max_staleness: Duration,
+
+    /// What checks get from a stale view: `refuse` (503 with Retry-After) or `serve` (answers
+    /// from the last view, marked with `X-Keywarden-Stale-Seconds`).
+    #[arg(
+        long,
+        env = "KEYWARDEN_WHEN_STALE",
+        value_enum,
+        default_value = "refuse"
+    )]
+    pub when_stale: WhenStale,
 }
 
 impl Default for VerifierArgs {
@@ -163,6 +182,8 @@ impl Default for VerifierArgs {
             max_hash_memory_kib: HashParams::default().memory_kib,
             max_hash_iterations: HashParams::default().iterations,
             max_hash_parallelism: HashParams::default().parallelism,
+            max_staleness: DEFAULT_MAX_STALENESS,
+            when_stale: WhenStale::Refuse,
         }
     }
 }
@@ -183,6 +204,8 @@ impl VerifierArgs {
                 iterations: self.max_hash_iterations,
                 parallelism: self.max_hash_parallelism,
             },
+            max_staleness: self.max_staleness,
+            when_stale: self.when_stale,
             ..defaults
         }
     }
@@ -325,6 +348,31 @@ mod tests {
                 parallelism: HashParams::default().parallelism,
             })
         );
+    }
+
+    #[test]
+    fn the_staleness_bound_is_a_duration_of_at_least_a_second_and_refuses_by_default() {
+        let parse = |flags: &[&str]| {
+            Command::try_parse_from(std::iter::once("verifier").chain(flags.iter().copied()))
+                .map(|c| {
+                    let settings = c.verifier.settings();
+                    (settings.max_staleness, settings.when_stale)
+                })
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            parse(&[]),
+            Ok((Duration::from_secs(300), WhenStale::Refuse))
+        );
+        assert_eq!(
+            parse(&["--max-staleness", "10s", "--when-stale", "serve"]),
+            Ok((Duration::from_secs(10), WhenStale::Serve))
+        );
+        assert!(
+            parse(&["--max-staleness", "0s"]).is_err_and(|e| e.contains("shorter than one second"))
+        );
+        assert!(parse(&["--max-staleness", "soon"]).is_err());
+        assert!(parse(&["--when-stale", "sometimes"]).is_err());
     }
 
     #[test]

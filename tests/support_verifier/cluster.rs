@@ -55,6 +55,51 @@ impl TestCluster {
         ClusterVerifier::start(self.cluster.verifier_client.clone(), args).await
     }
 
+    /// devcluster, when the suite runs against it (not a real cluster).
+    pub fn dev(&self) -> Option<&devcluster::DevCluster> {
+        self.cluster.dev()
+    }
+
+    /// The API server's address (host and port of its URL).
+    pub async fn api_addr(&self) -> SocketAddr {
+        let url = &self.cluster.admin_config.cluster_url;
+        let host = url.host().expect("API server host");
+        let port = url.port_u16().unwrap_or(443);
+        tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
+            .await
+            .expect("resolve the API server")
+            .next()
+            .expect("an API server address")
+    }
+
+    /// Starts a verifier watching this test's namespace through `api_url` (a proxy in front
+    /// of the API server, presenting the API server's certificate).
+    pub async fn start_verifier_through(
+        &self,
+        api_url: &str,
+        args: VerifierArgs,
+    ) -> ClusterVerifier {
+        let admin = &self.cluster.admin_config;
+        let mut config = keywarden::cli::access_control::service_account_config(
+            &self.cluster.client,
+            admin,
+            keywarden::cli::access_control::VERIFIER_SERVICE_ACCOUNT,
+        )
+        .await
+        .expect("verifier ServiceAccount config");
+        config.tls_server_name = admin
+            .tls_server_name
+            .clone()
+            .or_else(|| admin.cluster_url.host().map(str::to_owned));
+        config.cluster_url = api_url.parse().expect("proxy URL");
+        let client = kube::Client::try_from(config).expect("verifier client");
+        let args = VerifierArgs {
+            namespaces: vec![self.namespace().to_owned()],
+            ..args
+        };
+        ClusterVerifier::start(client, args).await
+    }
+
     /// Creates `key`, then writes its status through `/status` (as the controller would).
     pub async fn create_key(&self, key: &AccessKey) {
         self.keys()

@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod contracts;
 pub mod examples;
+pub mod partition;
 pub mod proxies;
 
 use std::net::SocketAddr;
