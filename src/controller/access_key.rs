@@ -239,8 +239,7 @@ async fn reconcile_key(key: &AccessKey, ctx: &Context) -> Result<Action> {
     let (trusted, record) = honoured::honoured(remembered.as_ref(), &checked.state);
     let presence = honoured::presence(&checked.state, record, checked.modified, trusted.is_some());
     let issuance = trusted.as_ref();
-    let access =
-        owner_access::reconcile(key, ctx, &checked.state, policy.as_ref().ok()).await?;
+    let access = owner_access::reconcile(key, ctx, &checked.state, policy.as_ref().ok()).await?;
     let (mut desired, next) = status::desired_status(&Observed {
         key,
         issuance,
@@ -260,7 +259,10 @@ async fn reconcile_key(key: &AccessKey, ctx: &Context) -> Result<Action> {
             return Ok(Action::requeue(AFTER_LOST_WRITE));
         }
         let owner_event = owner_access::transitions(&current, &desired);
-        for event in audit::transitions(&current, &desired).into_iter().chain(owner_event) {
+        for event in audit::transitions(&current, &desired)
+            .into_iter()
+            .chain(owner_event)
+        {
             audit::record(&ctx.recorder(), key, event).await;
         }
     }

@@ -33,8 +33,13 @@ const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 /// Whether the key's owner may read the key's Secret, and why not.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OwnerAccess {
-    Granted { secret_name: String },
-    Withheld { reason: &'static str, message: String },
+    Granted {
+        secret_name: String,
+    },
+    Withheld {
+        reason: &'static str,
+        message: String,
+    },
 }
 
 fn withheld(reason: &'static str, message: impl Into<String>) -> OwnerAccess {
@@ -180,7 +185,13 @@ fn normal_subject(subject: &Subject) -> [String; 4] {
 
 /// Whether a Role of this key grants exactly what `desired` grants.
 pub fn role_in_place(actual: &Role, desired: &Role) -> bool {
-    let rules = |role: &Role| role.rules.iter().flatten().map(normal_rule).collect::<Vec<_>>();
+    let rules = |role: &Role| {
+        role.rules
+            .iter()
+            .flatten()
+            .map(normal_rule)
+            .collect::<Vec<_>>()
+    };
     labelled(&actual.metadata) && rules(actual) == rules(desired)
 }
 
@@ -316,9 +327,7 @@ async fn ensure_binding(
     found: Option<RoleBinding>,
     mut desired: RoleBinding,
 ) -> Result<()> {
-    let change = found
-        .as_ref()
-        .map(|found| binding_change(found, &desired));
+    let change = found.as_ref().map(|found| binding_change(found, &desired));
     match (found, change) {
         (Some(found), Some(BindingChange::Update)) => {
             desired.metadata.resource_version = found.metadata.resource_version.clone();
@@ -476,7 +485,10 @@ mod tests {
             Some(vec!["ci-access-key".to_string()])
         );
         let owner = &role.metadata.owner_references.unwrap()[0];
-        assert_eq!((owner.uid.as_str(), owner.controller), ("uid-1", Some(true)));
+        assert_eq!(
+            (owner.uid.as_str(), owner.controller),
+            ("uid-1", Some(true))
+        );
     }
 
     #[test]
