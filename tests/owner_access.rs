@@ -457,3 +457,51 @@ async fn a_squatted_role_name_is_reported_and_never_adopted() {
     wait_owner_condition(&cluster, "squatted", "True", reasons::OWNER_ACCESS_GRANTED).await;
     wait_access(&cluster, &olive, "squatted-access-key", true).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_squatted_binding_name_gets_no_role_to_bind() {
+    let cluster = TestCluster::start().await;
+    let _controller = cluster.start_controller();
+    let policy = unique_policy(&cluster).await;
+    let (olive, mallory) = (
+        self_service_user(&cluster, "olive").await,
+        self_service_user(&cluster, "mallory").await,
+    );
+    let name = "keywarden-owner-bait";
+    // Bound in advance to the Role the controller would create: mallory would read the Secret.
+    let squatter: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": mallory.name}],
+    }))
+    .unwrap();
+    bindings(&cluster)
+        .create(&PostParams::default(), &squatter)
+        .await
+        .unwrap();
+
+    cluster
+        .create_key(&KeyBuilder::new("bait", &olive.name).policy(&policy).build())
+        .await;
+    let key = wait_owner_condition(&cluster, "bait", "False", reasons::OWNER_ACCESS_CONFLICT).await;
+    let message = key
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == types::OWNER_CAN_READ)
+        .unwrap()
+        .message;
+    assert!(
+        message.contains(&format!("RoleBinding {}/{name}", cluster.namespace)),
+        "{message}"
+    );
+    assert!(
+        roles(&cluster).get_opt(name).await.unwrap().is_none(),
+        "no Role for the squatter's binding"
+    );
+    let binding = bindings(&cluster).get(name).await.unwrap();
+    assert!(binding.owner_references().is_empty(), "not adopted");
+    assert!(!can_get(&cluster, &mallory, "bait-access-key").await);
+    assert!(!can_get(&cluster, &olive, "bait-access-key").await);
+}
