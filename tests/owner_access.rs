@@ -440,7 +440,7 @@ async fn a_squatted_role_name_is_reported_and_never_adopted() {
     })
     .await;
 
-    // Once the squatter is gone, the next reconcile of the key grants.
+    // Once the squatter is gone, the key's next reconcile (here, an edit) grants.
     roles(&cluster)
         .delete(name, &DeleteParams::default())
         .await

@@ -266,8 +266,10 @@ async fn reconcile_key(key: &AccessKey, ctx: &Context) -> Result<Action> {
             audit::record(&ctx.recorder(), key, event).await;
         }
     }
-    Ok(match next {
-        Some(deadline) => Action::requeue(schedule::wait_until(deadline, now) + DEADLINE_SLACK),
+    let deadline = next.map(|at| schedule::wait_until(at, now) + DEADLINE_SLACK);
+    let recheck = owner_access::recheck_after(&access);
+    Ok(match deadline.into_iter().chain(recheck).min() {
+        Some(wait) => Action::requeue(wait),
         None => Action::await_change(),
     })
 }

@@ -7,6 +7,8 @@
 //! first; an object at those names that this key does not control is never adopted or changed:
 //! the key reports it and its owner is granted nothing.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
@@ -29,6 +31,11 @@ pub const GRANT_NAME_PREFIX: &str = "keywarden-owner-";
 /// Longest object name the API server accepts.
 const MAX_NAME_LENGTH: usize = 253;
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
+
+/// How soon a key whose grant names are taken looks again.
+// why: a squatter's objects are not watched (only keywarden's, by label), so their removal
+// triggers nothing; the conflicted keys, rare by nature, look again once a minute.
+const CONFLICT_RECHECK: Duration = Duration::from_secs(60);
 
 /// Whether the key's owner may read the key's Secret, and why not.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -371,6 +378,18 @@ where
     }
 }
 
+/// When to reconcile again because of `access` alone: only while the grant names are taken.
+pub fn recheck_after(access: &OwnerAccess) -> Option<Duration> {
+    matches!(
+        access,
+        OwnerAccess::Withheld {
+            reason: reasons::OWNER_ACCESS_CONFLICT,
+            ..
+        }
+    )
+    .then_some(CONFLICT_RECHECK)
+}
+
 /// The `OwnerCanRead` condition reporting `access`.
 pub fn owner_condition(
     access: &OwnerAccess,
@@ -545,6 +564,18 @@ mod tests {
         assert!(name.len() <= MAX_NAME_LENGTH);
         assert_ne!(name, grant_name(&"k".repeat(252)));
         assert_eq!(grant_name("ci"), "keywarden-owner-ci");
+    }
+
+    #[test]
+    fn only_a_conflict_is_looked_at_again_without_a_change() {
+        let conflict = withheld(reasons::OWNER_ACCESS_CONFLICT, "Role team-a/x exists");
+        assert_eq!(recheck_after(&conflict), Some(CONFLICT_RECHECK));
+        let disabled = withheld(reasons::OWNER_ACCESS_DISABLED, "off");
+        assert_eq!(recheck_after(&disabled), None);
+        let granted = OwnerAccess::Granted {
+            secret_name: "ci-access-key".into(),
+        };
+        assert_eq!(recheck_after(&granted), None);
     }
 
     #[test]
