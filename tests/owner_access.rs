@@ -221,6 +221,17 @@ async fn the_grant_is_written_once_and_not_again_on_re_reconcile() {
         )
     };
     let before = versions().await;
+    if let Some(faults) = cluster.faults() {
+        // why: a write of identical content bumps no resourceVersion, so any write at all
+        // fails here, and the failed reconcile never records the edit below.
+        for verb in ["create", "update", "patch", "delete"] {
+            for resource in ["roles", "rolebindings"] {
+                let matcher =
+                    devcluster::RequestMatch::new(verb, resource).namespace(&cluster.namespace);
+                faults.fail_next(matcher, 100, 500);
+            }
+        }
+    }
     cluster
         .keys()
         .patch(
@@ -235,6 +246,9 @@ async fn the_grant_is_written_once_and_not_again_on_re_reconcile() {
             k.status.as_ref().and_then(|s| s.observed_generation) == k.metadata.generation
         })
         .await;
+    if let Some(faults) = cluster.faults() {
+        faults.clear();
+    }
     assert_eq!(
         versions().await,
         before,
