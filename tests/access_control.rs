@@ -5,14 +5,16 @@
 
 mod support;
 
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, Config};
 use serde_json::json;
 
+use keywarden::api::conditions::{reasons, types};
 use keywarden::api::{AccessKey, OwnerKind};
 use keywarden::cli::access_control;
-use support::{random_suffix, KeyBuilder, TestCluster};
+use support::{condition, random_suffix, KeyBuilder, TestCluster};
 
 const OWNERSHIP_POLICY: &str = "keywarden-access-key-ownership";
 const STATUS_POLICY: &str = "keywarden-access-key-status";
@@ -552,5 +554,59 @@ async fn authors_may_put_on_a_key_only_scopes_they_hold() {
             "viewer", OWNERSHIP_POLICY,
             &format!("spec.scopes: you do not hold logs:manage (the verb on that resource of API group scopes.keywarden.io in namespace \"{ns}\"); a key may carry only scopes its author holds")
         )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_read_their_own_credentials_and_no_other_secret() {
+    let world = World::start().await;
+    let _controller = world.cluster.start_controller();
+    let (dana, ci) = (
+        world.as_user("dana"),
+        world.as_service_account(world.namespace(), "ci"),
+    );
+    world
+        .existing_key("dana-own", OwnerKind::User, &world.user("dana"))
+        .await;
+    world
+        .existing_key("ci-own", OwnerKind::ServiceAccount, "ci")
+        .await;
+    for name in ["dana-own", "ci-own"] {
+        world
+            .cluster
+            .wait_key(name, "the owner's access granted", |k| {
+                condition(k, types::OWNER_CAN_READ)
+                    == Some(("True".into(), reasons::OWNER_ACCESS_GRANTED.into()))
+            })
+            .await;
+    }
+    let secrets = |client: &Client| Api::<Secret>::namespaced(client.clone(), world.namespace());
+    let cannot = |who: String, verb: &str, what: &str| {
+        Err((
+            403,
+            "Forbidden".into(),
+            format!("{what} is forbidden: {who} cannot {verb} resource \"secrets\" in API group \"\" in the namespace \"{}\"", world.namespace()),
+        ))
+    };
+    let dana_is = format!("User \"{}\"", world.user("dana"));
+    let ci_is = format!("User \"{}\"", world.service_account("ci"));
+
+    // keywarden-edit grants no Secret access: what they read comes from the per-key Role alone.
+    assert_eq!(
+        answer(secrets(&dana).get("dana-own-access-key").await),
+        Ok(())
+    );
+    assert_eq!(answer(secrets(&ci).get("ci-own-access-key").await), Ok(()));
+    assert_eq!(
+        answer(secrets(&dana).get("ci-own-access-key").await),
+        cannot(dana_is.clone(), "get", "secrets \"ci-own-access-key\"")
+    );
+    assert_eq!(
+        answer(secrets(&ci).get("dana-own-access-key").await),
+        cannot(ci_is, "get", "secrets \"dana-own-access-key\"")
+    );
+    assert_eq!(
+        answer(secrets(&dana).list(&ListParams::default()).await),
+        cannot(dana_is, "list", "secrets")
     );
 }

@@ -78,6 +78,11 @@ pub struct AccessKeyPolicySpec {
     /// Refuse keys without an `allowedOrigins` list.
     #[serde(default)]
     pub require_allowed_origins: bool,
+    /// Let each key's owner `get` that key's Secret, and nothing else, through a Role and
+    /// RoleBinding the controller keeps per key; `false` removes them (owners then need Secret
+    /// access granted some other way).
+    #[serde(default = "default_true")]
+    pub owner_secret_access: bool,
 }
 
 /// Built-in maximum of issued keys per owner.
@@ -104,6 +109,9 @@ fn default_grace() -> String {
 fn default_zero() -> String {
     "0".into()
 }
+fn default_true() -> bool {
+    true
+}
 
 impl Default for AccessKeyPolicySpec {
     /// The built-in defaults used when no policy governs a key.
@@ -117,6 +125,7 @@ impl Default for AccessKeyPolicySpec {
             rotate_before_expiry: default_zero(),
             allowed_scopes: Vec::new(),
             require_allowed_origins: false,
+            owner_secret_access: true,
         }
     }
 }

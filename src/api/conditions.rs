@@ -12,6 +12,8 @@ pub mod types {
     pub const POLICY_RESOLVED: &str = "PolicyResolved";
     /// The key's Secret exists and holds the current issuance.
     pub const SECRET_PRESENT: &str = "SecretPresent";
+    /// The key's owner may `get` the key's Secret (a Role and RoleBinding controlled by the key).
+    pub const OWNER_CAN_READ: &str = "OwnerCanRead";
     /// On an `AccessKeyPolicy`: the spec is valid and applied.
     pub const ACCEPTED: &str = "Accepted";
 }
@@ -43,4 +45,9 @@ pub mod reasons {
     pub const ACCEPTED: &str = "Accepted";
     pub const INVALID_SPEC: &str = "InvalidSpec";
     pub const POLICY_VIOLATION: &str = "PolicyViolation";
+    pub const OWNER_ACCESS_GRANTED: &str = "OwnerAccessGranted";
+    pub const OWNER_ACCESS_DISABLED: &str = "OwnerAccessDisabled";
+    pub const OWNER_ACCESS_CONFLICT: &str = "OwnerAccessConflict";
+    pub const NO_SECRET_OF_ITS_OWN: &str = "NoSecretOfItsOwn";
+    pub const POLICY_UNRESOLVED: &str = "PolicyUnresolved";
 }

@@ -15,6 +15,7 @@ use super::context::{key_owner_identity, Context};
 use super::honoured;
 use super::issuance::{self, Issuance, SecretState, WriteOutcome};
 use super::ledger::{Admission, Entry};
+use super::owner_access;
 use super::policy::{self, Governing};
 use super::seal;
 use super::secret_data;
@@ -238,7 +239,8 @@ async fn reconcile_key(key: &AccessKey, ctx: &Context) -> Result<Action> {
     let (trusted, record) = honoured::honoured(remembered.as_ref(), &checked.state);
     let presence = honoured::presence(&checked.state, record, checked.modified, trusted.is_some());
     let issuance = trusted.as_ref();
-    let (desired, next) = status::desired_status(&Observed {
+    let access = owner_access::reconcile(key, ctx, &checked.state, policy.as_ref().ok()).await?;
+    let (mut desired, next) = status::desired_status(&Observed {
         key,
         issuance,
         secret: presence,
@@ -248,16 +250,26 @@ async fn reconcile_key(key: &AccessKey, ctx: &Context) -> Result<Action> {
         now,
     });
     let current = key.status.clone().unwrap_or_default();
+    let generation = key.meta().generation;
+    let owner_condition =
+        owner_access::owner_condition(&access, &current.conditions, generation, now);
+    desired.conditions.push(owner_condition);
     if comparable(&desired) != comparable(&current) {
         if apply_status(key, ctx, &desired).await? == WriteOutcome::Lost {
             return Ok(Action::requeue(AFTER_LOST_WRITE));
         }
-        for event in audit::transitions(&current, &desired) {
+        let owner_event = owner_access::transitions(&current, &desired);
+        for event in audit::transitions(&current, &desired)
+            .into_iter()
+            .chain(owner_event)
+        {
             audit::record(&ctx.recorder(), key, event).await;
         }
     }
-    Ok(match next {
-        Some(deadline) => Action::requeue(schedule::wait_until(deadline, now) + DEADLINE_SLACK),
+    let deadline = next.map(|at| schedule::wait_until(at, now) + DEADLINE_SLACK);
+    let recheck = owner_access::recheck_after(&access);
+    Ok(match deadline.into_iter().chain(recheck).min() {
+        Some(wait) => Action::requeue(wait),
         None => Action::await_change(),
     })
 }

@@ -10,6 +10,7 @@ mod issuance;
 mod leader;
 mod ledger;
 mod metrics;
+mod owner_access;
 mod policy;
 mod probes;
 mod record_key;
@@ -169,6 +170,12 @@ pub enum Error {
     WriteOwnerLedger(#[source] kube::Error),
     #[error("the owner's issuance ledger changed since it was read")]
     OwnerLedgerConflict,
+    #[error("reading the owner's access Role or RoleBinding: {0}")]
+    ReadOwnerAccess(#[source] kube::Error),
+    #[error("writing the owner's access Role or RoleBinding: {0}")]
+    WriteOwnerAccess(#[source] kube::Error),
+    #[error("deleting the owner's access Role or RoleBinding: {0}")]
+    DeleteOwnerAccess(#[source] kube::Error),
     #[error("object has no {0}")]
     MissingField(&'static str),
 }

@@ -30,6 +30,8 @@ pub struct Governing {
     pub max_keys_per_owner: u32,
     pub applied_at: Option<DateTime<Utc>>,
     pub timers: Timers,
+    /// Whether the key's owner is granted `get` on the key's Secret.
+    pub owner_secret_access: bool,
 }
 
 /// Why no policy governs a key; the key gets `PolicyResolved=False` and nothing new is issued.
@@ -210,6 +212,7 @@ fn check_key(
         max_keys_per_owner: spec.max_keys_per_owner,
         applied_at,
         timers,
+        owner_secret_access: spec.owner_secret_access,
     })
 }
 

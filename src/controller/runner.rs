@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use futures::{future, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
@@ -49,6 +50,8 @@ pub async fn run_controllers(
     let (keys, keys_writer) = reflector::store::<AccessKey>();
     let (secrets, secrets_writer) = reflector::store();
     let (policies, policies_writer) = reflector::store::<AccessKeyPolicy>();
+    let (owner_roles, roles_writer) = reflector::store::<Role>();
+    let (owner_bindings, bindings_writer) = reflector::store::<RoleBinding>();
     let (synced_tx, synced) = watch::channel(0u8);
     let synced_tx = Arc::new(synced_tx);
     let (deleted_tx, deleted_rx) = mpsc::unbounded_channel::<AccessKey>();
@@ -94,6 +97,25 @@ pub async fn run_controllers(
     .reflect(policies_writer)
     .inspect(mark_listed(synced_tx.clone(), POLICIES_LISTED))
     .touched_objects();
+    // why: keywarden's own Roles and RoleBindings only (by label); a squatter's are read on demand.
+    let role_stream = watcher(
+        Api::<Role>::all(client.clone()),
+        watcher::Config::default().labels(&managed),
+    )
+    .default_backoff()
+    .modify(|role| keep_grant_meta(role.meta_mut()))
+    .reflect(roles_writer)
+    .inspect(mark_listed(synced_tx.clone(), ROLES_LISTED))
+    .touched_objects();
+    let binding_stream = watcher(
+        Api::<RoleBinding>::all(client.clone()),
+        watcher::Config::default().labels(&managed),
+    )
+    .default_backoff()
+    .modify(|binding| keep_grant_meta(binding.meta_mut()))
+    .reflect(bindings_writer)
+    .inspect(mark_listed(synced_tx.clone(), BINDINGS_LISTED))
+    .touched_objects();
     let policy_controller = Controller::for_stream(policy_stream, policies.clone());
     let reporter = Reporter {
         controller: "keywarden".into(),
@@ -105,6 +127,8 @@ pub async fn run_controllers(
         policies,
         synced: synced.clone(),
         secrets,
+        owner_roles,
+        owner_bindings,
         reporter,
         metrics: probes.metrics.clone(),
         hash_params: settings.hash_params,
@@ -129,6 +153,8 @@ pub async fn run_controllers(
     let key_controller = Controller::for_stream(key_stream, keys.clone())
         .with_config(controller::Config::default().concurrency(concurrent_reconciles()))
         .owns_stream(secret_stream)
+        .owns_stream(role_stream)
+        .owns_stream(binding_stream)
         .watches(
             Api::<AccessKeyPolicy>::all(client.clone()),
             watcher::Config::default(),
@@ -180,6 +206,21 @@ fn keep_what_reconciles_read(secret: &mut PartialObjectMeta<Secret>) {
     };
 }
 
+/// Reduces a cached owner-access Role's or RoleBinding's metadata to what the reconciler reads:
+/// name, namespace, uid, resourceVersion, labels and owner references.
+fn keep_grant_meta(meta: &mut ObjectMeta) {
+    let taken = std::mem::take(meta);
+    *meta = ObjectMeta {
+        name: taken.name,
+        namespace: taken.namespace,
+        uid: taken.uid,
+        resource_version: taken.resource_version,
+        labels: taken.labels,
+        owner_references: taken.owner_references,
+        ..ObjectMeta::default()
+    };
+}
+
 /// Prefix of the annotations keywarden writes on a key's Secret.
 const KEYWARDEN_ANNOTATION_PREFIX: &str = "keywarden.io/";
 
@@ -204,8 +245,13 @@ const KEYS_LISTED: u8 = 1;
 const SECRETS_LISTED: u8 = 2;
 /// Bit set once the policy cache has listed.
 const POLICIES_LISTED: u8 = 4;
+/// Bit set once the owner-access Role cache has listed.
+const ROLES_LISTED: u8 = 8;
+/// Bit set once the owner-access RoleBinding cache has listed.
+const BINDINGS_LISTED: u8 = 16;
 /// Every cache has listed.
-pub const ALL_LISTED: u8 = KEYS_LISTED | SECRETS_LISTED | POLICIES_LISTED;
+pub const ALL_LISTED: u8 =
+    KEYS_LISTED | SECRETS_LISTED | POLICIES_LISTED | ROLES_LISTED | BINDINGS_LISTED;
 
 /// Sets `bit` in the sync mask when a reflected watch stream finishes its initial list.
 // why: not `Store::wait_until_ready`: its oneshot wakes only the last of several waiters.

@@ -48,6 +48,7 @@ pub(super) fn governing(expire: i64, unused: i64, grace: i64, rotate_before: i64
         name: Some("default".into()),
         max_keys_per_owner: 5,
         applied_at: None,
+        owner_secret_access: true,
         timers: Timers::from_durations(
             Duration::seconds(expire),
             Duration::seconds(unused),
