@@ -14,6 +14,10 @@ pub mod types {
     pub const SECRET_PRESENT: &str = "SecretPresent";
     /// On an `AccessKeyPolicy`: the spec is valid and applied.
     pub const ACCEPTED: &str = "Accepted";
+    /// kstatus: the controller has work in flight for the current generation.
+    pub const RECONCILING: &str = "Reconciling";
+    /// kstatus: the object needs a person (the reason says why); `Ready` keeps its meaning.
+    pub const STALLED: &str = "Stalled";
 }
 
 /// Condition reasons and event reasons.
@@ -43,4 +47,7 @@ pub mod reasons {
     pub const ACCEPTED: &str = "Accepted";
     pub const INVALID_SPEC: &str = "InvalidSpec";
     pub const POLICY_VIOLATION: &str = "PolicyViolation";
+    pub const ISSUING: &str = "Issuing";
+    pub const ROTATING: &str = "Rotating";
+    pub const RECONCILED: &str = "Reconciled";
 }

@@ -11,6 +11,7 @@ mod ledger;
 mod metrics;
 mod policy;
 mod probes;
+mod progress;
 mod record_key;
 mod runner;
 mod seal;
