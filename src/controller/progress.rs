@@ -19,7 +19,7 @@ const SUMMARIES: [&str; 3] = [types::READY, types::RECONCILING, types::STALLED];
 /// `Ready` reasons that are not a blocker: waiting for the controller, or deactivated on purpose.
 const READY_NOT_BLOCKED: [&str; 2] = [reasons::PENDING, reasons::DEACTIVATED];
 
-/// What a person must resolve, as a reason and a message, if anything: `Ready`'s own reason
+/// What a person must resolve, as the blocking condition's reason and message, if anything: `Ready`'s own reason
 /// first, then any other condition in its abnormal state (a positive condition `False` for a
 /// reason other than `Pending`, or `LimitExceeded` `True`).
 pub fn blocker(conditions: &[Condition]) -> Option<(String, String)> {
@@ -38,7 +38,7 @@ pub fn blocker(conditions: &[Condition]) -> Option<(String, String)> {
     };
     ready_blocked
         .or_else(other_blocked)
-        .map(|c| (c.reason.clone(), format!("{}: {}", c.type_, c.message)))
+        .map(|c| (c.reason.clone(), c.message.clone()))
 }
 
 /// Work the controller has in flight for the current generation, as a reason and a message.
@@ -209,10 +209,10 @@ mod tests {
     }
 
     #[test]
-    fn the_stalled_message_names_the_condition_and_its_message() {
+    fn the_stalled_condition_carries_the_blockers_reason_and_message() {
         let expired = with(healthy(), cond(types::READY, "False", reasons::EXPIRED));
-        let (_, message) = blocker(&expired).expect("blocked");
-        assert_eq!(message, "Ready: why");
+        let blocked = blocker(&expired).expect("blocked");
+        assert_eq!(blocked, (reasons::EXPIRED.to_string(), "why".to_string()));
     }
 
     #[test]
