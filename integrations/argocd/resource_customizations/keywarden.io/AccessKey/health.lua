@@ -22,7 +22,7 @@ local function find(type)
 end
 
 local function describe(condition)
-  return condition.reason .. ": " .. condition.message
+  return (condition.reason or "") .. ": " .. (condition.message or "")
 end
 
 if status == nil or status.observedGeneration == nil

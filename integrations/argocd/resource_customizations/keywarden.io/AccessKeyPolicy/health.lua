@@ -4,6 +4,10 @@ local hs = {}
 local generation = obj.metadata.generation
 local status = obj.status
 
+local function describe(condition)
+  return (condition.reason or "") .. ": " .. (condition.message or "")
+end
+
 local function find(type)
   if status == nil or status.conditions == nil then
     return nil
@@ -28,14 +32,14 @@ end
 local stalled = find("Stalled")
 if stalled ~= nil and stalled.status == "True" then
   hs.status = "Degraded"
-  hs.message = stalled.reason .. ": " .. stalled.message
+  hs.message = describe(stalled)
   return hs
 end
 
 local accepted = find("Accepted")
 if accepted ~= nil and accepted.status == "True" then
   hs.status = "Healthy"
-  hs.message = accepted.reason .. ": " .. accepted.message
+  hs.message = describe(accepted)
   return hs
 end
 
