@@ -256,10 +256,31 @@ async fn reconcile_key(key: &AccessKey, ctx: &Context) -> Result<Action> {
             audit::record(&ctx.recorder(), key, event).await;
         }
     }
+    if restart_rollout_targets(key, ctx, &desired).await? {
+        // why: look again once the debounced restart is written, and retry it if it failed.
+        return Ok(Action::requeue(3 * super::rollout::DEBOUNCE));
+    }
     Ok(match next {
         Some(deadline) => Action::requeue(schedule::wait_until(deadline, now) + DEADLINE_SLACK),
         None => Action::await_change(),
     })
+}
+
+/// Schedules the restart of the key's rollout targets not yet restarted for its current
+/// issuance; whether any was.
+async fn restart_rollout_targets(
+    key: &AccessKey,
+    ctx: &Context,
+    desired: &crate::api::AccessKeyStatus,
+) -> Result<bool> {
+    let (Some(rollouts), Some(id)) = (&ctx.rollouts, desired.access_key_id.as_deref()) else {
+        return Ok(false);
+    };
+    let scheduled = rollouts
+        .request(key, id)
+        .await
+        .map_err(Error::ReadRolloutTargets)?;
+    Ok(scheduled > 0)
 }
 
 /// Seals the record of a Secret written before records were sealed (an upgrade), when its

@@ -13,6 +13,7 @@ mod policy;
 mod probes;
 mod progress;
 mod record_key;
+mod rollout;
 mod runner;
 mod seal;
 mod secret_data;
@@ -31,6 +32,7 @@ pub use issuance::{
     DATA_ACCESS_KEY, DATA_ACCESS_KEY_ID, DATA_TOKEN, FIRST_ISSUED_AT_ANNOTATION,
     PREVIOUS_KEYS_ANNOTATION, SECRET_HASH_ANNOTATION,
 };
+pub use rollout::{DEBOUNCE as ROLLOUT_DEBOUNCE, ROLLOUT_FAILED, ROLLOUT_TRIGGERED};
 pub use seal::RECORD_SEAL_ANNOTATION;
 
 /// Controller settings (flags and environment).
@@ -93,6 +95,10 @@ pub struct ControllerArgs {
     /// argon2id lanes.
     #[arg(long, env = "KEYWARDEN_ARGON2_PARALLELISM", default_value_t = HashParams::default().parallelism)]
     pub argon2_parallelism: u32,
+    /// Restart the workloads keys name in `spec.rollout` after each issuance (needs `patch` on
+    /// deployments, statefulsets and daemonsets; the chart grants it with `rollout.enabled`).
+    #[arg(long, env = "KEYWARDEN_ROLLOUT")]
+    pub rollout: bool,
 }
 
 impl Default for ControllerArgs {
@@ -110,6 +116,7 @@ impl Default for ControllerArgs {
             argon2_memory_kib: hash.memory_kib,
             argon2_iterations: hash.iterations,
             argon2_parallelism: hash.parallelism,
+            rollout: false,
         }
     }
 }
@@ -163,6 +170,8 @@ pub enum Error {
     WriteOwnerLedger(#[source] kube::Error),
     #[error("the owner's issuance ledger changed since it was read")]
     OwnerLedgerConflict,
+    #[error("reading rollout targets: {0}")]
+    ReadRolloutTargets(#[source] kube::Error),
     #[error("object has no {0}")]
     MissingField(&'static str),
 }

@@ -23,6 +23,7 @@ use super::ledger::Ledgers;
 use super::policy;
 use super::probes::ProbeState;
 use super::record_key;
+use super::rollout::Rollouts;
 use super::secret_data::Verdicts;
 use crate::api::conditions::reasons;
 use crate::api::{AccessKey, AccessKeyPolicy, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
@@ -33,6 +34,8 @@ pub struct Settings {
     pub hash_params: HashParams,
     pub clock: Clock,
     pub identity: String,
+    /// Whether `spec.rollout` restarts workloads (`--rollout`).
+    pub rollout: bool,
     /// Namespace and name of the record key Secret.
     pub record_key_secret: (String, String),
 }
@@ -105,6 +108,13 @@ pub async fn run_controllers(
         policies,
         synced: synced.clone(),
         secrets,
+        rollouts: settings.rollout.then(|| {
+            Arc::new(Rollouts::new(
+                client.clone(),
+                reporter.clone(),
+                probes.metrics.rollouts.clone(),
+            ))
+        }),
         reporter,
         metrics: probes.metrics.clone(),
         hash_params: settings.hash_params,
