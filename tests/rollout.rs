@@ -52,11 +52,26 @@ async fn grant_rollout_rbac(cluster: &TestCluster) {
 }
 
 fn start_controller(cluster: &TestCluster) -> RunningController {
+    start_controller_at(cluster, "127.0.0.1:0".parse().unwrap())
+}
+
+fn start_controller_at(
+    cluster: &TestCluster,
+    probe_addr: std::net::SocketAddr,
+) -> RunningController {
     let args = keywarden::controller::ControllerArgs {
         rollout: true,
+        probe_addr,
         ..support::test_args()
     };
     RunningController::start(cluster.controller_client.clone(), args)
+}
+
+fn free_local_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 async fn deployment(cluster: &TestCluster, name: &str, tier: &str) {
@@ -181,7 +196,8 @@ async fn each_issuance_restarts_the_targets_once_and_a_controller_restart_never_
 
     // A new controller (a restart, a new leader) re-reconciles and writes nothing.
     controller.stop().await;
-    let controller = start_controller(&cluster);
+    let probe_addr = free_local_addr();
+    let controller = start_controller_at(&cluster, probe_addr);
     cluster
         .keys()
         .patch(
@@ -227,6 +243,20 @@ async fn each_issuance_restarts_the_targets_once_and_a_controller_restart_never_
         .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("ci"))
         .count();
     assert!(restarts >= 2, "an Event per restart: {events:#?}");
+    let metrics = support::eventually("the metrics endpoint", || async {
+        reqwest::get(format!("http://{probe_addr}/metrics"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()
+    })
+    .await;
+    // why: this controller started after the first issuance's restarts: only the rotation's.
+    assert!(
+        metrics.lines().any(|l| l == "keywarden_rollouts_total 2"),
+        "{metrics}"
+    );
     controller.stop().await;
 }
 
