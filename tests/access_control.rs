@@ -610,3 +610,93 @@ async fn owners_read_their_own_credentials_and_no_other_secret() {
         cannot(dana_is, "list", "secrets")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authors_may_name_as_rollout_targets_only_workloads_they_may_restart() {
+    let world = World::start().await;
+    let ns = world.namespace().to_owned();
+    let role: k8s_openapi::api::rbac::v1::Role = serde_json::from_value(json!({
+        "metadata": {"name": "restart-web"},
+        "rules": [{"apiGroups": ["apps"], "resources": ["deployments"], "resourceNames": ["web"], "verbs": ["patch"]}],
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::rbac::v1::Role>::namespaced(world.cluster.client.clone(), &ns)
+        .create(&PostParams::default(), &role)
+        .await
+        .expect("create Role");
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "restart-web-dana"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "restart-web"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": world.user("dana")}],
+    }))
+    .unwrap();
+    Api::<RoleBinding>::namespaced(world.cluster.client.clone(), &ns)
+        .create(&PostParams::default(), &binding)
+        .await
+        .expect("create RoleBinding");
+    let target = |name: Option<&str>| match name {
+        Some(name) => json!({"kind": "Deployment", "name": name}),
+        None => json!({"kind": "Deployment", "selector": {"matchLabels": {"tier": "front"}}}),
+    };
+    let key_with = |name: &str, owner: &str, targets: Vec<serde_json::Value>| {
+        let mut key = KeyBuilder::new(name, owner).build();
+        key.spec.rollout = Some(serde_json::from_value(json!({"targets": targets})).unwrap());
+        key
+    };
+    let dana = world.as_user("dana");
+    let alice = world.as_user("alice");
+    let create_as = |client: &Client, key: AccessKey| {
+        let api = world.keys(client);
+        async move { answer(api.create(&PostParams::default(), &key).await) }
+    };
+
+    // Kubernetes' edit role may restart every Deployment, by name or by selector.
+    assert_eq!(
+        create_as(
+            &alice,
+            key_with(
+                "a",
+                &world.user("alice"),
+                vec![target(Some("api")), target(None)]
+            )
+        )
+        .await,
+        Ok(())
+    );
+    // keywarden-edit plus the right to patch "web": that one, by name only.
+    assert_eq!(
+        create_as(
+            &dana,
+            key_with("d1", &world.user("dana"), vec![target(Some("web"))])
+        )
+        .await,
+        Ok(())
+    );
+    assert_eq!(
+        create_as(&dana, key_with("d2", &world.user("dana"), vec![target(Some("web")), target(Some("api")), target(None)])).await,
+        denied_by_policy(
+            "d2", OWNERSHIP_POLICY,
+            &format!("spec.rollout: you may not patch Deployment \"api\", Deployment (every one, for a selector) in namespace \"{ns}\"; a key may restart only workloads its author may restart")
+        )
+    );
+    // Targets already on the key are not the editor's: other edits pass, additions are checked.
+    world
+        .keys(&world.cluster.client)
+        .create(
+            &PostParams::default(),
+            &key_with("d3", &world.user("dana"), vec![target(Some("api"))]),
+        )
+        .await
+        .expect("admin creates a key");
+    assert_eq!(
+        patch_spec(&world, &dana, "d3", json!({"displayName": "D"})).await,
+        Ok(())
+    );
+    assert_eq!(
+        patch_spec(&world, &dana, "d3", json!({"rollout": {"targets": [target(Some("api")), target(Some("batch"))]}})).await,
+        denied_by_policy(
+            "d3", OWNERSHIP_POLICY,
+            &format!("spec.rollout: you may not patch Deployment \"batch\" in namespace \"{ns}\"; a key may restart only workloads its author may restart")
+        )
+    );
+}

@@ -20,6 +20,7 @@ fn key(owner: &str) -> AccessKey {
             rotate_generation: 0,
             reactivate_generation: 0,
             policy_name: None,
+            rollout: None,
             secret: SecretTemplate::default(),
         },
     )

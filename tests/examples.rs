@@ -22,6 +22,14 @@ use tools::{missing_proxy, missing_tool, on_path, repo_root, run};
 const EXAMPLE_FILES: &[&str] = &[
     "caddy/Caddyfile",
     "envoy/ext-authz.yaml",
+    // why: tests/examples_gitops.rs exercises these.
+    "gitops/argocd-application.yaml",
+    "gitops/flux-kustomization.yaml",
+    "gitops/keys/keys.yaml",
+    "gitops/keys/kustomization.yaml",
+    "gitops/keys/namespace.yaml",
+    "gitops/keys/policy.yaml",
+    "gitops/keys/workload.yaml",
     "key-personal.yaml",
     "key-service-account.yaml",
     "nginx/nginx.conf",

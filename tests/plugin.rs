@@ -91,6 +91,7 @@ async fn issued_key(client: &Client, namespace: &str, name: &str, owner: &str) -
         rotate_generation: 0,
         reactivate_generation: 0,
         policy_name: None,
+        rollout: None,
         secret: SecretTemplate::default(),
     };
     keys.create(&PostParams::default(), &AccessKey::new(name, spec))

@@ -72,6 +72,7 @@ async fn measure() -> anyhow::Result<Vec<Duration>> {
             rotate_generation: 0,
             reactivate_generation: 0,
             policy_name: None,
+            rollout: None,
             secret: Default::default(),
         },
     );

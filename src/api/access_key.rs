@@ -91,6 +91,10 @@ pub struct AccessKeySpec {
     #[serde(default)]
     #[x_kube(validation = Rule::new("(has(self.type) ? self.type : 'Opaque') == (has(oldSelf.type) ? oldSelf.type : 'Opaque')").message("secret.type is immutable"))]
     pub secret: SecretTemplate,
+    /// Workloads restarted after each issuance (opt-in; the controller acts on it only when
+    /// started with `--rollout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<super::Rollout>,
 }
 
 fn default_true() -> bool {

@@ -16,6 +16,10 @@ pub mod types {
     pub const OWNER_CAN_READ: &str = "OwnerCanRead";
     /// On an `AccessKeyPolicy`: the spec is valid and applied.
     pub const ACCEPTED: &str = "Accepted";
+    /// kstatus: the controller has work in flight for the current generation.
+    pub const RECONCILING: &str = "Reconciling";
+    /// kstatus: the object needs a person (the reason says why); `Ready` keeps its meaning.
+    pub const STALLED: &str = "Stalled";
 }
 
 /// Condition reasons and event reasons.
@@ -50,4 +54,7 @@ pub mod reasons {
     pub const OWNER_ACCESS_CONFLICT: &str = "OwnerAccessConflict";
     pub const NO_SECRET_OF_ITS_OWN: &str = "NoSecretOfItsOwn";
     pub const POLICY_UNRESOLVED: &str = "PolicyUnresolved";
+    pub const ISSUING: &str = "Issuing";
+    pub const ROTATING: &str = "Rotating";
+    pub const RECONCILED: &str = "Reconciled";
 }

@@ -266,12 +266,33 @@ async fn reconcile_key(key: &AccessKey, ctx: &Context) -> Result<Action> {
             audit::record(&ctx.recorder(), key, event).await;
         }
     }
+    if restart_rollout_targets(key, ctx, &desired).await? {
+        // why: look again once the debounced restart is written, and retry it if it failed.
+        return Ok(Action::requeue(3 * super::rollout::DEBOUNCE));
+    }
     let deadline = next.map(|at| schedule::wait_until(at, now) + DEADLINE_SLACK);
     let recheck = owner_access::recheck_after(&access);
     Ok(match deadline.into_iter().chain(recheck).min() {
         Some(wait) => Action::requeue(wait),
         None => Action::await_change(),
     })
+}
+
+/// Schedules the restart of the key's rollout targets not yet restarted for its current
+/// issuance; whether any was.
+async fn restart_rollout_targets(
+    key: &AccessKey,
+    ctx: &Context,
+    desired: &crate::api::AccessKeyStatus,
+) -> Result<bool> {
+    let (Some(rollouts), Some(id)) = (&ctx.rollouts, desired.access_key_id.as_deref()) else {
+        return Ok(false);
+    };
+    let scheduled = rollouts
+        .request(key, id)
+        .await
+        .map_err(Error::ReadRolloutTargets)?;
+    Ok(scheduled > 0)
 }
 
 /// Seals the record of a Secret written before records were sealed (an upgrade), when its

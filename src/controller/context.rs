@@ -59,6 +59,8 @@ pub struct Context {
     pub key_retries: RetryBackoff<ObjectRef<AccessKey>>,
     /// Retry delays of AccessKeyPolicies whose reconciliation failed.
     pub policy_retries: RetryBackoff<ObjectRef<AccessKeyPolicy>>,
+    /// Restarts of `spec.rollout` targets; `None` unless the controller runs with `--rollout`.
+    pub rollouts: Option<Arc<super::rollout::Rollouts>>,
 }
 
 impl Context {

@@ -260,6 +260,9 @@ pub fn desired_secret(
 ) -> Result<Secret> {
     let name = key.name_any();
     let template = &key.spec.secret;
+    // why: only `spec.secret` contributes labels and annotations, never the key's own metadata:
+    // GitOps tools track objects by theirs (Argo CD, Flux), and an owned Secret carrying them
+    // would be reported out of sync or pruned.
     // why: `keywarden.io/` keys are the controller's record; a spec never contributes one (the
     // CRD refuses them too, but keys stored before that rule may still carry some).
     let not_reserved = |(k, _): &(&String, &String)| !is_reserved(k);

@@ -37,6 +37,7 @@ pub async fn run_when_leader(
         hash_params: args.hash_params(),
         clock,
         identity: identity.clone(),
+        rollout: args.rollout,
         record_key_secret: (
             args.record_key_namespace().to_string(),
             args.record_key_secret.clone(),

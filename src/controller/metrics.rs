@@ -27,6 +27,8 @@ pub struct Metrics {
     reconcile_errors: Counter,
     pub issuances: Counter,
     pub rotations: Counter,
+    /// Workloads restarted for new credentials (`spec.rollout`).
+    pub rollouts: Counter,
     keys_by_phase: Family<PhaseLabel, Gauge>,
     /// The key cache of the running (leader) controller, read at scrape time.
     keys: Mutex<Option<Store<AccessKey>>>,
@@ -41,6 +43,7 @@ impl Default for Metrics {
         let reconcile_errors = Counter::default();
         let issuances = Counter::default();
         let rotations = Counter::default();
+        let rollouts = Counter::default();
         let keys_by_phase = Family::<PhaseLabel, Gauge>::default();
         registry.register(
             "reconcile_duration_seconds",
@@ -58,6 +61,11 @@ impl Default for Metrics {
             issuances.clone(),
         );
         registry.register("rotations", "Key rotations", rotations.clone());
+        registry.register(
+            "rollouts",
+            "Workloads restarted for new credentials (spec.rollout)",
+            rollouts.clone(),
+        );
         registry.register("access_keys", "AccessKeys by phase", keys_by_phase.clone());
         let api_reachable = Gauge::default();
         registry.register(
@@ -77,6 +85,7 @@ impl Default for Metrics {
             reconcile_errors,
             issuances,
             rotations,
+            rollouts,
             keys_by_phase,
             keys: Mutex::new(None),
             api_reachable,

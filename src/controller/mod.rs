@@ -13,7 +13,9 @@ mod metrics;
 mod owner_access;
 mod policy;
 mod probes;
+mod progress;
 mod record_key;
+mod rollout;
 mod runner;
 mod seal;
 mod secret_data;
@@ -32,6 +34,7 @@ pub use issuance::{
     DATA_ACCESS_KEY, DATA_ACCESS_KEY_ID, DATA_TOKEN, FIRST_ISSUED_AT_ANNOTATION,
     PREVIOUS_KEYS_ANNOTATION, SECRET_HASH_ANNOTATION,
 };
+pub use rollout::{DEBOUNCE as ROLLOUT_DEBOUNCE, ROLLOUT_FAILED, ROLLOUT_TRIGGERED};
 pub use seal::RECORD_SEAL_ANNOTATION;
 
 /// Controller settings (flags and environment).
@@ -99,6 +102,10 @@ pub struct ControllerArgs {
     /// before `/readyz` fails and `keywarden_controller_api_reachable` drops to 0.
     #[arg(long, env = "KEYWARDEN_MAX_API_SILENCE", default_value = "1m", value_parser = crate::keys::duration::parse_bound)]
     pub max_api_silence: std::time::Duration,
+    /// Restart the workloads keys name in `spec.rollout` after each issuance (needs `patch` on
+    /// deployments, statefulsets and daemonsets; the chart grants it with `rollout.enabled`).
+    #[arg(long, env = "KEYWARDEN_ROLLOUT")]
+    pub rollout: bool,
 }
 
 impl Default for ControllerArgs {
@@ -117,6 +124,7 @@ impl Default for ControllerArgs {
             argon2_iterations: hash.iterations,
             argon2_parallelism: hash.parallelism,
             max_api_silence: api_contact::DEFAULT_MAX_SILENCE,
+            rollout: false,
         }
     }
 }
@@ -176,6 +184,8 @@ pub enum Error {
     WriteOwnerAccess(#[source] kube::Error),
     #[error("deleting the owner's access Role or RoleBinding: {0}")]
     DeleteOwnerAccess(#[source] kube::Error),
+    #[error("reading rollout targets: {0}")]
+    ReadRolloutTargets(#[source] kube::Error),
     #[error("object has no {0}")]
     MissingField(&'static str),
 }

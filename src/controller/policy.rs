@@ -12,6 +12,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
 use super::context::Context;
+use super::progress::{self, InFlight};
 use super::status::condition;
 use super::{Error, Result};
 use crate::api::conditions::{reasons, types};
@@ -257,15 +258,28 @@ pub async fn reconcile_policy(policy: Arc<AccessKeyPolicy>, ctx: Arc<Context>) -
         observed_generation: generation,
         applied_at: Some(applied_at),
         governed_keys: Some(u32::try_from(governed).unwrap_or(u32::MAX)),
-        conditions: vec![condition(
-            &current.conditions,
-            types::ACCEPTED,
-            status,
-            reason,
-            &message,
-            generation,
-            now,
-        )],
+        conditions: Vec::new(),
+    };
+    let accepted = condition(
+        &current.conditions,
+        types::ACCEPTED,
+        status,
+        reason,
+        &message,
+        generation,
+        now,
+    );
+    // why: a policy is applied as soon as it is observed; only an invalid spec holds it.
+    let [reconciling, stalled] = progress::conditions(
+        std::slice::from_ref(&accepted),
+        InFlight::Idle,
+        &current.conditions,
+        generation,
+        now,
+    );
+    let desired = AccessKeyPolicyStatus {
+        conditions: vec![accepted, reconciling, stalled],
+        ..desired
     };
     if desired != current {
         let patch = serde_json::json!({
@@ -361,6 +375,7 @@ mod tests {
                 rotate_generation: 0,
                 reactivate_generation: 0,
                 policy_name: None,
+                rollout: None,
                 secret: crate::api::SecretTemplate::default(),
             },
         );

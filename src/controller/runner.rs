@@ -24,6 +24,7 @@ use super::ledger::Ledgers;
 use super::policy;
 use super::probes::ProbeState;
 use super::record_key;
+use super::rollout::Rollouts;
 use super::secret_data::Verdicts;
 use crate::api::conditions::reasons;
 use crate::api::{AccessKey, AccessKeyPolicy, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
@@ -34,6 +35,8 @@ pub struct Settings {
     pub hash_params: HashParams,
     pub clock: Clock,
     pub identity: String,
+    /// Whether `spec.rollout` restarts workloads (`--rollout`).
+    pub rollout: bool,
     /// Namespace and name of the record key Secret.
     pub record_key_secret: (String, String),
 }
@@ -129,6 +132,13 @@ pub async fn run_controllers(
         secrets,
         owner_roles,
         owner_bindings,
+        rollouts: settings.rollout.then(|| {
+            Arc::new(Rollouts::new(
+                client.clone(),
+                reporter.clone(),
+                probes.metrics.rollouts.clone(),
+            ))
+        }),
         reporter,
         metrics: probes.metrics.clone(),
         hash_params: settings.hash_params,

@@ -6,6 +6,7 @@ use kube::Resource;
 
 use super::issuance::Issuance;
 use super::policy::{self, Governing, Unresolved};
+use super::progress::{self, InFlight};
 use crate::api::conditions::{reasons, types};
 use crate::api::{AccessKey, AccessKeyPolicySpec, AccessKeyStatus, DeactivationReason, Phase};
 use crate::keys::limits::LimitDecision;
@@ -218,6 +219,19 @@ pub fn desired_status(o: &Observed) -> (AccessKeyStatus, Option<DateTime<Utc>>) 
         };
     }
     status.conditions = conditions(o, &current.conditions, phase, reason);
+    let in_flight = match o.issuance {
+        None if phase == Phase::Pending => InFlight::Issuing,
+        Some(i) if o.key.spec.rotate_generation > i.rotate_generation => InFlight::Rotating,
+        _ => InFlight::Idle,
+    };
+    let summary = progress::conditions(
+        &status.conditions,
+        in_flight,
+        &current.conditions,
+        generation,
+        now,
+    );
+    status.conditions.extend(summary);
     status.last_used_at = current.last_used_at;
     (status, next)
 }

@@ -34,6 +34,7 @@ pub(super) fn key() -> AccessKey {
             rotate_generation: 0,
             reactivate_generation: 0,
             policy_name: None,
+            rollout: None,
             secret: SecretTemplate::default(),
         },
     );

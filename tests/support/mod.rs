@@ -455,6 +455,7 @@ impl KeyBuilder {
                 rotate_generation: 0,
                 reactivate_generation: 0,
                 policy_name: None,
+                rollout: None,
                 secret: SecretTemplate::default(),
             },
         ))

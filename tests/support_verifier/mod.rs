@@ -99,6 +99,7 @@ impl KeyBuilder {
             rotate_generation: 0,
             reactivate_generation: 0,
             policy_name: None,
+            rollout: None,
             secret: Default::default(),
         };
         let mut key = AccessKey::new(name, spec);

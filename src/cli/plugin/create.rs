@@ -154,6 +154,7 @@ pub fn manifest(args: &CreateArgs, namespace: &str, owner: KeyOwner) -> AccessKe
         rotate_generation: 0,
         reactivate_generation: 0,
         policy_name: args.policy.clone(),
+        rollout: None,
         secret: SecretTemplate {
             type_: match args.secret_type {
                 SecretTypeArg::Opaque => SecretType::Opaque,

@@ -2,6 +2,7 @@
 
 pub mod create;
 pub mod credentials;
+pub mod owned;
 pub mod status;
 
 use std::io::Write as _;
@@ -9,12 +10,13 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::ListParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client, Config, ResourceExt};
+use kube::{Api, Client, Config};
 
 use crate::api::{AccessKey, AccessKeyPolicy};
 use credentials::{Credentials, CredentialsFormat};
+use owned::{next_generation, Field};
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -91,25 +93,26 @@ pub async fn run(cli: PluginCli) -> anyhow::Result<()> {
             status_report(&client, &shown, true).await
         }
         PluginCommand::Rotate { name } => {
-            let generation = bump(&keys, &namespace, &name, "rotateGeneration", |k| {
-                k.spec.rotate_generation
+            let generation = owned::write(&keys, &namespace, &name, Field::RotateGeneration, |k| {
+                next_generation(k, Field::RotateGeneration).into()
             })
             .await?;
             format!("accesskey.keywarden.io/{name} rotation requested (rotateGeneration={generation})\n")
         }
         PluginCommand::Reactivate { name } => {
-            let generation = bump(&keys, &namespace, &name, "reactivateGeneration", |k| {
-                k.spec.reactivate_generation
-            })
-            .await?;
+            let generation =
+                owned::write(&keys, &namespace, &name, Field::ReactivateGeneration, |k| {
+                    next_generation(k, Field::ReactivateGeneration).into()
+                })
+                .await?;
             format!("accesskey.keywarden.io/{name} reactivation requested (reactivateGeneration={generation})\n")
         }
         PluginCommand::Activate { name } => {
-            set_active(&keys, &namespace, &name, true).await?;
+            owned::write(&keys, &namespace, &name, Field::Active, |_| true.into()).await?;
             format!("accesskey.keywarden.io/{name} activated\n")
         }
         PluginCommand::Deactivate { name } => {
-            set_active(&keys, &namespace, &name, false).await?;
+            owned::write(&keys, &namespace, &name, Field::Active, |_| false.into()).await?;
             format!("accesskey.keywarden.io/{name} deactivated\n")
         }
         PluginCommand::Status {
@@ -228,52 +231,6 @@ async fn get(keys: &Api<AccessKey>, namespace: &str, name: &str) -> anyhow::Resu
         .await
         .with_context(|| format!("reading accesskey {name:?} in namespace {namespace:?}"))?
         .with_context(|| format!("accesskey {name:?} not found in namespace {namespace:?}"))
-}
-
-/// Increments a `spec` counter with a merge patch guarded by the read resourceVersion, so two
-/// concurrent bumps cannot collapse into one; returns the new value.
-async fn bump(
-    keys: &Api<AccessKey>,
-    namespace: &str,
-    name: &str,
-    field: &str,
-    current: impl Fn(&AccessKey) -> i64,
-) -> anyhow::Result<i64> {
-    const ATTEMPTS: usize = 5;
-    let mut last_error = None;
-    for _ in 0..ATTEMPTS {
-        let key = get(keys, namespace, name).await?;
-        let next = current(&key).saturating_add(1);
-        let patch = serde_json::json!({
-            "metadata": {"resourceVersion": key.resource_version()},
-            "spec": {field: next},
-        });
-        match keys
-            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(_) => return Ok(next),
-            Err(kube::Error::Api(status)) if status.code == 409 => {
-                last_error = Some(kube::Error::Api(status));
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(anyhow::Error::from(last_error.context("no attempt made")?))
-        .context(format!("{field} kept changing; try again"))
-}
-
-async fn set_active(
-    keys: &Api<AccessKey>,
-    namespace: &str,
-    name: &str,
-    active: bool,
-) -> anyhow::Result<()> {
-    get(keys, namespace, name).await?;
-    let patch = serde_json::json!({"spec": {"active": active}});
-    keys.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
-    Ok(())
 }
 
 /// A client and its default namespace from `--kubeconfig`/`--context`, KUBECONFIG, or in-cluster.

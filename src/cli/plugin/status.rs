@@ -206,6 +206,7 @@ mod tests {
                 rotate_generation: 0,
                 reactivate_generation: 0,
                 policy_name: None,
+                rollout: None,
                 secret: SecretTemplate::default(),
             },
         );
