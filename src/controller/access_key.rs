@@ -240,20 +240,19 @@ async fn reconcile_key(key: &AccessKey, ctx: &Context) -> Result<Action> {
     let presence = honoured::presence(&checked.state, record, checked.modified, trusted.is_some());
     let issuance = trusted.as_ref();
     let access = owner_access::reconcile(key, ctx, &checked.state, policy.as_ref().ok()).await?;
-    let (mut desired, next) = status::desired_status(&Observed {
+    let current = key.status.clone().unwrap_or_default();
+    let owner_condition =
+        owner_access::owner_condition(&access, &current.conditions, key.meta().generation, now);
+    let (desired, next) = status::desired_status(&Observed {
         key,
         issuance,
         secret: presence,
         secret_resource_version: checked.resource_version.as_deref(),
         policy: policy.as_ref(),
         limit,
+        other_conditions: vec![owner_condition],
         now,
     });
-    let current = key.status.clone().unwrap_or_default();
-    let generation = key.meta().generation;
-    let owner_condition =
-        owner_access::owner_condition(&access, &current.conditions, generation, now);
-    desired.conditions.push(owner_condition);
     if comparable(&desired) != comparable(&current) {
         if apply_status(key, ctx, &desired).await? == WriteOutcome::Lost {
             return Ok(Action::requeue(AFTER_LOST_WRITE));

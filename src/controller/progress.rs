@@ -19,9 +19,18 @@ const SUMMARIES: [&str; 3] = [types::READY, types::RECONCILING, types::STALLED];
 /// `Ready` reasons that are not a blocker: waiting for the controller, or deactivated on purpose.
 const READY_NOT_BLOCKED: [&str; 2] = [reasons::PENDING, reasons::DEACTIVATED];
 
+/// `False` reasons of other conditions that need no person: waiting for the controller, turned
+/// off on purpose, or following from a blocker another condition already reports.
+const FALSE_NOT_BLOCKED: [&str; 4] = [
+    reasons::PENDING,
+    reasons::OWNER_ACCESS_DISABLED,
+    reasons::NO_SECRET_OF_ITS_OWN,
+    reasons::POLICY_UNRESOLVED,
+];
+
 /// What a person must resolve, as the blocking condition's reason and message, if anything: `Ready`'s own reason
 /// first, then any other condition in its abnormal state (a positive condition `False` for a
-/// reason other than `Pending`, or `LimitExceeded` `True`).
+/// reason not in [`FALSE_NOT_BLOCKED`], or `LimitExceeded` `True`).
 pub fn blocker(conditions: &[Condition]) -> Option<(String, String)> {
     let ready = conditions.iter().find(|c| c.type_ == types::READY);
     let ready_blocked =
@@ -32,7 +41,7 @@ pub fn blocker(conditions: &[Condition]) -> Option<(String, String)> {
                 && if ABNORMAL_WHEN_TRUE.contains(&c.type_.as_str()) {
                     c.status == "True"
                 } else {
-                    c.status == "False" && c.reason != reasons::PENDING
+                    c.status == "False" && !FALSE_NOT_BLOCKED.contains(&c.reason.as_str())
                 }
         })
     };
@@ -147,6 +156,31 @@ mod tests {
         );
         let (reconciling, stalled, _) = decided(&pending, InFlight::Issuing);
         assert_eq!((reconciling.as_str(), stalled.as_str()), ("True", "False"));
+    }
+
+    #[test]
+    fn an_owner_access_turned_off_or_not_yet_possible_needs_no_person() {
+        for reason in [
+            reasons::OWNER_ACCESS_DISABLED,
+            reasons::NO_SECRET_OF_ITS_OWN,
+        ] {
+            let others = with(healthy(), cond(types::OWNER_CAN_READ, "False", reason));
+            let (_, stalled, _) = decided(&others, InFlight::Idle);
+            assert_eq!(stalled, "False", "{reason}");
+        }
+        let squatted = with(
+            healthy(),
+            cond(
+                types::OWNER_CAN_READ,
+                "False",
+                reasons::OWNER_ACCESS_CONFLICT,
+            ),
+        );
+        let (_, stalled, reason) = decided(&squatted, InFlight::Idle);
+        assert_eq!(
+            (stalled.as_str(), reason.as_str()),
+            ("True", reasons::OWNER_ACCESS_CONFLICT)
+        );
     }
 
     #[test]

@@ -69,6 +69,9 @@ pub struct Observed<'a> {
     pub policy: Result<&'a Governing, &'a Unresolved>,
     /// Limit decision for a key not issued yet.
     pub limit: Option<LimitDecision>,
+    /// Conditions decided by other parts of the reconcile (the owner's access to the Secret),
+    /// kept in status and weighed by the kstatus summary.
+    pub other_conditions: Vec<Condition>,
     pub now: DateTime<Utc>,
 }
 
@@ -219,6 +222,7 @@ pub fn desired_status(o: &Observed) -> (AccessKeyStatus, Option<DateTime<Utc>>) 
         };
     }
     status.conditions = conditions(o, &current.conditions, phase, reason);
+    status.conditions.extend(o.other_conditions.iter().cloned());
     let in_flight = match o.issuance {
         None if phase == Phase::Pending => InFlight::Issuing,
         Some(i) if o.key.spec.rotate_generation > i.rotate_generation => InFlight::Rotating,

@@ -88,6 +88,7 @@ pub(super) fn decide(
         secret_resource_version: None,
         policy,
         limit,
+        other_conditions: Vec::new(),
         now: at(now),
     })
 }
@@ -275,6 +276,7 @@ fn decide_secret(secret: SecretPresence, version: Option<&str>) -> AccessKeyStat
         secret_resource_version: version,
         policy: Ok(&policy),
         limit: None,
+        other_conditions: Vec::new(),
         now: at(5),
     })
     .0
