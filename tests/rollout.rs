@@ -6,7 +6,7 @@ mod support;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
 
 use keywarden::api::{AccessKey, Phase, Rollout, RolloutTarget, WorkloadKind};
@@ -291,4 +291,71 @@ async fn keys_rotating_together_restart_a_workload_once() {
         before.metadata.generation.map(|g| g + 1),
         "two rotations within the debounce window restart the workload once"
     );
+}
+
+/// A workload of `kind` (`StatefulSet`, `DaemonSet`) named `name` with label `tier`.
+async fn workload(cluster: &TestCluster, kind: &str, name: &str, tier: &str) -> Api<DynamicObject> {
+    let resource = ApiResource {
+        group: "apps".into(),
+        version: "v1".into(),
+        api_version: "apps/v1".into(),
+        kind: kind.into(),
+        plural: format!("{}s", kind.to_lowercase()),
+    };
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(cluster.client.clone(), &cluster.namespace, &resource);
+    let object: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apps/v1",
+        "kind": kind,
+        "metadata": {"name": name, "labels": {"tier": tier}},
+        "spec": {
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": "registry.example/app:1"}]},
+            },
+        },
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &object).await.unwrap();
+    api
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stateful_sets_and_daemon_sets_are_restarted_by_name_and_by_selector() {
+    let cluster = TestCluster::start().await;
+    grant_rollout_rbac(&cluster).await;
+    let stateful_sets = workload(&cluster, "StatefulSet", "db", "data").await;
+    let daemon_sets = workload(&cluster, "DaemonSet", "agent", "node").await;
+    workload(&cluster, "DaemonSet", "other", "elsewhere").await;
+    let controller = start_controller(&cluster);
+    let targets = vec![
+        RolloutTarget {
+            kind: WorkloadKind::StatefulSet,
+            name: Some("db".into()),
+            selector: None,
+        },
+        RolloutTarget {
+            kind: WorkloadKind::DaemonSet,
+            name: None,
+            selector: serde_json::from_value(serde_json::json!({"matchLabels": {"tier": "node"}}))
+                .unwrap(),
+        },
+    ];
+    cluster
+        .create_key(&key_with_rollout("ci", "alice", targets))
+        .await;
+    let id = access_id(&cluster.wait_phase("ci", Phase::Active).await);
+    let annotated = |o: &DynamicObject| {
+        o.data
+            .pointer("/spec/template/metadata/annotations/rollout.keywarden.io~1ci")
+            .and_then(serde_json::Value::as_str)
+            == Some(id.as_str())
+    };
+    support::wait_for(&stateful_sets, "db", "the StatefulSet restarted", annotated).await;
+    support::wait_for(&daemon_sets, "agent", "the DaemonSet restarted", annotated).await;
+    settle().await;
+    let other = daemon_sets.get("other").await.unwrap();
+    assert!(!annotated(&other), "not a target: {other:?}");
+    controller.stop().await;
 }

@@ -70,6 +70,16 @@ const BUILTIN: &[Row] = &[
         true,
     ),
     (
+        "apps",
+        "v1",
+        "StatefulSet",
+        "statefulsets",
+        &["sts"],
+        true,
+        true,
+    ),
+    ("apps", "v1", "DaemonSet", "daemonsets", &["ds"], true, true),
+    (
         "policy",
         "v1",
         "PodDisruptionBudget",
@@ -163,7 +173,13 @@ const BUILTIN: &[Row] = &[
 ];
 
 /// The resources in kube-apiserver's `all` category (what `kubectl get all` lists).
-const CATEGORY_ALL: &[(&str, &str)] = &[("", "pods"), ("", "services"), ("apps", "deployments")];
+const CATEGORY_ALL: &[(&str, &str)] = &[
+    ("", "pods"),
+    ("", "services"),
+    ("apps", "deployments"),
+    ("apps", "statefulsets"),
+    ("apps", "daemonsets"),
+];
 
 fn categories(group: &str, plural: &str) -> Vec<String> {
     if CATEGORY_ALL.contains(&(group, plural)) {

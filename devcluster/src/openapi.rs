@@ -184,6 +184,8 @@ fn builtin_schema(generator: &mut SchemaGenerator, rt: &ResourceType) -> Option<
             ("events.k8s.io", "v1", "Event") => add::<events::Event>,
             ("coordination.k8s.io", "v1", "Lease") => add::<coordination::Lease>,
             ("apps", "v1", "Deployment") => add::<apps::Deployment>,
+            ("apps", "v1", "StatefulSet") => add::<apps::StatefulSet>,
+            ("apps", "v1", "DaemonSet") => add::<apps::DaemonSet>,
             ("rbac.authorization.k8s.io", "v1", "Role") => add::<rbac::Role>,
             ("rbac.authorization.k8s.io", "v1", "RoleBinding") => add::<rbac::RoleBinding>,
             ("rbac.authorization.k8s.io", "v1", "ClusterRole") => add::<rbac::ClusterRole>,

@@ -123,6 +123,32 @@ pub(super) fn printer(group: &str, kind: &str) -> Printer {
             ],
             cells: deployment_cells,
         },
+        ("apps", "StatefulSet") => Printer {
+            columns: vec![
+                name_column(),
+                column("Ready", "string", "", 0),
+                age_column(),
+                column("Containers", "string", "", 1),
+                column("Images", "string", "", 1),
+            ],
+            cells: stateful_set_cells,
+        },
+        ("apps", "DaemonSet") => Printer {
+            columns: vec![
+                name_column(),
+                column("Desired", "integer", "", 0),
+                column("Current", "integer", "", 0),
+                column("Ready", "integer", "", 0),
+                column("Up-to-date", "integer", "", 0),
+                column("Available", "integer", "", 0),
+                column("Node Selector", "string", "", 0),
+                age_column(),
+                column("Containers", "string", "", 1),
+                column("Images", "string", "", 1),
+                column("Selector", "string", "", 1),
+            ],
+            cells: daemon_set_cells,
+        },
         ("", "Event") => Printer {
             columns: vec![
                 column("Last Seen", "string", "", 0),
@@ -275,6 +301,59 @@ fn selector_text(selector: Option<&Value>) -> String {
                 .join(",")
         })
         .unwrap_or_default()
+}
+
+/// The pod template's containers' `field`s, comma-separated, as kubectl's wide columns show them.
+fn template_containers(obj: &Value, field: &str) -> String {
+    obj.pointer("/spec/template/spec/containers")
+        .and_then(Value::as_array)
+        .map(|containers| {
+            containers
+                .iter()
+                .filter_map(|c| c.get(field).and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+}
+
+fn stateful_set_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let desired = obj
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    let ready = obj
+        .pointer("/status/readyReplicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    vec![
+        name(obj),
+        json!(format!("{ready}/{desired}")),
+        created_age(obj, now),
+        json!(template_containers(obj, "name")),
+        json!(template_containers(obj, "image")),
+    ]
+}
+
+fn daemon_set_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let number = |pointer: &str| obj.pointer(pointer).and_then(Value::as_i64).unwrap_or(0);
+    vec![
+        name(obj),
+        json!(number("/status/desiredNumberScheduled")),
+        json!(number("/status/currentNumberScheduled")),
+        json!(number("/status/numberReady")),
+        json!(number("/status/updatedNumberScheduled")),
+        json!(number("/status/numberAvailable")),
+        json!(none_if_empty(selector_text(
+            obj.pointer("/spec/template/spec/nodeSelector")
+        ))),
+        created_age(obj, now),
+        json!(template_containers(obj, "name")),
+        json!(template_containers(obj, "image")),
+        json!(none_if_empty(selector_text(
+            obj.pointer("/spec/selector/matchLabels")
+        ))),
+    ]
 }
 
 fn deployment_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
