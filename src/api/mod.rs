@@ -3,6 +3,7 @@
 pub mod access_key;
 pub mod access_key_policy;
 pub mod conditions;
+pub mod rules;
 
 pub use access_key::{
     AccessKey, AccessKeySpec, AccessKeyStatus, DeactivationReason, KeyOwner, OwnerKind, Phase,
@@ -14,6 +15,20 @@ pub use access_key_policy::{AccessKeyPolicy, AccessKeyPolicySpec, AccessKeyPolic
 pub const GROUP: &str = "keywarden.io";
 /// Field manager used for every server-side apply keywarden makes.
 pub const FIELD_MANAGER: &str = "keywarden";
+/// AccessKey annotation: the username of who asked for the latest change through `kubectl
+/// keywarden`; the admission policy accepts only the requester's own name.
+pub const REQUESTED_BY_ANNOTATION: &str = "keywarden.io/requested-by";
+
+/// Who asked for the latest change of `key` through `kubectl keywarden`, as the API server
+/// checked it; `None` for changes made any other way.
+pub fn requested_by(key: &AccessKey) -> Option<&str> {
+    key.metadata
+        .annotations
+        .as_ref()?
+        .get(REQUESTED_BY_ANNOTATION)
+        .map(String::as_str)
+        .filter(|name| !name.is_empty())
+}
 /// Annotation that marks the cluster default `AccessKeyPolicy`.
 pub const DEFAULT_POLICY_ANNOTATION: &str = "keywarden.io/default-policy";
 /// Label put on every Secret keywarden writes: the name of its AccessKey.
