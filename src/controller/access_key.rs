@@ -253,6 +253,11 @@ async fn reconcile_key(key: &AccessKey, ctx: &Context) -> Result<Action> {
             return Ok(Action::requeue(AFTER_LOST_WRITE));
         }
         for event in audit::transitions(&current, &desired) {
+            let event = if event.answers_spec_change() {
+                event.requested_in(key)
+            } else {
+                event
+            };
             audit::record(&ctx.recorder(), key, event).await;
         }
     }
@@ -372,7 +377,7 @@ async fn issue_first_serialized(
         audit::record(
             &ctx.recorder(),
             key,
-            AuditEvent::normal(reasons::ISSUED, message, Some(id)),
+            AuditEvent::normal(reasons::ISSUED, message, Some(id)).requested_in(key),
         )
         .await;
     }
@@ -426,12 +431,11 @@ async fn rotate(
                 prior.access_key_id
             ),
         };
-        audit::record(
-            &ctx.recorder(),
-            key,
-            AuditEvent::normal(reasons::ROTATED, message, Some(id)),
-        )
-        .await;
+        let event = AuditEvent::normal(reasons::ROTATED, message, Some(id));
+        let asked = key.status.as_ref().and_then(|s| s.observed_rotate_generation)
+            != Some(key.spec.rotate_generation);
+        let event = if asked { event.requested_in(key) } else { event };
+        audit::record(&ctx.recorder(), key, event).await;
     }
     Ok((outcome, new.record))
 }

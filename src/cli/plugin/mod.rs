@@ -13,7 +13,7 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config, ResourceExt};
 
-use crate::api::{AccessKey, AccessKeyPolicy};
+use crate::api::{AccessKey, AccessKeyPolicy, REQUESTED_BY_ANNOTATION};
 use credentials::{Credentials, CredentialsFormat};
 
 const AFTER_HELP: &str = "\
@@ -80,6 +80,11 @@ pub async fn run(cli: PluginCli) -> anyhow::Result<()> {
     let (client, default_namespace) = connect(&cli).await?;
     let namespace = cli.namespace.clone().unwrap_or(default_namespace);
     let keys: Api<AccessKey> = Api::namespaced(client.clone(), &namespace);
+    let changes = Changes {
+        keys: &keys,
+        namespace: &namespace,
+        client: &client,
+    };
     let output = match cli.command {
         PluginCommand::Create(args) => create::run(&client, &namespace, &args).await?,
         PluginCommand::Status { mine: true, .. } => {
@@ -91,25 +96,23 @@ pub async fn run(cli: PluginCli) -> anyhow::Result<()> {
             status_report(&client, &shown, true).await
         }
         PluginCommand::Rotate { name } => {
-            let generation = bump(&keys, &namespace, &name, "rotateGeneration", |k| {
-                k.spec.rotate_generation
-            })
-            .await?;
+            let generation = changes
+                .bump(&name, "rotateGeneration", |k| k.spec.rotate_generation)
+                .await?;
             format!("accesskey.keywarden.io/{name} rotation requested (rotateGeneration={generation})\n")
         }
         PluginCommand::Reactivate { name } => {
-            let generation = bump(&keys, &namespace, &name, "reactivateGeneration", |k| {
-                k.spec.reactivate_generation
-            })
-            .await?;
+            let generation = changes
+                .bump(&name, "reactivateGeneration", |k| k.spec.reactivate_generation)
+                .await?;
             format!("accesskey.keywarden.io/{name} reactivation requested (reactivateGeneration={generation})\n")
         }
         PluginCommand::Activate { name } => {
-            set_active(&keys, &namespace, &name, true).await?;
+            changes.set_active(&name, true).await?;
             format!("accesskey.keywarden.io/{name} activated\n")
         }
         PluginCommand::Deactivate { name } => {
-            set_active(&keys, &namespace, &name, false).await?;
+            changes.set_active(&name, false).await?;
             format!("accesskey.keywarden.io/{name} deactivated\n")
         }
         PluginCommand::Status {
@@ -230,50 +233,65 @@ async fn get(keys: &Api<AccessKey>, namespace: &str, name: &str) -> anyhow::Resu
         .with_context(|| format!("accesskey {name:?} not found in namespace {namespace:?}"))
 }
 
-/// Increments a `spec` counter with a merge patch guarded by the read resourceVersion, so two
-/// concurrent bumps cannot collapse into one; returns the new value.
-async fn bump(
-    keys: &Api<AccessKey>,
-    namespace: &str,
-    name: &str,
-    field: &str,
-    current: impl Fn(&AccessKey) -> i64,
-) -> anyhow::Result<i64> {
-    const ATTEMPTS: usize = 5;
-    let mut last_error = None;
-    for _ in 0..ATTEMPTS {
-        let key = get(keys, namespace, name).await?;
-        let next = current(&key).saturating_add(1);
-        let patch = serde_json::json!({
-            "metadata": {"resourceVersion": key.resource_version()},
-            "spec": {field: next},
-        });
-        match keys
-            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(_) => return Ok(next),
-            Err(kube::Error::Api(status)) if status.code == 409 => {
-                last_error = Some(kube::Error::Api(status));
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(anyhow::Error::from(last_error.context("no attempt made")?))
-        .context(format!("{field} kept changing; try again"))
+/// The caller's name on what the plugin writes: the API server accepts only the requester's.
+fn requested_by(caller: &str) -> std::collections::BTreeMap<String, String> {
+    [(REQUESTED_BY_ANNOTATION.to_owned(), caller.to_owned())].into()
 }
 
-async fn set_active(
-    keys: &Api<AccessKey>,
-    namespace: &str,
-    name: &str,
-    active: bool,
-) -> anyhow::Result<()> {
-    get(keys, namespace, name).await?;
-    let patch = serde_json::json!({"spec": {"active": active}});
-    keys.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
-    Ok(())
+/// Spec changes of one key, each marked with the caller's name.
+struct Changes<'a> {
+    keys: &'a Api<AccessKey>,
+    namespace: &'a str,
+    client: &'a Client,
+}
+
+impl Changes<'_> {
+    /// Increments a `spec` counter with a merge patch guarded by the read resourceVersion, so
+    /// two concurrent bumps cannot collapse into one; returns the new value.
+    async fn bump(
+        &self,
+        name: &str,
+        field: &str,
+        current: impl Fn(&AccessKey) -> i64,
+    ) -> anyhow::Result<i64> {
+        const ATTEMPTS: usize = 5;
+        let caller = create::caller_username(self.client).await?;
+        let mut last_error = None;
+        for _ in 0..ATTEMPTS {
+            let key = get(self.keys, self.namespace, name).await?;
+            let next = current(&key).saturating_add(1);
+            let patch = serde_json::json!({
+                "metadata": {"resourceVersion": key.resource_version(), "annotations": requested_by(&caller)},
+                "spec": {field: next},
+            });
+            match self
+                .keys
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => return Ok(next),
+                Err(kube::Error::Api(status)) if status.code == 409 => {
+                    last_error = Some(kube::Error::Api(status));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(anyhow::Error::from(last_error.context("no attempt made")?))
+            .context(format!("{field} kept changing; try again"))
+    }
+
+    async fn set_active(&self, name: &str, active: bool) -> anyhow::Result<()> {
+        let caller = create::caller_username(self.client).await?;
+        get(self.keys, self.namespace, name).await?;
+        let patch = serde_json::json!({
+            "metadata": {"annotations": requested_by(&caller)},
+            "spec": {"active": active},
+        });
+        self.keys
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        Ok(())
+    }
 }
 
 /// A client and its default namespace from `--kubeconfig`/`--context`, KUBECONFIG, or in-cluster.
