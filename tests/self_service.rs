@@ -138,8 +138,15 @@ async fn a_key_created_and_changed_through_the_plugin_names_who_asked() {
         .await;
 
     let create = [
-        "keywarden", "create", "laptop", "--display-name", "My laptop", "--scope", "logs:view",
-        "--policy", &policy,
+        "keywarden",
+        "create",
+        "laptop",
+        "--display-name",
+        "My laptop",
+        "--scope",
+        "logs:view",
+        "--policy",
+        &policy,
     ];
     succeeded(&kubectl(&cluster, &kubeconfig, &create, "").await);
     let key = cluster.keys().get("laptop").await.unwrap();
@@ -150,11 +157,39 @@ async fn a_key_created_and_changed_through_the_plugin_names_who_asked() {
     let status = key.status.expect("status");
     assert_eq!(status.created_by.as_deref(), Some(me.as_str()));
 
-    let wide = succeeded(&kubectl(&cluster, &kubeconfig, &["get", "ak", "laptop", "-o", "wide"], "").await);
-    let header: Vec<&str> = wide.lines().next().unwrap().split("  ").map(str::trim).filter(|c| !c.is_empty()).collect();
+    let wide = succeeded(
+        &kubectl(
+            &cluster,
+            &kubeconfig,
+            &["get", "ak", "laptop", "-o", "wide"],
+            "",
+        )
+        .await,
+    );
+    let header: Vec<&str> = wide
+        .lines()
+        .next()
+        .unwrap()
+        .split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
     assert_eq!(
         header,
-        ["NAME", "OWNER", "ACCESS ID", "PHASE", "LAST USED", "EXPIRES", "AGE", "DISPLAY NAME", "SCOPES", "POLICY", "ROTATED", "CREATED BY"]
+        [
+            "NAME",
+            "OWNER",
+            "ACCESS ID",
+            "PHASE",
+            "LAST USED",
+            "EXPIRES",
+            "AGE",
+            "DISPLAY NAME",
+            "SCOPES",
+            "POLICY",
+            "ROTATED",
+            "CREATED BY"
+        ]
     );
     let row = wide.lines().nth(1).unwrap();
     for shown in ["My laptop", "logs:view", policy.as_str(), me.as_str()] {
@@ -163,7 +198,15 @@ async fn a_key_created_and_changed_through_the_plugin_names_who_asked() {
     let narrow = succeeded(&kubectl(&cluster, &kubeconfig, &["get", "ak", "laptop"], "").await);
     assert!(!narrow.contains("CREATED BY"), "{narrow}");
 
-    succeeded(&kubectl(&cluster, &kubeconfig, &["keywarden", "deactivate", "laptop"], "").await);
+    succeeded(
+        &kubectl(
+            &cluster,
+            &kubeconfig,
+            &["keywarden", "deactivate", "laptop"],
+            "",
+        )
+        .await,
+    );
     let notes = eventually("a Deactivated event naming the requester", || async {
         let notes = event_notes(&cluster, "laptop").await;
         notes
@@ -190,7 +233,9 @@ async fn status_times_are_rfc3339_at_second_precision() {
     cluster
         .create_key(&KeyBuilder::new("timed", "alice").policy(&policy).build())
         .await;
-    cluster.wait_phase("timed", keywarden::api::Phase::Active).await;
+    cluster
+        .wait_phase("timed", keywarden::api::Phase::Active)
+        .await;
     let key = serde_json::to_value(cluster.keys().get("timed").await.unwrap()).unwrap();
     let status = &key["status"];
     let mut times = vec![&status["issuedAt"], &status["expiresAt"]];
@@ -208,23 +253,60 @@ async fn keys_are_listed_by_owner_with_a_field_selector() {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = kubeconfig(&cluster, dir.path());
     for (name, owner) in [("a1", "alice"), ("b1", "bob"), ("a2", "alice")] {
-        cluster.create_key(&KeyBuilder::new(name, owner).build()).await;
+        cluster
+            .create_key(&KeyBuilder::new(name, owner).build())
+            .await;
     }
     let alice = succeeded(
-        &kubectl(&cluster, &kubeconfig, &["get", "ak", "--field-selector", "spec.owner.name=alice", "-o", "name"], "").await,
+        &kubectl(
+            &cluster,
+            &kubeconfig,
+            &[
+                "get",
+                "ak",
+                "--field-selector",
+                "spec.owner.name=alice",
+                "-o",
+                "name",
+            ],
+            "",
+        )
+        .await,
     );
     assert_eq!(
         alice.lines().collect::<Vec<_>>(),
         ["accesskey.keywarden.io/a1", "accesskey.keywarden.io/a2"]
     );
     let users = succeeded(
-        &kubectl(&cluster, &kubeconfig, &["get", "ak", "--field-selector", "spec.owner.kind=User,spec.owner.name!=alice", "-o", "name"], "").await,
+        &kubectl(
+            &cluster,
+            &kubeconfig,
+            &[
+                "get",
+                "ak",
+                "--field-selector",
+                "spec.owner.kind=User,spec.owner.name!=alice",
+                "-o",
+                "name",
+            ],
+            "",
+        )
+        .await,
     );
     assert_eq!(users.trim(), "accesskey.keywarden.io/b1");
     let error = refused(
-        &kubectl(&cluster, &kubeconfig, &["get", "ak", "--field-selector", "spec.displayName=x"], "").await,
+        &kubectl(
+            &cluster,
+            &kubeconfig,
+            &["get", "ak", "--field-selector", "spec.displayName=x"],
+            "",
+        )
+        .await,
     );
-    assert!(error.contains("field label not supported: spec.displayName"), "{error}");
+    assert!(
+        error.contains("field label not supported: spec.displayName"),
+        "{error}"
+    );
 }
 
 /// Applies one AccessKey with `spec` (YAML flow style) and returns kubectl's error.
@@ -276,8 +358,14 @@ async fn schema_errors_say_what_is_expected_at_the_field() {
     ];
     for (kind, spec, expected) in cases {
         let error = apply_refused(&cluster, &kubeconfig, kind, &spec).await;
-        assert!(error.contains(&expected), "{spec}:\n{error}\nexpected: {expected}");
-        assert!(!error.contains("should match"), "no raw pattern for {spec}: {error}");
+        assert!(
+            error.contains(&expected),
+            "{spec}:\n{error}\nexpected: {expected}"
+        );
+        assert!(
+            !error.contains("should match"),
+            "no raw pattern for {spec}: {error}"
+        );
     }
 }
 
@@ -303,7 +391,13 @@ async fn no_one_can_sign_a_change_or_a_creation_with_someone_elses_name() {
 
     // A creation signed with another name is refused: status.createdBy cannot be forged.
     let forged = refused(
-        &kubectl(&cluster, &kubeconfig, &as_alice, &manifest("forged", &alice, Some(&bob))).await,
+        &kubectl(
+            &cluster,
+            &kubeconfig,
+            &as_alice,
+            &manifest("forged", &alice, Some(&bob)),
+        )
+        .await,
     );
     assert!(
         forged.contains(&format!(
@@ -314,29 +408,62 @@ async fn no_one_can_sign_a_change_or_a_creation_with_someone_elses_name() {
 
     // A key created without the plugin's mark names no creator, and no one can slip a name in
     // before the controller has recorded the creation.
-    succeeded(&kubectl(&cluster, &kubeconfig, &as_alice, &manifest("plain", &alice, None)).await);
+    succeeded(
+        &kubectl(
+            &cluster,
+            &kubeconfig,
+            &as_alice,
+            &manifest("plain", &alice, None),
+        )
+        .await,
+    );
     let slipped = refused(
-        &kubectl(&cluster, &kubeconfig, &as_alice, &manifest("plain", &alice, Some(&alice))).await,
+        &kubectl(
+            &cluster,
+            &kubeconfig,
+            &as_alice,
+            &manifest("plain", &alice, Some(&alice)),
+        )
+        .await,
     );
     assert!(
-        slipped.contains("may be added or changed only once the keywarden controller has seen the key"),
+        slipped.contains(
+            "may be added or changed only once the keywarden controller has seen the key"
+        ),
         "{slipped}"
     );
     let _controller = cluster.start_controller();
-    let plain = cluster.wait_phase("plain", keywarden::api::Phase::Active).await;
+    let plain = cluster
+        .wait_phase("plain", keywarden::api::Phase::Active)
+        .await;
     assert_eq!(plain.status.unwrap().created_by, None);
 
     // Alice signs her own creation; Bob (who may manage keys here) cannot change its spec
     // under her name, only under his own or none.
-    succeeded(&kubectl(&cluster, &kubeconfig, &as_alice, &manifest("signed", &alice, Some(&alice))).await);
-    let signed = cluster.wait_phase("signed", keywarden::api::Phase::Active).await;
-    assert_eq!(signed.status.unwrap().created_by.as_deref(), Some(alice.as_str()));
+    succeeded(
+        &kubectl(
+            &cluster,
+            &kubeconfig,
+            &as_alice,
+            &manifest("signed", &alice, Some(&alice)),
+        )
+        .await,
+    );
+    let signed = cluster
+        .wait_phase("signed", keywarden::api::Phase::Active)
+        .await;
+    assert_eq!(
+        signed.status.unwrap().created_by.as_deref(),
+        Some(alice.as_str())
+    );
     let patch_as_bob = |patch: String| {
         let kubeconfig = kubeconfig.clone();
         let cluster = &cluster;
         let bob = bob.clone();
         async move {
-            let args = ["patch", "ak", "signed", "--type", "merge", "-p", &patch, "--as", &bob];
+            let args = [
+                "patch", "ak", "signed", "--type", "merge", "-p", &patch, "--as", &bob,
+            ];
             kubectl(cluster, &kubeconfig, &args, "").await
         }
     };

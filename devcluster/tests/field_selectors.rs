@@ -37,7 +37,11 @@ async fn gizmos(cluster: &DevCluster) -> Api<Gizmo> {
         .unwrap();
     tokio::time::timeout(
         Duration::from_secs(10),
-        await_condition(crds, "gizmos.test.devcluster.io", conditions::is_crd_established()),
+        await_condition(
+            crds,
+            "gizmos.test.devcluster.io",
+            conditions::is_crd_established(),
+        ),
     )
     .await
     .expect("CRD established in time")

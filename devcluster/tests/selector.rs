@@ -212,10 +212,19 @@ fn custom_matches(selector: &str, selectable: &[&str], obj: &Value) -> bool {
 fn custom_resources_are_selectable_on_their_declared_fields() {
     let key = json!({"metadata": {"name": "k", "namespace": "ns"},
                      "spec": {"owner": {"name": "alice"}, "rotateGeneration": 3, "active": true}});
-    let declared = ["spec.owner.name", "spec.rotateGeneration", "spec.active", "spec.policyName"];
+    let declared = [
+        "spec.owner.name",
+        "spec.rotateGeneration",
+        "spec.active",
+        "spec.policyName",
+    ];
     assert!(custom_matches("spec.owner.name=alice", &declared, &key));
     assert!(!custom_matches("spec.owner.name=bob", &declared, &key));
-    assert!(custom_matches("spec.owner.name!=bob,metadata.namespace=ns", &declared, &key));
+    assert!(custom_matches(
+        "spec.owner.name!=bob,metadata.namespace=ns",
+        &declared,
+        &key
+    ));
     // why: the real server renders integers and booleans with fmt.Sprint, absent fields as "".
     assert!(custom_matches("spec.rotateGeneration=3", &declared, &key));
     assert!(custom_matches("spec.active=true", &declared, &key));
@@ -231,7 +240,10 @@ fn custom_resources_refuse_undeclared_fields_as_the_apiextensions_server_does() 
     let cluster_scoped =
         FieldSelector::parse_custom_resource("metadata.namespace=a", &declared, false)
             .expect_err("a cluster-scoped resource has no namespace field");
-    assert_eq!(cluster_scoped.0, "field label not supported: metadata.namespace");
+    assert_eq!(
+        cluster_scoped.0,
+        "field label not supported: metadata.namespace"
+    );
 }
 
 #[test]

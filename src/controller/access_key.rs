@@ -432,9 +432,16 @@ async fn rotate(
             ),
         };
         let event = AuditEvent::normal(reasons::ROTATED, message, Some(id));
-        let asked = key.status.as_ref().and_then(|s| s.observed_rotate_generation)
+        let asked = key
+            .status
+            .as_ref()
+            .and_then(|s| s.observed_rotate_generation)
             != Some(key.spec.rotate_generation);
-        let event = if asked { event.requested_in(key) } else { event };
+        let event = if asked {
+            event.requested_in(key)
+        } else {
+            event
+        };
         audit::record(&ctx.recorder(), key, event).await;
     }
     Ok((outcome, new.record))

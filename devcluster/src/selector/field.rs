@@ -103,11 +103,13 @@ impl FieldSelector {
             matches!(field, "metadata.name" | "metadata.namespace")
                 || selectable_fields(kind).contains(&field)
         };
-        Self::parse_with(s, known, |field| match kind {
+        Self::parse_with(s, known, |field| {
+            match kind {
             "Event" | "Secret" | "Namespace" => format!("field label not supported: {field}"),
             _ => format!(
                 "\"{field}\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
             ),
+        }
         })
     }
 

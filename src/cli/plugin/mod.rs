@@ -103,7 +103,9 @@ pub async fn run(cli: PluginCli) -> anyhow::Result<()> {
         }
         PluginCommand::Reactivate { name } => {
             let generation = changes
-                .bump(&name, "reactivateGeneration", |k| k.spec.reactivate_generation)
+                .bump(&name, "reactivateGeneration", |k| {
+                    k.spec.reactivate_generation
+                })
                 .await?;
             format!("accesskey.keywarden.io/{name} reactivation requested (reactivateGeneration={generation})\n")
         }
