@@ -200,10 +200,10 @@ mod tests {
         assert_eq!(expires_at(&times, &timers), Some(at(110)));
         assert_eq!(unused_deadline(&times, &timers), Some(at(60)));
         assert_eq!(grace_ends_at(fractional, &timers), at(40));
-        assert_eq!(
-            whole_seconds(fractional).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
-            "1970-01-01T00:00:10Z"
-        );
+        assert_eq!(whole_seconds(fractional), at(10));
+        assert!(!serde_json::to_string(&whole_seconds(fractional))
+            .unwrap()
+            .contains('.'));
     }
 
     #[test]
