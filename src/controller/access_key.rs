@@ -424,7 +424,7 @@ async fn rotate(
             Some(ends) => format!(
                 "rotated to access ID {id}; previous access ID {} valid until {}",
                 prior.access_key_id,
-                ends.to_rfc3339()
+                ends.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             ),
             None => format!(
                 "rotated to access ID {id}; previous access ID {} revoked (the key was not active)",
