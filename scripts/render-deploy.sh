@@ -9,6 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 helm="${KEYWARDEN_HELM:-helm}"
 out="${1:-deploy/access-control.yaml}"
+# why: a failed render (helm missing, a template error) must not leave a truncated file behind.
+rendered="$(mktemp)"
+trap 'rm -f "$rendered"' EXIT
 {
   cat <<'HEADER'
 # keywarden's identities, RBAC and admission policies, rendered from charts/keywarden by
@@ -23,4 +26,5 @@ HEADER
     --show-only templates/verifier-rbac.yaml \
     --show-only templates/user-roles.yaml \
     --show-only templates/admission-policies.yaml
-} > "$out"
+} > "$rendered"
+mv "$rendered" "$out"

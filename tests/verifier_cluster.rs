@@ -140,13 +140,14 @@ async fn last_use_is_written_to_status_and_never_moves_backwards() {
         };
         verifier.check(request, Utc::now())
     };
-    let used_at = Utc::now();
+    // why: lastUsedAt is written at second precision, truncated.
+    let used_at = keywarden::keys::schedule::whole_seconds(Utc::now());
     assert!(matches!(check().await, Decision::Valid(_)));
     flush_due(&verifier, cluster.verifier_client(), Duration::ZERO).await;
     let written = last_used(&cluster, "used").await;
     assert!(
-        written.is_some_and(|at| at >= used_at),
-        "lastUsedAt written: {written:?}"
+        written.is_some_and(|at| at >= used_at && at.timestamp_subsec_nanos() == 0),
+        "lastUsedAt written, in whole seconds: {written:?}"
     );
 
     // why: another replica wrote a later use; this replica's earlier one must not replace it.
@@ -180,7 +181,8 @@ async fn serve_flushes_last_use_within_the_interval() {
         .await;
     let verifier = cluster.start_verifier(args()).await;
     let http = reqwest::Client::new();
-    let used_at = Utc::now();
+    // why: lastUsedAt is written at second precision, truncated.
+    let used_at = keywarden::keys::schedule::whole_seconds(Utc::now());
     assert_eq!(
         check_status(&http, &verifier.url("/v1/check"), &issued.basic()).await,
         200

@@ -81,6 +81,14 @@ pub fn crd_types(crd: &Value) -> Vec<ResourceType> {
                     .get("storage")
                     .and_then(Value::as_bool)
                     .unwrap_or(false),
+                selectable_fields: version
+                    .get("selectableFields")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|field| field.get("jsonPath").and_then(Value::as_str))
+                    .map(|path| path.trim_start_matches('.').to_owned())
+                    .collect(),
             })),
         })
         .collect()

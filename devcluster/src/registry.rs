@@ -39,6 +39,8 @@ pub struct CrdVersion {
     pub printer_columns: Value,
     /// Whether this version is the storage version.
     pub storage: bool,
+    /// The version's `selectableFields`, as field selector names (`spec.owner.name`).
+    pub selectable_fields: Vec<String>,
 }
 
 impl ResourceType {

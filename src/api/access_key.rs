@@ -7,6 +7,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+use super::rules;
+
 /// Pattern of one scope: `resource:view` or `resource:manage`.
 pub const SCOPE_PATTERN: &str = r"^[a-z][a-z0-9-]*:(view|manage)$";
 /// Pattern of one allowed origin: `scheme://host[:port]`, no path; `https://*.example.com`
@@ -34,6 +36,14 @@ pub const DNS_SUBDOMAIN_PATTERN: &str =
     // why: kubectl renders a future `date` column as `<invalid>`, so expiry shows as a timestamp.
     printcolumn(name = "Expires", type_ = "string", json_path = ".status.expiresAt"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(name = "Display Name", type_ = "string", json_path = ".spec.displayName", priority = 1),
+    printcolumn(name = "Scopes", type_ = "string", json_path = ".spec.scopes", priority = 1),
+    printcolumn(name = "Policy", type_ = "string", json_path = ".status.policy", priority = 1),
+    printcolumn(name = "Rotated", type_ = "date", json_path = ".status.rotatedAt", priority = 1),
+    printcolumn(name = "Created By", type_ = "string", json_path = ".status.createdBy", priority = 1),
+    selectable = ".spec.owner.name",
+    selectable = ".spec.owner.kind",
+    selectable = ".spec.policyName",
     validation = Rule::new("(has(self.spec.secret) && has(self.spec.secret.name) ? self.spec.secret.name : '') == (has(oldSelf.spec.secret) && has(oldSelf.spec.secret.name) ? oldSelf.spec.secret.name : '')").message("spec.secret.name is immutable").field_path(".spec.secret.name"),
 )]
 #[serde(rename_all = "camelCase")]
@@ -55,15 +65,15 @@ pub struct AccessKeySpec {
     /// Permissions the key grants, as `resource:view` or `resource:manage`.
     /// Empty means every permission of the owner.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64), inner(regex(pattern = SCOPE_PATTERN)))]
-    #[x_kube(merge_strategy = ListMerge::Set)]
+    #[schemars(length(max = 64), inner(length(max = rules::MAX_SCOPE_LENGTH)))]
+    #[x_kube(merge_strategy = ListMerge::Set, validation = Rule::new(rules::SCOPES_RULE).message(rules::SCOPES_MESSAGE))]
     pub scopes: Vec<String>,
 
     /// CORS allowlist in Origin format (`https://host[:port]`). A request that carries an
     /// `Origin` header is refused unless the origin is listed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 32), inner(regex(pattern = ORIGIN_PATTERN), length(max = 262)))]
-    #[x_kube(merge_strategy = ListMerge::Set)]
+    #[schemars(length(max = 32), inner(length(max = 262)))]
+    #[x_kube(merge_strategy = ListMerge::Set, validation = Rule::new(rules::ORIGINS_RULE).message(rules::ORIGINS_MESSAGE))]
     pub allowed_origins: Vec<String>,
 
     /// Desired activation. `false` deactivates the key (reason `Manual`).
@@ -83,7 +93,8 @@ pub struct AccessKeySpec {
     /// Name of the governing `AccessKeyPolicy`; default: the cluster default policy, else the
     /// built-in defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new(rules::DNS_SUBDOMAIN_RULE).message(rules::POLICY_NAME_MESSAGE))]
     pub policy_name: Option<String>,
 
     /// The Secret the credentials are written to (same namespace).
@@ -154,7 +165,8 @@ pub enum OwnerKind {
 pub struct SecretTemplate {
     /// Secret name; default `<metadata.name>-access-key`. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new(rules::DNS_SUBDOMAIN_RULE).message(rules::SECRET_NAME_MESSAGE))]
     pub name: Option<String>,
     /// Secret type: `Opaque` (default) or `kubernetes.io/basic-auth`.
     #[serde(default, rename = "type")]
@@ -231,6 +243,11 @@ pub struct AccessKeyStatus {
     pub granted_origins: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issued_at: Option<DateTime<Utc>>,
+    /// Who created the key through `kubectl keywarden create`: the `keywarden.io/requested-by`
+    /// annotation the API server checked on create, recorded once when the controller first
+    /// saw the key. Absent for keys created any other way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotated_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -5,7 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::access_key::SCOPE_PATTERN;
+use super::rules;
 
 /// Pattern of a policy duration: a number with a unit `s`, `m`, `h` or `d`, or `0` (never).
 pub const DURATION_PATTERN: &str = crate::keys::duration::DURATION_PATTERN;
@@ -56,24 +56,28 @@ pub struct AccessKeyPolicySpec {
     pub max_keys_per_owner: u32,
     /// Keys expire this long after issuance or rotation (or the policy's `appliedAt`); `0` = never.
     #[serde(default = "default_expire_after")]
-    #[schemars(regex(pattern = DURATION_PATTERN))]
+    #[schemars(length(max = 16))]
+    #[x_kube(validation = Rule::new(rules::DURATION_RULE).message(rules::DURATION_MESSAGE))]
     pub expire_after: String,
     /// Keys unused this long are deactivated (reason `Unused`); `0` = never.
     #[serde(default = "default_unused")]
-    #[schemars(regex(pattern = DURATION_PATTERN))]
+    #[schemars(length(max = 16))]
+    #[x_kube(validation = Rule::new(rules::DURATION_RULE).message(rules::DURATION_MESSAGE))]
     pub deactivate_after_unused: String,
     /// How long the previous credentials stay valid after a rotation.
     #[serde(default = "default_grace")]
-    #[schemars(regex(pattern = DURATION_PATTERN))]
+    #[schemars(length(max = 16))]
+    #[x_kube(validation = Rule::new(rules::DURATION_RULE).message(rules::DURATION_MESSAGE))]
     pub rotation_grace_period: String,
     /// When > 0, keys rotate automatically this long before they would expire.
     #[serde(default = "default_zero")]
-    #[schemars(regex(pattern = DURATION_PATTERN))]
+    #[schemars(length(max = 16))]
+    #[x_kube(validation = Rule::new(rules::DURATION_RULE).message(rules::DURATION_MESSAGE))]
     pub rotate_before_expiry: String,
     /// Scopes keys may request; empty allows any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64), inner(regex(pattern = SCOPE_PATTERN)))]
-    #[x_kube(merge_strategy = ListMerge::Set)]
+    #[schemars(length(max = 64), inner(length(max = rules::MAX_SCOPE_LENGTH)))]
+    #[x_kube(merge_strategy = ListMerge::Set, validation = Rule::new(rules::SCOPES_RULE).message(rules::SCOPES_MESSAGE))]
     pub allowed_scopes: Vec<String>,
     /// Refuse keys without an `allowedOrigins` list.
     #[serde(default)]

@@ -4,6 +4,7 @@ pub mod access_key;
 pub mod access_key_policy;
 pub mod conditions;
 pub mod rollout;
+pub mod rules;
 
 pub use access_key::{
     AccessKey, AccessKeySpec, AccessKeyStatus, DeactivationReason, KeyOwner, OwnerKind, Phase,
@@ -16,6 +17,37 @@ pub use rollout::{Rollout, RolloutTarget, WorkloadKind};
 pub const GROUP: &str = "keywarden.io";
 /// Field manager used for every server-side apply keywarden makes.
 pub const FIELD_MANAGER: &str = "keywarden";
+/// AccessKey annotation: the username of who asked for the latest change through `kubectl
+/// keywarden`; the admission policy accepts only the requester's own name.
+pub const REQUESTED_BY_ANNOTATION: &str = "keywarden.io/requested-by";
+
+/// Who asked for the latest change of `key` through `kubectl keywarden`, as the API server
+/// checked it; `None` for changes made any other way.
+pub fn requested_by(key: &AccessKey) -> Option<&str> {
+    key.metadata
+        .annotations
+        .as_ref()?
+        .get(REQUESTED_BY_ANNOTATION)
+        .map(String::as_str)
+        .filter(|name| !name.is_empty())
+}
+/// AccessKey annotation next to [`REQUESTED_BY_ANNOTATION`]: the `metadata.generation` the
+/// requested change produced, so a name left in place by a later writer signs nothing of theirs.
+pub const REQUESTED_GENERATION_ANNOTATION: &str = "keywarden.io/requested-generation";
+
+/// Who asked, through `kubectl keywarden`, for the change that produced `key`'s current
+/// generation; `None` when a later change (a GitOps sync, `kubectl edit`) left an earlier
+/// requester's mark in place, or for changes made any other way.
+pub fn change_requested_by(key: &AccessKey) -> Option<&str> {
+    let marked = key
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(REQUESTED_GENERATION_ANNOTATION)?;
+    (marked.parse::<i64>().ok()? == key.metadata.generation.unwrap_or(1))
+        .then(|| requested_by(key))
+        .flatten()
+}
 /// Annotation that marks the cluster default `AccessKeyPolicy`.
 pub const DEFAULT_POLICY_ANNOTATION: &str = "keywarden.io/default-policy";
 /// Label put on every Secret keywarden writes: the name of its AccessKey.

@@ -262,6 +262,11 @@ async fn reconcile_key(key: &AccessKey, ctx: &Context) -> Result<Action> {
             .into_iter()
             .chain(owner_event)
         {
+            let event = if event.answers_spec_change() {
+                event.requested_in(key)
+            } else {
+                event
+            };
             audit::record(&ctx.recorder(), key, event).await;
         }
     }
@@ -404,7 +409,7 @@ async fn issue_first_serialized(
         audit::record(
             &ctx.recorder(),
             key,
-            AuditEvent::normal(reasons::ISSUED, message, Some(id)),
+            AuditEvent::normal(reasons::ISSUED, message, Some(id)).requested_in(key),
         )
         .await;
     }
@@ -451,19 +456,25 @@ async fn rotate(
             Some(ends) => format!(
                 "rotated to access ID {id}; previous access ID {} valid until {}",
                 prior.access_key_id,
-                ends.to_rfc3339()
+                ends.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             ),
             None => format!(
                 "rotated to access ID {id}; previous access ID {} revoked (the key was not active)",
                 prior.access_key_id
             ),
         };
-        audit::record(
-            &ctx.recorder(),
-            key,
-            AuditEvent::normal(reasons::ROTATED, message, Some(id)),
-        )
-        .await;
+        let event = AuditEvent::normal(reasons::ROTATED, message, Some(id));
+        let asked = key
+            .status
+            .as_ref()
+            .and_then(|s| s.observed_rotate_generation)
+            != Some(key.spec.rotate_generation);
+        let event = if asked {
+            event.requested_in(key)
+        } else {
+            event
+        };
+        audit::record(&ctx.recorder(), key, event).await;
     }
     Ok((outcome, new.record))
 }

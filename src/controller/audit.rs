@@ -5,7 +5,7 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Resource, ResourceExt};
 
 use crate::api::conditions::reasons;
-use crate::api::{AccessKey, AccessKeyStatus, DeactivationReason, Phase};
+use crate::api::{change_requested_by, AccessKey, AccessKeyStatus, DeactivationReason, Phase};
 
 /// One audited happening. Messages carry access IDs at most, never secrets.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -14,6 +14,9 @@ pub struct AuditEvent {
     pub warning: bool,
     pub message: String,
     pub access_key_id: Option<String>,
+    /// Who asked for the change through `kubectl keywarden` (see [`change_requested_by`]); `None` for
+    /// timers and for changes made any other way.
+    pub requested_by: Option<String>,
 }
 
 impl AuditEvent {
@@ -23,7 +26,27 @@ impl AuditEvent {
             warning: false,
             message: message.into(),
             access_key_id: id.map(str::to_string),
+            requested_by: None,
         }
+    }
+
+    /// The event of a change someone asked for in `key`'s spec: names them when the plugin
+    /// marked the change (the annotation the admission policy checked).
+    pub fn requested_in(self, key: &AccessKey) -> Self {
+        Self {
+            requested_by: change_requested_by(key).map(str::to_owned),
+            ..self
+        }
+    }
+
+    /// Whether this event answers a spec change (rather than a timer or a limit).
+    pub fn answers_spec_change(&self) -> bool {
+        [
+            reasons::ACTIVATED,
+            reasons::DEACTIVATED,
+            reasons::REACTIVATED,
+        ]
+        .contains(&self.reason)
     }
 
     pub fn warning(reason: &'static str, message: impl Into<String>, id: Option<&str>) -> Self {
@@ -44,6 +67,7 @@ pub async fn record(recorder: &Recorder, key: &AccessKey, event: AuditEvent) {
         name = key.name_any(),
         owner = super::context::key_owner_identity(key).as_str(),
         access_key_id = event.access_key_id.as_deref().unwrap_or(""),
+        requested_by = event.requested_by.as_deref().unwrap_or(""),
         message = event.message.as_str(),
         "access key {}",
         event.reason
@@ -57,7 +81,10 @@ pub async fn record(recorder: &Recorder, key: &AccessKey, event: AuditEvent) {
                     EventType::Normal
                 },
                 reason: event.reason.into(),
-                note: Some(event.message),
+                note: Some(match &event.requested_by {
+                    Some(requester) => format!("{} (requested by {requester})", event.message),
+                    None => event.message,
+                }),
                 action: event.reason.into(),
                 secondary: None,
             },

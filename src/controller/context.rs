@@ -64,9 +64,10 @@ pub struct Context {
 }
 
 impl Context {
-    /// The current time according to the injected clock.
+    /// The current time according to the injected clock, in whole seconds: every time the
+    /// controller writes is RFC 3339 at second precision, as Kubernetes writes times.
     pub fn now(&self) -> DateTime<Utc> {
-        (self.clock)()
+        crate::keys::schedule::whole_seconds((self.clock)())
     }
 
     /// An Event recorder for one reconciliation.

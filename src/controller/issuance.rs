@@ -101,8 +101,11 @@ impl Issuance {
     }
 
     /// Whether the current credentials come from a rotation.
+    // why: times are whole seconds, so a rotation within the second of the first issuance has
+    // the same time; the credentials it replaced, kept for the grace period, still tell.
+    // (Without them the two times are equal, and so is every deadline counted from either.)
     pub fn is_rotation(&self) -> bool {
-        self.issued_at != self.first_issued_at
+        self.issued_at != self.first_issued_at || !self.previous_keys.is_empty()
     }
 
     /// The record annotations (unsealed).
@@ -535,7 +538,15 @@ mod tests {
     fn first_issuance_is_not_a_rotation() {
         let mut first = record();
         first.issued_at = first.first_issued_at;
+        first.previous_keys.clear();
         assert!(!first.is_rotation());
         assert!(record().is_rotation());
+    }
+
+    #[test]
+    fn a_rotation_within_the_second_of_the_first_issuance_is_still_a_rotation() {
+        let mut same_second = record();
+        same_second.issued_at = same_second.first_issued_at;
+        assert!(same_second.is_rotation());
     }
 }

@@ -8,7 +8,9 @@ use super::issuance::Issuance;
 use super::policy::{self, Governing, Unresolved};
 use super::progress::{self, InFlight};
 use crate::api::conditions::{reasons, types};
-use crate::api::{AccessKey, AccessKeyPolicySpec, AccessKeyStatus, DeactivationReason, Phase};
+use crate::api::{
+    requested_by, AccessKey, AccessKeyPolicySpec, AccessKeyStatus, DeactivationReason, Phase,
+};
 use crate::keys::limits::LimitDecision;
 use crate::keys::schedule::{self, KeyTimes, Timers};
 
@@ -142,6 +144,13 @@ pub fn desired_status(o: &Observed) -> (AccessKeyStatus, Option<DateTime<Utc>>) 
             current.granted_origins.clone()
         },
         reactivated_at,
+        // why: recorded once, at first sight, from the create's annotation; the admission
+        // policy lets no one add or change that annotation before the controller has seen
+        // the key, and later annotations name later requesters, not the creator.
+        created_by: match &o.key.status {
+            None => requested_by(o.key).map(str::to_owned),
+            Some(_) => current.created_by.clone(),
+        },
         observed_generation: generation,
         observed_reactivate_generation: Some(wanted_reactivation),
         ..AccessKeyStatus::default()

@@ -2,7 +2,7 @@
 //!
 //! Everything takes `now` as an argument so tests control time.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SubsecRound as _, Utc};
 
 /// The timers of a governing policy, already parsed; `None` means never.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,13 +61,21 @@ pub enum TimerState {
     Unused,
 }
 
-/// `max(issuance, policy appliedAt) + expireAfter`, or `None` when keys never expire.
+/// `at` without its fraction of a second: status times are RFC 3339 at second precision, as
+/// Kubernetes writes times. Truncating (never rounding up) keeps every deadline computed from
+/// it at or before the exact one, so no validity is extended.
+pub fn whole_seconds(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.trunc_subsecs(0)
+}
+
+/// `max(issuance, policy appliedAt) + expireAfter`, or `None` when keys never expire; whole
+/// seconds even when an earlier version wrote its inputs with fractions.
 pub fn expires_at(times: &KeyTimes, timers: &Timers) -> Option<DateTime<Utc>> {
     let expire_after = timers.expire_after?;
     let basis = times
         .policy_applied_at
         .map_or(times.issued_at, |applied| applied.max(times.issued_at));
-    basis.checked_add_signed(expire_after)
+    basis.checked_add_signed(expire_after).map(whole_seconds)
 }
 
 /// When an automatic rotation is due, or `None` when the policy does not auto-rotate.
@@ -83,14 +91,16 @@ pub fn unused_deadline(times: &KeyTimes, timers: &Timers) -> Option<DateTime<Utc
         .into_iter()
         .flatten()
         .fold(times.issued_at, DateTime::max);
-    basis.checked_add_signed(unused_after)
+    basis.checked_add_signed(unused_after).map(whole_seconds)
 }
 
 /// When previous credentials issued until `rotated_at` stop being valid.
 pub fn grace_ends_at(rotated_at: DateTime<Utc>, timers: &Timers) -> DateTime<Utc> {
-    rotated_at
-        .checked_add_signed(timers.rotation_grace_period)
-        .unwrap_or(rotated_at)
+    whole_seconds(
+        rotated_at
+            .checked_add_signed(timers.rotation_grace_period)
+            .unwrap_or(rotated_at),
+    )
 }
 
 /// Which timer, if any, has fired at `now`. Auto-rotation wins over expiry and non-use.
@@ -177,6 +187,23 @@ mod tests {
             ..issued(10)
         };
         assert_eq!(expires_at(&times, &timers(100, 0, 0, 0)), Some(at(110)));
+    }
+
+    #[test]
+    fn deadlines_from_fractional_times_are_truncated_to_the_second_never_extended() {
+        let fractional = at(10) + Duration::nanoseconds(657_688_983);
+        let times = KeyTimes {
+            issued_at: fractional,
+            ..KeyTimes::default()
+        };
+        let timers = timers(100, 50, 30, 0);
+        assert_eq!(expires_at(&times, &timers), Some(at(110)));
+        assert_eq!(unused_deadline(&times, &timers), Some(at(60)));
+        assert_eq!(grace_ends_at(fractional, &timers), at(40));
+        assert_eq!(whole_seconds(fractional), at(10));
+        assert!(!serde_json::to_string(&whole_seconds(fractional))
+            .unwrap()
+            .contains('.'));
     }
 
     #[test]

@@ -120,6 +120,7 @@ pub async fn flush_due(verifier: &Verifier, client: &Client, interval: Duration)
         let Some(record) = verifier.index().record(&key) else {
             continue;
         };
+        let used_at = crate::keys::schedule::whole_seconds(used_at);
         if record
             .last_used_at
             .is_some_and(|written| written >= used_at)

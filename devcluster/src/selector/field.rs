@@ -99,6 +99,43 @@ impl FieldSelector {
     ///
     /// Event terms are evaluated against the stored `core/v1` form.
     pub fn parse(s: &str, kind: &str) -> Result<Self, SelectorError> {
+        let known = |field: &str| {
+            matches!(field, "metadata.name" | "metadata.namespace")
+                || selectable_fields(kind).contains(&field)
+        };
+        Self::parse_with(s, known, |field| {
+            match kind {
+            "Event" | "Secret" | "Namespace" => format!("field label not supported: {field}"),
+            _ => format!(
+                "\"{field}\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
+            ),
+        }
+        })
+    }
+
+    /// Parses a selector over a custom resource, as the apiextensions server does: `metadata.name`,
+    /// `metadata.namespace` when `namespaced`, and the version's `selectableFields` (given
+    /// without their leading `.`, e.g. `spec.owner.name`).
+    pub fn parse_custom_resource(
+        s: &str,
+        selectable: &[String],
+        namespaced: bool,
+    ) -> Result<Self, SelectorError> {
+        let known = |field: &str| {
+            field == "metadata.name"
+                || (namespaced && field == "metadata.namespace")
+                || selectable.iter().any(|declared| declared == field)
+        };
+        Self::parse_with(s, known, |field| {
+            format!("field label not supported: {field}")
+        })
+    }
+
+    fn parse_with(
+        s: &str,
+        known: impl Fn(&str) -> bool,
+        unsupported: impl Fn(&str) -> String,
+    ) -> Result<Self, SelectorError> {
         let mut terms = Vec::new();
         if s.trim().is_empty() {
             return Ok(Self { terms });
@@ -114,17 +151,8 @@ impl FieldSelector {
             };
             let field = unescape(field, s)?;
             let value = unescape(value, s)?;
-            let known = matches!(field.as_str(), "metadata.name" | "metadata.namespace")
-                || selectable_fields(kind).contains(&field.as_str());
-            if !known {
-                return Err(err(match kind {
-                    "Event" | "Secret" | "Namespace" => {
-                        format!("field label not supported: {field}")
-                    }
-                    _ => format!(
-                        "\"{field}\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
-                    ),
-                }));
+            if !known(&field) {
+                return Err(err(unsupported(&field)));
             }
             terms.push(FieldTerm {
                 field,
@@ -151,11 +179,13 @@ impl FieldSelector {
 
 /// The selectable value of `field`, as the real server's `*ToSelectableFields` computes it.
 fn field_value(obj: &Value, field: &str) -> String {
-    let text = |pointer: &str| {
-        obj.pointer(pointer)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
+    // why: the real server renders a selectable field with Go's fmt.Sprint: integers and
+    // booleans as their digits and words, an absent field as "".
+    let text = |pointer: &str| match obj.pointer(pointer) {
+        Some(Value::String(text)) => text.clone(),
+        Some(Value::Bool(flag)) => flag.to_string(),
+        Some(Value::Number(number)) => number.to_string(),
+        _ => String::new(),
     };
     match field {
         // why: the real server selects `source` on source.component, falling back to the

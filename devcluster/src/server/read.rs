@@ -86,7 +86,14 @@ impl Filter {
         let fields = call
             .query
             .get("fieldSelector")
-            .map(|s| FieldSelector::parse(s, &call.rt.kind))
+            .map(|s| match &call.rt.crd {
+                Some(crd) => FieldSelector::parse_custom_resource(
+                    s,
+                    &crd.selectable_fields,
+                    call.rt.namespaced,
+                ),
+                None => FieldSelector::parse(s, &call.rt.kind),
+            })
             .transpose()
             .map_err(|err| ApiError::bad_request(err.0))?;
         let namespace = call.namespace_in_url.then(|| call.namespace.clone());

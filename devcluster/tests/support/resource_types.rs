@@ -78,6 +78,7 @@ pub fn access_key(version: &str) -> ResourceType {
             }),
             printer_columns: access_key_printer_columns(),
             storage: version == "v1alpha1",
+            selectable_fields: vec!["spec.owner.name".into()],
         })),
         ..builtin("keywarden.io", version, "AccessKey", "accesskeys", true)
     }

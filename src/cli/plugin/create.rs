@@ -175,14 +175,17 @@ pub fn manifest(args: &CreateArgs, namespace: &str, owner: KeyOwner) -> AccessKe
 /// Creates the key, waits for its issuance and returns its credentials rendered in the
 /// requested format (or, with `--dry-run`, the manifest).
 pub async fn run(client: &Client, namespace: &str, args: &CreateArgs) -> anyhow::Result<String> {
+    let caller = caller_username(client).await?;
     let owner = match &args.service_account {
         Some(name) => KeyOwner {
             kind: OwnerKind::ServiceAccount,
             name: name.clone(),
         },
-        None => owner_for(&caller_username(client).await?, namespace)?,
+        None => owner_for(&caller, namespace)?,
     };
-    let key = manifest(args, namespace, owner);
+    let mut key = manifest(args, namespace, owner);
+    // why: a dry-run manifest is applied later by someone else (GitOps), whose name it cannot
+    // carry; the admission policy would refuse it under the caller's.
     if args.dry_run {
         let mut value = serde_json::to_value(&key).context("rendering the manifest")?;
         if let Some(object) = value.as_object_mut() {
@@ -190,6 +193,7 @@ pub async fn run(client: &Client, namespace: &str, args: &CreateArgs) -> anyhow:
         }
         return serde_yaml::to_string(&value).context("rendering the manifest");
     }
+    key.metadata.annotations = Some(super::requested_by(&caller, 1));
     let keys: Api<AccessKey> = Api::namespaced(client.clone(), namespace);
     let params = PostParams {
         field_manager: Some(FIELD_MANAGER.into()),

@@ -14,7 +14,9 @@ use kube::api::ListParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 
-use crate::api::{AccessKey, AccessKeyPolicy};
+use crate::api::{
+    AccessKey, AccessKeyPolicy, REQUESTED_BY_ANNOTATION, REQUESTED_GENERATION_ANNOTATION,
+};
 use credentials::{Credentials, CredentialsFormat};
 use owned::{next_generation, Field};
 
@@ -82,6 +84,19 @@ pub async fn run(cli: PluginCli) -> anyhow::Result<()> {
     let (client, default_namespace) = connect(&cli).await?;
     let namespace = cli.namespace.clone().unwrap_or(default_namespace);
     let keys: Api<AccessKey> = Api::namespaced(client.clone(), &namespace);
+    let target = |name: &str| {
+        let (keys, namespace, name) = (keys.clone(), namespace.clone(), name.to_owned());
+        let client = client.clone();
+        async move {
+            let caller = create::caller_username(&client).await?;
+            anyhow::Ok(owned::Target {
+                keys,
+                namespace,
+                name,
+                caller,
+            })
+        }
+    };
     let output = match cli.command {
         PluginCommand::Create(args) => create::run(&client, &namespace, &args).await?,
         PluginCommand::Status { mine: true, .. } => {
@@ -93,7 +108,7 @@ pub async fn run(cli: PluginCli) -> anyhow::Result<()> {
             status_report(&client, &shown, true).await
         }
         PluginCommand::Rotate { name } => {
-            let generation = owned::write(&keys, &namespace, &name, Field::RotateGeneration, |k| {
+            let generation = owned::write(&target(&name).await?, Field::RotateGeneration, |k| {
                 next_generation(k, Field::RotateGeneration).into()
             })
             .await?;
@@ -101,18 +116,18 @@ pub async fn run(cli: PluginCli) -> anyhow::Result<()> {
         }
         PluginCommand::Reactivate { name } => {
             let generation =
-                owned::write(&keys, &namespace, &name, Field::ReactivateGeneration, |k| {
+                owned::write(&target(&name).await?, Field::ReactivateGeneration, |k| {
                     next_generation(k, Field::ReactivateGeneration).into()
                 })
                 .await?;
             format!("accesskey.keywarden.io/{name} reactivation requested (reactivateGeneration={generation})\n")
         }
         PluginCommand::Activate { name } => {
-            owned::write(&keys, &namespace, &name, Field::Active, |_| true.into()).await?;
+            owned::write(&target(&name).await?, Field::Active, |_| true.into()).await?;
             format!("accesskey.keywarden.io/{name} activated\n")
         }
         PluginCommand::Deactivate { name } => {
-            owned::write(&keys, &namespace, &name, Field::Active, |_| false.into()).await?;
+            owned::write(&target(&name).await?, Field::Active, |_| false.into()).await?;
             format!("accesskey.keywarden.io/{name} deactivated\n")
         }
         PluginCommand::Status {
@@ -231,6 +246,20 @@ async fn get(keys: &Api<AccessKey>, namespace: &str, name: &str) -> anyhow::Resu
         .await
         .with_context(|| format!("reading accesskey {name:?} in namespace {namespace:?}"))?
         .with_context(|| format!("accesskey {name:?} not found in namespace {namespace:?}"))
+}
+
+/// The caller's mark on what the plugin writes: their name (the API server accepts only the
+/// requester's) and the `metadata.generation` the write produces, so the mark signs that change
+/// and no later one.
+fn requested_by(caller: &str, generation: i64) -> std::collections::BTreeMap<String, String> {
+    [
+        (REQUESTED_BY_ANNOTATION.to_owned(), caller.to_owned()),
+        (
+            REQUESTED_GENERATION_ANNOTATION.to_owned(),
+            generation.to_string(),
+        ),
+    ]
+    .into()
 }
 
 /// A client and its default namespace from `--kubeconfig`/`--context`, KUBECONFIG, or in-cluster.

@@ -118,13 +118,28 @@ pub fn next_generation(key: &AccessKey, field: Field) -> i64 {
     spec.max(observed.unwrap_or(0)).saturating_add(1)
 }
 
-/// The apply body: every field the plugin owns at its current value, `field` at `value`,
-/// guarded by the read `resourceVersion`.
-pub fn apply_body(key: &AccessKey, field: Field, value: Value) -> Value {
+/// The key a command changes, and who asks.
+pub struct Target {
+    pub keys: Api<AccessKey>,
+    pub namespace: String,
+    pub name: String,
+    /// The caller's username, as a SelfSubjectReview tells it.
+    pub caller: String,
+}
+
+/// The apply body: every field the plugin owns at its current value, `field` at `value`, the
+/// caller's mark for the generation this produces, guarded by the read `resourceVersion`.
+pub fn apply_body(key: &AccessKey, field: Field, value: Value, caller: &str) -> Value {
     let mut spec = Map::new();
     for kept in owned(key) {
         spec.insert(kept.name().into(), kept.value(key));
     }
+    let generation = key.metadata.generation.unwrap_or(1);
+    let produced = if field.value(key) == value {
+        generation
+    } else {
+        generation + 1
+    };
     spec.insert(field.name().into(), value);
     json!({
         "apiVersion": "keywarden.io/v1alpha1",
@@ -133,6 +148,7 @@ pub fn apply_body(key: &AccessKey, field: Field, value: Value) -> Value {
             "name": key.name_any(),
             "namespace": key.namespace(),
             "resourceVersion": key.resource_version(),
+            "annotations": super::requested_by(caller, produced),
         },
         "spec": spec,
     })
@@ -143,18 +159,23 @@ pub fn apply_body(key: &AccessKey, field: Field, value: Value) -> Value {
 /// (Git wins); overwrites imperative writes (`kubectl edit`, earlier plugin versions) as a merge
 /// patch would.
 pub async fn write(
-    keys: &Api<AccessKey>,
-    namespace: &str,
-    name: &str,
+    target: &Target,
     field: Field,
     decide: impl Fn(&AccessKey) -> Value,
 ) -> anyhow::Result<Value> {
     const ATTEMPTS: usize = 5;
+    let Target {
+        keys,
+        namespace,
+        name,
+        caller,
+    } = target;
+    let name = name.as_str();
     let mut force = false;
     for _ in 0..ATTEMPTS {
         let key = super::get(keys, namespace, name).await?;
         let value = decide(&key);
-        let body = apply_body(&key, field, value.clone());
+        let body = apply_body(&key, field, value.clone(), caller);
         let params = PatchParams {
             force,
             ..PatchParams::apply(FIELD_MANAGER)
@@ -231,7 +252,7 @@ mod tests {
                 &["owner", "reactivateGeneration"],
             ),
         ]);
-        let body = apply_body(&key, Field::RotateGeneration, json!(3));
+        let body = apply_body(&key, Field::RotateGeneration, json!(3), "alice");
         assert_eq!(
             body["spec"],
             json!({"active": false, "rotateGeneration": 3})
@@ -246,7 +267,7 @@ mod tests {
             entry("argocd-controller", "Apply", &["active"]),
             entry(FIELD_MANAGER, "Update", &["rotateGeneration"]),
         ]);
-        let body = apply_body(&key, Field::ReactivateGeneration, json!(1));
+        let body = apply_body(&key, Field::ReactivateGeneration, json!(1), "alice");
         assert_eq!(body["spec"], json!({"reactivateGeneration": 1}));
         assert_eq!(
             declared_by(&key, Field::Active),
