@@ -12,6 +12,8 @@ pub mod types {
     pub const POLICY_RESOLVED: &str = "PolicyResolved";
     /// The key's Secret exists and holds the current issuance.
     pub const SECRET_PRESENT: &str = "SecretPresent";
+    /// The owner holds every scope the key asks for (its `*` always).
+    pub const SCOPES_HELD: &str = "ScopesHeld";
     /// On an `AccessKeyPolicy`: the spec is valid and applied.
     pub const ACCEPTED: &str = "Accepted";
 }
@@ -43,4 +45,6 @@ pub mod reasons {
     pub const ACCEPTED: &str = "Accepted";
     pub const INVALID_SPEC: &str = "InvalidSpec";
     pub const POLICY_VIOLATION: &str = "PolicyViolation";
+    pub const SCOPES_HELD: &str = "ScopesHeld";
+    pub const SCOPES_NOT_HELD: &str = "ScopesNotHeld";
 }

@@ -3,12 +3,14 @@
 pub mod access_key;
 pub mod access_key_policy;
 pub mod conditions;
+pub mod scopes;
 
 pub use access_key::{
     AccessKey, AccessKeySpec, AccessKeyStatus, DeactivationReason, KeyOwner, OwnerKind, Phase,
     PreviousKey, SecretTemplate, SecretType,
 };
 pub use access_key_policy::{AccessKeyPolicy, AccessKeyPolicySpec, AccessKeyPolicyStatus};
+pub use scopes::{ScopeReview, ALL_SCOPES, SCOPES_GROUP};
 
 /// API group of every keywarden resource.
 pub const GROUP: &str = "keywarden.io";

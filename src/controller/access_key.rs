@@ -16,6 +16,7 @@ use super::honoured;
 use super::issuance::{self, Issuance, SecretState, WriteOutcome};
 use super::ledger::{Admission, Entry};
 use super::policy::{self, Governing};
+use super::scopes_held;
 use super::seal;
 use super::secret_data;
 use super::status::{self, Observed};
@@ -178,6 +179,10 @@ async fn reconcile_key(key: &AccessKey, ctx: &Context) -> Result<Action> {
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &namespace);
     let policy = policy::resolve(key, ctx).await?;
+    let verdict = match &policy {
+        Ok(_) => Some(scopes_held::review(key, ctx).await?),
+        Err(_) => None,
+    };
     let remembered = key.status.as_ref().and_then(Issuance::from_status);
     if let (Some(_), Some(uid)) = (&remembered, key.uid()) {
         // why: the cached key shows its issuance now, so the limit counts it from the cache.
@@ -248,11 +253,17 @@ async fn reconcile_key(key: &AccessKey, ctx: &Context) -> Result<Action> {
         now,
     });
     let current = key.status.clone().unwrap_or_default();
+    let mut desired = desired;
+    scopes_held::record(&mut desired, &current, verdict.as_ref(), key, now);
     if comparable(&desired) != comparable(&current) {
         if apply_status(key, ctx, &desired).await? == WriteOutcome::Lost {
             return Ok(Action::requeue(AFTER_LOST_WRITE));
         }
-        for event in audit::transitions(&current, &desired) {
+        let scopes = scopes_held::transition(&current, &desired);
+        for event in audit::transitions(&current, &desired)
+            .into_iter()
+            .chain(scopes)
+        {
             audit::record(&ctx.recorder(), key, event).await;
         }
     }

@@ -50,6 +50,10 @@ pub struct Context {
     pub owners: OwnerGate,
     /// Verdicts on the keys' Secret data.
     pub secret_verdicts: Verdicts,
+    /// The RBAC that can grant scopes, from watches.
+    pub rbac: Arc<super::rbac_watch::RbacView>,
+    /// Scope reviews answered in the current burst.
+    pub scope_reviews: super::scopes_held::ReviewCache,
     /// Retry delays of AccessKeys whose reconciliation failed.
     pub key_retries: RetryBackoff<ObjectRef<AccessKey>>,
     /// Retry delays of AccessKeyPolicies whose reconciliation failed.

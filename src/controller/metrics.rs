@@ -27,6 +27,8 @@ pub struct Metrics {
     reconcile_errors: Counter,
     pub issuances: Counter,
     pub rotations: Counter,
+    /// SubjectAccessReviews sent to check owners' scopes.
+    pub scope_reviews: Counter,
     keys_by_phase: Family<PhaseLabel, Gauge>,
     /// The key cache of the running (leader) controller, read at scrape time.
     keys: Mutex<Option<Store<AccessKey>>>,
@@ -39,6 +41,7 @@ impl Default for Metrics {
         let reconcile_errors = Counter::default();
         let issuances = Counter::default();
         let rotations = Counter::default();
+        let scope_reviews = Counter::default();
         let keys_by_phase = Family::<PhaseLabel, Gauge>::default();
         registry.register(
             "reconcile_duration_seconds",
@@ -56,6 +59,11 @@ impl Default for Metrics {
             issuances.clone(),
         );
         registry.register("rotations", "Key rotations", rotations.clone());
+        registry.register(
+            "scope_access_reviews",
+            "SubjectAccessReviews sent to check that owners hold their keys' scopes",
+            scope_reviews.clone(),
+        );
         registry.register("access_keys", "AccessKeys by phase", keys_by_phase.clone());
         Self {
             registry,
@@ -63,6 +71,7 @@ impl Default for Metrics {
             reconcile_errors,
             issuances,
             rotations,
+            scope_reviews,
             keys_by_phase,
             keys: Mutex::new(None),
         }

@@ -11,8 +11,10 @@ mod ledger;
 mod metrics;
 mod policy;
 mod probes;
+mod rbac_watch;
 mod record_key;
 mod runner;
+mod scopes_held;
 mod seal;
 mod secret_data;
 mod status;
@@ -162,6 +164,8 @@ pub enum Error {
     WriteOwnerLedger(#[source] kube::Error),
     #[error("the owner's issuance ledger changed since it was read")]
     OwnerLedgerConflict,
+    #[error("reviewing the owner's scopes (SubjectAccessReview): {0}")]
+    ReviewScopes(#[source] kube::Error),
     #[error("object has no {0}")]
     MissingField(&'static str),
 }

@@ -22,7 +22,9 @@ use super::context::{key_owner_identity, Clock, Context, OwnerGate};
 use super::ledger::Ledgers;
 use super::policy;
 use super::probes::ProbeState;
+use super::rbac_watch::{self, RbacView};
 use super::record_key;
+use super::scopes_held;
 use super::secret_data::Verdicts;
 use crate::api::conditions::reasons;
 use crate::api::{AccessKey, AccessKeyPolicy, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
@@ -94,6 +96,10 @@ pub async fn run_controllers(
     .reflect(policies_writer)
     .inspect(mark_listed(synced_tx.clone(), POLICIES_LISTED))
     .touched_objects();
+    let rbac = Arc::new(RbacView::default());
+    let (touched_tx, touched_rx) = mpsc::unbounded_channel();
+    let rbac_watches =
+        rbac_watch::spawn_watches(&client, rbac.clone(), synced_tx.clone(), touched_tx);
     let policy_controller = Controller::for_stream(policy_stream, policies.clone());
     let reporter = Reporter {
         controller: "keywarden".into(),
@@ -115,6 +121,8 @@ pub async fn run_controllers(
         ),
         clock: settings.clock.clone(),
         owners: OwnerGate::default(),
+        rbac: rbac.clone(),
+        scope_reviews: Default::default(),
         secret_verdicts: Verdicts::default(),
         key_retries: RetryBackoff::standard(),
         policy_retries: RetryBackoff::standard(),
@@ -122,6 +130,12 @@ pub async fn run_controllers(
     probes.metrics.watch_keys(Some(keys.clone()));
 
     let (retrigger_tx, retrigger_rx) = mpsc::unbounded_channel();
+    let rbac_changes = tokio::spawn(rbac_watch::retrigger_touched_keys(
+        touched_rx,
+        keys.clone(),
+        scopes_held::owner_groups,
+        retrigger_tx.clone(),
+    ));
     let deletions = tokio::spawn(on_deletions(ctx.clone(), deleted_rx, retrigger_tx));
     let readiness = tokio::spawn(mark_ready_when_synced(synced, probes.clone()));
 
@@ -153,6 +167,10 @@ pub async fn run_controllers(
         .for_each(|_| future::ready(()));
     future::join(key_controller, policy_controller).await;
     deletions.abort();
+    rbac_changes.abort();
+    for watch in rbac_watches {
+        watch.abort();
+    }
     readiness.abort();
     probes.metrics.watch_keys(None);
     probes.set_ready(false);
@@ -204,8 +222,14 @@ const KEYS_LISTED: u8 = 1;
 const SECRETS_LISTED: u8 = 2;
 /// Bit set once the policy cache has listed.
 const POLICIES_LISTED: u8 = 4;
-/// Every cache has listed.
-pub const ALL_LISTED: u8 = KEYS_LISTED | SECRETS_LISTED | POLICIES_LISTED;
+/// Every cache has listed (the RBAC view too, see `rbac_watch`).
+pub const ALL_LISTED: u8 = KEYS_LISTED
+    | SECRETS_LISTED
+    | POLICIES_LISTED
+    | rbac_watch::ROLES_LISTED
+    | rbac_watch::CLUSTER_ROLES_LISTED
+    | rbac_watch::ROLE_BINDINGS_LISTED
+    | rbac_watch::CLUSTER_ROLE_BINDINGS_LISTED;
 
 /// Sets `bit` in the sync mask when a reflected watch stream finishes its initial list.
 // why: not `Store::wait_until_ready`: its oneshot wakes only the last of several waiters.

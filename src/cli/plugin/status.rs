@@ -201,6 +201,7 @@ mod tests {
                 display_name: None,
                 description: None,
                 scopes: vec![],
+                owner_groups: Vec::new(),
                 allowed_origins: vec![],
                 active: true,
                 rotate_generation: 0,
