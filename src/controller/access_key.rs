@@ -243,7 +243,7 @@ async fn reconcile_key(key: &AccessKey, ctx: &Context) -> Result<Action> {
     let (trusted, record) = honoured::honoured(remembered.as_ref(), &checked.state);
     let presence = honoured::presence(&checked.state, record, checked.modified, trusted.is_some());
     let issuance = trusted.as_ref();
-    let (desired, next) = status::desired_status(&Observed {
+    let (mut desired, next) = status::desired_status(&Observed {
         key,
         issuance,
         secret: presence,
@@ -253,7 +253,6 @@ async fn reconcile_key(key: &AccessKey, ctx: &Context) -> Result<Action> {
         now,
     });
     let current = key.status.clone().unwrap_or_default();
-    let mut desired = desired;
     scopes_held::record(&mut desired, &current, verdict.as_ref(), key, now);
     if comparable(&desired) != comparable(&current) {
         if apply_status(key, ctx, &desired).await? == WriteOutcome::Lost {

@@ -488,7 +488,7 @@ mod tests {
             .apply_role(role.clone(), Some((&[rule(&[SCOPES_GROUP])], "1".into())))
             .is_empty());
         let alice = Subject::User("alice".into());
-        let (id, b) = binding(Some("team-a"), role, &[alice.clone()], "2");
+        let (id, b) = binding(Some("team-a"), role, std::slice::from_ref(&alice), "2");
         assert_eq!(
             view.apply_binding(id, Some(b)),
             vec![(alice, Some("team-a".to_string()))]

@@ -47,20 +47,36 @@ pub struct Verdict {
 /// Reviews recently answered, by fingerprint.
 #[derive(Default)]
 pub struct ReviewCache {
-    answers: Mutex<HashMap<String, (Instant, Answer)>>,
+    answers: Mutex<Answers>,
+}
+
+#[derive(Default)]
+struct Answers {
+    by_fingerprint: HashMap<String, (Instant, Answer)>,
+    /// When expired answers were last dropped.
+    pruned: Option<Instant>,
 }
 
 impl ReviewCache {
     fn get(&self, fingerprint: &str) -> Option<Answer> {
         let answers = lock(&self.answers);
-        let (at, answer) = answers.get(fingerprint)?;
+        let (at, answer) = answers.by_fingerprint.get(fingerprint)?;
         (at.elapsed() < BURST).then(|| answer.clone())
     }
 
     fn put(&self, fingerprint: String, answer: Answer) {
         let mut answers = lock(&self.answers);
-        answers.retain(|_, (at, _)| at.elapsed() < BURST);
-        answers.insert(fingerprint, (Instant::now(), answer));
+        // why: pruning on every insert is quadratic in a burst of 100,000 keys; once a burst
+        // period keeps the map at most one burst large.
+        if answers.pruned.is_none_or(|at| at.elapsed() >= BURST) {
+            answers
+                .by_fingerprint
+                .retain(|_, (at, _)| at.elapsed() < BURST);
+            answers.pruned = Some(Instant::now());
+        }
+        answers
+            .by_fingerprint
+            .insert(fingerprint, (Instant::now(), answer));
     }
 }
 
@@ -217,7 +233,6 @@ async fn ask(
         }
         not_held.push(text.clone());
     }
-    drop(may);
     let asked = u64::try_from(answers.len()).unwrap_or(u64::MAX);
     Ok((
         Answer {
