@@ -311,8 +311,11 @@ async fn an_rbac_change_for_an_unrelated_subject_writes_no_key_status() {
         .expect("create Role");
     scopes::bind(&cluster, "alice-pods", "pod-reader", Grantee::User(&alice)).await;
     // Barrier: a later change for bob is handled after those, in watch order.
+    // Nothing but the controller writes these keys here: bob's flips come from RBAC alone.
     scopes::bind(&cluster, "bob-logs", "logs-view", Grantee::User(&bob)).await;
     wait_held(&cluster, "bobs", true).await;
+    scopes::revoke(&cluster, "bob-logs").await;
+    wait_held(&cluster, "bobs", false).await;
 
     let after = cluster.keys().get("alices").await.expect("alice's key");
     assert_eq!(
