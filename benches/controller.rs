@@ -9,12 +9,18 @@
 //! 5. soak: randomised fault schedules (failed / lost writes on every issuance and rotation write),
 //!    each run asserting one secret written per issuance and a hash that verifies.
 //!
+//! 6. scopes: extra API requests per key for the owner's scope reviews; what an RBAC change
+//!    touching every owner, and one touching none, costs.
+//!
 //! Sizes: `KW_BENCH_KEYS` (default 1000), `KW_BENCH_RSS_KEYS` (default 10000),
-//! `KW_SOAK_RUNS` (default 200), `KW_SOAK_SEED` (default: time); `KW_BENCH_ONLY=bulk`, `=rss` or
-//! `=soak` runs only that part (`bulk` is parts 1 to 3).
+//! `KW_SOAK_RUNS` (default 200), `KW_SOAK_SEED` (default: time), `KW_BENCH_SCOPE_KEYS` (default
+//! 200); `KW_BENCH_ONLY=bulk`, `=rss`, `=soak` or `=scopes` runs only that part (`bulk` is parts
+//! 1 to 3).
 
 #[path = "controller/accounting.rs"]
 mod accounting;
+#[path = "controller/scopes.rs"]
+mod scopes;
 #[path = "controller/soak.rs"]
 mod soak;
 #[path = "../tests/support/mod.rs"]
@@ -139,10 +145,12 @@ async fn bench() -> anyhow::Result<()> {
         Ok("soak") => return soak::run(env_count("KW_SOAK_RUNS", 200)).await,
         Ok("rss") => return rss_and_idle_cpu().await,
         Ok("bulk") => return bulk().await,
+        Ok("scopes") => return scopes::run(env_count("KW_BENCH_SCOPE_KEYS", 200)).await,
         _ => {}
     }
     bulk().await?;
     rss_and_idle_cpu().await?;
+    scopes::run(env_count("KW_BENCH_SCOPE_KEYS", 200)).await?;
     soak::run(env_count("KW_SOAK_RUNS", 200)).await
 }
 

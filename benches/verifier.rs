@@ -403,6 +403,7 @@ fn verifier_state() -> AppState {
             display_name: None,
             description: None,
             scopes: Vec::new(),
+            owner_groups: Vec::new(),
             allowed_origins: Vec::new(),
             active: true,
             rotate_generation: 0,
@@ -417,6 +418,7 @@ fn verifier_state() -> AppState {
         phase: Some(Phase::Active),
         access_key_id: Some(id.to_string()),
         secret_hash: Some(hash),
+        granted_scopes: Some(vec!["*".into()]),
         ..AccessKeyStatus::default()
     });
     verifier.apply_key(&key);

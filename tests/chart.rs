@@ -323,6 +323,24 @@ fn default_render_is_schema_valid_highly_available_and_least_privilege() {
             "no rule for {resource}"
         );
     }
+    // Scopes held: reviews created, RBAC only read; nothing more.
+    let verbs_on = |resource: &str| -> Vec<&str> {
+        controller_roles
+            .iter()
+            .flat_map(|r| r["rules"].as_array().into_iter().flatten())
+            .filter(|rule| strings(&rule["resources"]).contains(&resource))
+            .flat_map(|rule| strings(&rule["verbs"]))
+            .collect()
+    };
+    assert_eq!(verbs_on("subjectaccessreviews"), ["create"]);
+    for resource in [
+        "roles",
+        "clusterroles",
+        "rolebindings",
+        "clusterrolebindings",
+    ] {
+        assert_eq!(verbs_on(resource), ["list", "watch"], "{resource}");
+    }
     for role in of_kind(&objects, "ClusterRole").chain(of_kind(&objects, "Role")) {
         for rule in role["rules"].as_array().expect("rules") {
             for field in ["apiGroups", "resources", "verbs"] {

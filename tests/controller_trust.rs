@@ -284,6 +284,13 @@ async fn a_scope_edit_beyond_the_policy_deactivates_the_key_until_fixed_and_is_n
                 .build(),
         )
         .await;
+    support::scopes::grant(
+        &cluster,
+        "alice-logs",
+        support::scopes::Grantee::User("alice"),
+        &["logs:view"],
+    )
+    .await;
     let _controller = cluster.start_controller();
     cluster
         .create_key(

@@ -15,6 +15,7 @@ fn key(owner: &str) -> AccessKey {
             display_name: Some("CI deployer".to_owned()),
             description: None,
             scopes: vec!["logs:view".to_owned()],
+            owner_groups: Vec::new(),
             allowed_origins: vec!["https://app.example.com".to_owned()],
             active: true,
             rotate_generation: 0,

@@ -45,6 +45,8 @@ const KNOWN_KINDS: &[(&str, &str)] = &[
     ("v1", "ServiceAccount"),
     ("v1", "Namespace"),
     ("apps/v1", "Deployment"),
+    ("rbac.authorization.k8s.io/v1", "Role"),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"),
 ];
 
 /// Data keys keywarden writes into a key's Secret (`username`/`password` only for basic-auth).
@@ -144,6 +146,47 @@ fn example_manifests_use_known_kinds_and_keywarden_types() {
             _ => {}
         }
     }
+}
+
+#[test]
+fn the_example_service_account_holds_its_keys_scopes_through_the_example_role() {
+    let objects = all_objects();
+    let of_kind = |kind: &'static str| objects.iter().filter(move |o| o["kind"] == kind);
+    let key: AccessKey = of_kind("AccessKey")
+        .filter_map(|o| serde_json::from_value::<AccessKey>(o.clone()).ok())
+        .find(|k| k.spec.owner.kind == OwnerKind::ServiceAccount)
+        .expect("a ServiceAccount key");
+    let binding =
+        of_kind("RoleBinding")
+            .find(|b| {
+                b["subjects"].as_array().into_iter().flatten().any(|s| {
+                    s["kind"] == "ServiceAccount" && s["name"] == key.spec.owner.name.as_str()
+                })
+            })
+            .expect("a RoleBinding for the key's ServiceAccount");
+    let role = of_kind("Role")
+        .find(|r| r["metadata"]["name"] == binding["roleRef"]["name"])
+        .expect("the bound Role");
+    let mut granted: Vec<String> = role["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|rule| rule["apiGroups"][0] == "scopes.keywarden.io")
+        .flat_map(|rule| {
+            let resources = rule["resources"].as_array().cloned().unwrap_or_default();
+            let verbs = rule["verbs"].as_array().cloned().unwrap_or_default();
+            resources.into_iter().flat_map(move |r| {
+                verbs
+                    .clone()
+                    .into_iter()
+                    .map(move |v| format!("{}:{}", r.as_str().unwrap(), v.as_str().unwrap()))
+            })
+        })
+        .collect();
+    granted.sort();
+    let mut scopes = key.spec.scopes.clone();
+    scopes.sort();
+    assert_eq!(granted, scopes);
 }
 
 #[test]

@@ -370,6 +370,8 @@ async fn proxy_examples_enforce_the_example_key_with_the_real_verifier() {
         "phase": Phase::Active,
         "accessKeyId": id.as_str(),
         "secretHash": hash_secret(&secret, &cheap).expect("hash the secret"),
+        // why: the controller grants the scopes its owner holds; here, all of them.
+        "grantedScopes": key.spec.scopes,
     }});
     keys.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
         .await

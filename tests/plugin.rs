@@ -86,6 +86,7 @@ async fn issued_key(client: &Client, namespace: &str, name: &str, owner: &str) -
         display_name: Some(format!("{name} key")),
         description: None,
         scopes: vec!["logs:view".to_owned()],
+        owner_groups: Vec::new(),
         allowed_origins: vec![],
         active: true,
         rotate_generation: 0,

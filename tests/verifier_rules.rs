@@ -96,6 +96,14 @@ async fn check_endpoint_answers_every_rule_case() {
             .scopes(&["logs:view", "collectors:manage"])
             .build(),
     );
+    // The owner holds none of its scopes: the controller granted none.
+    let unheld = Issued::generate();
+    index(
+        KeyBuilder::new("team-a", "unheld", &unheld)
+            .scopes(&["logs:manage"])
+            .granted_scopes(&[])
+            .build(),
+    );
     let spec_inactive = Issued::generate();
     index(
         KeyBuilder::new("team-a", "spec-inactive", &spec_inactive)
@@ -243,6 +251,20 @@ async fn check_endpoint_answers_every_rule_case() {
             .header("x-keywarden-required-scope", "metrics:view")
             .insufficient_scope(),
         Case::get("empty scopes grant all", Some(plain.basic())).path("/v1/check?scope=x:manage"),
+        Case::get(
+            "no granted scope: requested one refused",
+            Some(unheld.basic()),
+        )
+        .path("/v1/check?scope=logs:manage")
+        .insufficient_scope(),
+        Case::get("no granted scope: its view refused", Some(unheld.basic()))
+            .path("/v1/check?scope=logs:view")
+            .insufficient_scope(),
+        Case::get("no granted scope: any scope refused", Some(unheld.basic()))
+            .path("/v1/check?scope=x:view")
+            .insufficient_scope(),
+        Case::get("no granted scope, none required", Some(unheld.basic()))
+            .expect_header("x-keywarden-scopes", ""),
     ];
     for (name, issued) in &not_active {
         let mut case = Case::get("not active phase", Some(issued.basic())).unauthorized();

@@ -67,6 +67,7 @@ async fn measure() -> anyhow::Result<Vec<Duration>> {
             display_name: None,
             description: None,
             scopes: Vec::new(),
+            owner_groups: Vec::new(),
             allowed_origins: Vec::new(),
             active: true,
             rotate_generation: 0,
@@ -86,6 +87,7 @@ async fn measure() -> anyhow::Result<Vec<Duration>> {
         phase: Some(Phase::Active),
         access_key_id: Some(id.to_string()),
         secret_hash: Some(hash_secret(&secret, &HashParams::default())?),
+        granted_scopes: Some(vec!["*".into()]),
         ..AccessKeyStatus::default()
     };
     keys.patch_status(

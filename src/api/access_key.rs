@@ -69,6 +69,14 @@ pub struct AccessKeySpec {
     #[x_kube(merge_strategy = ListMerge::Set, validation = Rule::new(rules::SCOPES_RULE).message(rules::SCOPES_MESSAGE))]
     pub scopes: Vec<String>,
 
+    /// The groups a User owner had when they last wrote the key (`request.userInfo.groups`),
+    /// which the controller reviews the scopes with. Only the owner may set them, to exactly
+    /// their groups (admission policy); ignored for a ServiceAccount owner, whose are known.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256), inner(length(max = 256)))]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    pub owner_groups: Vec<String>,
+
     /// CORS allowlist in Origin format (`https://host[:port]`). A request that carries an
     /// `Origin` header is refused unless the origin is listed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -234,10 +242,14 @@ pub struct AccessKeyStatus {
     /// that policy itself (or a rotation) may move `expiresAt` later.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_applied_at: Option<DateTime<Utc>>,
-    /// The scopes the controller approved against the policy; what the verifier serves. Empty
-    /// means every permission of the owner; absent means nothing approved yet.
+    /// The scopes the controller approved against the policy and found held by the owner;
+    /// what the verifier serves. `["*"]` means every permission of the owner; empty means no
+    /// scope; absent means nothing approved yet (no scope either).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub granted_scopes: Option<Vec<String>>,
+    /// The last review of the scopes against the owner's permissions (condition `ScopesHeld`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope_review: Option<super::ScopeReview>,
     /// The CORS origins the controller approved against the policy; what the verifier serves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub granted_origins: Option<Vec<String>>,

@@ -14,6 +14,8 @@ pub mod types {
     pub const SECRET_PRESENT: &str = "SecretPresent";
     /// The key's owner may `get` the key's Secret (a Role and RoleBinding controlled by the key).
     pub const OWNER_CAN_READ: &str = "OwnerCanRead";
+    /// The owner holds every scope the key asks for (its `*` always).
+    pub const SCOPES_HELD: &str = "ScopesHeld";
     /// On an `AccessKeyPolicy`: the spec is valid and applied.
     pub const ACCEPTED: &str = "Accepted";
     /// kstatus: the controller has work in flight for the current generation.
@@ -57,4 +59,6 @@ pub mod reasons {
     pub const ISSUING: &str = "Issuing";
     pub const ROTATING: &str = "Rotating";
     pub const RECONCILED: &str = "Reconciled";
+    pub const SCOPES_HELD: &str = "ScopesHeld";
+    pub const SCOPES_NOT_HELD: &str = "ScopesNotHeld";
 }

@@ -5,6 +5,7 @@ pub mod access_key_policy;
 pub mod conditions;
 pub mod rollout;
 pub mod rules;
+pub mod scopes;
 
 pub use access_key::{
     AccessKey, AccessKeySpec, AccessKeyStatus, DeactivationReason, KeyOwner, OwnerKind, Phase,
@@ -12,6 +13,7 @@ pub use access_key::{
 };
 pub use access_key_policy::{AccessKeyPolicy, AccessKeyPolicySpec, AccessKeyPolicyStatus};
 pub use rollout::{Rollout, RolloutTarget, WorkloadKind};
+pub use scopes::{ScopeReview, ALL_SCOPES, SCOPES_GROUP};
 
 /// API group of every keywarden resource.
 pub const GROUP: &str = "keywarden.io";

@@ -17,6 +17,7 @@ use super::issuance::{self, Issuance, SecretState, WriteOutcome};
 use super::ledger::{Admission, Entry};
 use super::owner_access;
 use super::policy::{self, Governing};
+use super::scopes_held;
 use super::seal;
 use super::secret_data;
 use super::status::{self, Observed};
@@ -179,6 +180,10 @@ async fn reconcile_key(key: &AccessKey, ctx: &Context) -> Result<Action> {
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &namespace);
     let policy = policy::resolve(key, ctx).await?;
+    let verdict = match &policy {
+        Ok(_) => Some(scopes_held::review(key, ctx).await?),
+        Err(_) => None,
+    };
     let remembered = key.status.as_ref().and_then(Issuance::from_status);
     if let (Some(_), Some(uid)) = (&remembered, key.uid()) {
         // why: the cached key shows its issuance now, so the limit counts it from the cache.
@@ -243,24 +248,32 @@ async fn reconcile_key(key: &AccessKey, ctx: &Context) -> Result<Action> {
     let current = key.status.clone().unwrap_or_default();
     let owner_condition =
         owner_access::owner_condition(&access, &current.conditions, key.meta().generation, now);
-    let (desired, next) = status::desired_status(&Observed {
+    let scopes_condition = scopes_held::held_condition(&current, verdict.as_ref(), key, now);
+    let (mut desired, next) = status::desired_status(&Observed {
         key,
         issuance,
         secret: presence,
         secret_resource_version: checked.resource_version.as_deref(),
         policy: policy.as_ref(),
         limit,
-        other_conditions: vec![owner_condition],
+        other_conditions: [Some(owner_condition), scopes_condition]
+            .into_iter()
+            .flatten()
+            .collect(),
         now,
     });
+    scopes_held::record(&mut desired, &current, verdict.as_ref());
     if comparable(&desired) != comparable(&current) {
         if apply_status(key, ctx, &desired).await? == WriteOutcome::Lost {
             return Ok(Action::requeue(AFTER_LOST_WRITE));
         }
-        let owner_event = owner_access::transitions(&current, &desired);
+        let side_events = [
+            owner_access::transitions(&current, &desired),
+            scopes_held::transition(&current, &desired),
+        ];
         for event in audit::transitions(&current, &desired)
             .into_iter()
-            .chain(owner_event)
+            .chain(side_events.into_iter().flatten())
         {
             let event = if event.answers_spec_change() {
                 event.requested_in(key)

@@ -40,7 +40,7 @@ pub struct Context {
     /// The owner-access RoleBindings keywarden manages (selected by label).
     pub owner_bindings: Store<RoleBinding>,
     /// Mask of caches that have finished their initial list (see `runner::ALL_LISTED`).
-    pub synced: tokio::sync::watch::Receiver<u8>,
+    pub synced: tokio::sync::watch::Receiver<u16>,
     /// Who publishes the audit Events (see [`Context::recorder`]).
     pub reporter: Reporter,
     pub metrics: Arc<Metrics>,
@@ -55,6 +55,10 @@ pub struct Context {
     pub owners: OwnerGate,
     /// Verdicts on the keys' Secret data.
     pub secret_verdicts: Verdicts,
+    /// The RBAC that can grant scopes, from watches.
+    pub rbac: Arc<super::rbac_watch::RbacView>,
+    /// Scope reviews answered in the current burst.
+    pub scope_reviews: super::scopes_held::ReviewCache,
     /// Retry delays of AccessKeys whose reconciliation failed.
     pub key_retries: RetryBackoff<ObjectRef<AccessKey>>,
     /// Retry delays of AccessKeyPolicies whose reconciliation failed.

@@ -29,6 +29,8 @@ pub struct Metrics {
     pub rotations: Counter,
     /// Workloads restarted for new credentials (`spec.rollout`).
     pub rollouts: Counter,
+    /// SubjectAccessReviews sent to check owners' scopes.
+    pub scope_reviews: Counter,
     keys_by_phase: Family<PhaseLabel, Gauge>,
     /// The key cache of the running (leader) controller, read at scrape time.
     keys: Mutex<Option<Store<AccessKey>>>,
@@ -44,6 +46,7 @@ impl Default for Metrics {
         let issuances = Counter::default();
         let rotations = Counter::default();
         let rollouts = Counter::default();
+        let scope_reviews = Counter::default();
         let keys_by_phase = Family::<PhaseLabel, Gauge>::default();
         registry.register(
             "reconcile_duration_seconds",
@@ -66,6 +69,11 @@ impl Default for Metrics {
             "Workloads restarted for new credentials (spec.rollout)",
             rollouts.clone(),
         );
+        registry.register(
+            "scope_access_reviews",
+            "SubjectAccessReviews sent to check that owners hold their keys' scopes",
+            scope_reviews.clone(),
+        );
         registry.register("access_keys", "AccessKeys by phase", keys_by_phase.clone());
         let api_reachable = Gauge::default();
         registry.register(
@@ -86,6 +94,7 @@ impl Default for Metrics {
             issuances,
             rotations,
             rollouts,
+            scope_reviews,
             keys_by_phase,
             keys: Mutex::new(None),
             api_reachable,

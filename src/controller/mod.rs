@@ -14,9 +14,11 @@ mod owner_access;
 mod policy;
 mod probes;
 mod progress;
+mod rbac_watch;
 mod record_key;
 mod rollout;
 mod runner;
+mod scopes_held;
 mod seal;
 mod secret_data;
 mod status;
@@ -186,6 +188,8 @@ pub enum Error {
     DeleteOwnerAccess(#[source] kube::Error),
     #[error("reading rollout targets: {0}")]
     ReadRolloutTargets(#[source] kube::Error),
+    #[error("reviewing the owner's scopes (SubjectAccessReview): {0}")]
+    ReviewScopes(#[source] kube::Error),
     #[error("object has no {0}")]
     MissingField(&'static str),
 }

@@ -370,6 +370,7 @@ mod tests {
                 display_name: None,
                 description: None,
                 scopes: scopes.iter().map(|s| s.to_string()).collect(),
+                owner_groups: Vec::new(),
                 allowed_origins: origins.iter().map(|s| s.to_string()).collect(),
                 active: true,
                 rotate_generation: 0,

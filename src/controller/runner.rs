@@ -23,8 +23,10 @@ use super::context::{key_owner_identity, Clock, Context, OwnerGate};
 use super::ledger::Ledgers;
 use super::policy;
 use super::probes::ProbeState;
+use super::rbac_watch::{self, RbacView};
 use super::record_key;
 use super::rollout::Rollouts;
+use super::scopes_held;
 use super::secret_data::Verdicts;
 use crate::api::conditions::reasons;
 use crate::api::{AccessKey, AccessKeyPolicy, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
@@ -55,7 +57,7 @@ pub async fn run_controllers(
     let (policies, policies_writer) = reflector::store::<AccessKeyPolicy>();
     let (owner_roles, roles_writer) = reflector::store::<Role>();
     let (owner_bindings, bindings_writer) = reflector::store::<RoleBinding>();
-    let (synced_tx, synced) = watch::channel(0u8);
+    let (synced_tx, synced) = watch::channel(0u16);
     let synced_tx = Arc::new(synced_tx);
     let (deleted_tx, deleted_rx) = mpsc::unbounded_channel::<AccessKey>();
     let keys_listed = mark_listed(synced_tx.clone(), KEYS_LISTED);
@@ -119,6 +121,10 @@ pub async fn run_controllers(
     .reflect(bindings_writer)
     .inspect(mark_listed(synced_tx.clone(), BINDINGS_LISTED))
     .touched_objects();
+    let rbac = Arc::new(RbacView::default());
+    let (touched_tx, touched_rx) = mpsc::unbounded_channel();
+    let rbac_watches =
+        rbac_watch::spawn_watches(&client, rbac.clone(), synced_tx.clone(), touched_tx);
     let policy_controller = Controller::for_stream(policy_stream, policies.clone());
     let reporter = Reporter {
         controller: "keywarden".into(),
@@ -149,6 +155,8 @@ pub async fn run_controllers(
         ),
         clock: settings.clock.clone(),
         owners: OwnerGate::default(),
+        rbac: rbac.clone(),
+        scope_reviews: Default::default(),
         secret_verdicts: Verdicts::default(),
         key_retries: RetryBackoff::standard(),
         policy_retries: RetryBackoff::standard(),
@@ -156,6 +164,12 @@ pub async fn run_controllers(
     probes.metrics.watch_keys(Some(keys.clone()));
 
     let (retrigger_tx, retrigger_rx) = mpsc::unbounded_channel();
+    let rbac_changes = tokio::spawn(rbac_watch::retrigger_touched_keys(
+        touched_rx,
+        keys.clone(),
+        scopes_held::owner_groups,
+        retrigger_tx.clone(),
+    ));
     let deletions = tokio::spawn(on_deletions(ctx.clone(), deleted_rx, retrigger_tx));
     let readiness = tokio::spawn(mark_ready_when_synced(synced, probes.clone()));
 
@@ -189,6 +203,10 @@ pub async fn run_controllers(
         .for_each(|_| future::ready(()));
     future::join(key_controller, policy_controller).await;
     deletions.abort();
+    rbac_changes.abort();
+    for watch in rbac_watches {
+        watch.abort();
+    }
     readiness.abort();
     probes.metrics.watch_keys(None);
     probes.set_ready(false);
@@ -250,24 +268,31 @@ fn concurrent_reconciles() -> u16 {
 }
 
 /// Bit set in the sync mask once the AccessKey cache has listed.
-const KEYS_LISTED: u8 = 1;
+const KEYS_LISTED: u16 = 1;
 /// Bit set once the Secret metadata cache has listed.
-const SECRETS_LISTED: u8 = 2;
+const SECRETS_LISTED: u16 = 2;
 /// Bit set once the policy cache has listed.
-const POLICIES_LISTED: u8 = 4;
+const POLICIES_LISTED: u16 = 4;
 /// Bit set once the owner-access Role cache has listed.
-const ROLES_LISTED: u8 = 8;
+const ROLES_LISTED: u16 = 128;
 /// Bit set once the owner-access RoleBinding cache has listed.
-const BINDINGS_LISTED: u8 = 16;
-/// Every cache has listed.
-pub const ALL_LISTED: u8 =
-    KEYS_LISTED | SECRETS_LISTED | POLICIES_LISTED | ROLES_LISTED | BINDINGS_LISTED;
+const BINDINGS_LISTED: u16 = 256;
+/// Every cache has listed (the RBAC view too, see `rbac_watch`).
+pub const ALL_LISTED: u16 = KEYS_LISTED
+    | SECRETS_LISTED
+    | POLICIES_LISTED
+    | ROLES_LISTED
+    | BINDINGS_LISTED
+    | rbac_watch::ROLES_LISTED
+    | rbac_watch::CLUSTER_ROLES_LISTED
+    | rbac_watch::ROLE_BINDINGS_LISTED
+    | rbac_watch::CLUSTER_ROLE_BINDINGS_LISTED;
 
 /// Sets `bit` in the sync mask when a reflected watch stream finishes its initial list.
 // why: not `Store::wait_until_ready`: its oneshot wakes only the last of several waiters.
 fn mark_listed<K>(
-    synced: Arc<watch::Sender<u8>>,
-    bit: u8,
+    synced: Arc<watch::Sender<u16>>,
+    bit: u16,
 ) -> impl Fn(&Result<watcher::Event<K>, watcher::Error>) {
     move |event| {
         if let Ok(watcher::Event::InitDone) = event {
@@ -277,7 +302,7 @@ fn mark_listed<K>(
 }
 
 /// Marks the probes ready once every cache has listed its objects.
-async fn mark_ready_when_synced(mut synced: watch::Receiver<u8>, probes: ProbeState) {
+async fn mark_ready_when_synced(mut synced: watch::Receiver<u16>, probes: ProbeState) {
     if synced.wait_for(|mask| *mask == ALL_LISTED).await.is_ok() {
         probes.set_ready(true);
         tracing::info!("caches synced; controller ready");

@@ -29,6 +29,7 @@ pub(super) fn key() -> AccessKey {
             display_name: None,
             description: None,
             scopes: vec![],
+            owner_groups: Vec::new(),
             allowed_origins: vec![],
             active: true,
             rotate_generation: 0,

@@ -1,7 +1,8 @@
 //! Scopes: `resource:view|manage`, and whether a key's scopes grant a required scope.
 //!
-//! `resource:manage` implies `resource:view`. A key with no scopes has every permission of its
-//! owner, so it grants every well-formed scope.
+//! `resource:manage` implies `resource:view`. These are a key's *granted* scopes (what the
+//! controller found its owner holds): `*` is every permission of the owner and grants every
+//! well-formed scope; an empty list grants none.
 
 /// Level of access a scope grants on a resource.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -36,19 +37,32 @@ impl Scope {
         })
     }
 
+    /// The resource the scope names.
+    pub fn resource(&self) -> &str {
+        &self.resource
+    }
+
+    /// Whether the scope is `manage` (which implies `view`).
+    pub fn is_manage(&self) -> bool {
+        self.access == Access::Manage
+    }
+
     /// Whether holding `self` grants `required`.
     pub fn grants(&self, required: &Scope) -> bool {
         self.resource == required.resource && self.access >= required.access
     }
 }
 
-/// Whether a key holding `key_scopes` may use the scope `required`. Malformed required scopes
-/// are never granted; malformed key scopes grant nothing.
+/// The granted scope that stands for every permission of the key's owner.
+pub const ALL_SCOPES: &str = "*";
+
+/// Whether a key granted `key_scopes` may use the scope `required`. Malformed required scopes
+/// are never granted; malformed key scopes grant nothing; no scopes grant nothing.
 pub fn grants_scope(key_scopes: &[String], required: &str) -> bool {
     let Some(required) = Scope::parse(required) else {
         return false;
     };
-    key_scopes.is_empty()
+    key_scopes.iter().any(|scope| scope == ALL_SCOPES)
         || key_scopes
             .iter()
             .filter_map(|scope| Scope::parse(scope))
@@ -81,9 +95,15 @@ mod tests {
     }
 
     #[test]
-    fn empty_scopes_grant_every_well_formed_scope() {
-        assert!(grants_scope(&[], "anything:manage"));
-        assert!(!grants_scope(&[], "not a scope"));
+    fn all_scopes_grant_every_well_formed_scope() {
+        assert!(grants_scope(&scopes(&["*"]), "anything:manage"));
+        assert!(!grants_scope(&scopes(&["*"]), "not a scope"));
+    }
+
+    #[test]
+    fn no_granted_scope_grants_nothing() {
+        assert!(!grants_scope(&[], "logs:view"));
+        assert!(!grants_scope(&[], "anything:manage"));
     }
 
     #[test]

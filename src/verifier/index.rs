@@ -54,7 +54,7 @@ pub struct GrantHeaders {
     pub owner: Option<HeaderValue>,
     /// `User` or `ServiceAccount`.
     pub owner_kind: Option<HeaderValue>,
-    /// Comma-separated scopes, `*` when the key has none (all scopes).
+    /// Comma-separated granted scopes: `*` for every permission of the owner, empty for none.
     pub scopes: Option<HeaderValue>,
     /// `<namespace>/<name>` of the AccessKey.
     pub key_name: Option<HeaderValue>,
@@ -62,11 +62,7 @@ pub struct GrantHeaders {
 
 impl GrantHeaders {
     fn of(key_ref: &KeyRef, owner: &str, owner_kind: OwnerKind, scopes: &[String]) -> Self {
-        let scopes = if scopes.is_empty() {
-            "*".to_owned()
-        } else {
-            scopes.join(",")
-        };
+        let scopes = scopes.join(",");
         // why: values the CRD admits are visible ASCII; anything else is left out, not mangled.
         let value = |text: &str| HeaderValue::from_str(text).ok();
         Self {
@@ -277,13 +273,9 @@ fn credentials_of(
         return Vec::new();
     };
     let owner = key.spec.owner.username(&key_ref.namespace);
-    // why: a status written before the controller recorded grants has none; the controller
-    // records them on its first reconcile after an upgrade, and only it writes status, so the
-    // spec stands in only until then. Drop this fallback once every status carries grants.
-    let scopes = status
-        .granted_scopes
-        .clone()
-        .unwrap_or_else(|| key.spec.scopes.clone());
+    // why: only what the controller granted counts (policy and owner's permissions); a status
+    // without grants grants no scope, never the spec's.
+    let scopes = status.granted_scopes.clone().unwrap_or_default();
     let allowed_origins = status
         .granted_origins
         .clone()
@@ -410,6 +402,19 @@ mod tests {
                 .unwrap(),
             "logs:view"
         );
+    }
+
+    #[test]
+    fn a_status_without_grants_grants_no_scope_not_the_specs() {
+        let index = KeyIndex::default();
+        let mut key = key("a", "k", "ID1", "h", &[]);
+        key.spec.scopes = vec!["logs:manage".into()];
+        key.status.as_mut().unwrap().granted_scopes = None;
+        index.apply(&key);
+        let record = index.lookup("ID1").unwrap().record.clone();
+        assert!(record.scopes.is_empty());
+        let header = record.grant_headers.scopes.clone().unwrap();
+        assert_eq!(header.to_str().unwrap(), "");
     }
 
     #[test]

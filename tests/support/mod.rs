@@ -20,6 +20,7 @@ use keywarden::api::{
 use keywarden::cli::access_control;
 use keywarden::controller::{self, ControllerArgs};
 
+pub mod scopes;
 mod tracking;
 #[allow(unused_imports)]
 pub use tracking::{assert_issued_exactly_once, SecretWrites};
@@ -450,6 +451,7 @@ impl KeyBuilder {
                 display_name: None,
                 description: None,
                 scopes: vec![],
+                owner_groups: Vec::new(),
                 allowed_origins: vec![],
                 active: true,
                 rotate_generation: 0,

@@ -94,6 +94,7 @@ impl KeyBuilder {
             display_name: None,
             description: None,
             scopes: Vec::new(),
+            owner_groups: Vec::new(),
             allowed_origins: Vec::new(),
             active: true,
             rotate_generation: 0,
@@ -108,13 +109,24 @@ impl KeyBuilder {
             phase: Some(Phase::Active),
             access_key_id: Some(issued.id.to_string()),
             secret_hash: Some(issued.hash()),
+            // why: the verifier serves only what the controller granted; a key without scopes
+            // is granted every permission of its owner.
+            granted_scopes: Some(vec!["*".into()]),
             ..AccessKeyStatus::default()
         });
         Self { key }
     }
 
+    /// Requested scopes, granted as the controller grants those the owner holds.
     pub fn scopes(mut self, scopes: &[&str]) -> Self {
         self.key.spec.scopes = scopes.iter().map(|s| s.to_string()).collect();
+        self.status().granted_scopes = Some(self.key.spec.scopes.clone());
+        self
+    }
+
+    /// Scopes the controller granted (e.g. fewer than requested: the owner lacks the others).
+    pub fn granted_scopes(mut self, scopes: &[&str]) -> Self {
+        self.status().granted_scopes = Some(scopes.iter().map(|s| s.to_string()).collect());
         self
     }
 

@@ -149,6 +149,7 @@ pub fn manifest(args: &CreateArgs, namespace: &str, owner: KeyOwner) -> AccessKe
         display_name: args.display_name.clone(),
         description: args.description.clone(),
         scopes: args.scopes.clone(),
+        owner_groups: Vec::new(),
         allowed_origins: args.origins.clone(),
         active: true,
         rotate_generation: 0,

@@ -58,6 +58,21 @@ fn phase_column(key: &AccessKey) -> String {
     }
 }
 
+/// The requested scopes the owner does not hold (the key does not carry them), or `-`.
+fn scopes_not_held_column(key: &AccessKey) -> String {
+    let not_held = key
+        .status
+        .as_ref()
+        .and_then(|s| s.scope_review.as_ref())
+        .map(|r| r.not_held.join(","))
+        .unwrap_or_default();
+    if not_held.is_empty() {
+        "-".to_owned()
+    } else {
+        not_held
+    }
+}
+
 /// One table row per key; with `with_namespace`, a leading NAMESPACE column.
 pub fn key_table(keys: &[AccessKey], with_namespace: bool, now: DateTime<Utc>) -> String {
     let mut headers = vec![
@@ -67,6 +82,7 @@ pub fn key_table(keys: &[AccessKey], with_namespace: bool, now: DateTime<Utc>) -
         "PHASE",
         "LAST USED",
         "EXPIRES",
+        "SCOPES NOT HELD",
     ];
     if with_namespace {
         headers.insert(0, "NAMESPACE");
@@ -84,6 +100,7 @@ pub fn key_table(keys: &[AccessKey], with_namespace: bool, now: DateTime<Utc>) -
                 phase_column(key),
                 relative_time(status.and_then(|s| s.last_used_at), now, "never"),
                 relative_time(status.and_then(|s| s.expires_at), now, "never"),
+                scopes_not_held_column(key),
             ];
             if with_namespace {
                 row.insert(0, key.namespace().unwrap_or_default());
@@ -201,6 +218,7 @@ mod tests {
                 display_name: None,
                 description: None,
                 scopes: vec![],
+                owner_groups: Vec::new(),
                 allowed_origins: vec![],
                 active: true,
                 rotate_generation: 0,
@@ -264,11 +282,29 @@ mod tests {
         assert_eq!(
             key_table(&keys, false, now()),
             "\
-NAME   OWNER                    ACCESS ID   PHASE     LAST USED   EXPIRES
-ci     User/alice               AKWAAAA     Active    3m ago      in 179d
-new    ServiceAccount/builder   -           Pending   never       never
+NAME   OWNER                    ACCESS ID   PHASE     LAST USED   EXPIRES   SCOPES NOT HELD
+ci     User/alice               AKWAAAA     Active    3m ago      in 179d   -
+new    ServiceAccount/builder   -           Pending   never       never     -
 "
         );
+    }
+
+    #[test]
+    fn key_table_shows_the_scopes_the_owner_does_not_hold() {
+        let mut key = issued(
+            key("team-a", "ci", OwnerKind::User, "alice"),
+            "AKWAAAA",
+            Phase::Active,
+        );
+        if let Some(status) = key.status.as_mut() {
+            status.scope_review = Some(crate::api::ScopeReview {
+                fingerprint: "f".into(),
+                not_held: vec!["logs:manage".into(), "billing:view".into()],
+            });
+        }
+        let table = key_table(&[key], false, now());
+        let row = table.lines().nth(1).unwrap();
+        assert!(row.ends_with("logs:manage,billing:view"), "{table}");
     }
 
     #[test]
