@@ -65,10 +65,12 @@ fn operation(operation: Operation) -> &'static str {
     }
 }
 
-/// The `request` variable: admission.k8s.io/v1 `AdmissionRequest` without the objects.
+/// The `request` variable: admission.k8s.io/v1 `AdmissionRequest` without the objects; `uid`
+/// is the request's.
 pub(crate) fn request_value(
     request: &AdmissionRequest<'_>,
     matched: &Matched,
+    uid: &str,
 ) -> kube_cel::cel::Value {
     let rt = request.rt;
     let options_kind = match request.operation {
@@ -82,7 +84,7 @@ pub(crate) fn request_value(
     }
     let user = request.user;
     let value = json!({
-        "uid": uuid::Uuid::new_v4().to_string(),
+        "uid": uid,
         "kind": { "group": matched.group, "version": matched.version, "kind": matched.kind },
         "resource": { "group": matched.group, "version": matched.version, "resource": matched.resource },
         "subResource": request.subresource,

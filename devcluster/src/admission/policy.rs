@@ -1,6 +1,6 @@
 //! Policies and bindings as stored, compiled once per resourceVersion.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use k8s_openapi::api::admissionregistration::v1::{
@@ -51,6 +51,28 @@ pub(crate) struct Policy {
     pub audit_annotations: Vec<Named>,
     /// Set when the stored object could not be read as a policy.
     pub malformed: Option<String>,
+    /// Every identifier its expressions name, so a request binds only the variables read.
+    identifiers: HashSet<String>,
+}
+
+impl Policy {
+    /// Whether any expression of the policy names `identifier`.
+    pub fn mentions(&self, identifier: &str) -> bool {
+        self.identifiers.contains(identifier)
+    }
+
+    fn expressions(&self) -> impl Iterator<Item = &Expression> {
+        let named = self
+            .match_conditions
+            .iter()
+            .chain(&self.variables)
+            .chain(&self.audit_annotations)
+            .map(|named| &named.expression);
+        let validations = self.validations.iter().flat_map(|validation| {
+            std::iter::once(&validation.expression).chain(&validation.message_expression)
+        });
+        named.chain(validations)
+    }
 }
 
 /// A ValidatingAdmissionPolicyBinding as stored.
@@ -181,7 +203,7 @@ fn compile_policy(stored: &Value) -> Policy {
         name,
         expression: Expression::compile(source),
     };
-    Policy {
+    let mut policy = Policy {
         name,
         failure_policy,
         match_constraints: spec.match_constraints.unwrap_or_default(),
@@ -221,5 +243,11 @@ fn compile_policy(stored: &Value) -> Policy {
             .map(|a| named(a.key, &a.value_expression))
             .collect(),
         malformed,
-    }
+        identifiers: HashSet::new(),
+    };
+    policy.identifiers = policy
+        .expressions()
+        .flat_map(|expression| expression.identifiers.iter().cloned())
+        .collect();
+    policy
 }

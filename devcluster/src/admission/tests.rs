@@ -435,24 +435,29 @@ fn match_condition_errors_follow_the_failure_policy() {
 
 #[test]
 fn map_macros_iterate_keys_and_in_tests_membership() {
-    use super::environment::{map, to_cel, Bindings, Expression};
-    let bindings = Bindings {
-        object: to_cel(&json!({ "status": { "lastUsedAt": "t2", "phase": "Active" } })),
-        old_object: to_cel(&json!({ "status": { "lastUsedAt": "t1", "phase": "Active" } })),
-        request: kube_cel::cel::Value::Null,
-        params: kube_cel::cel::Value::Null,
-        namespace_object: kube_cel::cel::Value::Null,
-        authorizer: None,
-        variables: map(Vec::new()),
-    };
+    use super::environment::{map, root, scope, to_cel, Expression};
+    let context = scope(
+        root(),
+        [
+            (
+                "object",
+                to_cel(&json!({ "status": { "lastUsedAt": "t2", "phase": "Active" } })),
+            ),
+            (
+                "oldObject",
+                to_cel(&json!({ "status": { "lastUsedAt": "t1", "phase": "Active" } })),
+            ),
+        ],
+    );
+    let variables = map(Vec::new());
     let only_last_used_changed = "oldObject.status.all(k, k == 'lastUsedAt' || (k in object.status && object.status[k] == oldObject.status[k])) && object.status.all(k, k == 'lastUsedAt' || k in oldObject.status)";
     assert_eq!(
-        Expression::compile(only_last_used_changed).evaluate(&bindings),
+        Expression::compile(only_last_used_changed).evaluate(&context, &variables),
         Ok(kube_cel::cel::Value::Bool(true))
     );
     let phase_changed = only_last_used_changed.replace("'lastUsedAt'", "'other'");
     assert_eq!(
-        Expression::compile(&phase_changed).evaluate(&bindings),
+        Expression::compile(&phase_changed).evaluate(&context, &variables),
         Ok(kube_cel::cel::Value::Bool(false))
     );
 }
