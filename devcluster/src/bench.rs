@@ -37,9 +37,12 @@ fn per_second(count: usize, elapsed: Duration) -> f64 {
     count as f64 / elapsed.as_secs_f64().max(f64::EPSILON)
 }
 
-/// Runs every phase and prints one line per figure.
-pub async fn run() -> anyhow::Result<()> {
-    throughput().await?;
+/// Runs every phase (only the authorization cost with `authorization_only`) and prints one
+/// line per figure.
+pub async fn run(authorization_only: bool) -> anyhow::Result<()> {
+    if !authorization_only {
+        throughput().await?;
+    }
     authorization_cost().await
 }
 
