@@ -153,18 +153,24 @@ fn set_data(name: &'static str, key: &'static str, value: &'static str) -> Meddl
 #[tokio::test]
 async fn policies_evaluate_with_the_store_unlocked() {
     let (_cluster, probe, api) = cluster("true").await;
-    api.create(&PostParams::default(), &config_map("cm", json!({ "a": "1" })))
-        .await
-        .expect("admitted");
+    api.create(
+        &PostParams::default(),
+        &config_map("cm", json!({ "a": "1" })),
+    )
+    .await
+    .expect("admitted");
     assert_eq!(probe.probes(), vec![true]);
 }
 
 #[tokio::test]
 async fn a_patch_whose_object_changed_during_admission_applies_to_the_object_stored_now() {
     let (_cluster, probe, api) = cluster("true").await;
-    api.create(&PostParams::default(), &config_map("cm", json!({ "a": "1" })))
-        .await
-        .expect("admitted");
+    api.create(
+        &PostParams::default(),
+        &config_map("cm", json!({ "a": "1" })),
+    )
+    .await
+    .expect("admitted");
     probe.meddle(set_data("cm", "b", "2"));
     let patched = api
         .patch(
@@ -191,9 +197,12 @@ async fn a_patch_whose_object_changed_during_admission_applies_to_the_object_sto
 async fn a_delete_is_decided_on_the_object_stored_when_it_commits() {
     let guard = "!has(oldObject.data) || !('locked' in oldObject.data)";
     let (_cluster, probe, api) = cluster(guard).await;
-    api.create(&PostParams::default(), &config_map("cm", json!({ "a": "1" })))
-        .await
-        .expect("admitted");
+    api.create(
+        &PostParams::default(),
+        &config_map("cm", json!({ "a": "1" })),
+    )
+    .await
+    .expect("admitted");
     probe.meddle(set_data("cm", "locked", "yes"));
     let refused = api
         .delete("cm", &DeleteParams::default())
@@ -211,9 +220,12 @@ async fn a_delete_is_decided_on_the_object_stored_when_it_commits() {
 async fn a_delete_of_an_unchanged_object_is_admitted_once() {
     let guard = "!has(oldObject.data) || !('locked' in oldObject.data)";
     let (_cluster, probe, api) = cluster(guard).await;
-    api.create(&PostParams::default(), &config_map("cm", json!({ "a": "1" })))
-        .await
-        .expect("admitted");
+    api.create(
+        &PostParams::default(),
+        &config_map("cm", json!({ "a": "1" })),
+    )
+    .await
+    .expect("admitted");
     api.delete("cm", &DeleteParams::default())
         .await
         .expect("deleted");

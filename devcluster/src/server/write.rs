@@ -337,13 +337,8 @@ pub(crate) fn update(
         normalize_builtin(&call.rt, &mut obj);
         super::certificates::prepare_update(call, &old, &mut obj, &ctx.now)?;
         let mut warnings = admit(call, &mut obj, Some(&old))?;
-        let request = admission_request(
-            call,
-            Operation::Update,
-            Some(&obj),
-            Some(&old),
-            ctx.dry_run,
-        );
+        let request =
+            admission_request(call, Operation::Update, Some(&obj), Some(&old), ctx.dry_run);
         let expected = Expected {
             namespace: &call.namespace,
             name,
@@ -426,7 +421,12 @@ fn patch_once(
     ctx: &mut WriteContext,
 ) -> Result<Option<Response<Body>>, ApiError> {
     let name = call.name.as_deref().unwrap_or_default();
-    let content_type = call.content_type.split(';').next().unwrap_or_default().trim();
+    let content_type = call
+        .content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim();
     let state = server.store.lock();
     let current = state.get(&call.key, &call.namespace, name).cloned();
     let now = ctx.now.clone();
@@ -591,7 +591,8 @@ pub(crate) fn delete(
             name,
             stored: Some(&current),
         };
-        if let (state, Some(warnings)) = admit_write(server, state, call, &request, Some(expected))? {
+        if let (state, Some(warnings)) = admit_write(server, state, call, &request, Some(expected))?
+        {
             break (state, warnings);
         }
     };
