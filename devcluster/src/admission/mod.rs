@@ -18,6 +18,7 @@ mod system;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use kube_cel::cel::Value as Cel;
@@ -28,7 +29,7 @@ use crate::registry::ResourceType;
 use crate::status::ApiError;
 use crate::store::State;
 
-use environment::to_cel;
+use environment::to_cel_selected;
 use evaluate::{Annotation, Failure};
 use matching::Matched;
 use policy::{Binding, FailurePolicy, Policy};
@@ -254,24 +255,43 @@ impl Plan {
             return verdict;
         }
         let reads = |name: &str| self.policies.iter().any(|p| p.policy.mentions(name));
+        let selected = |name: &str| {
+            self.policies
+                .iter()
+                .try_fold(BTreeSet::new(), |mut fields, p| {
+                    fields.extend(p.policy.selected(name)?);
+                    Some(fields)
+                })
+        };
         // why: binding a value converts it in full for the evaluator; convert each variable
-        // once per request, and only those some policy names.
+        // once per request, only those some policy names, and of those only the fields
+        // some policy selects.
         let uid = uuid::Uuid::new_v4().to_string();
         let requested = Matched::of(request.rt);
         let mut shared = Vec::new();
-        if reads("object") {
-            shared.push(("object", request.object.map_or(Cel::Null, to_cel)));
-        }
-        if reads("oldObject") {
-            shared.push(("oldObject", request.old_object.map_or(Cel::Null, to_cel)));
+        let json_variables = [
+            ("object", request.object),
+            ("oldObject", request.old_object),
+        ];
+        for (name, value) in json_variables {
+            if reads(name) {
+                let fields = selected(name);
+                let value = value.map_or(Cel::Null, |v| to_cel_selected(v, fields.as_ref()));
+                shared.push((name, value));
+            }
         }
         if reads("namespaceObject") {
-            let namespace = self.namespace_object.as_deref();
-            let view = namespace.map(messages::namespace_view);
-            shared.push(("namespaceObject", view.as_ref().map_or(Cel::Null, to_cel)));
+            let fields = selected("namespaceObject");
+            let view = self
+                .namespace_object
+                .as_deref()
+                .map(messages::namespace_view);
+            let value = view.map_or(Cel::Null, |v| to_cel_selected(&v, fields.as_ref()));
+            shared.push(("namespaceObject", value));
         }
+        let request_fields = selected("request");
         if reads("request") {
-            let value = messages::request_value(request, &requested, &uid);
+            let value = messages::request_value(request, &requested, &uid, &request_fields);
             shared.push(("request", value));
         }
         let request_scope = environment::scope(environment::root(), shared);
@@ -288,7 +308,7 @@ impl Plan {
                 .as_ref()
                 .filter(|matched| **matched != requested && policy.mentions("request"))
                 .map(|matched| {
-                    let value = messages::request_value(request, matched, &uid);
+                    let value = messages::request_value(request, matched, &uid, &request_fields);
                     environment::scope(&request_scope, [("request", value)])
                 });
             let policy_scope = own_request.as_ref().unwrap_or(&request_scope);
@@ -313,9 +333,13 @@ impl Plan {
                     Step::Evaluate { binding, params } => (binding, params),
                 };
                 for param in params {
-                    let param_value = policy
-                        .mentions("params")
-                        .then(|| ("params", param.as_deref().map_or(Cel::Null, to_cel)));
+                    let param_value = policy.mentions("params").then(|| {
+                        let fields = policy.selected("params");
+                        let value = param.as_deref();
+                        let value =
+                            value.map_or(Cel::Null, |v| to_cel_selected(v, fields.as_ref()));
+                        ("params", value)
+                    });
                     let unauthorized = environment::scope(policy_scope, param_value);
                     let authorizer_value = authorizer_value
                         .clone()

@@ -1,6 +1,6 @@
 //! Policies and bindings as stored, compiled once per resourceVersion.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use k8s_openapi::api::admissionregistration::v1::{
@@ -8,7 +8,7 @@ use k8s_openapi::api::admissionregistration::v1::{
 };
 use serde_json::Value;
 
-use super::environment::Expression;
+use super::environment::{fields_selected, Expression, Fields};
 use crate::store::{State, StorageKey};
 
 const POLICIES: &str = "validatingadmissionpolicies.admissionregistration.k8s.io";
@@ -53,12 +53,28 @@ pub(crate) struct Policy {
     pub malformed: Option<String>,
     /// Every identifier its expressions name, so a request binds only the variables read.
     identifiers: HashSet<String>,
+    /// The fields its expressions select of each variable with a JSON value.
+    selected: HashMap<&'static str, Fields>,
 }
+
+/// The variables whose values are objects of which expressions may select a few fields.
+const SELECTABLE: [&str; 5] = [
+    "object",
+    "oldObject",
+    "request",
+    "params",
+    "namespaceObject",
+];
 
 impl Policy {
     /// Whether any expression of the policy names `identifier`.
     pub fn mentions(&self, identifier: &str) -> bool {
         self.identifiers.contains(identifier)
+    }
+
+    /// The top-level fields of `variable` the policy's expressions can read (`None`: all).
+    pub fn selected(&self, variable: &str) -> Fields {
+        self.selected.get(variable).cloned().unwrap_or(None)
     }
 
     fn expressions(&self) -> impl Iterator<Item = &Expression> {
@@ -244,10 +260,23 @@ fn compile_policy(stored: &Value) -> Policy {
             .collect(),
         malformed,
         identifiers: HashSet::new(),
+        selected: HashMap::new(),
     };
     policy.identifiers = policy
         .expressions()
         .flat_map(|expression| expression.identifiers.iter().cloned())
+        .collect();
+    policy.selected = SELECTABLE
+        .into_iter()
+        .map(|variable| {
+            let fields = policy
+                .expressions()
+                .try_fold(BTreeSet::new(), |mut fields, e| {
+                    fields.extend(fields_selected(&e.source, variable)?);
+                    Some(fields)
+                });
+            (variable, fields)
+        })
         .collect();
     policy
 }
