@@ -100,10 +100,15 @@ pub(crate) struct Binding {
     pub validation_actions: Vec<String>,
 }
 
-/// Compiled objects keyed by `uid/resourceVersion`, so an updated policy is compiled afresh.
+/// Compiled objects keyed by the stored object they were made from: every write stores a new
+/// one, so an updated policy is compiled afresh. The entry keeps the stored object alive, so
+/// its address is not reused while it is a key.
 struct Cache<T> {
-    entries: Mutex<HashMap<String, Arc<T>>>,
+    entries: Mutex<HashMap<usize, Cached<T>>>,
 }
+
+/// The stored object and what was made from it.
+type Cached<T> = (Arc<Value>, Arc<T>);
 
 impl<T> Cache<T> {
     fn new() -> Self {
@@ -112,30 +117,20 @@ impl<T> Cache<T> {
         }
     }
 
-    fn get_or_insert(&self, stored: &Value, build: impl FnOnce() -> T) -> Arc<T> {
-        let key = format!(
-            "{}/{}",
-            stored
-                .pointer("/metadata/uid")
-                .and_then(Value::as_str)
-                .unwrap_or_default(),
-            stored
-                .pointer("/metadata/resourceVersion")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-        );
+    fn get_or_insert(&self, stored: &Arc<Value>, build: impl FnOnce() -> T) -> Arc<T> {
+        let key = Arc::as_ptr(stored) as usize;
         let mut entries = self
             .entries
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(found) = entries.get(&key) {
+        if let Some((_, found)) = entries.get(&key) {
             return found.clone();
         }
         if entries.len() >= CACHED {
             entries.clear();
         }
         let built = Arc::new(build());
-        entries.insert(key, built.clone());
+        entries.insert(key, (stored.clone(), built.clone()));
         built
     }
 }
