@@ -115,6 +115,29 @@ impl DevCluster {
     }
 
     pub async fn start_with(options: Options) -> Result<Self, Error> {
+        Self::start_serving(options, None).await
+    }
+
+    /// Starts with `authorizer` answering every authorization question, for tests that
+    /// observe them.
+    #[cfg(test)]
+    pub(crate) async fn start_with_authorizer(
+        options: Options,
+        authorizer: Arc<dyn Authorizer>,
+    ) -> Result<Self, Error> {
+        Self::start_serving(options, Some(authorizer)).await
+    }
+
+    /// The store, for tests that write behind a request's back.
+    #[cfg(test)]
+    pub(crate) fn store(&self) -> Arc<crate::store::Store> {
+        self.server.store.clone()
+    }
+
+    async fn start_serving(
+        options: Options,
+        authorizer: Option<Arc<dyn Authorizer>>,
+    ) -> Result<Self, Error> {
         let mut tokens = match &options.token_auth_file {
             Some(path) => authn::token_file::read(path)?,
             None => Vec::new(),
@@ -152,10 +175,10 @@ impl DevCluster {
             url: format!("https://{addr}"),
             bookmark_interval: options.bookmark_interval,
             authenticator,
-            authorizer: match options.authorization {
+            authorizer: authorizer.unwrap_or_else(|| match options.authorization {
                 AuthorizationMode::Rbac => rbac.clone() as Arc<dyn Authorizer>,
                 AuthorizationMode::AlwaysAllow => Arc::new(AlwaysAllow),
-            },
+            }),
             rbac,
         });
         let serving = Serving::start(listener, server.clone(), tls.acceptor.clone());

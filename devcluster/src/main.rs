@@ -28,7 +28,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Print throughput and memory figures of an in-process server.
-    Bench,
+    Bench {
+        /// Only the creates/s as a user: AlwaysAllow, RBAC, RBAC with admission policies.
+        #[arg(long)]
+        authorization_only: bool,
+    },
 }
 
 #[tokio::main]
@@ -40,8 +44,8 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    if let Some(Command::Bench) = cli.command {
-        return devcluster::bench::run().await;
+    if let Some(Command::Bench { authorization_only }) = cli.command {
+        return devcluster::bench::run(authorization_only).await;
     }
     let cluster = DevCluster::start_with(Options {
         addr: cli.addr,
@@ -70,5 +74,17 @@ mod tests {
         let cli = Cli::try_parse_from(["devcluster", "--token-auth-file", "/etc/tokens.csv"])
             .expect("arguments parse");
         assert_eq!(cli.token_auth_file, Some(PathBuf::from("/etc/tokens.csv")));
+    }
+
+    #[test]
+    fn bench_can_measure_only_the_authorization_cost() {
+        let cli = Cli::try_parse_from(["devcluster", "bench", "--authorization-only"])
+            .expect("arguments parse");
+        assert!(matches!(
+            cli.command,
+            Some(Command::Bench {
+                authorization_only: true
+            })
+        ));
     }
 }

@@ -2,7 +2,7 @@
 //! (`object`, `oldObject`, `request`, `params`, `namespaceObject`, `variables`, `authorizer`)
 //! on top of the Kubernetes CEL libraries.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, LazyLock};
 
 use kube_cel::cel::objects::{Key, Map};
@@ -42,6 +42,53 @@ pub(crate) fn to_cel(value: &Value) -> Cel {
     }
 }
 
+/// The top-level fields of a variable that expressions select, or `None` for all of them.
+pub(crate) type Fields = Option<BTreeSet<String>>;
+
+/// The top-level fields of `variable` that `source` selects (`variable.field`); `None` when
+/// it uses the variable any other way (indexed, iterated, as a whole), so all of it is read.
+pub(crate) fn fields_selected(source: &str, variable: &str) -> Fields {
+    let is_word = |c: char| c.is_alphanumeric() || c == '_';
+    let mut fields = BTreeSet::new();
+    for (at, _) in source.match_indices(variable) {
+        let before = source[..at].chars().next_back();
+        let rest = &source[at + variable.len()..];
+        // why: part of a longer identifier, or a field of something else (`x.object`).
+        if before.is_some_and(|c| is_word(c) || c == '.') || rest.starts_with(is_word) {
+            continue;
+        }
+        let field: String = rest
+            .strip_prefix('.')?
+            .chars()
+            .take_while(|c| is_word(*c))
+            .collect();
+        if field.is_empty() {
+            return None;
+        }
+        fields.insert(field);
+    }
+    Some(fields)
+}
+
+/// `value` as CEL with only the top-level `fields` of an object (all without a selection).
+///
+/// why: binding converts a value in full; fields no expression selects cannot be read.
+pub(crate) fn to_cel_selected(value: &Value, fields: Option<&BTreeSet<String>>) -> Cel {
+    match (value, fields) {
+        (Value::Object(object), Some(fields)) => {
+            let entries: HashMap<Key, Cel> = fields
+                .iter()
+                .filter_map(|field| {
+                    let found = object.get(field)?;
+                    Some((Key::String(Arc::new(field.clone())), to_cel(found)))
+                })
+                .collect();
+            Cel::Map(Map::from(entries))
+        }
+        _ => to_cel(value),
+    }
+}
+
 /// A CEL map from string keys.
 pub(crate) fn map(entries: Vec<(&str, Cel)>) -> Cel {
     let entries: HashMap<Key, Cel> = entries
@@ -51,18 +98,24 @@ pub(crate) fn map(entries: Vec<(&str, Cel)>) -> Cel {
     Cel::Map(Map::from(entries))
 }
 
-/// The values bound for one evaluation of a policy.
-#[derive(Clone)]
-pub(crate) struct Bindings {
-    pub object: Cel,
-    pub old_object: Cel,
-    pub request: Cel,
-    pub params: Cel,
-    pub namespace_object: Cel,
-    /// `authorizer` (with `requestResource`); absent where upstream offers none
-    /// (`messageExpression`, audit annotations).
-    pub authorizer: Option<Cel>,
-    pub variables: Cel,
+/// The context with every function and no variables, which scopes of variables extend.
+pub(crate) fn root() -> &'static Context<'static> {
+    &BASE
+}
+
+/// A scope of `parent` binding `variables`.
+///
+/// why: the evaluator converts a bound value in full when it is bound, which costs more than
+/// most expressions; a scope binds each value once for every expression evaluated in it.
+pub(crate) fn scope<'p>(
+    parent: &'p Context<'p>,
+    variables: impl IntoIterator<Item = (&'static str, Cel)>,
+) -> Context<'p> {
+    let mut context = parent.new_inner_scope();
+    for (name, value) in variables {
+        context.add_variable_from_value(name, value);
+    }
+    context
 }
 
 /// A compiled expression with its source, or why it did not compile.
@@ -70,7 +123,7 @@ pub(crate) struct Expression {
     pub source: String,
     pub program: Result<Program, String>,
     /// The identifiers the source mentions, so that only the variables it reads are bound.
-    identifiers: std::collections::HashSet<String>,
+    pub identifiers: HashSet<String>,
 }
 
 impl Expression {
@@ -87,39 +140,21 @@ impl Expression {
         }
     }
 
-    fn mentions(&self, identifier: &str) -> bool {
-        self.identifiers.contains(identifier)
-    }
-
-    /// Evaluates against `bindings`; errors worded as kube-apiserver's evaluator words them.
-    pub fn evaluate(&self, bindings: &Bindings) -> Result<Cel, String> {
+    /// Evaluates in `context`, with `variables` bound when the source names them; errors
+    /// worded as kube-apiserver's evaluator words them.
+    pub fn evaluate(&self, context: &Context<'_>, variables: &Cel) -> Result<Cel, String> {
         let program = self
             .program
             .as_ref()
             .map_err(|err| format!("compilation error: {err}"))?;
-        let mut context = BASE.new_inner_scope();
-        // why: binding a variable converts its whole value for the evaluator, which cost more
-        // than evaluating; an expression that never names a variable cannot read it.
-        for (name, value) in [
-            ("object", &bindings.object),
-            ("oldObject", &bindings.old_object),
-            ("request", &bindings.request),
-            ("params", &bindings.params),
-            ("namespaceObject", &bindings.namespace_object),
-            ("variables", &bindings.variables),
-        ] {
-            if self.mentions(name) {
-                context.add_variable_from_value(name, value.clone());
-            }
-        }
-        if let Some(authorizer) = bindings
-            .authorizer
-            .as_ref()
-            .filter(|_| self.mentions("authorizer"))
-        {
-            context.add_variable_from_value("authorizer", authorizer.clone());
-        }
-        program.execute(&context).map_err(|err| {
+        // why: `variables` grows as they are evaluated; an expression that never names it
+        // cannot read it, so only those that do pay for binding it.
+        let result = if self.identifiers.contains("variables") {
+            program.execute(&scope(context, [("variables", variables.clone())]))
+        } else {
+            program.execute(context)
+        };
+        result.map_err(|err| {
             format!(
                 "expression '{}' resulted in error: {err}",
                 self.source.trim()

@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 
-use kube_cel::cel::Value as Cel;
+use kube_cel::cel::{Context, Value as Cel};
 
-use super::environment::{map, reads_variable, Bindings, Expression};
+use super::environment::{map, reads_variable, Expression};
 use super::policy::{FailurePolicy, Named, Policy, Validation};
 
 /// kube-apiserver's `MaxEvaluatedMessageExpressionSizeBytes`.
@@ -47,15 +47,21 @@ fn on_error(failure_policy: FailurePolicy, message: String) -> Option<Failure> {
     }
 }
 
-/// Evaluates `policy` with `bindings` (variables still empty).
-pub(crate) fn evaluate(policy: &Policy, mut bindings: Bindings) -> Evaluated {
+/// Evaluates `policy` in `authorized`, its scope of this request's variables with
+/// `authorizer`; `unauthorized` is the same scope without it, where upstream offers none
+/// (`messageExpression`, audit annotations).
+pub(crate) fn evaluate(
+    policy: &Policy,
+    authorized: &Context<'_>,
+    unauthorized: &Context<'_>,
+) -> Evaluated {
     let mut evaluated = Evaluated::default();
-    let failed_variables = bind_variables(policy, &mut bindings);
+    let (variables, failed_variables) = bind_variables(policy, authorized);
     // why: upstream evaluates variables lazily, so a failed variable only fails the
     // expressions that actually reach it; here it is left out of `variables`, and an
     // expression that then fails is reported with the variable's error.
-    let run = |expression: &Expression, bindings: &Bindings| -> Result<Cel, String> {
-        expression.evaluate(bindings).map_err(|err| {
+    let run = |expression: &Expression| -> Result<Cel, String> {
+        expression.evaluate(authorized, &variables).map_err(|err| {
             failed_variables
                 .iter()
                 .find(|(name, _)| reads_variable(&expression.source, name))
@@ -67,7 +73,7 @@ pub(crate) fn evaluate(policy: &Policy, mut bindings: Bindings) -> Evaluated {
                 })
         })
     };
-    match match_conditions(policy, &bindings, &run) {
+    match match_conditions(policy, &run) {
         Ok(true) => {}
         Ok(false) => return evaluated,
         Err(message) => {
@@ -77,16 +83,12 @@ pub(crate) fn evaluate(policy: &Policy, mut bindings: Bindings) -> Evaluated {
             return evaluated;
         }
     }
-    let without_authorizer = Bindings {
-        authorizer: None,
-        ..bindings.clone()
-    };
     for (index, validation) in policy.validations.iter().enumerate() {
-        let result = run(&validation.expression, &bindings);
+        let result = run(&validation.expression);
         let failure = match result {
             Ok(Cel::Bool(true)) => continue,
             Ok(Cel::Bool(false)) => Failure {
-                message: message_for(validation, &without_authorizer),
+                message: message_for(validation, unauthorized, &variables),
                 reason: validation.reason.clone(),
             },
             Ok(other) => match on_error(
@@ -108,16 +110,18 @@ pub(crate) fn evaluate(policy: &Policy, mut bindings: Bindings) -> Evaluated {
         evaluated.failures.push((index, failure));
     }
     for annotation in &policy.audit_annotations {
-        if let Some(annotation) = audit_annotation(policy, annotation, &without_authorizer) {
+        if let Some(annotation) = audit_annotation(policy, annotation, unauthorized, &variables) {
             evaluated.annotations.push(annotation);
         }
     }
     evaluated
 }
 
-/// Evaluates `variables` in order into `bindings`; returns those that failed with why.
-fn bind_variables(policy: &Policy, bindings: &mut Bindings) -> Vec<(String, String)> {
+/// Evaluates `variables` in order; returns the `variables` map of those that succeeded and
+/// those that failed with why.
+fn bind_variables(policy: &Policy, context: &Context<'_>) -> (Cel, Vec<(String, String)>) {
     let mut values: Vec<(String, Cel)> = Vec::new();
+    let mut variables = map(Vec::new());
     let mut failed = Vec::new();
     for variable in &policy.variables {
         let Named { name, expression } = variable;
@@ -125,7 +129,7 @@ fn bind_variables(policy: &Policy, bindings: &mut Bindings) -> Vec<(String, Stri
             Err(err) => Err(format!(
                 "composited variable \"{name}\" fails to compile: {err}"
             )),
-            Ok(_) => expression.evaluate(bindings).map_err(|err| {
+            Ok(_) => expression.evaluate(context, &variables).map_err(|err| {
                 let failed_dependency = failed.iter().find(|(other, _): &&(String, String)| {
                     reads_variable(&expression.source, other)
                 });
@@ -141,7 +145,7 @@ fn bind_variables(policy: &Policy, bindings: &mut Bindings) -> Vec<(String, Stri
         match result {
             Ok(value) => {
                 values.push((name.clone(), value));
-                bindings.variables = map(values
+                variables = map(values
                     .iter()
                     .map(|(n, v)| (n.as_str(), v.clone()))
                     .collect());
@@ -149,18 +153,17 @@ fn bind_variables(policy: &Policy, bindings: &mut Bindings) -> Vec<(String, Stri
             Err(err) => failed.push((name.clone(), err)),
         }
     }
-    failed
+    (variables, failed)
 }
 
 /// Whether every match condition holds; errors only count when no condition is false.
 fn match_conditions(
     policy: &Policy,
-    bindings: &Bindings,
-    run: &dyn Fn(&Expression, &Bindings) -> Result<Cel, String>,
+    run: &dyn Fn(&Expression) -> Result<Cel, String>,
 ) -> Result<bool, String> {
     let mut errors = Vec::new();
     for condition in &policy.match_conditions {
-        let result = run(&condition.expression, bindings);
+        let result = run(&condition.expression);
         match result {
             Ok(Cel::Bool(false)) => return Ok(false),
             Ok(Cel::Bool(true)) => {}
@@ -181,11 +184,11 @@ fn match_conditions(
 
 /// The message of a failed validation: `messageExpression`, else `message`, else the
 /// expression itself.
-fn message_for(validation: &Validation, bindings: &Bindings) -> String {
+fn message_for(validation: &Validation, context: &Context<'_>, variables: &Cel) -> String {
     let evaluated = validation
         .message_expression
         .as_ref()
-        .and_then(|expression| match expression.evaluate(bindings) {
+        .and_then(|expression| match expression.evaluate(context, variables) {
             Ok(Cel::String(text)) => Some(text.trim().to_string()),
             Ok(_) => None,
             Err(err) => {
@@ -209,9 +212,10 @@ fn message_for(validation: &Validation, bindings: &Bindings) -> String {
 fn audit_annotation(
     policy: &Policy,
     annotation: &Named,
-    bindings: &Bindings,
+    context: &Context<'_>,
+    variables: &Cel,
 ) -> Option<Annotation> {
-    match annotation.expression.evaluate(bindings) {
+    match annotation.expression.evaluate(context, variables) {
         Ok(Cel::String(value)) => {
             let value = value.trim();
             (!value.is_empty()).then(|| Annotation::Publish {

@@ -22,7 +22,7 @@ pub(crate) struct Matched {
 }
 
 impl Matched {
-    fn of(rt: &ResourceType) -> Self {
+    pub(crate) fn of(rt: &ResourceType) -> Self {
         Self {
             group: rt.group.clone(),
             version: rt.version.clone(),

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::environment::to_cel;
+use super::environment::{map, to_cel, Fields};
 use super::matching::{attribute_namespace, Matched};
 use super::policy::Binding;
 use super::{AdmissionRequest, Denial, Operation};
@@ -65,43 +65,68 @@ fn operation(operation: Operation) -> &'static str {
     }
 }
 
-/// The `request` variable: admission.k8s.io/v1 `AdmissionRequest` without the objects.
+/// The `request` variable: admission.k8s.io/v1 `AdmissionRequest` without the objects; `uid`
+/// is the request's. Only the `fields` expressions select are made (all without a selection).
 pub(crate) fn request_value(
     request: &AdmissionRequest<'_>,
     matched: &Matched,
+    uid: &str,
+    fields: &Fields,
 ) -> kube_cel::cel::Value {
     let rt = request.rt;
-    let options_kind = match request.operation {
-        Operation::Create => "CreateOptions",
-        Operation::Update => "UpdateOptions",
-        Operation::Delete => "DeleteOptions",
-    };
-    let mut options = json!({ "kind": options_kind, "apiVersion": "meta.k8s.io/v1" });
-    if request.dry_run {
-        options["dryRun"] = json!(["All"]);
-    }
     let user = request.user;
-    let value = json!({
-        "uid": uuid::Uuid::new_v4().to_string(),
-        "kind": { "group": matched.group, "version": matched.version, "kind": matched.kind },
-        "resource": { "group": matched.group, "version": matched.version, "resource": matched.resource },
-        "subResource": request.subresource,
-        "requestKind": { "group": rt.group, "version": rt.version, "kind": rt.kind },
-        "requestResource": { "group": rt.group, "version": rt.version, "resource": rt.plural },
-        "requestSubResource": request.subresource,
-        "name": request.name,
-        "namespace": attribute_namespace(request),
-        "operation": operation(request.operation),
-        "userInfo": {
-            "username": user.username,
-            "uid": user.uid,
-            "groups": user.groups,
-            "extra": user.extra,
-        },
-        "dryRun": request.dry_run,
-        "options": options,
-    });
-    to_cel(&value)
+    let options = || {
+        let options_kind = match request.operation {
+            Operation::Create => "CreateOptions",
+            Operation::Update => "UpdateOptions",
+            Operation::Delete => "DeleteOptions",
+        };
+        let mut options = json!({ "kind": options_kind, "apiVersion": "meta.k8s.io/v1" });
+        if request.dry_run {
+            options["dryRun"] = json!(["All"]);
+        }
+        options
+    };
+    let all: [(&str, &dyn Fn() -> Value); 13] = [
+        ("uid", &|| json!(uid)),
+        (
+            "kind",
+            &|| json!({ "group": matched.group, "version": matched.version, "kind": matched.kind }),
+        ),
+        (
+            "resource",
+            &|| json!({ "group": matched.group, "version": matched.version, "resource": matched.resource }),
+        ),
+        ("subResource", &|| json!(request.subresource)),
+        (
+            "requestKind",
+            &|| json!({ "group": rt.group, "version": rt.version, "kind": rt.kind }),
+        ),
+        (
+            "requestResource",
+            &|| json!({ "group": rt.group, "version": rt.version, "resource": rt.plural }),
+        ),
+        ("requestSubResource", &|| json!(request.subresource)),
+        ("name", &|| json!(request.name)),
+        ("namespace", &|| json!(attribute_namespace(request))),
+        ("operation", &|| json!(operation(request.operation))),
+        ("userInfo", &|| {
+            json!({
+                "username": user.username,
+                "uid": user.uid,
+                "groups": user.groups,
+                "extra": user.extra,
+            })
+        }),
+        ("dryRun", &|| json!(request.dry_run)),
+        ("options", &options),
+    ];
+    let wanted = |field: &str| fields.as_ref().is_none_or(|fields| fields.contains(field));
+    map(all
+        .into_iter()
+        .filter(|(field, _)| wanted(field))
+        .map(|(field, value)| (field, to_cel(&value())))
+        .collect())
 }
 
 /// The Namespace as `namespaceObject` shows it: metadata without managedFields, spec, status.

@@ -18,6 +18,7 @@ mod system;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use kube_cel::cel::Value as Cel;
@@ -28,9 +29,10 @@ use crate::registry::ResourceType;
 use crate::status::ApiError;
 use crate::store::State;
 
-use environment::{to_cel, Bindings};
+use environment::to_cel_selected;
 use evaluate::{Annotation, Failure};
-use policy::FailurePolicy;
+use matching::Matched;
+use policy::{Binding, FailurePolicy, Policy};
 
 pub use system::SystemAdmission;
 
@@ -81,15 +83,15 @@ pub(crate) struct Verdict {
 /// Runs every ValidatingAdmissionPolicy binding that matches `request`; returns the warnings of
 /// `Warn` actions, or the first `Deny`.
 ///
-/// Called with the store locked (`state`); `authorizer` must not take the store lock. It is an
-/// `Arc` because the CEL `authorizer` variable holds it: cel's functions and values are
-/// `'static`.
+/// `plan` is what [`prepare`] read from the store for this very request; no lock is needed,
+/// so CEL runs while other requests use the store. It is an `Arc` because the CEL
+/// `authorizer` variable holds it: cel's functions and values are `'static`.
 pub fn validate(
-    state: &State,
+    plan: &Plan,
     authorizer: &Arc<dyn Authorizer>,
     request: &AdmissionRequest<'_>,
 ) -> Result<Vec<String>, ApiError> {
-    let verdict = decide(state, authorizer, request);
+    let verdict = plan.verdict(authorizer, request);
     for (key, value) in &verdict.audit_annotations {
         tracing::info!(
             target: "devcluster::audit",
@@ -122,152 +124,290 @@ fn exempt(rt: &ResourceType) -> bool {
         )
 }
 
-/// The verdict of every matching policy and binding on `request`.
+/// The verdict of every matching policy and binding on `request`, all under the store lock.
 pub(crate) fn decide(
     state: &State,
     authorizer: &Arc<dyn Authorizer>,
     request: &AdmissionRequest<'_>,
 ) -> Verdict {
-    let mut verdict = Verdict::default();
+    prepare(state, request).verdict(authorizer, request)
+}
+
+/// What admission read from the store for one request: the policies that match it, the
+/// params each binding hands them and the request's Namespace. It holds only shared
+/// references to stored objects, so the policies evaluate without the store lock on the
+/// store as it was when the plan was made.
+#[derive(Default)]
+pub struct Plan {
+    policies: Vec<Planned>,
+    namespace_object: Option<Arc<Value>>,
+}
+
+/// One matching policy.
+struct Planned {
+    policy: Arc<Policy>,
+    /// The resource the policy matched; `None` when the policy could not be matched.
+    matched: Option<Matched>,
+    steps: Vec<Step>,
+}
+
+/// One binding of a matching policy, in binding order.
+enum Step {
+    /// An error in the policy (`binding` `None`) or the binding, which fails the request
+    /// under `failurePolicy: Fail`.
+    Misconfigured {
+        binding: Option<String>,
+        error: String,
+    },
+    /// The policy evaluated once per param.
+    Evaluate {
+        binding: Arc<Binding>,
+        params: Vec<Option<Arc<Value>>>,
+    },
+}
+
+/// Reads what the policies need to decide `request` from the store.
+pub fn prepare(state: &State, request: &AdmissionRequest<'_>) -> Plan {
     if exempt(request.rt) {
-        return verdict;
+        return Plan::default();
     }
     let bound = policy::bound_policies(state);
     if bound.is_empty() {
-        return verdict;
+        return Plan::default();
     }
     let namespace = matching::attribute_namespace(request);
-    let namespace_object = namespace_object(state, request);
-    // why: converting the objects to CEL costs more than matching; do it once, when needed.
-    let objects = std::cell::OnceCell::new();
-    let cel_objects = || {
-        objects.get_or_init(|| {
-            (
-                request.object.map_or(Cel::Null, to_cel),
-                request.old_object.map_or(Cel::Null, to_cel),
-            )
-        })
-    };
+    let mut policies = Vec::new();
     for (policy, bindings) in bound {
-        let config_error = |verdict: &mut Verdict, binding: Option<&str>, err: String| {
-            if policy.failure_policy == FailurePolicy::Fail {
-                let (prefix, binding) = match binding {
-                    Some(name) => ("failed to configure binding", Some(name.to_string())),
-                    None => ("failed to configure policy", None),
-                };
-                verdict.denials.push(Denial {
-                    policy: policy.name.clone(),
-                    binding,
-                    message: format!("{prefix}: {err}"),
-                    reason: None,
-                });
-            }
+        let misconfigured = |policy: Arc<Policy>, error: String| Planned {
+            policy,
+            matched: None,
+            steps: vec![Step::Misconfigured {
+                binding: None,
+                error,
+            }],
         };
         let matched = match matching::matches(state, request, &policy.match_constraints) {
             Ok(Some(matched)) => matched,
             Ok(None) => continue,
             Err(err) => {
-                config_error(&mut verdict, None, err);
+                policies.push(misconfigured(policy, err));
                 continue;
             }
         };
-        if let Some(err) = &policy.malformed {
-            config_error(&mut verdict, None, err.clone());
+        if let Some(err) = policy.malformed.clone() {
+            policies.push(misconfigured(policy, err));
             continue;
         }
         let param_type = match params::param_type(state, &policy) {
             Ok(param_type) => param_type,
             Err(err) => {
-                config_error(&mut verdict, None, err);
+                policies.push(misconfigured(policy, err));
                 continue;
             }
         };
-        let request_value = messages::request_value(request, &matched);
-        let mut published = Vec::new();
+        let mut steps = Vec::new();
         for binding in bindings {
+            let misconfigured = |binding: &Binding, error: String| Step::Misconfigured {
+                binding: Some(binding.name.clone()),
+                error,
+            };
             if let Some(criteria) = &binding.match_resources {
                 match matching::matches(state, request, criteria) {
                     Ok(Some(_)) => {}
                     Ok(None) => continue,
                     Err(err) => {
-                        config_error(&mut verdict, Some(&binding.name), err);
+                        steps.push(misconfigured(&binding, err));
                         continue;
                     }
                 }
             }
-            let params = match params::collect(state, param_type.as_ref(), &binding, namespace) {
-                Ok(params) => params,
-                Err(err) => {
-                    config_error(&mut verdict, Some(&binding.name), err);
-                    continue;
-                }
-            };
-            for param in params {
-                let (object, old_object) = cel_objects();
-                let bindings = Bindings {
-                    object: object.clone(),
-                    old_object: old_object.clone(),
-                    request: request_value.clone(),
-                    params: param.as_ref().map_or(Cel::Null, to_cel),
-                    namespace_object: namespace_object.clone(),
-                    authorizer: Some(authz::authorizer_variable(
-                        authorizer,
-                        request.user,
-                        request,
-                    )),
-                    variables: environment::map(Vec::new()),
-                };
-                let evaluated = evaluate::evaluate(&policy, bindings);
-                for (index, Failure { message, reason }) in evaluated.failures {
-                    for action in &binding.validation_actions {
-                        match action.as_str() {
-                            "Deny" => verdict.denials.push(Denial {
-                                policy: policy.name.clone(),
-                                binding: Some(binding.name.clone()),
-                                message: message.clone(),
-                                reason: reason.clone(),
-                            }),
-                            "Warn" => verdict.warnings.push(format!(
-                                "Validation failed for ValidatingAdmissionPolicy '{}' with binding '{}': {message}",
-                                policy.name, binding.name
-                            )),
-                            "Audit" => verdict.audit_annotations.push((
-                                "validation.policy.admission.k8s.io/validation_failure".into(),
-                                messages::validation_failure(&policy.name, &binding, index, &message),
-                            )),
-                            _ => {}
-                        }
-                    }
-                }
-                for annotation in evaluated.annotations {
-                    match annotation {
-                        Annotation::Publish { key, value } => published.push((key, value)),
-                        Annotation::Error(message) => verdict.denials.push(Denial {
-                            policy: policy.name.clone(),
-                            binding: Some(binding.name.clone()),
-                            message,
-                            reason: None,
-                        }),
-                    }
-                }
+            match params::collect(state, param_type.as_ref(), &binding, namespace) {
+                Ok(params) => steps.push(Step::Evaluate { binding, params }),
+                Err(err) => steps.push(misconfigured(&binding, err)),
             }
         }
-        verdict
-            .audit_annotations
-            .extend(evaluate::collect_annotations(&policy.name, &published));
+        policies.push(Planned {
+            policy,
+            matched: Some(matched),
+            steps,
+        });
     }
-    verdict
+    Plan {
+        policies,
+        namespace_object: namespace_object(state, request),
+    }
 }
 
-/// `namespaceObject`: the request's Namespace as upstream exposes it, null for cluster-scoped
-/// objects and for Namespaces themselves.
-fn namespace_object(state: &State, request: &AdmissionRequest<'_>) -> Cel {
+impl Plan {
+    /// Whether no policy applies, so there is nothing to evaluate.
+    pub fn is_empty(&self) -> bool {
+        self.policies.is_empty()
+    }
+
+    /// Evaluates the planned policies on `request`, the one the plan was prepared for.
+    pub(crate) fn verdict(
+        &self,
+        authorizer: &Arc<dyn Authorizer>,
+        request: &AdmissionRequest<'_>,
+    ) -> Verdict {
+        let mut verdict = Verdict::default();
+        if self.is_empty() {
+            return verdict;
+        }
+        let reads = |name: &str| self.policies.iter().any(|p| p.policy.mentions(name));
+        let selected = |name: &str| {
+            self.policies
+                .iter()
+                .try_fold(BTreeSet::new(), |mut fields, p| {
+                    fields.extend(p.policy.selected(name)?);
+                    Some(fields)
+                })
+        };
+        // why: binding a value converts it in full for the evaluator; convert each variable
+        // once per request, only those some policy names, and of those only the fields
+        // some policy selects.
+        let uid = uuid::Uuid::new_v4().to_string();
+        let requested = Matched::of(request.rt);
+        let mut shared = Vec::new();
+        let json_variables = [
+            ("object", request.object),
+            ("oldObject", request.old_object),
+        ];
+        for (name, value) in json_variables {
+            if reads(name) {
+                let fields = selected(name);
+                let value = value.map_or(Cel::Null, |v| to_cel_selected(v, fields.as_ref()));
+                shared.push((name, value));
+            }
+        }
+        if reads("namespaceObject") {
+            let fields = selected("namespaceObject");
+            let view = self
+                .namespace_object
+                .as_deref()
+                .map(messages::namespace_view);
+            let value = view.map_or(Cel::Null, |v| to_cel_selected(&v, fields.as_ref()));
+            shared.push(("namespaceObject", value));
+        }
+        let request_fields = selected("request");
+        if reads("request") {
+            let value = messages::request_value(request, &requested, &uid, &request_fields);
+            shared.push(("request", value));
+        }
+        let request_scope = environment::scope(environment::root(), shared);
+        let authorizer_value = reads("authorizer")
+            .then(|| authz::authorizer_variable(authorizer, request.user, request));
+        for Planned {
+            policy,
+            matched,
+            steps,
+        } in &self.policies
+        {
+            // why: a policy matching an equivalent resource sees that resource in `request`.
+            let own_request = matched
+                .as_ref()
+                .filter(|matched| **matched != requested && policy.mentions("request"))
+                .map(|matched| {
+                    let value = messages::request_value(request, matched, &uid, &request_fields);
+                    environment::scope(&request_scope, [("request", value)])
+                });
+            let policy_scope = own_request.as_ref().unwrap_or(&request_scope);
+            let mut published = Vec::new();
+            for step in steps {
+                let (binding, params) = match step {
+                    Step::Misconfigured { binding, error } => {
+                        if policy.failure_policy == FailurePolicy::Fail {
+                            let prefix = match binding {
+                                Some(_) => "failed to configure binding",
+                                None => "failed to configure policy",
+                            };
+                            verdict.denials.push(Denial {
+                                policy: policy.name.clone(),
+                                binding: binding.clone(),
+                                message: format!("{prefix}: {error}"),
+                                reason: None,
+                            });
+                        }
+                        continue;
+                    }
+                    Step::Evaluate { binding, params } => (binding, params),
+                };
+                for param in params {
+                    let param_value = policy.mentions("params").then(|| {
+                        let fields = policy.selected("params");
+                        let value = param.as_deref();
+                        let value =
+                            value.map_or(Cel::Null, |v| to_cel_selected(v, fields.as_ref()));
+                        ("params", value)
+                    });
+                    let unauthorized = environment::scope(policy_scope, param_value);
+                    let authorizer_value = authorizer_value
+                        .clone()
+                        .filter(|_| policy.mentions("authorizer"))
+                        .map(|value| ("authorizer", value));
+                    let authorized = environment::scope(&unauthorized, authorizer_value);
+                    let evaluated = evaluate::evaluate(policy, &authorized, &unauthorized);
+                    record(&mut verdict, policy, binding, evaluated, &mut published);
+                }
+            }
+            verdict
+                .audit_annotations
+                .extend(evaluate::collect_annotations(&policy.name, &published));
+        }
+        verdict
+    }
+}
+
+/// Adds what one evaluation of `policy` for `binding` decided to `verdict`; audit
+/// annotations to publish go to `published`.
+fn record(
+    verdict: &mut Verdict,
+    policy: &Policy,
+    binding: &Binding,
+    evaluated: evaluate::Evaluated,
+    published: &mut Vec<(String, String)>,
+) {
+    for (index, Failure { message, reason }) in evaluated.failures {
+        for action in &binding.validation_actions {
+            match action.as_str() {
+                "Deny" => verdict.denials.push(Denial {
+                    policy: policy.name.clone(),
+                    binding: Some(binding.name.clone()),
+                    message: message.clone(),
+                    reason: reason.clone(),
+                }),
+                "Warn" => verdict.warnings.push(format!(
+                    "Validation failed for ValidatingAdmissionPolicy '{}' with binding '{}': {message}",
+                    policy.name, binding.name
+                )),
+                "Audit" => verdict.audit_annotations.push((
+                    "validation.policy.admission.k8s.io/validation_failure".into(),
+                    messages::validation_failure(&policy.name, binding, index, &message),
+                )),
+                _ => {}
+            }
+        }
+    }
+    for annotation in evaluated.annotations {
+        match annotation {
+            Annotation::Publish { key, value } => published.push((key, value)),
+            Annotation::Error(message) => verdict.denials.push(Denial {
+                policy: policy.name.clone(),
+                binding: Some(binding.name.clone()),
+                message,
+                reason: None,
+            }),
+        }
+    }
+}
+
+/// The request's Namespace as stored, for `namespaceObject`: none for cluster-scoped objects
+/// and for Namespaces themselves.
+fn namespace_object(state: &State, request: &AdmissionRequest<'_>) -> Option<Arc<Value>> {
     let is_namespace = request.rt.group.is_empty() && request.rt.kind == "Namespace";
     if is_namespace || request.namespace.is_empty() {
-        return Cel::Null;
+        return None;
     }
     let namespaces: crate::store::StorageKey = Arc::from("namespaces");
-    state
-        .get(&namespaces, "", request.namespace)
-        .map_or(Cel::Null, |found| to_cel(&messages::namespace_view(found)))
+    state.get(&namespaces, "", request.namespace).cloned()
 }

@@ -1,5 +1,7 @@
 //! `paramKind` / `paramRef`: the objects a binding hands its policy as `params`.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use super::matching::{find_kind, label_selector, selects};
@@ -34,7 +36,7 @@ pub(crate) fn collect(
     param_type: Option<&ResourceType>,
     binding: &Binding,
     request_namespace: &str,
-) -> Result<Vec<Option<Value>>, String> {
+) -> Result<Vec<Option<Arc<Value>>>, String> {
     let (Some(param_type), Some(param_ref)) = (param_type, binding.param_ref.as_ref()) else {
         return Ok(vec![None]);
     };
@@ -55,20 +57,20 @@ pub(crate) fn collect(
     };
     let key = storage_key(param_type);
     let name = param_ref.name.as_deref().unwrap_or_default();
-    let params: Vec<Option<Value>> = if !name.is_empty() {
+    let params: Vec<Option<Arc<Value>>> = if !name.is_empty() {
         if param_ref.selector.is_some() {
             return Err("paramRef.name and paramRef.selector are mutually exclusive".into());
         }
         state
             .get(&key, namespace, name)
-            .map(|found| vec![Some((**found).clone())])
+            .map(|found| vec![Some(found.clone())])
             .unwrap_or_default()
     } else if let Some(selector) = &param_ref.selector {
         let selector = label_selector(selector)?;
         state
             .objects(&key, Some(namespace))
             .filter(|(_, obj)| selects(selector.as_ref(), obj))
-            .map(|(_, obj)| Some((**obj).clone()))
+            .map(|(_, obj)| Some(obj.clone()))
             .collect()
     } else {
         return Err("one of name or selector must be provided".into());

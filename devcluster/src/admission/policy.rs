@@ -1,6 +1,6 @@
 //! Policies and bindings as stored, compiled once per resourceVersion.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use k8s_openapi::api::admissionregistration::v1::{
@@ -8,7 +8,7 @@ use k8s_openapi::api::admissionregistration::v1::{
 };
 use serde_json::Value;
 
-use super::environment::Expression;
+use super::environment::{fields_selected, Expression, Fields};
 use crate::store::{State, StorageKey};
 
 const POLICIES: &str = "validatingadmissionpolicies.admissionregistration.k8s.io";
@@ -51,6 +51,44 @@ pub(crate) struct Policy {
     pub audit_annotations: Vec<Named>,
     /// Set when the stored object could not be read as a policy.
     pub malformed: Option<String>,
+    /// Every identifier its expressions name, so a request binds only the variables read.
+    identifiers: HashSet<String>,
+    /// The fields its expressions select of each variable with a JSON value.
+    selected: HashMap<&'static str, Fields>,
+}
+
+/// The variables whose values are objects of which expressions may select a few fields.
+const SELECTABLE: [&str; 5] = [
+    "object",
+    "oldObject",
+    "request",
+    "params",
+    "namespaceObject",
+];
+
+impl Policy {
+    /// Whether any expression of the policy names `identifier`.
+    pub fn mentions(&self, identifier: &str) -> bool {
+        self.identifiers.contains(identifier)
+    }
+
+    /// The top-level fields of `variable` the policy's expressions can read (`None`: all).
+    pub fn selected(&self, variable: &str) -> Fields {
+        self.selected.get(variable).cloned().unwrap_or(None)
+    }
+
+    fn expressions(&self) -> impl Iterator<Item = &Expression> {
+        let named = self
+            .match_conditions
+            .iter()
+            .chain(&self.variables)
+            .chain(&self.audit_annotations)
+            .map(|named| &named.expression);
+        let validations = self.validations.iter().flat_map(|validation| {
+            std::iter::once(&validation.expression).chain(&validation.message_expression)
+        });
+        named.chain(validations)
+    }
 }
 
 /// A ValidatingAdmissionPolicyBinding as stored.
@@ -62,10 +100,15 @@ pub(crate) struct Binding {
     pub validation_actions: Vec<String>,
 }
 
-/// Compiled objects keyed by `uid/resourceVersion`, so an updated policy is compiled afresh.
+/// Compiled objects keyed by the stored object they were made from: every write stores a new
+/// one, so an updated policy is compiled afresh. The entry keeps the stored object alive, so
+/// its address is not reused while it is a key.
 struct Cache<T> {
-    entries: Mutex<HashMap<String, Arc<T>>>,
+    entries: Mutex<HashMap<usize, Cached<T>>>,
 }
+
+/// The stored object and what was made from it.
+type Cached<T> = (Arc<Value>, Arc<T>);
 
 impl<T> Cache<T> {
     fn new() -> Self {
@@ -74,30 +117,20 @@ impl<T> Cache<T> {
         }
     }
 
-    fn get_or_insert(&self, stored: &Value, build: impl FnOnce() -> T) -> Arc<T> {
-        let key = format!(
-            "{}/{}",
-            stored
-                .pointer("/metadata/uid")
-                .and_then(Value::as_str)
-                .unwrap_or_default(),
-            stored
-                .pointer("/metadata/resourceVersion")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-        );
+    fn get_or_insert(&self, stored: &Arc<Value>, build: impl FnOnce() -> T) -> Arc<T> {
+        let key = Arc::as_ptr(stored) as usize;
         let mut entries = self
             .entries
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(found) = entries.get(&key) {
+        if let Some((_, found)) = entries.get(&key) {
             return found.clone();
         }
         if entries.len() >= CACHED {
             entries.clear();
         }
         let built = Arc::new(build());
-        entries.insert(key, built.clone());
+        entries.insert(key, (stored.clone(), built.clone()));
         built
     }
 }
@@ -181,7 +214,7 @@ fn compile_policy(stored: &Value) -> Policy {
         name,
         expression: Expression::compile(source),
     };
-    Policy {
+    let mut policy = Policy {
         name,
         failure_policy,
         match_constraints: spec.match_constraints.unwrap_or_default(),
@@ -221,5 +254,24 @@ fn compile_policy(stored: &Value) -> Policy {
             .map(|a| named(a.key, &a.value_expression))
             .collect(),
         malformed,
-    }
+        identifiers: HashSet::new(),
+        selected: HashMap::new(),
+    };
+    policy.identifiers = policy
+        .expressions()
+        .flat_map(|expression| expression.identifiers.iter().cloned())
+        .collect();
+    policy.selected = SELECTABLE
+        .into_iter()
+        .map(|variable| {
+            let fields = policy
+                .expressions()
+                .try_fold(BTreeSet::new(), |mut fields, e| {
+                    fields.extend(fields_selected(&e.source, variable)?);
+                    Some(fields)
+                });
+            (variable, fields)
+        })
+        .collect();
+    policy
 }

@@ -435,24 +435,29 @@ fn match_condition_errors_follow_the_failure_policy() {
 
 #[test]
 fn map_macros_iterate_keys_and_in_tests_membership() {
-    use super::environment::{map, to_cel, Bindings, Expression};
-    let bindings = Bindings {
-        object: to_cel(&json!({ "status": { "lastUsedAt": "t2", "phase": "Active" } })),
-        old_object: to_cel(&json!({ "status": { "lastUsedAt": "t1", "phase": "Active" } })),
-        request: kube_cel::cel::Value::Null,
-        params: kube_cel::cel::Value::Null,
-        namespace_object: kube_cel::cel::Value::Null,
-        authorizer: None,
-        variables: map(Vec::new()),
-    };
+    use super::environment::{map, root, scope, to_cel, Expression};
+    let context = scope(
+        root(),
+        [
+            (
+                "object",
+                to_cel(&json!({ "status": { "lastUsedAt": "t2", "phase": "Active" } })),
+            ),
+            (
+                "oldObject",
+                to_cel(&json!({ "status": { "lastUsedAt": "t1", "phase": "Active" } })),
+            ),
+        ],
+    );
+    let variables = map(Vec::new());
     let only_last_used_changed = "oldObject.status.all(k, k == 'lastUsedAt' || (k in object.status && object.status[k] == oldObject.status[k])) && object.status.all(k, k == 'lastUsedAt' || k in oldObject.status)";
     assert_eq!(
-        Expression::compile(only_last_used_changed).evaluate(&bindings),
+        Expression::compile(only_last_used_changed).evaluate(&context, &variables),
         Ok(kube_cel::cel::Value::Bool(true))
     );
     let phase_changed = only_last_used_changed.replace("'lastUsedAt'", "'other'");
     assert_eq!(
-        Expression::compile(&phase_changed).evaluate(&bindings),
+        Expression::compile(&phase_changed).evaluate(&context, &variables),
         Ok(kube_cel::cel::Value::Bool(false))
     );
 }
@@ -490,4 +495,53 @@ fn params_in_the_wrong_scope_are_binding_configuration_errors() {
         );
         assert_eq!(verdict.denials, vec![deny(message)]);
     }
+}
+
+#[test]
+fn only_selected_fields_of_a_variable_are_bound_and_any_other_use_binds_all() {
+    use super::environment::fields_selected;
+    let fields = |names: &[&str]| Some(names.iter().map(|n| n.to_string()).collect());
+    let cases = [
+        (
+            "request.userInfo.username == 'x' && request.namespace == 'y'",
+            fields(&["namespace", "userInfo"]),
+        ),
+        (
+            "has(object.spec) && object.spec.size() > 0",
+            fields(&["spec"]),
+        ),
+        ("objects.size() > 0 && x.object.y == 1", fields(&[])),
+        ("request['name'] == 'x'", None),
+        ("object.?spec.orValue(1) == 1", None),
+        ("'dryRun' in request", None),
+        ("[object].all(o, o.spec == 1)", None),
+    ];
+    for (source, expected) in cases {
+        let variable = if source.contains("request") {
+            "request"
+        } else {
+            "object"
+        };
+        assert_eq!(fields_selected(source, variable), expected, "{source}");
+    }
+}
+
+#[test]
+fn a_variable_used_whole_by_one_policy_is_whole_for_every_policy() {
+    let fixture = Fixture::new(
+        json!({ "matchConstraints": config_maps_rule(), "validations": [
+            { "expression": "request.userInfo.username == 'alice'" },
+            { "expression": "'options' in request && size(request) == 13" },
+            { "expression": "object.metadata.name == 'cm' && object.all(k, k in ['apiVersion', 'kind', 'metadata'])" },
+            { "expression": "size(object) == 3" },
+        ] }),
+        json!({ "validationActions": ["Deny"] }),
+    );
+    let verdict = fixture.create(
+        &builtin("ConfigMap", ""),
+        &config_map("cm"),
+        &alice(),
+        nobody(),
+    );
+    assert_eq!(verdict.denials, vec![]);
 }

@@ -1,6 +1,8 @@
 //! The HTTP front: routing of Kubernetes API paths to verbs, discovery and the admin endpoint.
 
 mod admin;
+#[cfg(test)]
+mod admission_tests;
 mod certificates;
 pub(crate) mod http;
 mod read;

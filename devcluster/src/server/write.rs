@@ -1,6 +1,6 @@
 //! create, update, patch (merge, JSON, strategic, apply), delete and deletecollection.
 
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 
 use ::http::{HeaderValue, Response};
 use base64::Engine;
@@ -89,45 +89,83 @@ fn admit(call: &Call, obj: &mut Value, old: Option<&Value>) -> Result<Vec<String
     })
 }
 
-/// The write as admission sees it: RBAC escalation prevention for roles and bindings, then
-/// every matching ValidatingAdmissionPolicy. Returns the policies' warnings.
-fn admit_write(
-    server: &Server,
-    state: &State,
-    call: &Call,
+/// The write as admission sees it.
+fn admission_request<'a>(
+    call: &'a Call,
     operation: Operation,
-    object: Option<&Value>,
-    old_object: Option<&Value>,
+    object: Option<&'a Value>,
+    old_object: Option<&'a Value>,
     dry_run: bool,
-) -> Result<Vec<String>, ApiError> {
-    if let Some(object) = object.filter(|_| call.rt.group == "rbac.authorization.k8s.io") {
-        crate::auth::rbac::check_escalation(server, call, object, old_object)?;
-    }
+) -> AdmissionRequest<'a> {
     let subject = object.or(old_object);
     let field = |pointer| {
         subject
             .and_then(|obj| obj.pointer(pointer))
             .and_then(Value::as_str)
     };
-    let namespace = field("/metadata/namespace").unwrap_or(&call.namespace);
-    let name = field("/metadata/name")
-        .or(call.name.as_deref())
-        .unwrap_or_default();
-    admission::validate(
-        state,
-        &server.authorizer,
-        &AdmissionRequest {
-            operation,
-            rt: &call.rt,
-            namespace,
-            name,
-            subresource: call.subresource.as_deref().unwrap_or_default(),
-            object,
-            old_object,
-            user: &call.user,
-            dry_run,
-        },
-    )
+    AdmissionRequest {
+        operation,
+        rt: &call.rt,
+        namespace: field("/metadata/namespace").unwrap_or(&call.namespace),
+        name: field("/metadata/name")
+            .or(call.name.as_deref())
+            .unwrap_or_default(),
+        subresource: call.subresource.as_deref().unwrap_or_default(),
+        object,
+        old_object,
+        user: &call.user,
+        dry_run,
+    }
+}
+
+/// What a write read from the store and still expects there when it commits: the object
+/// at `namespace`/`name` it replaces or deletes, or `None` for nothing.
+struct Expected<'a> {
+    namespace: &'a str,
+    name: &'a str,
+    stored: Option<&'a Arc<Value>>,
+}
+
+impl Expected<'_> {
+    fn holds(&self, state: &State, call: &Call) -> bool {
+        let now = state.get(&call.key, self.namespace, self.name);
+        match (now, self.stored) {
+            (None, None) => true,
+            (Some(now), Some(read)) => Arc::ptr_eq(now, read),
+            _ => false,
+        }
+    }
+}
+
+/// Admission of `request`: RBAC escalation prevention for roles and bindings, then every
+/// matching ValidatingAdmissionPolicy. Returns the store locked again with the policies'
+/// warnings, or no warnings when `expected` no longer holds, so the write starts over on
+/// what is stored now, as kube-apiserver's `GuaranteedUpdate` retries.
+///
+/// why: CEL is the costly part of a checked write; the policies evaluate on what
+/// [`admission::prepare`] read under the lock, without it, so other requests proceed.
+fn admit_write<'s>(
+    server: &'s Server,
+    state: MutexGuard<'s, State>,
+    call: &Call,
+    request: &AdmissionRequest<'_>,
+    expected: Option<Expected<'_>>,
+) -> Result<(MutexGuard<'s, State>, Option<Vec<String>>), ApiError> {
+    if let Some(object) = request
+        .object
+        .filter(|_| call.rt.group == "rbac.authorization.k8s.io")
+    {
+        crate::auth::rbac::check_escalation(server, call, object, request.old_object)?;
+    }
+    let plan = admission::prepare(&state, request);
+    if plan.is_empty() {
+        return Ok((state, Some(Vec::new())));
+    }
+    drop(state);
+    let warnings = admission::validate(&plan, &server.authorizer, request)?;
+    let state = server.store.lock();
+    let holds = expected.is_none_or(|expected| expected.holds(&state, call));
+    Ok((state, holds.then_some(warnings)))
 }
 
 /// What the API server does to built-in kinds on every write: Secrets get a default `type` and
@@ -260,17 +298,14 @@ pub(crate) fn create(
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    let mut state = server.store.lock();
+    let state = server.store.lock();
     check_namespace(&state, call, &name)?;
-    warnings.extend(admit_write(
-        server,
-        &state,
-        call,
-        Operation::Create,
-        Some(&obj),
-        None,
-        ctx.dry_run,
-    )?);
+    let request = admission_request(call, Operation::Create, Some(&obj), None, ctx.dry_run);
+    // why: an object created meanwhile makes the create fail as it would have anyway.
+    let (mut state, admitted) = admit_write(server, state, call, &request, None)?;
+    warnings.extend(admitted.unwrap_or_default());
+    // why: the namespace may have begun terminating while the policies ran.
+    check_namespace(&state, call, &name)?;
     let created = state.create(&call.rt, &call.key, &call.namespace, obj, &ctx)?;
     if is_crd(&call.rt) && !ctx.dry_run {
         let name = created
@@ -291,30 +326,36 @@ pub(crate) fn update(
 ) -> Result<Response<Body>, ApiError> {
     let name = call.name.as_deref().unwrap_or_default();
     let ctx = write_context(call)?;
-    let mut obj = from_wire(&call.rt, http::parse_body(body)?);
-    let mut state = server.store.lock();
-    let old = state.get(&call.key, &call.namespace, name).cloned();
-    let Some(old) = old else {
-        return Err(ApiError::not_found(&call.rt, name));
-    };
-    normalize_builtin(&call.rt, &mut obj);
-    super::certificates::prepare_update(call, &old, &mut obj, &ctx.now)?;
-    let mut warnings = admit(call, &mut obj, Some(&old))?;
-    warnings.extend(admit_write(
-        server,
-        &state,
-        call,
-        Operation::Update,
-        Some(&obj),
-        Some(&old),
-        ctx.dry_run,
-    )?);
-    let updated = state.update(&call.rt, &call.key, &call.namespace, name, obj, &ctx)?;
-    if is_crd(&call.rt) && !ctx.dry_run {
-        sync_crd(server, &mut state, name);
+    let sent = from_wire(&call.rt, http::parse_body(body)?);
+    loop {
+        let mut obj = sent.clone();
+        let state = server.store.lock();
+        let old = state.get(&call.key, &call.namespace, name).cloned();
+        let Some(old) = old else {
+            return Err(ApiError::not_found(&call.rt, name));
+        };
+        normalize_builtin(&call.rt, &mut obj);
+        super::certificates::prepare_update(call, &old, &mut obj, &ctx.now)?;
+        let mut warnings = admit(call, &mut obj, Some(&old))?;
+        let request =
+            admission_request(call, Operation::Update, Some(&obj), Some(&old), ctx.dry_run);
+        let expected = Expected {
+            namespace: &call.namespace,
+            name,
+            stored: Some(&old),
+        };
+        let (mut state, admitted) = admit_write(server, state, call, &request, Some(expected))?;
+        let Some(admitted) = admitted else {
+            continue;
+        };
+        warnings.extend(admitted);
+        let updated = state.update(&call.rt, &call.key, &call.namespace, name, obj, &ctx)?;
+        if is_crd(&call.rt) && !ctx.dry_run {
+            sync_crd(server, &mut state, name);
+        }
+        drop(state);
+        return Ok(respond(call, 200, &updated, &warnings));
     }
-    drop(state);
-    Ok(respond(call, 200, &updated, &warnings))
 }
 
 fn apply_error(rt: &ResourceType, name: &str, err: ApplyError) -> ApiError {
@@ -336,7 +377,6 @@ fn apply_error(rt: &ResourceType, name: &str, err: ApplyError) -> ApiError {
 }
 
 pub(crate) fn patch(server: &Server, call: &Call, body: &[u8]) -> Result<Response<Body>, ApiError> {
-    let name = call.name.as_deref().unwrap_or_default();
     let mut ctx = write_context(call)?;
     let content_type = call
         .content_type
@@ -364,11 +404,35 @@ pub(crate) fn patch(server: &Server, call: &Call, body: &[u8]) -> Result<Respons
         ));
     }
     let patch_body = http::parse_body(body)?;
-    let mut state = server.store.lock();
+    loop {
+        if let Some(response) = patch_once(server, call, &patch_body, is_apply, &mut ctx)? {
+            return Ok(response);
+        }
+    }
+}
+
+/// One attempt at a patch on the object stored now; `None` when it changed while the
+/// admission policies ran, so the patch is applied again.
+fn patch_once(
+    server: &Server,
+    call: &Call,
+    patch_body: &Value,
+    is_apply: bool,
+    ctx: &mut WriteContext,
+) -> Result<Option<Response<Body>>, ApiError> {
+    let name = call.name.as_deref().unwrap_or_default();
+    let content_type = call
+        .content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim();
+    let state = server.store.lock();
     let current = state.get(&call.key, &call.namespace, name).cloned();
     let now = ctx.now.clone();
+    let manager = ctx.manager.clone();
     let apply_request = ApplyRequest {
-        manager: &ctx.manager,
+        manager: &manager,
         force: call.query.flag("force"),
         subresource: call.subresource.as_deref(),
         schema: call.rt.crd.as_ref().map(|crd| &crd.schema),
@@ -379,50 +443,54 @@ pub(crate) fn patch(server: &Server, call: &Call, body: &[u8]) -> Result<Respons
             return Err(ApiError::not_found(&call.rt, name));
         }
         check_namespace(&state, call, name)?;
-        let mut applied = from_wire(&call.rt, patch_body);
+        let mut applied = from_wire(&call.rt, patch_body.clone());
         applied["metadata"]["name"] = json!(name);
         let mut obj = apply::server_side_apply(None, &applied, &apply_request)
             .map_err(|e| apply_error(&call.rt, name, e))?;
         normalize_builtin(&call.rt, &mut obj);
         let mut warnings = admit(call, &mut obj, None)?;
         crate::auth::rbac::check_create_on_apply(server.authorizer.as_ref(), call, name)?;
-        warnings.extend(admit_write(
-            server,
-            &state,
-            call,
-            Operation::Create,
-            Some(&obj),
-            None,
-            ctx.dry_run,
-        )?);
+        let request = admission_request(call, Operation::Create, Some(&obj), None, ctx.dry_run);
+        let expected = Expected {
+            namespace: &call.namespace,
+            name,
+            stored: None,
+        };
+        let (mut state, admitted) = admit_write(server, state, call, &request, Some(expected))?;
+        let Some(admitted) = admitted else {
+            return Ok(None);
+        };
+        warnings.extend(admitted);
+        // why: the namespace may have begun terminating while the policies ran.
+        check_namespace(&state, call, name)?;
         ctx.managed_fields_done = true;
-        let created = state.create(&call.rt, &call.key, &call.namespace, obj, &ctx)?;
+        let created = state.create(&call.rt, &call.key, &call.namespace, obj, ctx)?;
         if is_crd(&call.rt) && !ctx.dry_run {
             sync_crd(server, &mut state, name);
         }
-        return Ok(respond(call, 201, &created, &warnings));
+        return Ok(Some(respond(call, 201, &created, &warnings)));
     };
     let live = to_wire(&call.rt, &current);
-    let mut obj = match content_type.as_str() {
+    let mut obj = match content_type {
         "application/apply-patch+yaml" => {
-            let applied = from_wire(&call.rt, patch_body);
+            let applied = from_wire(&call.rt, patch_body.clone());
             apply::server_side_apply(Some(&live), &applied, &apply_request)
                 .map_err(|e| apply_error(&call.rt, name, e))?
         }
         "application/merge-patch+json" => {
             let mut obj = live;
-            patch::merge_patch(&mut obj, &patch_body);
+            patch::merge_patch(&mut obj, patch_body);
             obj
         }
         "application/json-patch+json" => {
             let mut obj = live;
-            patch::json_patch(&mut obj, &patch_body)
+            patch::json_patch(&mut obj, patch_body)
                 .map_err(|e| ApiError::new(422, "Invalid", e.0))?;
             obj
         }
         _ => {
             let mut obj = live;
-            patch::strategic_merge_patch(&mut obj, &patch_body, &call.rt.kind)
+            patch::strategic_merge_patch(&mut obj, patch_body, &call.rt.kind)
                 .map_err(|e| ApiError::bad_request(e.0))?;
             obj
         }
@@ -432,21 +500,29 @@ pub(crate) fn patch(server: &Server, call: &Call, body: &[u8]) -> Result<Respons
     normalize_builtin(&call.rt, &mut obj_stored);
     super::certificates::prepare_update(call, &current, &mut obj_stored, &ctx.now)?;
     let mut warnings = admit(call, &mut obj_stored, Some(&current))?;
-    warnings.extend(admit_write(
-        server,
-        &state,
+    let request = admission_request(
         call,
         Operation::Update,
         Some(&obj_stored),
         Some(&current),
         ctx.dry_run,
-    )?);
-    let updated = state.update(&call.rt, &call.key, &call.namespace, name, obj_stored, &ctx)?;
+    );
+    let expected = Expected {
+        namespace: &call.namespace,
+        name,
+        stored: Some(&current),
+    };
+    let (mut state, admitted) = admit_write(server, state, call, &request, Some(expected))?;
+    let Some(admitted) = admitted else {
+        return Ok(None);
+    };
+    warnings.extend(admitted);
+    let updated = state.update(&call.rt, &call.key, &call.namespace, name, obj_stored, ctx)?;
     if is_crd(&call.rt) && !ctx.dry_run {
         sync_crd(server, &mut state, name);
     }
     drop(state);
-    Ok(respond(call, 200, &updated, &warnings))
+    Ok(Some(respond(call, 200, &updated, &warnings)))
 }
 
 fn delete_options(call: &Call, body: &[u8]) -> Result<DeleteOptions, ApiError> {
@@ -498,18 +574,27 @@ pub(crate) fn delete(
 ) -> Result<Response<Body>, ApiError> {
     let name = call.name.as_deref().unwrap_or_default();
     let options = delete_options(call, body)?;
-    let mut state = server.store.lock();
-    let warnings = match state.get(&call.key, &call.namespace, name).cloned() {
-        Some(current) => admit_write(
-            server,
-            &state,
+    let (mut state, warnings) = loop {
+        let state = server.store.lock();
+        let Some(current) = state.get(&call.key, &call.namespace, name).cloned() else {
+            break (state, Vec::new());
+        };
+        let request = admission_request(
             call,
             Operation::Delete,
             None,
             Some(&current),
             options.dry_run,
-        )?,
-        None => Vec::new(),
+        );
+        let expected = Expected {
+            namespace: &call.namespace,
+            name,
+            stored: Some(&current),
+        };
+        if let (state, Some(warnings)) = admit_write(server, state, call, &request, Some(expected))?
+        {
+            break (state, warnings);
+        }
     };
     let deleted = state.delete(&call.rt, &call.key, &call.namespace, name, &options)?;
     if is_crd(&call.rt) && !options.dry_run {
@@ -545,20 +630,29 @@ pub(crate) fn delete_collection(
         .collect();
     let mut items = Vec::with_capacity(targets.len());
     for (namespace, name) in targets {
-        // why: kube-apiserver admits a deletecollection object by object.
-        if let Some(current) = state.get(&call.key, &namespace, &name).cloned() {
-            admit_write(
-                server,
-                &state,
+        // why: kube-apiserver admits a deletecollection object by object, and skips an
+        // object deleted meanwhile; one changed while the policies ran is admitted again.
+        while let Some(current) = state.get(&call.key, &namespace, &name).cloned() {
+            let request = admission_request(
                 call,
                 Operation::Delete,
                 None,
                 Some(&current),
                 options.dry_run,
-            )?;
+            );
+            let expected = Expected {
+                namespace: &namespace,
+                name: &name,
+                stored: Some(&current),
+            };
+            let (relocked, admitted) = admit_write(server, state, call, &request, Some(expected))?;
+            state = relocked;
+            if admitted.is_some() {
+                let deleted = state.delete(&call.rt, &call.key, &namespace, &name, &options)?;
+                items.push(to_wire(&call.rt, &deleted.object));
+                break;
+            }
         }
-        let deleted = state.delete(&call.rt, &call.key, &namespace, &name, &options)?;
-        items.push(to_wire(&call.rt, &deleted.object));
     }
     let rv = state.resource_version().to_string();
     drop(state);
