@@ -333,13 +333,16 @@ fn default_render_is_schema_valid_highly_available_and_least_privilege() {
             .collect()
     };
     assert_eq!(verbs_on("subjectaccessreviews"), ["create"]);
-    for resource in [
-        "roles",
-        "clusterroles",
-        "rolebindings",
-        "clusterrolebindings",
-    ] {
+    for resource in ["clusterroles", "clusterrolebindings"] {
         assert_eq!(verbs_on(resource), ["list", "watch"], "{resource}");
+    }
+    // Owner access: the per-key Role and RoleBinding, which nothing else writes.
+    for resource in ["roles", "rolebindings"] {
+        assert_eq!(
+            verbs_on(resource),
+            ["get", "list", "watch", "create", "update", "delete"],
+            "{resource}"
+        );
     }
     for role in of_kind(&objects, "ClusterRole").chain(of_kind(&objects, "Role")) {
         for rule in role["rules"].as_array().expect("rules") {

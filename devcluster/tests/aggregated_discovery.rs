@@ -284,8 +284,23 @@ async fn the_aggregated_document_orders_groups_by_priority_and_describes_each_re
     let apps = &apis["items"][1]["versions"][0];
     assert_eq!(apps["version"], "v1");
     assert_eq!(apps["freshness"], "Current");
+    let apps_resources: Vec<&str> = apps["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["resource"].as_str().unwrap())
+        .collect();
+    let mut sorted = apps_resources.clone();
+    sorted.sort_unstable();
+    assert_eq!(apps_resources, sorted, "resources are listed by name");
+    let deployments = apps["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["resource"] == "deployments")
+        .expect("deployments");
     assert_eq!(
-        apps["resources"][0],
+        *deployments,
         json!({
             "resource": "deployments",
             "responseKind": {"group": "apps", "version": "v1", "kind": "Deployment"},

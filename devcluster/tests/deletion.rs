@@ -137,6 +137,41 @@ async fn background_deletion_collects_dependents() {
 }
 
 #[tokio::test]
+async fn a_dependent_written_after_its_owner_is_gone_is_collected() {
+    let cluster = DevCluster::start().await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(cluster.client().unwrap(), "default");
+    let owner = api
+        .create(&PostParams::default(), &config_map("owner"))
+        .await
+        .unwrap();
+    let late_child = owned_by("late-child", &owner, false);
+    api.delete("owner", &DeleteParams::background())
+        .await
+        .unwrap();
+    // why: let the collection the deletion started finish first, so nothing but the late
+    // write itself can bring the collector back.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // A controller that read the owner before its deletion writes a dependent afterwards.
+    api.create(&PostParams::default(), &late_child)
+        .await
+        .unwrap();
+    eventually("the dependent of a gone owner is collected", || async {
+        api.get_opt("late-child").await.unwrap().is_none()
+    })
+    .await;
+    // A dependent of a live owner stays.
+    let live = api
+        .create(&PostParams::default(), &config_map("live-owner"))
+        .await
+        .unwrap();
+    api.create(&PostParams::default(), &owned_by("kept", &live, false))
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(api.get_opt("kept").await.unwrap().is_some());
+}
+
+#[tokio::test]
 async fn orphan_deletion_keeps_dependents_without_the_owner_reference() {
     let cluster = DevCluster::start().await.unwrap();
     let api: Api<ConfigMap> = Api::namespaced(cluster.client().unwrap(), "default");

@@ -159,6 +159,18 @@ fn name_of(obj: &Value) -> &str {
         .unwrap_or_default()
 }
 
+impl State {
+    /// Whether one of `obj`'s ownerReferences names a uid no stored object has.
+    fn names_absent_owner(&self, obj: &Value) -> bool {
+        obj.pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|reference| reference.get("uid").and_then(Value::as_str))
+            .any(|uid| !self.uids.contains_key(uid))
+    }
+}
+
 fn has_owner_refs(obj: &Value) -> bool {
     obj.pointer("/metadata/ownerReferences")
         .and_then(Value::as_array)
@@ -252,6 +264,12 @@ impl State {
     fn index(&mut self, at: &ObjectRef, obj: &Value) {
         if has_owner_refs(obj) {
             self.owned.insert(at.clone());
+            // why: a dependent written naming an owner that is already gone (its controller
+            // raced the owner's deletion) is collected, as kube's garbage collector does with
+            // references it finds dangling.
+            if self.names_absent_owner(obj) {
+                self.gc_wakeup.notify_one();
+            }
         } else {
             self.owned.remove(at);
         }
