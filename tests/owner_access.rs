@@ -22,8 +22,8 @@ use keywarden::api::conditions::{reasons, types};
 use keywarden::api::AccessKey;
 use support::{condition, eventually, random_suffix, KeyBuilder, PolicyBuilder, TestCluster};
 
-/// A self-service user of the test: namespace `view` plus keywarden's self-service role, so
-/// no Secret access of their own.
+/// A self-service user of the test: keywarden's self-service role alone, so no Secret access
+/// of their own.
 struct Owner {
     name: String,
     client: Client,
@@ -42,18 +42,16 @@ fn admin_kubeconfig(cluster: &TestCluster) -> Kubeconfig {
 
 async fn self_service_user(cluster: &TestCluster, base: &str) -> Owner {
     let name = format!("{base}-{}", random_suffix());
-    for role in ["view", "keywarden-edit"] {
-        let binding: RoleBinding = serde_json::from_value(json!({
-            "metadata": {"name": format!("{role}-{name}")},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": name}],
-        }))
-        .unwrap();
-        bindings(cluster)
-            .create(&PostParams::default(), &binding)
-            .await
-            .expect("bind the user");
-    }
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": format!("keywarden-edit-{name}")},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "keywarden-edit"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": name}],
+    }))
+    .unwrap();
+    bindings(cluster)
+        .create(&PostParams::default(), &binding)
+        .await
+        .expect("bind the user");
     let mut config = cluster.admin_config.clone();
     config.auth_info.impersonate = Some(name.clone());
     config.auth_info.impersonate_groups = Some(vec!["system:authenticated".into()]);

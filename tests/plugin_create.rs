@@ -10,11 +10,14 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::PostParams;
 use kube::Api;
+use serde_json::json;
 
 use keywarden::api::OwnerKind;
-use support::{random_suffix, PolicyBuilder, TestCluster};
+use support::scopes::{self, Grantee};
+use support::{condition, random_suffix, wait_for, PolicyBuilder, TestCluster};
 
 /// The kubeconfig child processes use: devcluster's, or the real cluster's.
 fn kubeconfig(cluster: &TestCluster, dir: &Path) -> PathBuf {
@@ -46,15 +49,19 @@ async fn kubectl_keywarden(cluster: &TestCluster, kubeconfig: &Path, args: &[&st
     .expect("running kubectl")
 }
 
-async fn whoami(cluster: &TestCluster) -> String {
-    Api::<SelfSubjectReview>::all(cluster.client.clone())
+/// The test's own username and groups, as the API server tells them.
+async fn whoami(cluster: &TestCluster) -> (String, Vec<String>) {
+    let user = Api::<SelfSubjectReview>::all(cluster.client.clone())
         .create(&PostParams::default(), &SelfSubjectReview::default())
         .await
         .expect("SelfSubjectReview")
         .status
         .and_then(|s| s.user_info)
-        .and_then(|u| u.username)
-        .expect("a username")
+        .expect("user info");
+    (
+        user.username.expect("a username"),
+        user.groups.unwrap_or_default(),
+    )
 }
 
 fn env_value<'a>(printed: &'a str, name: &str) -> &'a str {
@@ -108,7 +115,12 @@ async fn create_issues_a_key_owned_by_the_caller_and_prints_its_credentials_once
         status.access_key_id.as_deref().unwrap()
     );
     assert_eq!(key.spec.owner.kind, OwnerKind::User);
-    assert_eq!(key.spec.owner.name, whoami(&cluster).await);
+    let (username, groups) = whoami(&cluster).await;
+    assert_eq!(key.spec.owner.name, username);
+    assert_eq!(
+        key.spec.owner_groups, groups,
+        "the owner's groups are recorded for the controller's scope check"
+    );
     assert_eq!(key.spec.display_name.as_deref(), Some("My laptop"));
     assert_eq!(key.spec.scopes, ["logs:view"]);
     assert_eq!(key.spec.allowed_origins, ["https://app.example.com"]);
@@ -211,4 +223,78 @@ async fn create_dry_run_prints_the_manifest_for_gitops_and_creates_nothing() {
     );
     assert!(manifest.get("status").is_none());
     assert!(cluster.keys().get_opt("ci-key").await.unwrap().is_none());
+}
+
+/// `kubeconfig` acting as `user` in `groups` (impersonated by its identity, as `kubectl --as`).
+fn kubeconfig_as(kubeconfig: &Path, user: &str, groups: &[&str], dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(kubeconfig).expect("read kubeconfig");
+    let mut config: serde_yaml::Value = serde_yaml::from_str(&text).expect("kubeconfig YAML");
+    for entry in config["users"].as_sequence_mut().expect("users") {
+        let identity = entry["user"].as_mapping_mut().expect("user");
+        identity.insert("as".into(), user.into());
+        identity.insert(
+            "as-groups".into(),
+            groups.iter().map(|g| serde_yaml::Value::from(*g)).collect(),
+        );
+    }
+    let path = dir.join(format!("as-{user}.kubeconfig"));
+    std::fs::write(&path, serde_yaml::to_string(&config).unwrap()).expect("write kubeconfig");
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_records_the_callers_groups_so_scopes_granted_to_a_group_are_held() {
+    let cluster = TestCluster::start().await;
+    let _controller = cluster.start_controller();
+    let dir = tempfile::tempdir().unwrap();
+    let user = format!("hana-{}", random_suffix());
+    let groups = ["system:authenticated", "team-logs"];
+    let kubeconfig = kubeconfig_as(&kubeconfig(&cluster, dir.path()), &user, &groups, dir.path());
+    let self_service: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "self-service"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "keywarden-edit"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+    }))
+    .unwrap();
+    Api::<RoleBinding>::namespaced(cluster.client.clone(), &cluster.namespace)
+        .create(&PostParams::default(), &self_service)
+        .await
+        .expect("bind keywarden-edit");
+    scopes::grant(
+        &cluster,
+        "team-logs",
+        Grantee::Group("team-logs"),
+        &["logs:view"],
+    )
+    .await;
+
+    let output = kubectl_keywarden(
+        &cluster,
+        &kubeconfig,
+        &["create", "laptop", "--scope", "logs:view", "--format", "env"],
+    )
+    .await;
+    assert!(
+        output.status.success(),
+        "create failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let key = cluster.keys().get("laptop").await.unwrap();
+    assert_eq!(key.spec.owner.name, user);
+    assert_eq!(key.spec.owner_groups, groups);
+    let key = wait_for(&cluster.keys(), "laptop", "ScopesHeld", |key| {
+        condition(key, "ScopesHeld").is_some()
+    })
+    .await;
+    assert_eq!(
+        condition(&key, "ScopesHeld").map(|(status, _)| status),
+        Some("True".to_owned()),
+        "the scope her group holds is held: {:?}",
+        key.status
+    );
+    assert_eq!(
+        key.status.and_then(|s| s.granted_scopes),
+        Some(vec!["logs:view".to_owned()])
+    );
 }

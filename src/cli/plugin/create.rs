@@ -108,17 +108,32 @@ pub enum CreateError {
 }
 
 /// Who the caller is, per the API server (SelfSubjectReview, `kubectl auth whoami`).
-pub async fn caller_username(client: &Client) -> anyhow::Result<String> {
+pub struct Caller {
+    pub username: String,
+    /// The groups of the caller's requests, as the admission policy sees them.
+    pub groups: Vec<String>,
+}
+
+/// Asks the API server who the caller is.
+pub async fn caller(client: &Client) -> anyhow::Result<Caller> {
     let review = Api::<SelfSubjectReview>::all(client.clone())
         .create(&PostParams::default(), &SelfSubjectReview::default())
         .await
         .context("asking the API server who you are (SelfSubjectReview)")?;
-    review
-        .status
-        .and_then(|s| s.user_info)
-        .and_then(|u| u.username)
+    let user = review.status.and_then(|s| s.user_info).unwrap_or_default();
+    let username = user
+        .username
         .filter(|name| !name.is_empty())
-        .context("the API server's SelfSubjectReview named no user")
+        .context("the API server's SelfSubjectReview named no user")?;
+    Ok(Caller {
+        username,
+        groups: user.groups.unwrap_or_default(),
+    })
+}
+
+/// The caller's username (SelfSubjectReview).
+pub async fn caller_username(client: &Client) -> anyhow::Result<String> {
+    Ok(caller(client).await?.username)
 }
 
 /// The owner of a key created by `username` in `namespace`: a ServiceAccount of that namespace
@@ -176,13 +191,16 @@ pub fn manifest(args: &CreateArgs, namespace: &str, owner: KeyOwner) -> AccessKe
 /// Creates the key, waits for its issuance and returns its credentials rendered in the
 /// requested format (or, with `--dry-run`, the manifest).
 pub async fn run(client: &Client, namespace: &str, args: &CreateArgs) -> anyhow::Result<String> {
-    let caller = caller_username(client).await?;
+    let Caller {
+        username,
+        groups,
+    } = caller(client).await?;
     let owner = match &args.service_account {
         Some(name) => KeyOwner {
             kind: OwnerKind::ServiceAccount,
             name: name.clone(),
         },
-        None => owner_for(&caller, namespace)?,
+        None => owner_for(&username, namespace)?,
     };
     let mut key = manifest(args, namespace, owner);
     // why: a dry-run manifest is applied later by someone else (GitOps), whose name it cannot
@@ -194,7 +212,13 @@ pub async fn run(client: &Client, namespace: &str, args: &CreateArgs) -> anyhow:
         }
         return serde_yaml::to_string(&value).context("rendering the manifest");
     }
-    key.metadata.annotations = Some(super::requested_by(&caller, 1));
+    key.metadata.annotations = Some(super::requested_by(&username, 1));
+    // why: a User's groups are known only from their own requests; recorded here, the
+    // controller checks the key's scopes with them (the admission policy takes them from the
+    // owner only, and only as they are).
+    if key.spec.owner.kind == OwnerKind::User && key.spec.owner.name == username {
+        key.spec.owner_groups = groups;
+    }
     let keys: Api<AccessKey> = Api::namespaced(client.clone(), namespace);
     let params = PostParams {
         field_manager: Some(FIELD_MANAGER.into()),
@@ -210,8 +234,7 @@ pub async fn run(client: &Client, namespace: &str, args: &CreateArgs) -> anyhow:
     let secret_name = status
         .secret_name
         .unwrap_or_else(|| key.spec.secret_name(&args.name));
-    let secret = Api::<Secret>::namespaced(client.clone(), namespace)
-        .get(&secret_name)
+    let secret = read_own_secret(&Api::namespaced(client.clone(), namespace), &secret_name)
         .await
         .with_context(|| {
             format!(
@@ -222,6 +245,23 @@ pub async fn run(client: &Client, namespace: &str, args: &CreateArgs) -> anyhow:
     let credentials = Credentials::from_secret_data(&secret.data.unwrap_or_default())
         .with_context(|| format!("secret {secret_name:?} of accesskey {:?}", args.name))?;
     Ok(credentials.render(args.format).to_string())
+}
+
+/// Reads the key's Secret. The owner's Role and RoleBinding are written before the key is
+/// Ready, but a real API server's authorizer sees new bindings a moment later, so a 403 is asked
+/// again for a few seconds before it counts.
+async fn read_own_secret(secrets: &Api<Secret>, name: &str) -> Result<Secret, kube::Error> {
+    const ATTEMPTS: u32 = 10;
+    let mut attempt = 1;
+    loop {
+        match secrets.get(name).await {
+            Err(kube::Error::Api(status)) if status.code == 403 && attempt < ATTEMPTS => {
+                attempt += 1;
+                tokio::time::sleep(WATCH_RETRY_PAUSE).await;
+            }
+            result => return result,
+        }
+    }
 }
 
 /// What a key's status says about its issuance.
