@@ -12,6 +12,11 @@
 //!   (target >= 0.5x of unloaded).
 //! - Revocation latency: patch `spec.active: false` -> first 401, p99 over 50 trials
 //!   (target <= 1 s), against an in-process devcluster.
+//! - Memory and start-up at scale (`verifier/rss.rs`): the `keywarden verifier` binary over
+//!   2,000, 20,000 and 100,000 keys (`KW_BENCH_RSS_KEYS`): RSS, bytes per key, time to Ready,
+//!   idle CPU (goals at 100,000 keys: <= 100 MiB, Ready <= 15 s).
+//!
+//! `KW_BENCH_ONLY=rss` runs only the memory part, `KW_BENCH_ONLY=revocation` only revocation.
 //!
 //! Needs `wrk` and `nginx` (scripts/ensure-proxies.sh); sections whose tool is missing are
 //! skipped with a message.
@@ -20,6 +25,8 @@
 mod baseline;
 #[path = "verifier/revocation.rs"]
 mod revocation;
+#[path = "verifier/rss.rs"]
+mod rss;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -54,9 +61,15 @@ fn main() {
         return;
     }
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match std::env::var("KW_BENCH_ONLY").as_deref() {
+        Ok("rss") => return runtime.block_on(rss::report()),
+        Ok("revocation") => return runtime.block_on(revocation::report()),
+        _ => {}
+    }
     let Some(wrk) = find_binary("wrk") else {
         println!("wrk not found: throughput sections skipped (run scripts/ensure-proxies.sh)");
         runtime.block_on(revocation::report());
+        runtime.block_on(rss::report());
         return;
     };
     let check_url = |server: &ServerProcess| format!("http://{}/v1/check", server.addr);
@@ -165,6 +178,8 @@ fn main() {
 
     println!();
     runtime.block_on(revocation::report());
+    println!();
+    runtime.block_on(rss::report());
 }
 
 /// Sends one checked request so the key is verified and cached.

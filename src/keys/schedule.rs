@@ -84,14 +84,39 @@ pub fn rotation_due_at(times: &KeyTimes, timers: &Timers) -> Option<DateTime<Utc
     expires_at(times, timers)?.checked_sub_signed(before)
 }
 
-/// The later of last use, issuance and reactivation, plus `deactivateAfterUnused`.
+/// The longest the verifier waits between two writes of one key's `lastUsedAt`: its
+/// `--last-used-flush-seconds` may not be set higher.
+pub const MAX_LAST_USE_WRITE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How late, past what its interval allows, the verifier may write a use: its flush tick (1 s),
+/// whole-second truncation (1 s) and the write itself.
+pub const LAST_USE_WRITE_DELAY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `deactivateAfterUnused` after the later of last use, issuance and reactivation, plus what
+/// the verifier's last-use writes can lag behind the real last use.
+///
+/// why: `lastUsedAt` reaches the status late. The first use of an issuance is written at the
+/// verifier's next tick ([`LAST_USE_WRITE_DELAY`]); later uses at most once per write
+/// interval ([`MAX_LAST_USE_WRITE_INTERVAL`] more). Without that slack a key in use under a
+/// period shorter than the interval was deactivated as unused.
 pub fn unused_deadline(times: &KeyTimes, timers: &Timers) -> Option<DateTime<Utc>> {
     let unused_after = timers.deactivate_after_unused?;
-    let basis = [times.last_used_at, times.reactivated_at]
-        .into_iter()
-        .flatten()
-        .fold(times.issued_at, DateTime::max);
-    basis.checked_add_signed(unused_after).map(whole_seconds)
+    let started = times.reactivated_at.map_or(times.issued_at, |reactivated| {
+        reactivated.max(times.issued_at)
+    });
+    let used = times.last_used_at.filter(|used| *used >= started);
+    let (basis, lag) = match used {
+        Some(used) => (
+            used,
+            MAX_LAST_USE_WRITE_INTERVAL.saturating_add(LAST_USE_WRITE_DELAY),
+        ),
+        None => (started, LAST_USE_WRITE_DELAY),
+    };
+    let lag = Duration::from_std(lag).unwrap_or_else(|_| Duration::zero());
+    basis
+        .checked_add_signed(unused_after)
+        .and_then(|at| at.checked_add_signed(lag))
+        .map(whole_seconds)
 }
 
 /// When previous credentials issued until `rotated_at` stop being valid.
@@ -198,7 +223,10 @@ mod tests {
         };
         let timers = timers(100, 50, 30, 0);
         assert_eq!(expires_at(&times, &timers), Some(at(110)));
-        assert_eq!(unused_deadline(&times, &timers), Some(at(60)));
+        assert_eq!(
+            unused_deadline(&times, &timers),
+            Some(at(60 + FIRST_USE_LAG))
+        );
         assert_eq!(grace_ends_at(fractional, &timers), at(40));
         assert_eq!(whole_seconds(fractional), at(10));
         assert!(!serde_json::to_string(&whole_seconds(fractional))
@@ -216,28 +244,66 @@ mod tests {
         assert_eq!(timer_state(&times, &never, at(1_000_000)), TimerState::Live);
     }
 
+    /// Seconds the unused deadline allows past the period before any use of an issuance.
+    const FIRST_USE_LAG: i64 = 5;
+    /// Seconds it allows past the period after a recorded use.
+    const USE_LAG: i64 = 65;
+
     #[test]
     fn unused_deadline_counts_from_latest_of_use_issuance_and_reactivation() {
         let t = timers(0, 30, 0, 0);
-        assert_eq!(unused_deadline(&issued(0), &t), Some(at(30)));
+        assert_eq!(
+            unused_deadline(&issued(0), &t),
+            Some(at(30 + FIRST_USE_LAG))
+        );
         let used = KeyTimes {
             last_used_at: Some(at(20)),
             ..issued(0)
         };
-        assert_eq!(unused_deadline(&used, &t), Some(at(50)));
+        assert_eq!(unused_deadline(&used, &t), Some(at(50 + USE_LAG)));
         let reactivated = KeyTimes {
             reactivated_at: Some(at(40)),
             ..used
         };
-        assert_eq!(unused_deadline(&reactivated, &t), Some(at(70)));
+        assert_eq!(
+            unused_deadline(&reactivated, &t),
+            Some(at(70 + FIRST_USE_LAG)),
+            "a use before the reactivation does not count"
+        );
+    }
+
+    #[test]
+    fn a_period_shorter_than_the_write_interval_allows_for_uses_not_yet_written() {
+        // why: a key checked every second under 8 s: the verifier wrote at(100) and writes its
+        // next use a write interval later, at(160) at the latest, plus its delay.
+        let t = timers(0, 8, 0, 0);
+        let used = KeyTimes {
+            last_used_at: Some(at(100)),
+            ..issued(0)
+        };
+        let deadline = unused_deadline(&used, &t);
+        let next_write = at(100)
+            + Duration::from_std(MAX_LAST_USE_WRITE_INTERVAL + LAST_USE_WRITE_DELAY).unwrap();
+        assert!(deadline.is_some_and(|d| d > next_write), "{deadline:?}");
+        assert_eq!(timer_state(&used, &t, next_write), TimerState::Live);
+        assert_eq!(deadline, Some(at(108 + USE_LAG)));
+        // why: never used: only the first write's delay is allowed for.
+        assert_eq!(timer_state(&issued(0), &t, at(12)), TimerState::Live);
+        assert_eq!(timer_state(&issued(0), &t, at(13)), TimerState::Unused);
     }
 
     #[test]
     fn timers_fire_at_their_deadlines() {
         let t = timers(100, 30, 0, 0);
         let times = issued(0);
-        assert_eq!(timer_state(&times, &t, at(29)), TimerState::Live);
-        assert_eq!(timer_state(&times, &t, at(30)), TimerState::Unused);
+        assert_eq!(
+            timer_state(&times, &t, at(29 + FIRST_USE_LAG)),
+            TimerState::Live
+        );
+        assert_eq!(
+            timer_state(&times, &t, at(30 + FIRST_USE_LAG)),
+            TimerState::Unused
+        );
         assert_eq!(timer_state(&times, &t, at(100)), TimerState::Expired);
     }
 

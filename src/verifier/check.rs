@@ -11,9 +11,10 @@ use super::credentials::{Presented, Unreadable};
 use super::freshness::{Freshness, Stale, WhenStale, DEFAULT_MAX_STALENESS};
 use super::guard::{FailureCache, FailureLimiter, FailureLimits, SecretMacer, VerifiedCache};
 use super::hashing::{Hasher, Verification};
-use super::index::{Credential, KeyIndex, KeyRecord, Unusable};
+use super::index::{Credential, IndexedKey, KeyIndex, KeyRecord, Unusable};
 use super::last_used::LastUse;
 use super::metrics::{CacheOutcome, CheckResult, Metrics};
+use super::watched::WatchedKey;
 use crate::keys::hash::HashParams;
 use crate::keys::origin::is_origin_allowed;
 use crate::keys::scope::grants_scope;
@@ -218,8 +219,13 @@ impl Verifier {
         self.ready.store(true, Ordering::Release);
     }
 
-    /// Applies a watched key to the index and drops cached verifications it made stale.
+    /// Applies a key to the index and drops cached verifications it made stale.
     pub fn apply_key(&self, key: &crate::api::access_key::AccessKey) {
+        self.apply_watched(&WatchedKey::from(key));
+    }
+
+    /// Applies a watched key to the index and drops cached verifications it made stale.
+    pub fn apply_watched(&self, key: &WatchedKey) {
         let stale = self.index.apply(key);
         self.verified.invalidate(&stale);
     }
@@ -234,7 +240,7 @@ impl Verifier {
     pub fn replace_keys(
         &self,
         in_scope: impl Fn(&super::index::KeyRef) -> bool,
-        keys: &[Arc<crate::api::access_key::AccessKey>],
+        keys: Vec<IndexedKey>,
     ) {
         let stale = self.index.replace(in_scope, keys);
         self.verified.invalidate(&stale);

@@ -171,7 +171,7 @@ fn check_response(decision: Decision) -> Response {
                 (OWNER_HEADER, &granted.owner),
                 (OWNER_KIND_HEADER, &granted.owner_kind),
                 (SCOPES_HEADER, &granted.scopes),
-                (KEY_NAME_HEADER, &granted.key_name),
+                (KEY_NAME_HEADER, &grant.record.key_name_header),
             ];
             for (name, value) in values {
                 if let Some(value) = value {
@@ -318,9 +318,9 @@ fn verify_response(decision: Decision) -> VerifyResponse {
             valid: true,
             code: "VALID",
             key_name: Some(grant.record.key_ref.to_string()),
-            owner: Some(grant.record.owner.clone()),
+            owner: Some(grant.record.owner.to_string()),
             owner_kind: Some(owner_kind_name(grant.record.owner_kind)),
-            scopes: Some(grant.record.scopes.clone()),
+            scopes: Some(grant.record.scopes.to_vec()),
             access_key_id: Some(grant.access_key_id),
             retry_after_seconds: None,
         },

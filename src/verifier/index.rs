@@ -1,21 +1,25 @@
 //! The in-memory index of verifiable credentials, by access ID, built from watched `AccessKey`s.
+//!
+//! It holds only what a decision needs, compactly: strings that repeat across keys (namespaces,
+//! owners, scope and origin lists, the grant headers built from them) are shared, not copied.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, RwLock};
+use std::hash::Hash;
+use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::{DateTime, Utc};
 use http::HeaderValue;
-use kube::ResourceExt;
 
-use crate::api::access_key::{AccessKey, OwnerKind, Phase};
+use super::watched::WatchedKey;
+use crate::api::access_key::{OwnerKind, Phase};
 use crate::keys::hash::{hash_cost, HashParams};
-use crate::sync::{read, write};
+use crate::sync::{lock, read, write};
 
-/// Namespace and name of an `AccessKey`.
+/// Namespace and name of an `AccessKey` (cheap to clone: both are shared).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KeyRef {
-    pub namespace: String,
-    pub name: String,
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
 }
 
 impl std::fmt::Display for KeyRef {
@@ -29,12 +33,12 @@ impl std::fmt::Display for KeyRef {
 pub struct KeyRecord {
     pub key_ref: KeyRef,
     /// The owner as a Kubernetes user name: `alice`, or `system:serviceaccount:<ns>:<name>`.
-    pub owner: String,
+    pub owner: Arc<str>,
     pub owner_kind: OwnerKind,
     /// `status.grantedScopes`: what the controller approved, not what the spec asks for.
-    pub scopes: Vec<String>,
+    pub scopes: Arc<[String]>,
     /// `status.grantedOrigins`: what the controller approved, not what the spec asks for.
-    pub allowed_origins: Vec<String>,
+    pub allowed_origins: Arc<[String]>,
     /// `spec.active`: `false` revokes at once, before the controller updates the phase.
     pub spec_active: bool,
     /// The key has a `deletionTimestamp`: refused at once, even while finalizers hold it.
@@ -42,11 +46,18 @@ pub struct KeyRecord {
     pub phase: Option<Phase>,
     pub expires_at: Option<DateTime<Utc>>,
     pub last_used_at: Option<DateTime<Utc>>,
-    pub resource_version: Option<String>,
-    pub grant_headers: GrantHeaders,
+    /// The latest of issuance, rotation and reactivation: a use after it, while
+    /// `last_used_at` is older, is the first of this issuance and is written without delay.
+    pub unused_basis: Option<DateTime<Utc>>,
+    pub resource_version: Option<Box<str>>,
+    /// Owner, owner kind and scopes headers, shared by every key with the same three.
+    pub grant_headers: Arc<GrantHeaders>,
+    /// `<namespace>/<name>` as the `X-Keywarden-Key-Name` header value.
+    pub key_name_header: Option<HeaderValue>,
 }
 
-/// Values of the `X-Keywarden-*` headers a granted check answers with.
+/// Values of the `X-Keywarden-*` headers a granted check answers with that depend on the
+/// owner and scopes only.
 // why: built once per watch event instead of once per request: formatting and validating header
 // values was a fifth of a cached check's cost.
 #[derive(Debug, Default)]
@@ -56,22 +67,21 @@ pub struct GrantHeaders {
     pub owner_kind: Option<HeaderValue>,
     /// Comma-separated granted scopes: `*` for every permission of the owner, empty for none.
     pub scopes: Option<HeaderValue>,
-    /// `<namespace>/<name>` of the AccessKey.
-    pub key_name: Option<HeaderValue>,
 }
 
 impl GrantHeaders {
-    fn of(key_ref: &KeyRef, owner: &str, owner_kind: OwnerKind, scopes: &[String]) -> Self {
-        let scopes = scopes.join(",");
-        // why: values the CRD admits are visible ASCII; anything else is left out, not mangled.
-        let value = |text: &str| HeaderValue::from_str(text).ok();
+    fn of(owner: &str, owner_kind: OwnerKind, scopes: &[String]) -> Self {
         Self {
-            owner: value(owner),
+            owner: header_value(owner),
             owner_kind: Some(HeaderValue::from_static(owner_kind_name(owner_kind))),
-            scopes: value(&scopes),
-            key_name: value(&key_ref.to_string()),
+            scopes: header_value(&scopes.join(",")),
         }
     }
+}
+
+/// why: values the CRD admits are visible ASCII; anything else is left out, not mangled.
+fn header_value(text: &str) -> Option<HeaderValue> {
+    HeaderValue::from_str(text).ok()
 }
 
 /// The `X-Keywarden-Owner-Kind` value of an owner kind.
@@ -95,9 +105,10 @@ pub enum Unusable {
 #[derive(Debug)]
 pub struct Credential {
     pub record: Arc<KeyRecord>,
-    pub access_key_id: String,
+    pub access_key_id: Arc<str>,
     /// `access_key_id` as the `X-Keywarden-Key-Id` header value.
     pub access_key_id_header: Option<HeaderValue>,
+    /// The argon2id PHC string, as the controller wrote it.
     pub secret_hash: Arc<str>,
     /// Set for previous credentials: usable strictly before this instant.
     pub valid_until: Option<DateTime<Utc>>,
@@ -121,16 +132,23 @@ impl Credential {
     }
 }
 
+/// One key's credentials, built from a watched key and ready to go into the index.
+pub struct IndexedKey {
+    key_ref: KeyRef,
+    credentials: Vec<Credential>,
+}
+
 /// Credentials by access ID, and which IDs each key contributed.
 #[derive(Default)]
 struct IndexState {
-    by_id: HashMap<String, Arc<Credential>>,
-    ids_by_key: HashMap<KeyRef, Vec<String>>,
+    by_id: HashMap<Arc<str>, Arc<Credential>>,
+    ids_by_key: HashMap<KeyRef, Box<[Arc<str>]>>,
 }
 
 /// Thread-safe credential index; cheap concurrent lookups, updated from watch events.
 pub struct KeyIndex {
     state: RwLock<IndexState>,
+    shared: Mutex<Shared>,
     /// Hashes costlier than this are never indexed, so nobody can make the verifier burn
     /// memory or time by writing one into a status.
     max_hash_cost: HashParams,
@@ -147,6 +165,7 @@ impl KeyIndex {
     pub fn new(max_hash_cost: HashParams) -> Self {
         Self {
             state: RwLock::default(),
+            shared: Mutex::default(),
             max_hash_cost,
         }
     }
@@ -176,11 +195,34 @@ impl KeyIndex {
         self.len() == 0
     }
 
+    /// Builds the credentials a watched key declares, without indexing them yet.
+    pub fn prepare(&self, key: &WatchedKey) -> IndexedKey {
+        let mut shared = lock(&self.shared);
+        let key_ref = KeyRef {
+            namespace: shared
+                .strings
+                .intern(key.metadata.namespace.as_deref().unwrap_or_default()),
+            name: key.metadata.name.as_deref().unwrap_or_default().into(),
+        };
+        let credentials = credentials_of(key, &key_ref, &self.max_hash_cost, &mut shared);
+        IndexedKey {
+            key_ref,
+            credentials,
+        }
+    }
+
     /// Indexes (or re-indexes) a key; returns the access IDs whose secret hash changed or that
     /// disappeared, whose cached verifications must be dropped.
-    pub fn apply(&self, key: &AccessKey) -> Vec<String> {
-        let key_ref = key_ref(key);
-        let credentials = credentials_of(key, &key_ref, &self.max_hash_cost);
+    pub fn apply(&self, key: &WatchedKey) -> Vec<String> {
+        let prepared = self.prepare(key);
+        self.install(prepared)
+    }
+
+    fn install(&self, prepared: IndexedKey) -> Vec<String> {
+        let IndexedKey {
+            key_ref,
+            credentials,
+        } = prepared;
         let mut state = self.write();
         let mut stale = remove_key(&mut state, &key_ref);
         let mut ids = Vec::with_capacity(credentials.len());
@@ -195,14 +237,17 @@ impl KeyIndex {
             state.by_id.insert(id, Arc::new(credential));
         }
         if !ids.is_empty() {
-            state.ids_by_key.insert(key_ref, ids);
+            state.ids_by_key.insert(key_ref, ids.into_boxed_slice());
         }
-        stale.into_keys().collect()
+        stale.into_keys().map(|id| id.to_string()).collect()
     }
 
     /// Removes a deleted key; returns its access IDs.
     pub fn remove(&self, key: &KeyRef) -> Vec<String> {
-        remove_key(&mut self.write(), key).into_keys().collect()
+        remove_key(&mut self.write(), key)
+            .into_keys()
+            .map(|id| id.to_string())
+            .collect()
     }
 
     /// Replaces every key matching `in_scope` with `keys` (a full relist); returns the access IDs
@@ -210,9 +255,9 @@ impl KeyIndex {
     pub fn replace(
         &self,
         in_scope: impl Fn(&KeyRef) -> bool,
-        keys: &[Arc<AccessKey>],
+        keys: Vec<IndexedKey>,
     ) -> Vec<String> {
-        let listed: HashSet<KeyRef> = keys.iter().map(|key| key_ref(key)).collect();
+        let listed: HashSet<&KeyRef> = keys.iter().map(|key| &key.key_ref).collect();
         let gone: Vec<KeyRef> = self
             .read()
             .ids_by_key
@@ -220,10 +265,14 @@ impl KeyIndex {
             .filter(|key| in_scope(key) && !listed.contains(*key))
             .cloned()
             .collect();
+        drop(listed);
         let mut stale: Vec<String> = gone.iter().flat_map(|key| self.remove(key)).collect();
         for key in keys {
-            stale.extend(self.apply(key));
+            stale.extend(self.install(key));
         }
+        // why: a relist is when most records were just replaced; shared values nobody holds
+        // any more are dropped here rather than on every event.
+        lock(&self.shared).prune();
         stale
     }
 
@@ -237,7 +286,7 @@ impl KeyIndex {
 }
 
 /// Removes a key's credentials; returns their IDs with the hashes they had.
-fn remove_key(state: &mut IndexState, key: &KeyRef) -> HashMap<String, Arc<str>> {
+fn remove_key(state: &mut IndexState, key: &KeyRef) -> HashMap<Arc<str>, Arc<str>> {
     let mut removed = HashMap::new();
     for id in state.ids_by_key.remove(key).unwrap_or_default() {
         // why: an ID copied into another key's status must not be removed on this key's behalf.
@@ -254,35 +303,133 @@ fn remove_key(state: &mut IndexState, key: &KeyRef) -> HashMap<String, Arc<str>>
     removed
 }
 
-/// The namespace/name of a key.
-pub fn key_ref(key: &AccessKey) -> KeyRef {
+/// The namespace/name of a watched key.
+pub fn key_ref(key: &WatchedKey) -> KeyRef {
     KeyRef {
-        namespace: key.namespace().unwrap_or_default(),
-        name: key.name_any(),
+        namespace: key.metadata.namespace.as_deref().unwrap_or_default().into(),
+        name: key.metadata.name.as_deref().unwrap_or_default().into(),
+    }
+}
+
+/// One set of shared values of one type: each distinct value is stored once.
+struct Interner<T: ?Sized> {
+    values: HashSet<Arc<T>>,
+    added_since_prune: usize,
+}
+
+impl<T: ?Sized> Default for Interner<T> {
+    fn default() -> Self {
+        Self {
+            values: HashSet::new(),
+            added_since_prune: 0,
+        }
+    }
+}
+
+impl<T: ?Sized + Eq + Hash> Interner<T>
+where
+    for<'a> Arc<T>: From<&'a T>,
+{
+    fn intern(&mut self, value: &T) -> Arc<T> {
+        if let Some(shared) = self.values.get(value) {
+            return shared.clone();
+        }
+        // why: values of deleted keys would pile up between relists; dropping the unheld ones
+        // once as many were added as are kept bounds the set by twice the live values.
+        self.added_since_prune += 1;
+        if self.added_since_prune > self.values.len().max(1024) {
+            self.prune();
+        }
+        let shared: Arc<T> = Arc::from(value);
+        self.values.insert(shared.clone());
+        shared
+    }
+
+    fn prune(&mut self) {
+        self.values.retain(|value| Arc::strong_count(value) > 1);
+        self.values.shrink_to_fit();
+        self.added_since_prune = 0;
+    }
+}
+
+/// What the grant headers are built from.
+type GrantHeadersKey = (Arc<str>, OwnerKind, Arc<[String]>);
+
+/// Values repeated across keys, stored once.
+#[derive(Default)]
+struct Shared {
+    /// Namespaces and owners.
+    strings: Interner<str>,
+    /// Scope and origin lists.
+    lists: Interner<[String]>,
+    headers: HashMap<GrantHeadersKey, Arc<GrantHeaders>>,
+    headers_added_since_prune: usize,
+}
+
+impl Shared {
+    fn grant_headers(
+        &mut self,
+        owner: &Arc<str>,
+        owner_kind: OwnerKind,
+        scopes: &Arc<[String]>,
+    ) -> Arc<GrantHeaders> {
+        let key = (owner.clone(), owner_kind, scopes.clone());
+        if let Some(headers) = self.headers.get(&key) {
+            return headers.clone();
+        }
+        self.headers_added_since_prune += 1;
+        if self.headers_added_since_prune > self.headers.len().max(1024) {
+            self.prune_headers();
+        }
+        let headers = Arc::new(GrantHeaders::of(owner, owner_kind, scopes));
+        self.headers.insert(key, headers.clone());
+        headers
+    }
+
+    fn prune_headers(&mut self) {
+        self.headers
+            .retain(|_, headers| Arc::strong_count(headers) > 1);
+        self.headers.shrink_to_fit();
+        self.headers_added_since_prune = 0;
+    }
+
+    fn prune(&mut self) {
+        // why: headers hold owners and lists, so they go first.
+        self.prune_headers();
+        self.strings.prune();
+        self.lists.prune();
     }
 }
 
 /// The current and previous credentials a key's status declares, without those whose hash
 /// costs more than `max_hash_cost` (or is no argon2id hash).
 fn credentials_of(
-    key: &AccessKey,
+    key: &WatchedKey,
     key_ref: &KeyRef,
     max_hash_cost: &HashParams,
+    shared: &mut Shared,
 ) -> Vec<Credential> {
     let Some(status) = key.status.as_ref() else {
         return Vec::new();
     };
-    let owner = key.spec.owner.username(&key_ref.namespace);
+    let owner = shared
+        .strings
+        .intern(&key.spec.owner.username(&key_ref.namespace));
     // why: only what the controller granted counts (policy and owner's permissions); a status
     // without grants grants no scope, never the spec's.
-    let scopes = status.granted_scopes.clone().unwrap_or_default();
-    let allowed_origins = status
-        .granted_origins
-        .clone()
-        .unwrap_or_else(|| key.spec.allowed_origins.clone());
+    let scopes = shared
+        .lists
+        .intern(status.granted_scopes.as_deref().unwrap_or_default());
+    let allowed_origins = shared.lists.intern(
+        status
+            .granted_origins
+            .as_deref()
+            .unwrap_or(key.spec.allowed_origins.as_slice()),
+    );
     let record = Arc::new(KeyRecord {
         key_ref: key_ref.clone(),
-        grant_headers: GrantHeaders::of(key_ref, &owner, key.spec.owner.kind, &scopes),
+        grant_headers: shared.grant_headers(&owner, key.spec.owner.kind, &scopes),
+        key_name_header: header_value(&key_ref.to_string()),
         owner,
         owner_kind: key.spec.owner.kind,
         scopes,
@@ -292,17 +439,18 @@ fn credentials_of(
         phase: status.phase,
         expires_at: status.expires_at,
         last_used_at: status.last_used_at,
-        resource_version: key.resource_version(),
+        unused_basis: status.unused_basis(),
+        resource_version: key.metadata.resource_version.as_deref().map(Box::from),
     });
     let current = status
         .access_key_id
-        .clone()
-        .zip(status.secret_hash.clone())
+        .as_deref()
+        .zip(status.secret_hash.as_deref())
         .map(|(id, hash)| (id, hash, None));
     let previous = status.previous_keys.iter().map(|p| {
         (
-            p.access_key_id.clone(),
-            p.secret_hash.clone(),
+            p.access_key_id.as_str(),
+            p.secret_hash.as_str(),
             Some(p.valid_until),
         )
     });
@@ -318,8 +466,8 @@ fn credentials_of(
         })
         .map(|(access_key_id, secret_hash, valid_until)| Credential {
             record: record.clone(),
-            access_key_id_header: HeaderValue::from_str(&access_key_id).ok(),
-            access_key_id,
+            access_key_id_header: header_value(access_key_id),
+            access_key_id: access_key_id.into(),
             secret_hash: secret_hash.into(),
             valid_until,
         })
@@ -330,8 +478,14 @@ fn credentials_of(
 mod tests {
     use super::*;
     use crate::api::access_key::{
-        AccessKeySpec, AccessKeyStatus, KeyOwner, OwnerKind, PreviousKey,
+        AccessKey, AccessKeySpec, AccessKeyStatus, KeyOwner, OwnerKind, PreviousKey,
     };
+
+    impl KeyIndex {
+        fn apply_key(&self, key: &AccessKey) -> Vec<String> {
+            self.apply(&WatchedKey::from(key))
+        }
+    }
 
     fn key(
         namespace: &str,
@@ -385,12 +539,12 @@ mod tests {
         let status = key.status.as_mut().unwrap();
         status.granted_scopes = Some(vec!["logs:view".into()]);
         status.granted_origins = Some(vec!["https://app.example.com".into()]);
-        index.apply(&key);
+        index.apply_key(&key);
         let record = index.lookup("ID1").unwrap().record.clone();
-        assert_eq!(record.scopes, vec!["logs:view".to_string()]);
+        assert_eq!(*record.scopes, ["logs:view".to_string()]);
         assert_eq!(
-            record.allowed_origins,
-            vec!["https://app.example.com".to_string()]
+            *record.allowed_origins,
+            ["https://app.example.com".to_string()]
         );
         assert_eq!(
             record
@@ -410,7 +564,7 @@ mod tests {
         let mut key = key("a", "k", "ID1", "h", &[]);
         key.spec.scopes = vec!["logs:manage".into()];
         key.status.as_mut().unwrap().granted_scopes = None;
-        index.apply(&key);
+        index.apply_key(&key);
         let record = index.lookup("ID1").unwrap().record.clone();
         assert!(record.scopes.is_empty());
         let header = record.grant_headers.scopes.clone().unwrap();
@@ -421,13 +575,13 @@ mod tests {
     fn a_key_being_deleted_is_refused_at_once() {
         let index = KeyIndex::default();
         let mut key = key("a", "k", "ID1", "h", &[("ID0", "h0")]);
-        index.apply(&key);
+        index.apply_key(&key);
         assert_eq!(index.lookup("ID1").unwrap().usability(Utc::now()), Ok(()));
         key.metadata.deletion_timestamp =
             Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
                 k8s_openapi::jiff::Timestamp::now(),
             ));
-        index.apply(&key);
+        index.apply_key(&key);
         for id in ["ID1", "ID0"] {
             assert_eq!(
                 index.lookup(id).unwrap().usability(Utc::now()),
@@ -448,11 +602,11 @@ mod tests {
         let status = key.status.as_mut().unwrap();
         status.secret_hash = Some(phc_with_memory("h", 4 * 1024 * 1024));
         status.previous_keys[0].secret_hash = "$argon2i$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into();
-        index.apply(&key);
+        index.apply_key(&key);
         assert!(index.lookup("ID1").is_none());
         assert!(index.lookup("ID0").is_none());
         let within = self::key("a", "k", "ID1", "h", &[]);
-        index.apply(&within);
+        index.apply_key(&within);
         assert!(
             index.lookup("ID1").is_some(),
             "hashes within the ceiling are served"
@@ -463,17 +617,20 @@ mod tests {
     fn reapplying_reports_only_ids_whose_hash_changed_or_vanished() {
         let index = KeyIndex::default();
         assert!(index
-            .apply(&key("a", "k", "ID1", "h1", &[("ID0", "h0")]))
+            .apply_key(&key("a", "k", "ID1", "h1", &[("ID0", "h0")]))
             .is_empty());
         assert_eq!(index.len(), 2);
         assert!(index
-            .apply(&key("a", "k", "ID1", "h1", &[("ID0", "h0")]))
+            .apply_key(&key("a", "k", "ID1", "h1", &[("ID0", "h0")]))
             .is_empty());
         assert_eq!(
-            index.apply(&key("a", "k", "ID1", "h2", &[("ID0", "h0")])),
+            index.apply_key(&key("a", "k", "ID1", "h2", &[("ID0", "h0")])),
             vec!["ID1"]
         );
-        assert_eq!(index.apply(&key("a", "k", "ID1", "h2", &[])), vec!["ID0"]);
+        assert_eq!(
+            index.apply_key(&key("a", "k", "ID1", "h2", &[])),
+            vec!["ID0"]
+        );
         assert!(index.lookup("ID0").is_none());
         assert_eq!(
             index.remove(&KeyRef {
@@ -488,11 +645,11 @@ mod tests {
     #[test]
     fn relist_removes_vanished_keys_only_in_its_scope() {
         let index = KeyIndex::default();
-        index.apply(&key("a", "gone", "ID1", "h", &[]));
-        index.apply(&key("a", "kept", "ID2", "h", &[]));
-        index.apply(&key("b", "other", "ID3", "h", &[]));
-        let listed = vec![Arc::new(key("a", "kept", "ID2", "h", &[]))];
-        let stale = index.replace(|k| k.namespace == "a", &listed);
+        index.apply_key(&key("a", "gone", "ID1", "h", &[]));
+        index.apply_key(&key("a", "kept", "ID2", "h", &[]));
+        index.apply_key(&key("b", "other", "ID3", "h", &[]));
+        let listed = vec![index.prepare(&WatchedKey::from(&key("a", "kept", "ID2", "h", &[])))];
+        let stale = index.replace(|k| &*k.namespace == "a", listed);
         assert_eq!(stale, vec!["ID1"]);
         assert!(index.lookup("ID1").is_none());
         assert!(index.lookup("ID2").is_some());
@@ -510,9 +667,9 @@ mod tests {
             kind: OwnerKind::ServiceAccount,
             name: "ci".into(),
         };
-        index.apply(&sa);
+        index.apply_key(&sa);
         let credential = index.lookup("ID1").unwrap();
-        assert_eq!(credential.record.owner, "system:serviceaccount:team:ci");
+        assert_eq!(&*credential.record.owner, "system:serviceaccount:team:ci");
         let headers = &credential.record.grant_headers;
         assert_eq!(
             headers.owner.as_ref().and_then(|v| v.to_str().ok()),

@@ -51,6 +51,7 @@ pub struct Metrics {
     cache_hits: Counter,
     argon2_seconds: Histogram,
     flush_lag_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    flush_writes: Counter,
     flush_errors: Counter,
     index_staleness_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     stale_answers: Counter,
@@ -78,6 +79,12 @@ impl Default for Metrics {
             "last_used_flush_lag_seconds",
             "Age of the oldest use written by the latest lastUsedAt flush",
             flush_lag_seconds.clone(),
+        );
+        let flush_writes = Counter::default();
+        registry.register(
+            "last_used_writes",
+            "lastUsedAt status patches written",
+            flush_writes.clone(),
         );
         let flush_errors = Counter::default();
         registry.register(
@@ -115,6 +122,7 @@ impl Default for Metrics {
             cache_hits,
             argon2_seconds,
             flush_lag_seconds,
+            flush_writes,
             flush_errors,
             index_staleness_seconds,
             stale_answers,
@@ -143,6 +151,10 @@ impl Metrics {
 
     pub fn set_flush_lag(&self, lag: std::time::Duration) {
         self.flush_lag_seconds.set(lag.as_secs_f64());
+    }
+
+    pub fn count_flush_write(&self) {
+        self.flush_writes.inc();
     }
 
     pub fn count_flush_error(&self) {

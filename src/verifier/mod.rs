@@ -38,6 +38,7 @@ mod last_used;
 mod metrics;
 mod server;
 mod watch;
+mod watched;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -49,16 +50,18 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::keys::hash::HashParams;
+use crate::keys::schedule::MAX_LAST_USE_WRITE_INTERVAL;
 
 pub use check::{CheckRequest, Decision, Grant, Refusal, Settings, Verifier};
 pub use credentials::{Presented, Unreadable};
 pub use forwarded::{Forwarding, ProxyNetwork};
 pub use freshness::{Freshness, Stale, WhenStale, DEFAULT_MAX_STALENESS};
 pub use http::{serve as serve_http, AppState, GRANT_HEADERS, REQUIRED_SCOPE_HEADER};
-pub use index::{Credential, KeyIndex, KeyRecord, KeyRef, Unusable};
-pub use last_used::{flush_due, LastUse, FIELD_MANAGER};
+pub use index::{Credential, IndexedKey, KeyIndex, KeyRecord, KeyRef, Unusable};
+pub use last_used::{flush_due, flush_until_shutdown, LastUse, FIELD_MANAGER};
 pub use server::{raise_open_file_limit, HttpLimits};
 pub use watch::watch_keys;
+pub use watched::{WatchedKey, WatchedSpec, WatchedStatus};
 
 /// Verifier settings (flags and environment).
 #[derive(clap::Args, Debug, Clone)]
@@ -110,8 +113,14 @@ pub struct VerifierArgs {
     #[arg(long, default_value_t = 16 * 1024)]
     pub max_body_bytes: usize,
 
-    /// Seconds between two writes of one key's `status.lastUsedAt`.
-    #[arg(long, env = "KEYWARDEN_LAST_USED_FLUSH_SECONDS", default_value_t = 60)]
+    /// Seconds between two writes of one key's `status.lastUsedAt`, by any replica (1 to 60:
+    /// the controller's unused deadlines allow for at most 60).
+    #[arg(
+        long,
+        env = "KEYWARDEN_LAST_USED_FLUSH_SECONDS",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(1..=MAX_LAST_USE_WRITE_INTERVAL.as_secs())
+    )]
     pub last_used_flush_seconds: u64,
 
     /// argon2 verifications running at once (default: the number of CPUs).
@@ -257,10 +266,14 @@ pub async fn serve(
         args.namespaces.clone(),
         shutdown.clone(),
     ));
+    // why: arguments built in code skip the flag's bound; a longer interval would let keys in
+    // use be deactivated as unused.
+    let flush_interval =
+        Duration::from_secs(args.last_used_flush_seconds).min(MAX_LAST_USE_WRITE_INTERVAL);
     let flushing = tokio::spawn(last_used::flush_until_shutdown(
         verifier.clone(),
         client,
-        Duration::from_secs(args.last_used_flush_seconds),
+        flush_interval,
         shutdown.clone(),
     ));
     let open_files = raise_open_file_limit();
@@ -373,6 +386,19 @@ mod tests {
         );
         assert!(parse(&["--max-staleness", "soon"]).is_err());
         assert!(parse(&["--when-stale", "sometimes"]).is_err());
+    }
+
+    #[test]
+    fn the_last_use_write_interval_is_at_most_the_one_unused_deadlines_allow_for() {
+        let interval = |value: &str| {
+            Command::try_parse_from(["verifier", "--last-used-flush-seconds", value])
+                .map(|c| c.verifier.last_used_flush_seconds)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(interval("60"), Ok(60));
+        assert_eq!(interval("1"), Ok(1));
+        assert!(interval("61").is_err_and(|e| e.contains("61 is not in 1..=60")));
+        assert!(interval("0").is_err());
     }
 
     #[test]

@@ -1,10 +1,14 @@
-//! Keeps the credential index in step with the cluster through kube-runtime reflectors, and
+//! Keeps the credential index in step with the cluster through kube-runtime watchers, and
 //! confirms how fresh it is ([`super::freshness`]).
 //!
 //! Each watched scope runs its own watch. When one fails, the scope is relisted from scratch
 //! after a pause, and the index is replaced in one step when the list is complete, so every
 //! change missed while away (deactivations, rotations, deletions) applies before the scope is
 //! confirmed current again.
+//!
+//! No copy of the objects is kept: keys are read as [`WatchedKey`]s (the fields a decision
+//! needs), listed in pages of [`LIST_PAGE_SIZE`], and a relist gathers compact index entries,
+//! not objects, until it is complete.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -12,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kube::api::ListParams;
-use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use tokio::sync::Notify;
@@ -20,13 +23,17 @@ use tokio_util::sync::CancellationToken;
 
 use super::check::Verifier;
 use super::freshness::probe_interval;
-use super::index::key_ref;
-use crate::api::access_key::AccessKey;
+use super::index::{key_ref, IndexedKey};
+use super::watched::WatchedKey;
 
 /// Seconds the API server keeps one watch open before the watcher opens the next.
 // why: kube-runtime drops a watch that sent nothing for this long plus five seconds, so a
 // connection that died silently is replaced within about a minute, not five.
 const WATCH_TIMEOUT_SECONDS: u32 = 55;
+/// Keys per page of the initial list and of relists.
+// why: each page is parsed whole before its keys are indexed; 500 (kube-runtime's default,
+// made explicit) bounds that transient to a few hundred KiB whatever the number of keys.
+const LIST_PAGE_SIZE: u32 = 500;
 /// The first pause before relisting a failed watch; it doubles up to [`MAX_RETRY_DELAY`].
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(500);
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
@@ -78,7 +85,7 @@ pub async fn watch_keys(
 struct Scope {
     position: usize,
     namespace: Option<String>,
-    api: Api<AccessKey>,
+    api: Api<WatchedKey>,
     /// Wakes a failed watch out of its pause as soon as the API server answers again.
     wake: Notify,
 }
@@ -91,14 +98,14 @@ async fn watch_scope(
     scope_count: usize,
     shutdown: &CancellationToken,
 ) {
-    let config = watcher::Config::default().timeout(WATCH_TIMEOUT_SECONDS);
+    let config = watcher::Config::default()
+        .timeout(WATCH_TIMEOUT_SECONDS)
+        .page_size(LIST_PAGE_SIZE);
     let mut retries = Retries::default();
     let mut synced_once = false;
     loop {
-        let (store, writer) = reflector::store();
-        let mut events =
-            reflector::reflector(writer, watcher::watcher(scope.api.clone(), config.clone()))
-                .boxed();
+        let mut events = watcher::watcher(scope.api.clone(), config.clone()).boxed();
+        let mut relisted = Vec::new();
         let error = loop {
             let next = tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -107,7 +114,7 @@ async fn watch_scope(
             match next {
                 Some(Ok(event)) => {
                     let now = Instant::now();
-                    if apply_event(verifier, &store, scope.namespace.as_deref(), event) {
+                    if apply_event(verifier, &mut relisted, scope.namespace.as_deref(), event) {
                         verifier.freshness().listed(scope.position, now);
                         retries.connected(scope);
                         if !synced_once {
@@ -139,32 +146,38 @@ async fn watch_scope(
     }
 }
 
-/// Applies one watch event; returns whether it completed a full list.
+/// Applies one watch event; returns whether it completed a full list. `relisted` gathers the
+/// keys of a list in progress.
 fn apply_event(
     verifier: &Verifier,
-    store: &Store<AccessKey>,
+    relisted: &mut Vec<IndexedKey>,
     namespace: Option<&str>,
-    event: Event<AccessKey>,
+    event: Event<WatchedKey>,
 ) -> bool {
     match event {
         Event::Apply(key) => {
-            verifier.apply_key(&key);
+            verifier.apply_watched(&key);
             false
         }
         Event::Delete(key) => {
             verifier.remove_key(&key_ref(&key));
             false
         }
-        // why: the listed keys are gathered in the store and swapped in at `InitDone`, so a
-        // relist never answers from a half-updated view.
-        Event::Init | Event::InitApply(_) => false,
+        // why: the listed keys are gathered and swapped in at `InitDone`, so a relist never
+        // answers from a half-updated view.
+        Event::Init => {
+            relisted.clear();
+            false
+        }
+        Event::InitApply(key) => {
+            relisted.push(verifier.index().prepare(&key));
+            false
+        }
         Event::InitDone => {
-            // why: the reflector updated the store before yielding this event, so the store
-            // now holds the full list; keys missing from it were deleted while we were away.
-            let listed = store.state();
+            // why: keys missing from the full list were deleted while we were away.
             verifier.replace_keys(
-                |key| namespace.is_none_or(|ns| key.namespace == ns),
-                &listed,
+                |key| namespace.is_none_or(|ns| *key.namespace == *ns),
+                std::mem::take(relisted),
             );
             true
         }
