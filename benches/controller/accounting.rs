@@ -47,7 +47,8 @@ pub fn increase_between(
 pub struct RequestCounts(Arc<Mutex<BTreeMap<String, u64>>>);
 
 impl RequestCounts {
-    fn count<B>(&self, request: &Request<B>) {
+    /// Counts one request.
+    pub fn count<B>(&self, request: &Request<B>) {
         let label = request_label(request.method(), request.uri());
         let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
         *counts.entry(label).or_default() += 1;
@@ -160,13 +161,6 @@ pub fn resident_breakdown(pid: u32) -> anyhow::Result<ResidentBreakdown> {
         }
     }
     Ok(breakdown)
-}
-
-/// CPU seconds used so far by the calling thread (Linux).
-pub fn thread_cpu_seconds() -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat")?;
-    // why: /proc reports CPU in clock ticks of 1/100 s (USER_HZ) on Linux.
-    Ok(stat_cpu_ticks(&stat) as f64 / 100.0)
 }
 
 /// User plus system clock ticks in the text of a `/proc/.../stat` file.

@@ -123,13 +123,22 @@ pub(super) fn next_step(
     }
 }
 
+/// Where an observed Secret state comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Seen {
+    /// The watch cache, which may lag behind the controller's own last write.
+    Cache,
+    /// The API server, read in this reconciliation.
+    Api,
+}
+
 /// The key's Secret from the cache, or from the API when the cache may lag behind.
 async fn observe_secret(
     key: &AccessKey,
     ctx: &Context,
     api: &Api<Secret>,
     remembered: Option<&Issuance>,
-) -> Result<SecretState> {
+) -> Result<(SecretState, Seen)> {
     let name = key.spec.secret_name(&key.name_any());
     let cached = ctx
         .secrets
@@ -141,9 +150,9 @@ async fn observe_secret(
         _ => false,
     };
     if trusted {
-        return Ok(state);
+        return Ok((state, Seen::Cache));
     }
-    read_secret(key, ctx, api).await
+    Ok((read_secret(key, ctx, api).await?, Seen::Api))
 }
 
 /// Reads the key's Secret metadata from the API server.
@@ -171,7 +180,7 @@ async fn reconcile_key(key: &AccessKey, ctx: &Context) -> Result<Action> {
     {
         return Ok(Action::await_change());
     }
-    if key.meta().deletion_timestamp.is_some() {
+    if key.meta().deletion_timestamp.is_some() || ctx.secret_verdicts.superseded(key) {
         return Ok(Action::await_change());
     }
     let now = ctx.now();
@@ -189,17 +198,20 @@ async fn reconcile_key(key: &AccessKey, ctx: &Context) -> Result<Action> {
         // why: the cached key shows its issuance now, so the limit counts it from the cache.
         ctx.owners.forget(&key_owner_identity(key), &uid);
     }
-    let mut secret = observe_secret(key, ctx, &secrets, remembered.as_ref()).await?;
+    let (mut secret, seen) = observe_secret(key, ctx, &secrets, remembered.as_ref()).await?;
     let mut limit = None;
     let mut own_write = false;
 
     let (trusted, _) = honoured::honoured(remembered.as_ref(), &secret);
-    let step = next_step(key, &secret, trusted.as_ref(), policy.as_ref().ok(), now);
+    let mut step = next_step(key, &secret, trusted.as_ref(), policy.as_ref().ok(), now);
     if step != Step::Nothing {
-        // why: the cache may lag behind our own last write; decide again on the API's truth.
-        secret = read_secret(key, ctx, &secrets).await?;
-        let (trusted, _) = honoured::honoured(remembered.as_ref(), &secret);
-        let step = next_step(key, &secret, trusted.as_ref(), policy.as_ref().ok(), now);
+        // why: the cache may lag behind our own last write; decide again on the API's truth
+        // (unless it was just read from the API: a first issuance reads it once, not twice).
+        if seen == Seen::Cache {
+            secret = read_secret(key, ctx, &secrets).await?;
+            let (trusted, _) = honoured::honoured(remembered.as_ref(), &secret);
+            step = next_step(key, &secret, trusted.as_ref(), policy.as_ref().ok(), now);
+        }
         let written = match (step, policy.as_ref().ok()) {
             (Step::Nothing, _) | (_, None) => None,
             (Step::IssueFirst, Some(governing)) => {
@@ -579,9 +591,12 @@ async fn apply_status(
         )
         .await
     {
-        Ok(written) => Ok(WriteOutcome::Written {
-            resource_version: written.resource_version(),
-        }),
+        Ok(written) => {
+            ctx.secret_verdicts.status_written(key);
+            Ok(WriteOutcome::Written {
+                resource_version: written.resource_version(),
+            })
+        }
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(WriteOutcome::Lost),
         Err(err) => Err(Error::ApplyKeyStatus(err)),
     }

@@ -9,6 +9,7 @@ use k8s_openapi::ByteString;
 use kube::api::{Api, PostParams};
 use kube::{Resource, ResourceExt};
 
+use super::hashing;
 use super::seal;
 use super::{Error, Result};
 use crate::api::{
@@ -16,7 +17,7 @@ use crate::api::{
     ACCESS_KEY_LABEL, ISSUANCE_GENERATION_ANNOTATION, ISSUED_AT_ANNOTATION, MANAGED_BY_LABEL,
     MANAGED_BY_VALUE, PREVIOUS_KEY_ID_ANNOTATION,
 };
-use crate::keys::hash::{hash_secret, HashParams};
+use crate::keys::hash::HashParams;
 use crate::keys::material::{AccessKeyId, SecretKey};
 use crate::keys::seal::RecordKey;
 use crate::keys::token::encode_token;
@@ -219,7 +220,7 @@ pub async fn generate(
     let id = AccessKeyId::generate();
     let secret = SecretKey::generate();
     let (secret, hash) = with_hash_slot(hash_slots, move || {
-        let hash = hash_secret(&secret, &params);
+        let hash = hashing::hash_secret(&secret, &params);
         (secret, hash)
     })
     .await?;

@@ -5,6 +5,7 @@ mod api_contact;
 mod audit;
 mod backoff;
 mod context;
+mod hashing;
 mod honoured;
 mod issuance;
 mod leader;

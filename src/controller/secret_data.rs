@@ -206,7 +206,8 @@ fn unchecked(state: SecretState) -> Checked {
     }
 }
 
-/// The verdicts on a key's Secret data, each valid for one resource version of the Secret.
+/// The verdicts on a key's Secret data, each valid for one resource version of the Secret, and
+/// the key versions this process's status writes replaced: what the key cache shows late.
 #[derive(Default)]
 pub struct Verdicts {
     /// This process's latest verdict per key UID: resource version and modified message.
@@ -214,6 +215,9 @@ pub struct Verdicts {
     // own change event reconciles the key again; without this, every issuance would pay a
     // second argon2id to check the controller's own write. Kept until the status shows it.
     recent: Mutex<HashMap<String, (String, Option<String>)>>,
+    /// Per key UID, the resource version of the key that this process's last status write
+    /// replaced; kept until the cache shows another.
+    replaced: Mutex<HashMap<String, String>>,
 }
 
 impl Verdicts {
@@ -254,10 +258,37 @@ impl Verdicts {
         }
     }
 
+    /// Remembers that a status write replaced `key` at its resource version.
+    pub fn status_written(&self, key: &AccessKey) {
+        if let (Some(uid), Some(rv)) = (key.uid(), key.resource_version()) {
+            lock(&self.replaced).insert(uid, rv);
+        }
+    }
+
+    /// Whether `key` is a version that a status write of this process has replaced: the write's
+    /// own watch event is on its way and reconciles the key again with what it wrote.
+    // why: the Secret's change event of an issuance reconciles the key before its status write
+    // reaches the cache; deciding on the stale key again cost a status write refused with a
+    // conflict, two reads and a requeue per issued key.
+    pub fn superseded(&self, key: &AccessKey) -> bool {
+        let (Some(uid), Some(rv)) = (key.uid(), key.resource_version()) else {
+            return false;
+        };
+        let mut replaced = lock(&self.replaced);
+        match replaced.get(&uid) {
+            Some(old) if *old == rv => true,
+            Some(_) => {
+                replaced.remove(&uid);
+                false
+            }
+            None => false,
+        }
+    }
+
     /// Forgets a deleted key.
     pub fn forget(&self, uid: &str) {
-        let mut recent = lock(&self.recent);
-        recent.remove(uid);
+        lock(&self.recent).remove(uid);
+        lock(&self.replaced).remove(uid);
     }
 }
 
@@ -445,6 +476,26 @@ mod tests {
         );
         verdicts.forget("uid-1");
         assert_eq!(verdicts.earlier(&stale, Some("11")), None);
+    }
+
+    #[test]
+    fn a_key_version_replaced_by_a_status_write_is_superseded_until_the_cache_moves_on() {
+        let verdicts = Verdicts::default();
+        let mut key = key_with_status(None, None);
+        key.metadata.resource_version = Some("5".into());
+        assert!(!verdicts.superseded(&key), "nothing written yet");
+        verdicts.status_written(&key);
+        assert!(verdicts.superseded(&key));
+        let mut written = key.clone();
+        written.metadata.resource_version = Some("6".into());
+        assert!(!verdicts.superseded(&written));
+        assert!(
+            !verdicts.superseded(&key),
+            "forgotten once the cache moved on"
+        );
+        verdicts.status_written(&key);
+        verdicts.forget("uid-1");
+        assert!(!verdicts.superseded(&key));
     }
 
     #[test]
