@@ -504,6 +504,30 @@ mod tests {
     }
 
     #[test]
+    fn a_relisted_object_is_remembered_by_name_and_removed_by_a_placeholder() {
+        let listed = RoleBinding {
+            metadata: kube::api::ObjectMeta {
+                namespace: Some("team-a".into()),
+                name: Some("keywarden-owner-ci".into()),
+                resource_version: Some("7".into()),
+                ..Default::default()
+            },
+            subjects: Some(vec![RbacSubject {
+                kind: "User".into(),
+                name: "alice".into(),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        let name = ObjectName::of(&listed);
+        let gone: RoleBinding = name.placeholder();
+        assert_eq!(gone.namespace().as_deref(), Some("team-a"));
+        assert_eq!(gone.name_any(), "keywarden-owner-ci");
+        assert_eq!(ObjectName::of(&gone), name);
+        assert!(gone.subjects.is_none() && gone.resource_version().is_none());
+    }
+
+    #[test]
     fn only_rules_naming_the_scopes_group_or_every_group_matter() {
         assert!(names_scopes(&[rule(&["scopes.keywarden.io"])]));
         assert!(names_scopes(&[rule(&["*"])]));
