@@ -38,7 +38,7 @@ use kube::ResourceExt;
 
 use keywarden::api::{AccessKey, Phase};
 use keywarden::cli::access_control;
-use processes::{Memory, Process};
+use processes::Memory;
 use support::{phase_of, KeyBuilder, TestCluster};
 
 fn main() -> anyhow::Result<()> {
@@ -131,7 +131,7 @@ async fn measure(count: usize) -> anyhow::Result<report::Row> {
         count as f64 / created,
         count as f64 / issued
     );
-    settle(&controller, &http, probe_port, count).await?;
+    settle(&http, probe_port, count).await?;
     let controller_memory = controller.memory_mib()?;
     row.insert("controller_rss_mib", controller_memory.rss);
     row.insert("controller_peak_mib", controller_memory.peak);
@@ -175,7 +175,7 @@ async fn measure(count: usize) -> anyhow::Result<report::Row> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let reconciled = started.elapsed().as_secs_f64();
-    settle(&controller, &http, probe_port, count).await?;
+    settle(&http, probe_port, count).await?;
     let after = request_counts(&http, &api).await?;
     let restart_requests = requests_of(&before, &after, &controller_user);
     let restart_total: u64 = restart_requests.values().sum();
@@ -278,13 +278,7 @@ async fn all_active(keys: Api<AccessKey>, expected: usize) -> anyhow::Result<()>
 }
 
 /// Waits until the controller has reconciled at least `keys` times and then stops for a second.
-async fn settle(
-    controller: &Process,
-    http: &reqwest::Client,
-    probe_port: u16,
-    keys: usize,
-) -> anyhow::Result<()> {
-    let _ = controller;
+async fn settle(http: &reqwest::Client, probe_port: u16, keys: usize) -> anyhow::Result<()> {
     let mut last = -1.0;
     loop {
         let now = reconciles(http, probe_port).await.unwrap_or(0.0);
