@@ -180,6 +180,7 @@ impl DevCluster {
                 AuthorizationMode::AlwaysAllow => Arc::new(AlwaysAllow),
             }),
             rbac,
+            requests: Default::default(),
         });
         let serving = Serving::start(listener, server.clone(), tls.acceptor.clone());
         Ok(Self {

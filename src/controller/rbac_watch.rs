@@ -362,13 +362,21 @@ fn spawn_watch<K>(
     apply: impl Fn(&RbacView, &K, bool) -> Touched + Send + 'static,
 ) -> tokio::task::JoinHandle<()>
 where
-    K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+    K: Resource
+        + Clone
+        + Default
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
     K::DynamicType: Default,
 {
     tokio::spawn(async move {
-        let name_of = |obj: &K| (obj.meta().namespace.clone(), obj.meta().name.clone());
-        let mut known: HashMap<(Option<String>, Option<String>), K> = HashMap::new();
-        let mut listing: HashMap<(Option<String>, Option<String>), K> = HashMap::new();
+        // why: names only. Keeping the objects (every Role and RoleBinding of the cluster, one
+        // of each per issued key, with managedFields) cost more memory than the key cache.
+        let mut known: HashSet<ObjectName> = HashSet::new();
+        let mut listed: HashSet<ObjectName> = HashSet::new();
         let mut stream = watcher(api, watcher::Config::default())
             .default_backoff()
             .boxed();
@@ -376,32 +384,30 @@ where
             let Ok(event) = event else { continue };
             let changes = match event {
                 watcher::Event::Apply(obj) => {
-                    known.insert(name_of(&obj), obj.clone());
+                    known.insert(ObjectName::of(&obj));
                     apply(&view, &obj, false)
                 }
                 watcher::Event::Delete(obj) => {
-                    known.remove(&name_of(&obj));
+                    known.remove(&ObjectName::of(&obj));
                     apply(&view, &obj, true)
                 }
                 watcher::Event::Init => {
-                    listing.clear();
+                    listed.clear();
                     Vec::new()
                 }
+                // why: applied as listed rather than buffered until the list ends; the view
+                // only gains what the API now shows, and what the list no longer shows goes
+                // at its end, as before.
                 watcher::Event::InitApply(obj) => {
-                    listing.insert(name_of(&obj), obj);
-                    Vec::new()
+                    listed.insert(ObjectName::of(&obj));
+                    apply(&view, &obj, false)
                 }
                 watcher::Event::InitDone => {
                     let mut changes = Vec::new();
-                    for (reference, gone) in &known {
-                        if !listing.contains_key(reference) {
-                            changes.extend(apply(&view, gone, true));
-                        }
+                    for gone in known.difference(&listed) {
+                        changes.extend(apply(&view, &gone.placeholder::<K>(), true));
                     }
-                    for obj in listing.values() {
-                        changes.extend(apply(&view, obj, false));
-                    }
-                    known = std::mem::take(&mut listing);
+                    known = std::mem::take(&mut listed);
                     synced.send_modify(|mask| *mask |= bit);
                     changes
                 }
@@ -411,6 +417,30 @@ where
             }
         }
     })
+}
+
+/// Namespace and name of a watched object.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct ObjectName {
+    namespace: Option<String>,
+    name: Option<String>,
+}
+
+impl ObjectName {
+    fn of<K: Resource>(obj: &K) -> Self {
+        Self {
+            namespace: obj.meta().namespace.clone(),
+            name: obj.meta().name.clone(),
+        }
+    }
+
+    /// An object with only this name, to report its deletion (which reads nothing else).
+    fn placeholder<K: Resource + Default>(&self) -> K {
+        let mut obj = K::default();
+        obj.meta_mut().namespace.clone_from(&self.namespace);
+        obj.meta_mut().name.clone_from(&self.name);
+        obj
+    }
 }
 
 /// Gathers touched owners for [`DEBOUNCE`], then asks for a reconcile of each of their keys.
@@ -471,6 +501,30 @@ mod tests {
                 subjects: subjects.to_vec(),
             },
         )
+    }
+
+    #[test]
+    fn a_relisted_object_is_remembered_by_name_and_removed_by_a_placeholder() {
+        let listed = RoleBinding {
+            metadata: kube::api::ObjectMeta {
+                namespace: Some("team-a".into()),
+                name: Some("keywarden-owner-ci".into()),
+                resource_version: Some("7".into()),
+                ..Default::default()
+            },
+            subjects: Some(vec![RbacSubject {
+                kind: "User".into(),
+                name: "alice".into(),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        let name = ObjectName::of(&listed);
+        let gone: RoleBinding = name.placeholder();
+        assert_eq!(gone.namespace().as_deref(), Some("team-a"));
+        assert_eq!(gone.name_any(), "keywarden-owner-ci");
+        assert_eq!(ObjectName::of(&gone), name);
+        assert!(gone.subjects.is_none() && gone.resource_version().is_none());
     }
 
     #[test]

@@ -50,6 +50,9 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 
 pub(crate) fn handle(server: &Server, method: &Method, path: &str, body: &[u8]) -> Response<Body> {
     let faults = &server.faults;
+    if (method, path.trim_end_matches('/')) == (&Method::GET, "requests") {
+        return http::json(200, &json!({ "requests": server.requests.snapshot() }));
+    }
     let result = match (method, path.trim_end_matches('/')) {
         (&Method::GET, "health") => Ok(()),
         (&Method::POST, "faults/fail") => {

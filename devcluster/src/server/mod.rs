@@ -4,6 +4,7 @@ mod admin;
 #[cfg(test)]
 mod admission_tests;
 mod certificates;
+pub(crate) mod counts;
 pub(crate) mod http;
 mod read;
 mod scale;
@@ -40,6 +41,8 @@ pub(crate) struct Server {
     pub authorizer: Arc<dyn Authorizer>,
     /// The RBAC rule resolver (escalation checks, rules reviews), also in AlwaysAllow mode.
     pub rbac: Arc<crate::auth::rbac::Rbac>,
+    /// Resource requests served, by user, verb and resource (`/_devcluster/requests`).
+    pub requests: counts::RequestCounts,
 }
 
 /// The request's connection must be reset without an answer (the drop-response fault).
@@ -270,6 +273,12 @@ impl Server {
         drop(served);
         let method = req.method().clone();
         let verb = verb_of(&method, &call);
+        self.requests.count(
+            &call.user.username,
+            verb,
+            &call.rt.plural,
+            call.subresource.as_deref(),
+        );
         // why: kube-apiserver authorizes a list or watch narrowed by
         // `fieldSelector=metadata.name=<name>` as a request for that name.
         let name = match (&call.name, verb) {
