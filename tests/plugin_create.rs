@@ -249,7 +249,12 @@ async fn create_records_the_callers_groups_so_scopes_granted_to_a_group_are_held
     let dir = tempfile::tempdir().unwrap();
     let user = format!("hana-{}", random_suffix());
     let groups = ["system:authenticated", "team-logs"];
-    let kubeconfig = kubeconfig_as(&kubeconfig(&cluster, dir.path()), &user, &groups, dir.path());
+    let kubeconfig = kubeconfig_as(
+        &kubeconfig(&cluster, dir.path()),
+        &user,
+        &groups,
+        dir.path(),
+    );
     let self_service: RoleBinding = serde_json::from_value(json!({
         "metadata": {"name": "self-service"},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "keywarden-edit"},
@@ -271,7 +276,14 @@ async fn create_records_the_callers_groups_so_scopes_granted_to_a_group_are_held
     let output = kubectl_keywarden(
         &cluster,
         &kubeconfig,
-        &["create", "laptop", "--scope", "logs:view", "--format", "env"],
+        &[
+            "create",
+            "laptop",
+            "--scope",
+            "logs:view",
+            "--format",
+            "env",
+        ],
     )
     .await;
     assert!(

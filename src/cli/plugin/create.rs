@@ -191,10 +191,7 @@ pub fn manifest(args: &CreateArgs, namespace: &str, owner: KeyOwner) -> AccessKe
 /// Creates the key, waits for its issuance and returns its credentials rendered in the
 /// requested format (or, with `--dry-run`, the manifest).
 pub async fn run(client: &Client, namespace: &str, args: &CreateArgs) -> anyhow::Result<String> {
-    let Caller {
-        username,
-        groups,
-    } = caller(client).await?;
+    let Caller { username, groups } = caller(client).await?;
     let owner = match &args.service_account {
         Some(name) => KeyOwner {
             kind: OwnerKind::ServiceAccount,
