@@ -2,8 +2,6 @@
 //! interval whatever the replica count, and a key in use is never deactivated as unused because
 //! its uses reach the status late.
 
-#[path = "support/mod.rs"]
-mod support;
 mod support_verifier;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +19,9 @@ use keywarden::verifier::{
 };
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::client::{Body, ClientBuilder};
-use support::{secret_data, KeyBuilder as ControllerKeyBuilder, PolicyBuilder, TestCluster};
+use support_verifier::cluster::support::{
+    self, secret_data, KeyBuilder as ControllerKeyBuilder, PolicyBuilder, TestCluster,
+};
 use support_verifier::{Issued, KeyBuilder};
 use tokio_util::sync::CancellationToken;
 

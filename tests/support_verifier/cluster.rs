@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 // why: the controller suites' cluster already picks devcluster or the real cluster, installs
 // the CRDs idempotently and makes a fresh namespace; the verifier suites share it, not copy it.
 #[path = "../support/mod.rs"]
-mod support;
+pub mod support;
 
 /// A cluster and a fresh namespace `kw-test-<random>` (see `support::TestCluster`).
 pub struct TestCluster {
