@@ -199,7 +199,9 @@ pub async fn flush_due(verifier: &Verifier, client: &Client, interval: Duration)
     }
     // why: with many keys in use, one write at a time could not keep up with the interval.
     let lags: Vec<Duration> = futures::stream::iter(writes)
-        .map(|(key, used_at, record)| write_use(verifier, client, key, used_at, record, now))
+        .map(|(key, used_at, record)| {
+            write_use(verifier, client, key, used_at, record, interval, now)
+        })
         .buffer_unordered(CONCURRENT_WRITES)
         .filter_map(|lag| async move { lag })
         .collect()
@@ -219,10 +221,35 @@ async fn write_use(
     key: KeyRef,
     used_at: DateTime<Utc>,
     record: Arc<KeyRecord>,
+    interval: Duration,
     now: Instant,
 ) -> Option<Duration> {
     let last_use = verifier.last_use();
     let written_use = whole_seconds(used_at);
+    // why: a flush of many keys takes a while; by a key's turn another replica's write of it
+    // may have arrived through the watch, which makes this one redundant (or a 409).
+    let record = match verifier.index().record(&key) {
+        Some(fresh) if fresh.resource_version == record.resource_version => record,
+        Some(fresh) => {
+            let own = last_use.written(&key);
+            match due(
+                &fresh,
+                written_use,
+                own,
+                interval,
+                Instant::now(),
+                Utc::now(),
+            ) {
+                Due::Write => fresh,
+                Due::Covered => return None,
+                Due::Later => {
+                    last_use.restore(&key, used_at);
+                    return None;
+                }
+            }
+        }
+        None => return None,
+    };
     let api: Api<AccessKey> = Api::namespaced(client.clone(), &key.namespace);
     let patch = serde_json::json!({
         "metadata": {"resourceVersion": record.resource_version},
