@@ -35,17 +35,15 @@ mod soak;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures::{stream, StreamExt, TryStreamExt};
 use kube::api::{Api, PostParams};
-use kube::runtime::{watcher, WatchStreamExt};
-use kube::ResourceExt;
 
 use keywarden::api::{AccessKey, Phase};
 use process::ControllerProcess;
-use support::{phase_of, KeyBuilder, TestCluster};
+use support::{all_active, phase_of, KeyBuilder, TestCluster};
 
 fn env_count(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -71,26 +69,6 @@ fn main() -> anyhow::Result<()> {
         return ceiling::run(threads);
     }
     named_runtime("bench")?.block_on(bench())
-}
-
-/// Waits until `expected` keys are Active, following a watch (a poll would list every key).
-async fn all_active(keys: Api<AccessKey>, expected: usize) -> anyhow::Result<()> {
-    let mut active = HashSet::new();
-    let mut changes = watcher(keys, watcher::Config::default())
-        .default_backoff()
-        .applied_objects()
-        .boxed();
-    while let Some(key) = changes.try_next().await? {
-        if phase_of(&key) == Some(Phase::Active) {
-            active.insert(key.name_any());
-        } else {
-            active.remove(&key.name_any());
-        }
-        if active.len() >= expected {
-            return Ok(());
-        }
-    }
-    anyhow::bail!("the AccessKey watch ended")
 }
 
 async fn apply_keys(keys: &Api<AccessKey>, prefix: &str, count: usize) -> anyhow::Result<()> {

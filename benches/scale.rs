@@ -27,19 +27,17 @@ mod report;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use futures::{stream, StreamExt, TryStreamExt};
 use kube::api::{Api, PostParams};
-use kube::runtime::{watcher, WatchStreamExt};
-use kube::ResourceExt;
 
-use keywarden::api::{AccessKey, Phase};
+use keywarden::api::AccessKey;
 use keywarden::cli::access_control;
 use processes::Memory;
-use support::{phase_of, KeyBuilder, TestCluster};
+use support::{all_active, KeyBuilder, TestCluster};
 
 fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
@@ -255,26 +253,6 @@ async fn create_keys(keys: &Api<AccessKey>, count: usize) -> anyhow::Result<()> 
         .try_for_each(|_| async { Ok(()) })
         .await?;
     Ok(())
-}
-
-/// Waits until `expected` keys are Active, following a watch.
-async fn all_active(keys: Api<AccessKey>, expected: usize) -> anyhow::Result<()> {
-    let mut active = HashSet::new();
-    let mut changes = watcher(keys, watcher::Config::default())
-        .default_backoff()
-        .applied_objects()
-        .boxed();
-    while let Some(key) = changes.try_next().await? {
-        if phase_of(&key) == Some(Phase::Active) {
-            active.insert(key.name_any());
-        } else {
-            active.remove(&key.name_any());
-        }
-        if active.len() >= expected {
-            return Ok(());
-        }
-    }
-    anyhow::bail!("the AccessKey watch ended")
 }
 
 /// Waits until the controller has reconciled at least `keys` times and then stops for a second.

@@ -603,3 +603,27 @@ pub fn write_matcher(
         _ => matcher.name(key),
     }
 }
+
+/// Waits until `expected` keys are Active, following a watch (a poll would list every key).
+pub async fn all_active(keys: Api<AccessKey>, expected: usize) -> anyhow::Result<()> {
+    use futures::{StreamExt, TryStreamExt};
+    use kube::runtime::{watcher, WatchStreamExt};
+    use kube::ResourceExt;
+
+    let mut active = std::collections::HashSet::new();
+    let mut changes = watcher(keys, watcher::Config::default())
+        .default_backoff()
+        .applied_objects()
+        .boxed();
+    while let Some(key) = changes.try_next().await? {
+        if phase_of(&key) == Some(Phase::Active) {
+            active.insert(key.name_any());
+        } else {
+            active.remove(&key.name_any());
+        }
+        if active.len() >= expected {
+            return Ok(());
+        }
+    }
+    anyhow::bail!("the AccessKey watch ended")
+}
