@@ -5,13 +5,13 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
 
 use super::backoff::RetryBackoff;
+use super::grant_cache::GrantCache;
 use super::ledger::Ledgers;
 use super::metrics::Metrics;
 use super::secret_data::Verdicts;
@@ -35,10 +35,10 @@ pub struct Context {
     pub policies: Store<AccessKeyPolicy>,
     /// Metadata of the Secrets keywarden manages (selected by label).
     pub secrets: Store<PartialObjectMeta<Secret>>,
-    /// The owner-access Roles keywarden manages (selected by label).
-    pub owner_roles: Store<Role>,
-    /// The owner-access RoleBindings keywarden manages (selected by label).
-    pub owner_bindings: Store<RoleBinding>,
+    /// The owner-access Roles keywarden manages (selected by label), as digests.
+    pub owner_roles: Arc<GrantCache>,
+    /// The owner-access RoleBindings keywarden manages (selected by label), as digests.
+    pub owner_bindings: Arc<GrantCache>,
     /// Mask of caches that have finished their initial list (see `runner::ALL_LISTED`).
     pub synced: tokio::sync::watch::Receiver<u16>,
     /// Who publishes the audit Events (see [`Context::recorder`]).

@@ -5,6 +5,7 @@ mod api_contact;
 mod audit;
 mod backoff;
 mod context;
+mod grant_cache;
 mod hashing;
 mod honoured;
 mod issuance;

@@ -13,12 +13,12 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
 use kube::api::{Api, DeleteParams, PostParams, Preconditions};
-use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 
 use super::audit::AuditEvent;
 use super::context::Context;
+use super::grant_cache::{binding_digest, role_digest};
 use super::issuance::SecretState;
 use super::policy::Governing;
 use super::status::condition;
@@ -155,7 +155,7 @@ fn grant_meta(key: &AccessKey) -> Result<ObjectMeta> {
 }
 
 /// Whether `meta` is controlled by the key with `uid`.
-fn controlled_by(meta: &ObjectMeta, uid: &str) -> bool {
+pub(super) fn controlled_by(meta: &ObjectMeta, uid: &str) -> bool {
     meta.owner_references
         .iter()
         .flatten()
@@ -170,7 +170,7 @@ fn labelled(meta: &ObjectMeta) -> bool {
 }
 
 /// A rule with absent and empty lists made alike (the API server may return either).
-fn normal_rule(rule: &PolicyRule) -> [Vec<String>; 5] {
+pub(super) fn normal_rule(rule: &PolicyRule) -> [Vec<String>; 5] {
     [
         rule.api_groups.clone().unwrap_or_default(),
         rule.resources.clone().unwrap_or_default(),
@@ -181,7 +181,7 @@ fn normal_rule(rule: &PolicyRule) -> [Vec<String>; 5] {
 }
 
 /// A subject with the API server's defaulting undone (`apiGroup: ""` for ServiceAccounts).
-fn normal_subject(subject: &Subject) -> [String; 4] {
+pub(super) fn normal_subject(subject: &Subject) -> [String; 4] {
     [
         subject.kind.clone(),
         subject.api_group.clone().unwrap_or_default(),
@@ -244,31 +244,28 @@ pub async fn reconcile(
     let name = grant_name(&key.name_any());
     let roles = Api::<Role>::namespaced(ctx.client.clone(), &namespace);
     let bindings = Api::<RoleBinding>::namespaced(ctx.client.clone(), &namespace);
-    let cached_role = ctx
-        .owner_roles
-        .get(&ObjectRef::new(&name).within(&namespace));
-    let cached_binding = ctx
-        .owner_bindings
-        .get(&ObjectRef::new(&name).within(&namespace));
+    let cached_role = ctx.owner_roles.get(&namespace, &name);
+    let cached_binding = ctx.owner_bindings.get(&namespace, &name);
     let access = wanted(key, secret, policy);
     let OwnerAccess::Granted { secret_name } = &access else {
         // why: the binding first, so no moment grants the owner a Role it should not hold.
-        if let Some(binding) = cached_binding.filter(|b| controlled_by(&b.metadata, &uid)) {
-            delete_own(&bindings, &name, &binding.metadata).await?;
+        if let Some(binding) = cached_binding.filter(|b| b.controlled_by(&uid)) {
+            delete_own(&bindings, &name, binding.uid()).await?;
         }
-        if let Some(role) = cached_role.filter(|r| controlled_by(&r.metadata, &uid)) {
-            delete_own(&roles, &name, &role.metadata).await?;
+        if let Some(role) = cached_role.filter(|r| r.controlled_by(&uid)) {
+            delete_own(&roles, &name, role.uid()).await?;
         }
         return Ok(access);
     };
     let role = desired_role(key, secret_name)?;
     let binding = desired_binding(key)?;
+    // why: the caches keep a digest of each grant, not the object (see `grant_cache`).
     let cached_in_place = cached_role
         .as_ref()
-        .is_some_and(|r| controlled_by(&r.metadata, &uid) && role_in_place(r, &role))
-        && cached_binding.as_ref().is_some_and(|b| {
-            controlled_by(&b.metadata, &uid) && binding_change(b, &binding) == BindingChange::None
-        });
+        .is_some_and(|r| r.controlled_by(&uid) && r.digest == role_digest(&role))
+        && cached_binding
+            .as_ref()
+            .is_some_and(|b| b.controlled_by(&uid) && b.digest == binding_digest(&binding));
     if cached_in_place {
         return Ok(access);
     }
@@ -286,10 +283,10 @@ pub async fn reconcile(
         .filter(|b| !controlled_by(&b.metadata, &uid));
     if foreign_role.is_some() || foreign_binding.is_some() {
         if let Some(own) = found_binding.as_ref().filter(|_| foreign_binding.is_none()) {
-            delete_own(&bindings, &name, &own.metadata).await?;
+            delete_own(&bindings, &name, own.metadata.uid.clone()).await?;
         }
         if let Some(own) = found_role.as_ref().filter(|_| foreign_role.is_none()) {
-            delete_own(&roles, &name, &own.metadata).await?;
+            delete_own(&roles, &name, own.metadata.uid.clone()).await?;
         }
         let taken: Vec<String> = [
             foreign_role.map(|_| format!("Role {namespace}/{name}")),
@@ -343,7 +340,7 @@ async fn ensure_binding(
                 .map_err(Error::WriteOwnerAccess)?;
         }
         (Some(found), Some(BindingChange::Recreate)) => {
-            delete_own(api, &found.name_any(), &found.metadata).await?;
+            delete_own(api, &found.name_any(), found.metadata.uid.clone()).await?;
             api.create(&PostParams::default(), &desired)
                 .await
                 .map_err(Error::WriteOwnerAccess)?;
@@ -358,14 +355,14 @@ async fn ensure_binding(
     Ok(())
 }
 
-/// Deletes an object of this key, on condition that it is still the one that was read.
-async fn delete_own<K>(api: &Api<K>, name: &str, meta: &ObjectMeta) -> Result<()>
+/// Deletes an object of this key, on condition that it is still the one that was read (`uid`).
+async fn delete_own<K>(api: &Api<K>, name: &str, uid: Option<String>) -> Result<()>
 where
     K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     let params = DeleteParams {
         preconditions: Some(Preconditions {
-            uid: meta.uid.clone(),
+            uid,
             resource_version: None,
         }),
         ..DeleteParams::default()

@@ -20,6 +20,7 @@ use super::access_key;
 use super::audit::{self, AuditEvent};
 use super::backoff::RetryBackoff;
 use super::context::{key_owner_identity, Clock, Context, OwnerGate};
+use super::grant_cache::{binding_digest, role_digest, GrantCache};
 use super::ledger::Ledgers;
 use super::policy;
 use super::probes::ProbeState;
@@ -55,8 +56,8 @@ pub async fn run_controllers(
     let (keys, keys_writer) = reflector::store::<AccessKey>();
     let (secrets, secrets_writer) = reflector::store();
     let (policies, policies_writer) = reflector::store::<AccessKeyPolicy>();
-    let (owner_roles, roles_writer) = reflector::store::<Role>();
-    let (owner_bindings, bindings_writer) = reflector::store::<RoleBinding>();
+    let owner_roles = Arc::new(GrantCache::default());
+    let owner_bindings = Arc::new(GrantCache::default());
     let (synced_tx, synced) = watch::channel(0u16);
     let synced_tx = Arc::new(synced_tx);
     let (deleted_tx, deleted_rx) = mpsc::unbounded_channel::<AccessKey>();
@@ -66,13 +67,7 @@ pub async fn run_controllers(
         watcher::Config::default(),
     )
     .default_backoff()
-    .modify(|key| {
-        // why: managedFields are most of an object's size, and `kubectl apply` copies the whole
-        // spec into an annotation; nothing here reads either.
-        // (`None`, not an emptied list that would keep its allocation.)
-        key.meta_mut().managed_fields = None;
-        key.annotations_mut().remove(LAST_APPLIED_ANNOTATION);
-    })
+    .modify(keep_what_key_reconciles_read)
     .reflect(keys_writer)
     .inspect(move |event| {
         keys_listed(event);
@@ -103,23 +98,35 @@ pub async fn run_controllers(
     .inspect(mark_listed(synced_tx.clone(), POLICIES_LISTED))
     .touched_objects();
     // why: keywarden's own Roles and RoleBindings only (by label); a squatter's are read on demand.
+    // Only a digest of each is kept (see `grant_cache`); the objects pass through to trigger
+    // their owning key's reconciliation and are dropped.
+    let roles_listed = mark_listed(synced_tx.clone(), ROLES_LISTED);
+    let roles_cache = owner_roles.clone();
     let role_stream = watcher(
         Api::<Role>::all(client.clone()),
         watcher::Config::default().labels(&managed),
     )
     .default_backoff()
-    .modify(|role| keep_grant_meta(role.meta_mut()))
-    .reflect(roles_writer)
-    .inspect(mark_listed(synced_tx.clone(), ROLES_LISTED))
+    .inspect(move |event| {
+        if let Ok(event) = event {
+            roles_cache.apply(event, role_digest);
+        }
+        roles_listed(event);
+    })
     .touched_objects();
+    let bindings_listed = mark_listed(synced_tx.clone(), BINDINGS_LISTED);
+    let bindings_cache = owner_bindings.clone();
     let binding_stream = watcher(
         Api::<RoleBinding>::all(client.clone()),
         watcher::Config::default().labels(&managed),
     )
     .default_backoff()
-    .modify(|binding| keep_grant_meta(binding.meta_mut()))
-    .reflect(bindings_writer)
-    .inspect(mark_listed(synced_tx.clone(), BINDINGS_LISTED))
+    .inspect(move |event| {
+        if let Ok(event) = event {
+            bindings_cache.apply(event, binding_digest);
+        }
+        bindings_listed(event);
+    })
     .touched_objects();
     let rbac = Arc::new(RbacView::default());
     let (touched_tx, touched_rx) = mpsc::unbounded_channel();
@@ -213,8 +220,35 @@ pub async fn run_controllers(
     Ok(())
 }
 
-/// The annotation in which `kubectl apply` keeps the last applied object.
-const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+/// Reduces a cached AccessKey's metadata to what the reconcilers read: name, namespace, uid,
+/// resourceVersion, generation, creation and deletion timestamps and keywarden's own
+/// annotations (who requested a change, `api::requested_by`).
+// why: managedFields are most of an object's size, and `kubectl apply` copies the whole spec
+// into an annotation; labels, owner references and finalizers are not read either. (`None`,
+// not emptied collections that would keep their allocations.)
+fn keep_what_key_reconciles_read(key: &mut AccessKey) {
+    let meta = std::mem::take(key.meta_mut());
+    *key.meta_mut() = ObjectMeta {
+        name: meta.name,
+        namespace: meta.namespace,
+        uid: meta.uid,
+        resource_version: meta.resource_version,
+        generation: meta.generation,
+        creation_timestamp: meta.creation_timestamp,
+        deletion_timestamp: meta.deletion_timestamp,
+        annotations: keywarden_annotations(meta.annotations),
+        ..ObjectMeta::default()
+    };
+}
+
+/// Keywarden's own annotations of `annotations`; `None` when there are none.
+fn keywarden_annotations(
+    annotations: Option<std::collections::BTreeMap<String, String>>,
+) -> Option<std::collections::BTreeMap<String, String>> {
+    let mut annotations = annotations?;
+    annotations.retain(|name, _| name.starts_with(KEYWARDEN_ANNOTATION_PREFIX));
+    (!annotations.is_empty()).then_some(annotations)
+}
 
 /// Reduces a cached Secret's metadata to what the reconciler reads (see `issuance::classify`):
 /// name, namespace, resourceVersion, owner references and keywarden's own annotations.
@@ -226,25 +260,7 @@ fn keep_what_reconciles_read(secret: &mut PartialObjectMeta<Secret>) {
         namespace: meta.namespace,
         resource_version: meta.resource_version,
         owner_references: meta.owner_references,
-        annotations: meta.annotations.map(|mut annotations| {
-            annotations.retain(|name, _| name.starts_with(KEYWARDEN_ANNOTATION_PREFIX));
-            annotations
-        }),
-        ..ObjectMeta::default()
-    };
-}
-
-/// Reduces a cached owner-access Role's or RoleBinding's metadata to what the reconciler reads:
-/// name, namespace, uid, resourceVersion, labels and owner references.
-fn keep_grant_meta(meta: &mut ObjectMeta) {
-    let taken = std::mem::take(meta);
-    *meta = ObjectMeta {
-        name: taken.name,
-        namespace: taken.namespace,
-        uid: taken.uid,
-        resource_version: taken.resource_version,
-        labels: taken.labels,
-        owner_references: taken.owner_references,
+        annotations: keywarden_annotations(meta.annotations),
         ..ObjectMeta::default()
     };
 }
@@ -349,6 +365,31 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
     use super::*;
+
+    #[test]
+    fn cached_keys_keep_the_metadata_reconcile_reads_and_keywardens_annotations() {
+        let mut key = crate::controller::tests::key();
+        key.metadata.resource_version = Some("7".into());
+        key.metadata.generation = Some(3);
+        key.metadata.labels = Some(BTreeMap::from([("team".into(), "a".into())]));
+        key.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+        key.metadata.annotations = Some(BTreeMap::from([
+            (LAST_APPLIED.into(), "{}".into()),
+            (crate::api::REQUESTED_BY_ANNOTATION.into(), "alice".into()),
+        ]));
+        let mut expected = key.metadata.clone();
+        expected.labels = None;
+        expected.finalizers = None;
+        expected.annotations = Some(BTreeMap::from([(
+            crate::api::REQUESTED_BY_ANNOTATION.into(),
+            "alice".into(),
+        )]));
+        keep_what_key_reconciles_read(&mut key);
+        assert_eq!(key.metadata, expected);
+        assert_eq!(crate::api::requested_by(&key), Some("alice"));
+    }
+
+    const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
     #[test]
     fn cached_secret_metadata_keeps_only_what_classify_reads() {
