@@ -7,6 +7,9 @@
 //! each N: time from process start to `/readyz` 200, a check of one key, RSS once settled,
 //! peak RSS (VmHWM: the start-up transient), bytes per key over the empty-cluster baseline and
 //! idle CPU; with the goals beside them (100,000 keys: <= 100 MiB, Ready <= 15 s).
+//!
+//! `KW_BENCH_RSS_COMPARE=/path/to/keywarden` also runs that binary (e.g. a build of an earlier
+//! commit) at each size, right after this build's, and prints the ratio of the two.
 
 use std::time::{Duration, Instant};
 
@@ -78,8 +81,19 @@ async fn measure(sizes: &[usize]) -> anyhow::Result<()> {
             .encode(format!("{probe_id}:{}", probe_secret.expose()))
     );
 
-    let baseline = run_verifier(&kubeconfig, &authorization, 1).await?;
+    let ours = std::path::PathBuf::from(env!("CARGO_BIN_EXE_keywarden"));
+    let other = std::env::var_os("KW_BENCH_RSS_COMPARE").map(std::path::PathBuf::from);
+    let baseline = run_verifier(&ours, &kubeconfig, &authorization, 1).await?;
     baseline.print(1, None);
+    let other_baseline = match &other {
+        Some(binary) => {
+            let figures = run_verifier(binary, &kubeconfig, &authorization, 1).await?;
+            print!("  (compared binary {}) ", binary.display());
+            figures.print(1, None);
+            Some(figures)
+        }
+        None => None,
+    };
     let mut written = 1;
     for &size in sizes {
         let started = Instant::now();
@@ -93,8 +107,19 @@ async fn measure(sizes: &[usize]) -> anyhow::Result<()> {
             "  {size} keys in devcluster ({:.1} s to write)",
             started.elapsed().as_secs_f64()
         );
-        let figures = run_verifier(&kubeconfig, &authorization, size).await?;
+        let figures = run_verifier(&ours, &kubeconfig, &authorization, size).await?;
         figures.print(size, Some(&baseline));
+        if let (Some(binary), Some(other_baseline)) = (&other, &other_baseline) {
+            let compared = run_verifier(binary, &kubeconfig, &authorization, size).await?;
+            print!("  (compared binary) ");
+            compared.print(size, Some(other_baseline));
+            println!(
+                "    this build / compared binary at {size} keys: RSS {:.2}x, peak {:.2}x, Ready {:.2}x",
+                figures.rss_kib as f64 / compared.rss_kib as f64,
+                figures.peak_kib as f64 / compared.peak_kib as f64,
+                figures.ready.as_secs_f64() / compared.ready.as_secs_f64()
+            );
+        }
     }
     Ok(())
 }
@@ -233,8 +258,9 @@ impl Figures {
     }
 }
 
-/// Starts `keywarden verifier`, times it to Ready, checks the probe key, reads its memory.
+/// Starts `binary verifier`, times it to Ready, checks the probe key, reads its memory.
 async fn run_verifier(
+    binary: &std::path::Path,
     kubeconfig: &std::path::Path,
     authorization: &str,
     keys: usize,
@@ -244,7 +270,7 @@ async fn run_verifier(
         .port();
     let started = Instant::now();
     // why: the shipped binary, so its allocator and runtime settings are what is measured.
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_keywarden"))
+    let mut child = tokio::process::Command::new(binary)
         .arg("verifier")
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .env("KUBECONFIG", kubeconfig)

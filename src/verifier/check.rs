@@ -105,7 +105,7 @@ pub struct Grant {
     pub access_key_id: String,
     pub record: Arc<KeyRecord>,
     /// The credential that matched: the key's current one or a previous one in its grace period.
-    pub credential: Arc<Credential>,
+    pub credential: Credential,
     /// The request's `Origin`, to echo in `Access-Control-Allow-Origin`.
     pub allowed_origin: Option<String>,
 }
@@ -308,17 +308,20 @@ impl Verifier {
         id: &str,
         presented: Presented,
         client: Option<IpAddr>,
-    ) -> Result<Arc<Credential>, Decision> {
+    ) -> Result<Credential, Decision> {
         let credential = self
             .index
             .lookup(id)
             .ok_or(Decision::Unauthorized(Refusal::UnknownId))?;
         let mac = self.macer.mac(id, &presented.secret);
-        if self.verified.is_verified(id, &mac, &credential.secret_hash) {
+        if self
+            .verified
+            .is_verified(id, &mac, credential.secret_hash())
+        {
             self.metrics.count_cache(CacheOutcome::Hit);
             return Ok(credential);
         }
-        if self.failures.has_failed(id, &mac, &credential.secret_hash) {
+        if self.failures.has_failed(id, &mac, credential.secret_hash()) {
             self.metrics.count_cache(CacheOutcome::KnownFailure);
             return Err(Decision::Unauthorized(Refusal::WrongSecret));
         }
@@ -332,13 +335,13 @@ impl Verifier {
                 id,
                 mac,
                 presented.secret,
-                credential.secret_hash.clone(),
+                credential.secret_hash().clone(),
                 &self.metrics,
             )
             .await;
         if verification == Verification::Mismatch {
             self.failures
-                .insert(id, mac, credential.secret_hash.clone());
+                .insert(id, mac, credential.secret_hash().clone());
             return Err(Decision::Unauthorized(Refusal::WrongSecret));
         }
         self.limits.refund(id, client);
@@ -348,11 +351,11 @@ impl Verifier {
             });
         }
         self.verified
-            .insert(id, mac, credential.secret_hash.clone());
+            .insert(id, mac, credential.secret_hash().clone());
         // why: the key may have been deactivated, rotated or deleted while we were hashing.
         self.index
             .lookup(id)
-            .filter(|fresh| fresh.secret_hash == credential.secret_hash)
+            .filter(|fresh| fresh.secret_hash() == credential.secret_hash())
             .ok_or(Decision::Unauthorized(Refusal::UnknownId))
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use hmac::digest::KeyInit;
@@ -12,6 +12,8 @@ use hmac::{Hmac, Mac};
 use rand::Rng;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
+
+use super::stored_hash::StoredHash;
 
 use crate::keys::material::SecretKey;
 use crate::sync::{lock, read, write};
@@ -105,7 +107,7 @@ impl<K: Clone + Eq + Hash, V> BoundedMap<K, V> {
 /// A verification that succeeded: this MAC matched this secret hash.
 struct Verified {
     mac: SecretMac,
-    secret_hash: Arc<str>,
+    secret_hash: StoredHash,
 }
 
 /// Successful verifications, one per access ID (only one secret can match an ID's hash).
@@ -123,13 +125,18 @@ impl VerifiedCache {
     }
 
     /// Whether `mac` was verified against exactly `secret_hash` for this ID.
-    pub fn is_verified(&self, access_key_id: &str, mac: &SecretMac, secret_hash: &str) -> bool {
+    pub fn is_verified(
+        &self,
+        access_key_id: &str,
+        mac: &SecretMac,
+        secret_hash: &StoredHash,
+    ) -> bool {
         read(&self.entries)
             .get(access_key_id)
-            .is_some_and(|v| v.mac.matches(mac) && *v.secret_hash == *secret_hash)
+            .is_some_and(|v| v.mac.matches(mac) && v.secret_hash == *secret_hash)
     }
 
-    pub fn insert(&self, access_key_id: &str, mac: SecretMac, secret_hash: Arc<str>) {
+    pub fn insert(&self, access_key_id: &str, mac: SecretMac, secret_hash: StoredHash) {
         write(&self.entries).insert(access_key_id.to_owned(), Verified { mac, secret_hash });
     }
 
@@ -144,7 +151,7 @@ impl VerifiedCache {
 
 /// Recent wrong secrets per (ID, MAC), so repeating one costs no argon2 work.
 pub struct FailureCache {
-    entries: Mutex<BoundedMap<(String, SecretMac), Arc<str>>>,
+    entries: Mutex<BoundedMap<(String, SecretMac), StoredHash>>,
 }
 
 impl FailureCache {
@@ -155,13 +162,18 @@ impl FailureCache {
     }
 
     /// Whether this MAC already failed against exactly `secret_hash`.
-    pub fn has_failed(&self, access_key_id: &str, mac: &SecretMac, secret_hash: &str) -> bool {
+    pub fn has_failed(
+        &self,
+        access_key_id: &str,
+        mac: &SecretMac,
+        secret_hash: &StoredHash,
+    ) -> bool {
         lock(&self.entries)
             .get(&(access_key_id.to_owned(), *mac))
-            .is_some_and(|hash| **hash == *secret_hash)
+            .is_some_and(|hash| *hash == *secret_hash)
     }
 
-    pub fn insert(&self, access_key_id: &str, mac: SecretMac, secret_hash: Arc<str>) {
+    pub fn insert(&self, access_key_id: &str, mac: SecretMac, secret_hash: StoredHash) {
         lock(&self.entries).insert((access_key_id.to_owned(), mac), secret_hash);
     }
 }
@@ -266,6 +278,7 @@ impl FailureLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[test]
     fn bounded_map_evicts_oldest_beyond_capacity() {

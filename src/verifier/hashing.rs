@@ -10,7 +10,7 @@ use tokio::sync::{OnceCell, Semaphore};
 
 use super::guard::SecretMac;
 use super::metrics::Metrics;
-use crate::keys::hash::verify_secret;
+use super::stored_hash::StoredHash;
 use crate::keys::material::SecretKey;
 use crate::sync::lock;
 
@@ -56,7 +56,7 @@ impl Hasher {
         access_key_id: &str,
         mac: SecretMac,
         secret: SecretKey,
-        hash: Arc<str>,
+        hash: StoredHash,
         metrics: &Metrics,
     ) -> Verification {
         let flight_key = (access_key_id.to_owned(), mac);
@@ -82,7 +82,7 @@ impl Hasher {
     async fn run_bounded(
         &self,
         secret: SecretKey,
-        hash: Arc<str>,
+        hash: StoredHash,
         metrics: &Metrics,
     ) -> Verification {
         let Some(queued) = QueueSlot::take(&self.queued, self.max_queued) else {
@@ -101,7 +101,7 @@ impl Hasher {
             let _permit = permit;
             running.fetch_add(1, Ordering::AcqRel);
             let _running = Running(&running);
-            verify_secret(&secret, &hash)
+            hash.verify(&secret)
         })
         .await;
         metrics.observe_argon2(started.elapsed());
@@ -156,7 +156,7 @@ mod tests {
             parallelism: 1,
         };
         let secret = SecretKey::generate();
-        let hash: Arc<str> = hash_secret(&secret, &params).unwrap().into();
+        let hash = StoredHash::parse(&hash_secret(&secret, &params).unwrap(), Arc::new).unwrap();
         let hasher = Hasher::new(1, 64);
         let metrics = Metrics::default();
         let mac = super::super::guard::SecretMacer::random().mac("AKW", &secret);
@@ -176,13 +176,18 @@ mod tests {
         assert!(lock(&hasher.in_flight).is_empty());
     }
 
+    fn any_hash() -> StoredHash {
+        let phc = "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHRzYWx0c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
+        StoredHash::parse(phc, Arc::new).unwrap()
+    }
+
     #[tokio::test]
     async fn a_full_queue_answers_overloaded() {
         let hasher = Hasher::new(1, 0);
         let secret = SecretKey::generate();
         let mac = super::super::guard::SecretMacer::random().mac("AKW", &secret);
         let verification = hasher
-            .verify("AKW", mac, secret, "x".into(), &Metrics::default())
+            .verify("AKW", mac, secret, any_hash(), &Metrics::default())
             .await;
         assert_eq!(verification, Verification::Overloaded);
     }

@@ -1,18 +1,22 @@
 //! The in-memory index of verifiable credentials, by access ID, built from watched `AccessKey`s.
 //!
-//! It holds only what a decision needs, compactly: strings that repeat across keys (namespaces,
-//! owners, scope and origin lists, the grant headers built from them) are shared, not copied.
+//! It holds only what a decision needs, compactly: one record per key holding its credentials
+//! (hashes decoded, see [`super::stored_hash`]), found by access ID and by key; values that
+//! repeat across keys (namespaces, owners, scope and origin lists, hash parameters, the grant
+//! headers built from them) are shared, not copied.
 
+use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
-use std::hash::Hash;
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::{DateTime, Utc};
 use http::HeaderValue;
 
+use super::stored_hash::{HashSpec, StoredHash};
 use super::watched::WatchedKey;
 use crate::api::access_key::{OwnerKind, Phase};
-use crate::keys::hash::{hash_cost, HashParams};
+use crate::keys::hash::HashParams;
 use crate::sync::{lock, read, write};
 
 /// Namespace and name of an `AccessKey` (cheap to clone: both are shared).
@@ -50,10 +54,10 @@ pub struct KeyRecord {
     /// `last_used_at` is older, is the first of this issuance and is written without delay.
     pub unused_basis: Option<DateTime<Utc>>,
     pub resource_version: Option<Box<str>>,
-    /// Owner, owner kind and scopes headers, shared by every key with the same three.
+    /// Owner and scopes headers, shared by every key with the same owner and scopes.
     pub grant_headers: Arc<GrantHeaders>,
-    /// `<namespace>/<name>` as the `X-Keywarden-Key-Name` header value.
-    pub key_name_header: Option<HeaderValue>,
+    /// The current credential first, then previous ones in their grace period.
+    pub credentials: Box<[HeldCredential]>,
 }
 
 /// Values of the `X-Keywarden-*` headers a granted check answers with that depend on the
@@ -63,17 +67,14 @@ pub struct KeyRecord {
 #[derive(Debug, Default)]
 pub struct GrantHeaders {
     pub owner: Option<HeaderValue>,
-    /// `User` or `ServiceAccount`.
-    pub owner_kind: Option<HeaderValue>,
     /// Comma-separated granted scopes: `*` for every permission of the owner, empty for none.
     pub scopes: Option<HeaderValue>,
 }
 
 impl GrantHeaders {
-    fn of(owner: &str, owner_kind: OwnerKind, scopes: &[String]) -> Self {
+    fn of(owner: &str, scopes: &[String]) -> Self {
         Self {
             owner: header_value(owner),
-            owner_kind: Some(HeaderValue::from_static(owner_kind_name(owner_kind))),
             scopes: header_value(&scopes.join(",")),
         }
     }
@@ -101,20 +102,43 @@ pub enum Unusable {
     Expired,
 }
 
-/// One verifiable (access ID, secret hash) pair: the current issuance or a previous one in grace.
+/// One (access ID, secret hash) pair a key holds: its current issuance or a previous one in grace.
 #[derive(Debug)]
-pub struct Credential {
-    pub record: Arc<KeyRecord>,
+pub struct HeldCredential {
     pub access_key_id: Arc<str>,
-    /// `access_key_id` as the `X-Keywarden-Key-Id` header value.
-    pub access_key_id_header: Option<HeaderValue>,
-    /// The argon2id PHC string, as the controller wrote it.
-    pub secret_hash: Arc<str>,
+    /// The hash the controller wrote, decoded.
+    pub secret_hash: StoredHash,
     /// Set for previous credentials: usable strictly before this instant.
     pub valid_until: Option<DateTime<Utc>>,
 }
 
+/// One verifiable credential as found by its access ID: the key's record and which of its
+/// credentials it is.
+#[derive(Clone, Debug)]
+pub struct Credential {
+    pub record: Arc<KeyRecord>,
+    slot: usize,
+}
+
 impl Credential {
+    /// The credential within its record.
+    // why: slots are only made by `install`, from the record they point into.
+    fn held(&self) -> &HeldCredential {
+        &self.record.credentials[self.slot]
+    }
+
+    pub fn access_key_id(&self) -> &str {
+        &self.held().access_key_id
+    }
+
+    pub fn secret_hash(&self) -> &StoredHash {
+        &self.held().secret_hash
+    }
+
+    pub fn valid_until(&self) -> Option<DateTime<Utc>> {
+        self.held().valid_until
+    }
+
     /// Whether the credential may be used at `now`, judged from the spec, phase and clock.
     pub fn usability(&self, now: DateTime<Utc>) -> Result<(), Unusable> {
         let record = &self.record;
@@ -125,24 +149,50 @@ impl Credential {
             return Err(Unusable::Disabled);
         }
         let expired = |deadline: Option<DateTime<Utc>>| deadline.is_some_and(|at| at <= now);
-        if expired(record.expires_at) || expired(self.valid_until) {
+        if expired(record.expires_at) || expired(self.valid_until()) {
             return Err(Unusable::Expired);
         }
         Ok(())
     }
 }
 
-/// One key's credentials, built from a watched key and ready to go into the index.
+/// One key's record, built from a watched key and ready to go into the index.
 pub struct IndexedKey {
     key_ref: KeyRef,
-    credentials: Vec<Credential>,
+    /// `None` when the key holds no servable credential.
+    record: Option<Arc<KeyRecord>>,
 }
 
-/// Credentials by access ID, and which IDs each key contributed.
+/// A record in the by-key set, found by its [`KeyRef`].
+struct ByKey(Arc<KeyRecord>);
+
+impl Borrow<KeyRef> for ByKey {
+    fn borrow(&self) -> &KeyRef {
+        &self.0.key_ref
+    }
+}
+
+impl PartialEq for ByKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.key_ref == other.0.key_ref
+    }
+}
+
+impl Eq for ByKey {}
+
+impl Hash for ByKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.key_ref.hash(state);
+    }
+}
+
+/// Credentials by access ID, and each key's record.
+// why: the by-key set holds the record itself (one pointer per key), whose credentials list
+// the IDs to remove, rather than a second map of KeyRef to IDs.
 #[derive(Default)]
 struct IndexState {
-    by_id: HashMap<Arc<str>, Arc<Credential>>,
-    ids_by_key: HashMap<KeyRef, Box<[Arc<str>]>>,
+    by_id: HashMap<Arc<str>, Credential>,
+    by_key: HashSet<ByKey>,
 }
 
 /// Thread-safe credential index; cheap concurrent lookups, updated from watch events.
@@ -171,18 +221,13 @@ impl KeyIndex {
     }
 
     /// The credential presented as `access_key_id`, if any key holds it.
-    pub fn lookup(&self, access_key_id: &str) -> Option<Arc<Credential>> {
+    pub fn lookup(&self, access_key_id: &str) -> Option<Credential> {
         self.read().by_id.get(access_key_id).cloned()
     }
 
     /// The current record of a key, if indexed.
     pub fn record(&self, key_ref: &KeyRef) -> Option<Arc<KeyRecord>> {
-        let state = self.read();
-        let id = state.ids_by_key.get(key_ref)?.first()?;
-        state
-            .by_id
-            .get(id)
-            .map(|credential| credential.record.clone())
+        self.read().by_key.get(key_ref).map(|key| key.0.clone())
     }
 
     /// Number of indexed credentials.
@@ -195,7 +240,7 @@ impl KeyIndex {
         self.len() == 0
     }
 
-    /// Builds the credentials a watched key declares, without indexing them yet.
+    /// Builds the record a watched key declares, without indexing it yet.
     pub fn prepare(&self, key: &WatchedKey) -> IndexedKey {
         let mut shared = lock(&self.shared);
         let key_ref = KeyRef {
@@ -204,11 +249,8 @@ impl KeyIndex {
                 .intern(key.metadata.namespace.as_deref().unwrap_or_default()),
             name: key.metadata.name.as_deref().unwrap_or_default().into(),
         };
-        let credentials = credentials_of(key, &key_ref, &self.max_hash_cost, &mut shared);
-        IndexedKey {
-            key_ref,
-            credentials,
-        }
+        let record = record_of(key, &key_ref, &self.max_hash_cost, &mut shared).map(Arc::new);
+        IndexedKey { key_ref, record }
     }
 
     /// Indexes (or re-indexes) a key; returns the access IDs whose secret hash changed or that
@@ -219,25 +261,24 @@ impl KeyIndex {
     }
 
     fn install(&self, prepared: IndexedKey) -> Vec<String> {
-        let IndexedKey {
-            key_ref,
-            credentials,
-        } = prepared;
+        let IndexedKey { key_ref, record } = prepared;
         let mut state = self.write();
         let mut stale = remove_key(&mut state, &key_ref);
-        let mut ids = Vec::with_capacity(credentials.len());
-        for credential in credentials {
-            let id = credential.access_key_id.clone();
-            if let Some(old_hash) = stale.remove(&id) {
-                if old_hash != credential.secret_hash {
-                    stale.insert(id.clone(), old_hash);
+        if let Some(record) = record {
+            for (slot, held) in record.credentials.iter().enumerate() {
+                let id = &held.access_key_id;
+                if let Some(old_hash) = stale.remove(id) {
+                    if old_hash != held.secret_hash {
+                        stale.insert(id.clone(), old_hash);
+                    }
                 }
+                let credential = Credential {
+                    record: record.clone(),
+                    slot,
+                };
+                state.by_id.insert(id.clone(), credential);
             }
-            ids.push(id.clone());
-            state.by_id.insert(id, Arc::new(credential));
-        }
-        if !ids.is_empty() {
-            state.ids_by_key.insert(key_ref, ids.into_boxed_slice());
+            state.by_key.insert(ByKey(record));
         }
         stale.into_keys().map(|id| id.to_string()).collect()
     }
@@ -260,8 +301,9 @@ impl KeyIndex {
         let listed: HashSet<&KeyRef> = keys.iter().map(|key| &key.key_ref).collect();
         let gone: Vec<KeyRef> = self
             .read()
-            .ids_by_key
-            .keys()
+            .by_key
+            .iter()
+            .map(|key| &key.0.key_ref)
             .filter(|key| in_scope(key) && !listed.contains(*key))
             .cloned()
             .collect();
@@ -286,17 +328,21 @@ impl KeyIndex {
 }
 
 /// Removes a key's credentials; returns their IDs with the hashes they had.
-fn remove_key(state: &mut IndexState, key: &KeyRef) -> HashMap<Arc<str>, Arc<str>> {
+fn remove_key(state: &mut IndexState, key: &KeyRef) -> HashMap<Arc<str>, StoredHash> {
     let mut removed = HashMap::new();
-    for id in state.ids_by_key.remove(key).unwrap_or_default() {
+    let Some(ByKey(record)) = state.by_key.take(key) else {
+        return removed;
+    };
+    for held in record.credentials.iter() {
+        let id = &held.access_key_id;
         // why: an ID copied into another key's status must not be removed on this key's behalf.
         if state
             .by_id
-            .get(&id)
+            .get(id)
             .is_some_and(|c| c.record.key_ref == *key)
         {
-            if let Some(credential) = state.by_id.remove(&id) {
-                removed.insert(id, credential.secret_hash.clone());
+            if let Some(credential) = state.by_id.remove(id) {
+                removed.insert(id.clone(), credential.secret_hash().clone());
             }
         }
     }
@@ -355,6 +401,10 @@ where
 /// What the grant headers are built from.
 type GrantHeadersKey = (Arc<str>, OwnerKind, Arc<[String]>);
 
+/// Distinct hash parameter sets kept shared; past this, each hash gets its own copy.
+// why: a status writer could otherwise grow the list without bound with made-up parameters.
+const MAX_SHARED_HASH_SPECS: usize = 64;
+
 /// Values repeated across keys, stored once.
 #[derive(Default)]
 struct Shared {
@@ -364,6 +414,8 @@ struct Shared {
     lists: Interner<[String]>,
     headers: HashMap<GrantHeadersKey, Arc<GrantHeaders>>,
     headers_added_since_prune: usize,
+    /// argon2id parameters: nearly every key has the controller's.
+    hash_specs: Vec<Arc<HashSpec>>,
 }
 
 impl Shared {
@@ -381,9 +433,24 @@ impl Shared {
         if self.headers_added_since_prune > self.headers.len().max(1024) {
             self.prune_headers();
         }
-        let headers = Arc::new(GrantHeaders::of(owner, owner_kind, scopes));
+        let headers = Arc::new(GrantHeaders::of(owner, scopes));
         self.headers.insert(key, headers.clone());
         headers
+    }
+
+    fn hash_spec(&mut self, spec: HashSpec) -> Arc<HashSpec> {
+        if let Some(shared) = self.hash_specs.iter().find(|shared| ***shared == spec) {
+            return shared.clone();
+        }
+        let spec = Arc::new(spec);
+        if self.hash_specs.len() >= MAX_SHARED_HASH_SPECS {
+            self.hash_specs
+                .retain(|shared| Arc::strong_count(shared) > 1);
+        }
+        if self.hash_specs.len() < MAX_SHARED_HASH_SPECS {
+            self.hash_specs.push(spec.clone());
+        }
+        spec
     }
 
     fn prune_headers(&mut self) {
@@ -398,20 +465,52 @@ impl Shared {
         self.prune_headers();
         self.strings.prune();
         self.lists.prune();
+        self.hash_specs
+            .retain(|shared| Arc::strong_count(shared) > 1);
     }
 }
 
-/// The current and previous credentials a key's status declares, without those whose hash
-/// costs more than `max_hash_cost` (or is no argon2id hash).
-fn credentials_of(
+/// The record of a key with the current and previous credentials its status declares, without
+/// those whose hash costs more than `max_hash_cost` (or is no argon2id hash); `None` when no
+/// credential is left.
+fn record_of(
     key: &WatchedKey,
     key_ref: &KeyRef,
     max_hash_cost: &HashParams,
     shared: &mut Shared,
-) -> Vec<Credential> {
-    let Some(status) = key.status.as_ref() else {
-        return Vec::new();
-    };
+) -> Option<KeyRecord> {
+    let status = key.status.as_ref()?;
+    let current = status
+        .access_key_id
+        .as_deref()
+        .zip(status.secret_hash.as_deref())
+        .map(|(id, hash)| (id, hash, None));
+    let previous = status.previous_keys.iter().map(|p| {
+        (
+            p.access_key_id.as_str(),
+            p.secret_hash.as_str(),
+            Some(p.valid_until),
+        )
+    });
+    let credentials: Box<[HeldCredential]> = current
+        .into_iter()
+        .chain(previous)
+        .filter_map(|(access_key_id, secret_hash, valid_until)| {
+            let stored = StoredHash::parse(secret_hash, |spec| shared.hash_spec(spec))
+                .filter(|stored| stored.cost().fits_within(max_hash_cost));
+            if stored.is_none() {
+                tracing::warn!(%key_ref, access_key_id, "hash costlier than the configured ceiling, or no argon2id hash; not served");
+            }
+            Some(HeldCredential {
+                access_key_id: access_key_id.into(),
+                secret_hash: stored?,
+                valid_until,
+            })
+        })
+        .collect();
+    if credentials.is_empty() {
+        return None;
+    }
     let owner = shared
         .strings
         .intern(&key.spec.owner.username(&key_ref.namespace));
@@ -426,10 +525,9 @@ fn credentials_of(
             .as_deref()
             .unwrap_or(key.spec.allowed_origins.as_slice()),
     );
-    let record = Arc::new(KeyRecord {
+    Some(KeyRecord {
         key_ref: key_ref.clone(),
         grant_headers: shared.grant_headers(&owner, key.spec.owner.kind, &scopes),
-        key_name_header: header_value(&key_ref.to_string()),
         owner,
         owner_kind: key.spec.owner.kind,
         scopes,
@@ -441,37 +539,8 @@ fn credentials_of(
         last_used_at: status.last_used_at,
         unused_basis: status.unused_basis(),
         resource_version: key.metadata.resource_version.as_deref().map(Box::from),
-    });
-    let current = status
-        .access_key_id
-        .as_deref()
-        .zip(status.secret_hash.as_deref())
-        .map(|(id, hash)| (id, hash, None));
-    let previous = status.previous_keys.iter().map(|p| {
-        (
-            p.access_key_id.as_str(),
-            p.secret_hash.as_str(),
-            Some(p.valid_until),
-        )
-    });
-    current
-        .into_iter()
-        .chain(previous)
-        .filter(|(access_key_id, secret_hash, _)| {
-            let affordable = hash_cost(secret_hash).is_some_and(|cost| cost.fits_within(max_hash_cost));
-            if !affordable {
-                tracing::warn!(%key_ref, access_key_id, "hash costlier than the configured ceiling; not served");
-            }
-            affordable
-        })
-        .map(|(access_key_id, secret_hash, valid_until)| Credential {
-            record: record.clone(),
-            access_key_id_header: header_value(access_key_id),
-            access_key_id: access_key_id.into(),
-            secret_hash: secret_hash.into(),
-            valid_until,
-        })
-        .collect()
+        credentials,
+    })
 }
 
 #[cfg(test)]
@@ -676,8 +745,8 @@ mod tests {
             Some("system:serviceaccount:team:ci")
         );
         assert_eq!(
-            headers.owner_kind.as_ref().and_then(|v| v.to_str().ok()),
-            Some("ServiceAccount")
+            owner_kind_name(credential.record.owner_kind),
+            "ServiceAccount"
         );
     }
 }

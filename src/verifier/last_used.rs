@@ -315,7 +315,7 @@ mod tests {
             unused_basis: Some(at(0)),
             resource_version: None,
             grant_headers: Arc::default(),
-            key_name_header: None,
+            credentials: Box::default(),
         }
     }
 
