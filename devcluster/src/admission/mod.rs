@@ -19,6 +19,7 @@ mod system;
 #[cfg(test)]
 mod tests;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use kube_cel::cel::Value as Cel;
@@ -254,11 +255,22 @@ impl Plan {
         if self.is_empty() {
             return verdict;
         }
+        // why: most variables are read by one policy; borrow its reads rather than merge.
         let reads = |name: &str| {
-            self.policies.iter().fold(Reads::Nothing, |mut reads, p| {
-                reads.merge(p.policy.reads(name));
-                reads
-            })
+            self.policies
+                .iter()
+                .map(|p| p.policy.reads(name))
+                .filter(|reads| **reads != Reads::Nothing)
+                .fold(
+                    Cow::Borrowed(&Reads::Nothing),
+                    |merged, reads| match merged {
+                        Cow::Borrowed(Reads::Nothing) => Cow::Borrowed(reads),
+                        mut merged => {
+                            merged.to_mut().merge(reads);
+                            merged
+                        }
+                    },
+                )
         };
         // why: binding a value converts it in full for the evaluator; convert each variable
         // once per request, only those some policy reads, and of those only the parts some
@@ -276,13 +288,13 @@ impl Plan {
         ];
         for (name, value) in json_variables {
             let reads = reads(name);
-            if reads != Reads::Nothing {
+            if *reads != Reads::Nothing {
                 let value = value.map_or(Cel::Null, |v| to_cel_read(v, &reads));
                 shared.push((name, value));
             }
         }
         let namespace_reads = reads("namespaceObject");
-        if namespace_reads != Reads::Nothing {
+        if *namespace_reads != Reads::Nothing {
             let view = self
                 .namespace_object
                 .as_deref()
@@ -290,7 +302,7 @@ impl Plan {
             let value = view.map_or(Cel::Null, |v| to_cel_read(&v, &namespace_reads));
             shared.push(("namespaceObject", value));
         }
-        if request_reads != Reads::Nothing {
+        if *request_reads != Reads::Nothing {
             let value = messages::request_value(request, &requested, &uid, &request_reads);
             shared.push(("request", value));
         }

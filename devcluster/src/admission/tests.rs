@@ -543,7 +543,11 @@ fn only_the_paths_expressions_reach_are_bound_and_any_other_use_binds_all() {
         ),
         ("'object' == 'request'", "object", Reads::Nothing),
         ("request['name'] == 'x'", "request", Reads::All),
-        ("object.?spec.orValue(1) == 1", "object", Reads::All),
+        (
+            "size(object.spec) > 0",
+            "object",
+            fields([("spec", Reads::All)]),
+        ),
         ("'dryRun' in request", "request", Reads::All),
         ("[object].all(o, o.spec == 1)", "object", Reads::All),
         (
