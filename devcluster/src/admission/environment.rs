@@ -2,7 +2,7 @@
 //! (`object`, `oldObject`, `request`, `params`, `namespaceObject`, `variables`, `authorizer`)
 //! on top of the Kubernetes CEL libraries.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock};
 
 use kube_cel::cel::objects::{Key, Map};
@@ -39,53 +39,6 @@ pub(crate) fn to_cel(value: &Value) -> Cel {
                 .collect();
             Cel::Map(Map::from(entries))
         }
-    }
-}
-
-/// The top-level fields of a variable that expressions select, or `None` for all of them.
-pub(crate) type Fields = Option<BTreeSet<String>>;
-
-/// The top-level fields of `variable` that `source` selects (`variable.field`); `None` when
-/// it uses the variable any other way (indexed, iterated, as a whole), so all of it is read.
-pub(crate) fn fields_selected(source: &str, variable: &str) -> Fields {
-    let is_word = |c: char| c.is_alphanumeric() || c == '_';
-    let mut fields = BTreeSet::new();
-    for (at, _) in source.match_indices(variable) {
-        let before = source[..at].chars().next_back();
-        let rest = &source[at + variable.len()..];
-        // why: part of a longer identifier, or a field of something else (`x.object`).
-        if before.is_some_and(|c| is_word(c) || c == '.') || rest.starts_with(is_word) {
-            continue;
-        }
-        let field: String = rest
-            .strip_prefix('.')?
-            .chars()
-            .take_while(|c| is_word(*c))
-            .collect();
-        if field.is_empty() {
-            return None;
-        }
-        fields.insert(field);
-    }
-    Some(fields)
-}
-
-/// `value` as CEL with only the top-level `fields` of an object (all without a selection).
-///
-/// why: binding converts a value in full; fields no expression selects cannot be read.
-pub(crate) fn to_cel_selected(value: &Value, fields: Option<&BTreeSet<String>>) -> Cel {
-    match (value, fields) {
-        (Value::Object(object), Some(fields)) => {
-            let entries: HashMap<Key, Cel> = fields
-                .iter()
-                .filter_map(|field| {
-                    let found = object.get(field)?;
-                    Some((Key::String(Arc::new(field.clone())), to_cel(found)))
-                })
-                .collect();
-            Cel::Map(Map::from(entries))
-        }
-        _ => to_cel(value),
     }
 }
 

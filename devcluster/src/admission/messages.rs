@@ -3,9 +3,10 @@
 
 use serde_json::{json, Map, Value};
 
-use super::environment::{map, to_cel, Fields};
+use super::environment::map;
 use super::matching::{attribute_namespace, Matched};
 use super::policy::Binding;
+use super::reads::{to_cel_read, Reads};
 use super::{AdmissionRequest, Denial, Operation};
 use crate::status::{qualified_resource, ApiError};
 
@@ -66,12 +67,12 @@ fn operation(operation: Operation) -> &'static str {
 }
 
 /// The `request` variable: admission.k8s.io/v1 `AdmissionRequest` without the objects; `uid`
-/// is the request's. Only the `fields` expressions select are made (all without a selection).
+/// is the request's. Only what `reads` can read of it is made.
 pub(crate) fn request_value(
     request: &AdmissionRequest<'_>,
     matched: &Matched,
     uid: &str,
-    fields: &Fields,
+    reads: &Reads,
 ) -> kube_cel::cel::Value {
     let rt = request.rt;
     let user = request.user;
@@ -121,11 +122,15 @@ pub(crate) fn request_value(
         ("dryRun", &|| json!(request.dry_run)),
         ("options", &options),
     ];
-    let wanted = |field: &str| fields.as_ref().is_none_or(|fields| fields.contains(field));
     map(all
         .into_iter()
-        .filter(|(field, _)| wanted(field))
-        .map(|(field, value)| (field, to_cel(&value())))
+        .filter_map(|(field, value)| {
+            let converted = match reads.field(field)? {
+                Reads::Presence => kube_cel::cel::Value::Null,
+                reads => to_cel_read(&value(), reads),
+            };
+            Some((field, converted))
+        })
         .collect())
 }
 

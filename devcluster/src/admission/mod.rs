@@ -14,11 +14,12 @@ mod matching;
 mod messages;
 mod params;
 mod policy;
+mod reads;
 mod system;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeSet;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use kube_cel::cel::Value as Cel;
@@ -29,10 +30,10 @@ use crate::registry::ResourceType;
 use crate::status::ApiError;
 use crate::store::State;
 
-use environment::to_cel_selected;
 use evaluate::{Annotation, Failure};
 use matching::Matched;
 use policy::{Binding, FailurePolicy, Policy};
+use reads::{to_cel_read, Reads};
 
 pub use system::SystemAdmission;
 
@@ -254,19 +255,31 @@ impl Plan {
         if self.is_empty() {
             return verdict;
         }
-        let reads = |name: &str| self.policies.iter().any(|p| p.policy.mentions(name));
-        let selected = |name: &str| {
+        // why: most variables are read by one policy; borrow its reads rather than merge.
+        let reads = |name: &str| {
             self.policies
                 .iter()
-                .try_fold(BTreeSet::new(), |mut fields, p| {
-                    fields.extend(p.policy.selected(name)?);
-                    Some(fields)
-                })
+                .map(|p| p.policy.reads(name))
+                .filter(|reads| **reads != Reads::Nothing)
+                .fold(
+                    Cow::Borrowed(&Reads::Nothing),
+                    |merged, reads| match merged {
+                        Cow::Borrowed(Reads::Nothing) => Cow::Borrowed(reads),
+                        mut merged => {
+                            merged.to_mut().merge(reads);
+                            merged
+                        }
+                    },
+                )
         };
         // why: binding a value converts it in full for the evaluator; convert each variable
-        // once per request, only those some policy names, and of those only the fields
-        // some policy selects.
-        let uid = uuid::Uuid::new_v4().to_string();
+        // once per request, only those some policy reads, and of those only the parts some
+        // policy's expressions can reach.
+        let request_reads = reads("request");
+        let uid = match request_reads.field("uid") {
+            Some(_) => uuid::Uuid::new_v4().to_string(),
+            None => String::new(),
+        };
         let requested = Matched::of(request.rt);
         let mut shared = Vec::new();
         let json_variables = [
@@ -274,28 +287,30 @@ impl Plan {
             ("oldObject", request.old_object),
         ];
         for (name, value) in json_variables {
-            if reads(name) {
-                let fields = selected(name);
-                let value = value.map_or(Cel::Null, |v| to_cel_selected(v, fields.as_ref()));
+            let reads = reads(name);
+            if *reads != Reads::Nothing {
+                let value = value.map_or(Cel::Null, |v| to_cel_read(v, &reads));
                 shared.push((name, value));
             }
         }
-        if reads("namespaceObject") {
-            let fields = selected("namespaceObject");
+        let namespace_reads = reads("namespaceObject");
+        if *namespace_reads != Reads::Nothing {
             let view = self
                 .namespace_object
                 .as_deref()
                 .map(messages::namespace_view);
-            let value = view.map_or(Cel::Null, |v| to_cel_selected(&v, fields.as_ref()));
+            let value = view.map_or(Cel::Null, |v| to_cel_read(&v, &namespace_reads));
             shared.push(("namespaceObject", value));
         }
-        let request_fields = selected("request");
-        if reads("request") {
-            let value = messages::request_value(request, &requested, &uid, &request_fields);
+        if *request_reads != Reads::Nothing {
+            let value = messages::request_value(request, &requested, &uid, &request_reads);
             shared.push(("request", value));
         }
         let request_scope = environment::scope(environment::root(), shared);
-        let authorizer_value = reads("authorizer")
+        let authorizer_value = self
+            .policies
+            .iter()
+            .any(|p| p.policy.mentions("authorizer"))
             .then(|| authz::authorizer_variable(authorizer, request.user, request));
         for Planned {
             policy,
@@ -306,9 +321,11 @@ impl Plan {
             // why: a policy matching an equivalent resource sees that resource in `request`.
             let own_request = matched
                 .as_ref()
-                .filter(|matched| **matched != requested && policy.mentions("request"))
+                .filter(|matched| {
+                    **matched != requested && *policy.reads("request") != Reads::Nothing
+                })
                 .map(|matched| {
-                    let value = messages::request_value(request, matched, &uid, &request_fields);
+                    let value = messages::request_value(request, matched, &uid, &request_reads);
                     environment::scope(&request_scope, [("request", value)])
                 });
             let policy_scope = own_request.as_ref().unwrap_or(&request_scope);
@@ -333,11 +350,10 @@ impl Plan {
                     Step::Evaluate { binding, params } => (binding, params),
                 };
                 for param in params {
-                    let param_value = policy.mentions("params").then(|| {
-                        let fields = policy.selected("params");
+                    let params_reads = policy.reads("params");
+                    let param_value = (*params_reads != Reads::Nothing).then(|| {
                         let value = param.as_deref();
-                        let value =
-                            value.map_or(Cel::Null, |v| to_cel_selected(v, fields.as_ref()));
+                        let value = value.map_or(Cel::Null, |v| to_cel_read(v, params_reads));
                         ("params", value)
                     });
                     let unauthorized = environment::scope(policy_scope, param_value);

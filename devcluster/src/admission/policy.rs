@@ -1,6 +1,6 @@
 //! Policies and bindings as stored, compiled once per resourceVersion.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use k8s_openapi::api::admissionregistration::v1::{
@@ -8,7 +8,8 @@ use k8s_openapi::api::admissionregistration::v1::{
 };
 use serde_json::Value;
 
-use super::environment::{fields_selected, Expression, Fields};
+use super::environment::Expression;
+use super::reads::{self, Reads};
 use crate::store::{State, StorageKey};
 
 const POLICIES: &str = "validatingadmissionpolicies.admissionregistration.k8s.io";
@@ -53,11 +54,11 @@ pub(crate) struct Policy {
     pub malformed: Option<String>,
     /// Every identifier its expressions name, so a request binds only the variables read.
     identifiers: HashSet<String>,
-    /// The fields its expressions select of each variable with a JSON value.
-    selected: HashMap<&'static str, Fields>,
+    /// What its expressions read of each variable with a JSON value.
+    reads: HashMap<&'static str, Reads>,
 }
 
-/// The variables whose values are objects of which expressions may select a few fields.
+/// The variables whose values are objects of which expressions may read a few fields.
 const SELECTABLE: [&str; 5] = [
     "object",
     "oldObject",
@@ -72,9 +73,10 @@ impl Policy {
         self.identifiers.contains(identifier)
     }
 
-    /// The top-level fields of `variable` the policy's expressions can read (`None`: all).
-    pub fn selected(&self, variable: &str) -> Fields {
-        self.selected.get(variable).cloned().unwrap_or(None)
+    /// What the policy's expressions can read of `variable`, one of [`SELECTABLE`].
+    pub fn reads(&self, variable: &str) -> &Reads {
+        static NOTHING: Reads = Reads::Nothing;
+        self.reads.get(variable).unwrap_or(&NOTHING)
     }
 
     fn expressions(&self) -> impl Iterator<Item = &Expression> {
@@ -255,23 +257,18 @@ fn compile_policy(stored: &Value) -> Policy {
             .collect(),
         malformed,
         identifiers: HashSet::new(),
-        selected: HashMap::new(),
+        reads: HashMap::new(),
     };
     policy.identifiers = policy
         .expressions()
         .flat_map(|expression| expression.identifiers.iter().cloned())
         .collect();
-    policy.selected = SELECTABLE
-        .into_iter()
-        .map(|variable| {
-            let fields = policy
-                .expressions()
-                .try_fold(BTreeSet::new(), |mut fields, e| {
-                    fields.extend(fields_selected(&e.source, variable)?);
-                    Some(fields)
-                });
-            (variable, fields)
-        })
-        .collect();
+    let mut read = HashMap::new();
+    for expression in policy.expressions() {
+        if let Ok(program) = &expression.program {
+            reads::collect(program.expression(), &SELECTABLE, &mut read);
+        }
+    }
+    policy.reads = read;
     policy
 }

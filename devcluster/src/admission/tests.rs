@@ -498,32 +498,98 @@ fn params_in_the_wrong_scope_are_binding_configuration_errors() {
 }
 
 #[test]
-fn only_selected_fields_of_a_variable_are_bound_and_any_other_use_binds_all() {
-    use super::environment::fields_selected;
-    let fields = |names: &[&str]| Some(names.iter().map(|n| n.to_string()).collect());
+fn only_the_paths_expressions_reach_are_bound_and_any_other_use_binds_all() {
+    use super::reads::{collect, Reads};
+    use std::collections::{BTreeMap, HashMap};
+    fn fields<const N: usize>(entries: [(&str, Reads); N]) -> Reads {
+        Reads::Fields(
+            entries
+                .into_iter()
+                .map(|(name, reads)| (name.to_string(), reads))
+                .collect::<BTreeMap<_, _>>(),
+        )
+    }
     let cases = [
         (
             "request.userInfo.username == 'x' && request.namespace == 'y'",
-            fields(&["namespace", "userInfo"]),
+            "request",
+            fields([
+                ("namespace", Reads::All),
+                ("userInfo", fields([("username", Reads::All)])),
+            ]),
         ),
         (
             "has(object.spec) && object.spec.size() > 0",
-            fields(&["spec"]),
+            "object",
+            fields([("spec", Reads::All)]),
         ),
-        ("objects.size() > 0 && x.object.y == 1", fields(&[])),
-        ("request['name'] == 'x'", None),
-        ("object.?spec.orValue(1) == 1", None),
-        ("'dryRun' in request", None),
-        ("[object].all(o, o.spec == 1)", None),
+        (
+            "has(object.spec.owner) && has(object.metadata.labels)",
+            "object",
+            fields([
+                ("metadata", fields([("labels", Reads::Presence)])),
+                ("spec", fields([("owner", Reads::Presence)])),
+            ]),
+        ),
+        (
+            "object.metadata.labels['app'] == 'x'",
+            "object",
+            fields([("metadata", fields([("labels", Reads::All)]))]),
+        ),
+        (
+            "objects.size() > 0 && x.object.y == 1",
+            "object",
+            Reads::Nothing,
+        ),
+        ("'object' == 'request'", "object", Reads::Nothing),
+        ("request['name'] == 'x'", "request", Reads::All),
+        (
+            "size(object.spec) > 0",
+            "object",
+            fields([("spec", Reads::All)]),
+        ),
+        ("'dryRun' in request", "request", Reads::All),
+        ("[object].all(o, o.spec == 1)", "object", Reads::All),
+        (
+            "object.spec.items.all(i, i.name != object.metadata.name)",
+            "object",
+            fields([
+                ("metadata", fields([("name", Reads::All)])),
+                ("spec", fields([("items", Reads::All)])),
+            ]),
+        ),
+        (
+            "cel.bind(spec, object.spec, spec.a == spec.b)",
+            "object",
+            fields([("spec", Reads::All)]),
+        ),
     ];
-    for (source, expected) in cases {
-        let variable = if source.contains("request") {
-            "request"
-        } else {
-            "object"
-        };
-        assert_eq!(fields_selected(source, variable), expected, "{source}");
+    for (source, variable, expected) in cases {
+        let program = kube_cel::cel::Program::compile(source).expect(source);
+        let mut reads = HashMap::new();
+        collect(program.expression(), &["object", "request"], &mut reads);
+        let found = reads.remove(variable).unwrap_or_default();
+        assert_eq!(found, expected, "{source}");
     }
+}
+
+#[test]
+fn has_on_a_field_only_tested_sees_it_present_whatever_it_holds() {
+    let fixture = Fixture::new(
+        json!({ "matchConstraints": config_maps_rule(), "validations": [
+            { "expression": "has(object.metadata.namespace) && !has(object.metadata.labels) && has(object.metadata.name)" },
+            { "expression": "object.metadata.name == 'cm' && !has(object.data)" },
+            { "expression": "has(request.userInfo) && request.userInfo.username == 'alice'" },
+        ] }),
+        json!({ "validationActions": ["Deny"] }),
+    );
+    let verdict = fixture.create(
+        &builtin("ConfigMap", ""),
+        &config_map("cm"),
+        &alice(),
+        nobody(),
+    );
+    assert_eq!(verdict.denials, vec![]);
 }
 
 #[test]
