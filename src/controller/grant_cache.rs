@@ -10,6 +10,8 @@ use kube::runtime::watcher;
 use kube::ResourceExt;
 use sha2::{Digest, Sha256};
 
+use super::owner_access::{labelled, normal_rules, normal_subjects};
+
 use crate::sync::{lock, read, write};
 
 /// Digest of what a Role or RoleBinding grants, with keywarden's label (see [`role_digest`]).
@@ -53,13 +55,6 @@ fn record_of(meta: &ObjectMeta, digest: GrantDigest) -> GrantRecord {
     }
 }
 
-fn labelled(meta: &ObjectMeta) -> bool {
-    meta.labels
-        .as_ref()
-        .and_then(|labels| labels.get(crate::api::MANAGED_BY_LABEL))
-        .is_some_and(|value| value == crate::api::MANAGED_BY_VALUE)
-}
-
 fn digest_of(value: &serde_json::Value) -> GrantDigest {
     let full = Sha256::digest(value.to_string().as_bytes());
     let mut digest = GrantDigest::default();
@@ -70,34 +65,22 @@ fn digest_of(value: &serde_json::Value) -> GrantDigest {
 /// Digest of whether a Role carries keywarden's label and of its rules, absent and empty lists
 /// made alike: two Roles have the same digest when `owner_access::role_in_place` holds.
 pub fn role_digest(role: &Role) -> GrantDigest {
-    let rules: Vec<_> = role
-        .rules
-        .iter()
-        .flatten()
-        .map(super::owner_access::normal_rule)
-        .collect();
     digest_of(&serde_json::json!([
         "Role",
         labelled(&role.metadata),
-        rules
+        normal_rules(role)
     ]))
 }
 
 /// Digest of whether a RoleBinding carries keywarden's label, its `roleRef` and its subjects
 /// (defaulting undone): equal digests mean `owner_access::binding_change` is `None`.
 pub fn binding_digest(binding: &RoleBinding) -> GrantDigest {
-    let subjects: Vec<_> = binding
-        .subjects
-        .iter()
-        .flatten()
-        .map(super::owner_access::normal_subject)
-        .collect();
     let role_ref = &binding.role_ref;
     digest_of(&serde_json::json!([
         "RoleBinding",
         labelled(&binding.metadata),
         [&role_ref.api_group, &role_ref.kind, &role_ref.name],
-        subjects
+        normal_subjects(binding)
     ]))
 }
 

@@ -162,7 +162,7 @@ pub(super) fn controlled_by(meta: &ObjectMeta, uid: &str) -> bool {
         .any(|owner| owner.controller == Some(true) && owner.uid == uid)
 }
 
-fn labelled(meta: &ObjectMeta) -> bool {
+pub(super) fn labelled(meta: &ObjectMeta) -> bool {
     meta.labels
         .as_ref()
         .and_then(|labels| labels.get(MANAGED_BY_LABEL))
@@ -170,7 +170,7 @@ fn labelled(meta: &ObjectMeta) -> bool {
 }
 
 /// A rule with absent and empty lists made alike (the API server may return either).
-pub(super) fn normal_rule(rule: &PolicyRule) -> [Vec<String>; 5] {
+fn normal_rule(rule: &PolicyRule) -> [Vec<String>; 5] {
     [
         rule.api_groups.clone().unwrap_or_default(),
         rule.resources.clone().unwrap_or_default(),
@@ -181,7 +181,7 @@ pub(super) fn normal_rule(rule: &PolicyRule) -> [Vec<String>; 5] {
 }
 
 /// A subject with the API server's defaulting undone (`apiGroup: ""` for ServiceAccounts).
-pub(super) fn normal_subject(subject: &Subject) -> [String; 4] {
+fn normal_subject(subject: &Subject) -> [String; 4] {
     [
         subject.kind.clone(),
         subject.api_group.clone().unwrap_or_default(),
@@ -190,16 +190,24 @@ pub(super) fn normal_subject(subject: &Subject) -> [String; 4] {
     ]
 }
 
+/// A Role's rules, each with absent and empty lists made alike.
+pub(super) fn normal_rules(role: &Role) -> Vec<[Vec<String>; 5]> {
+    role.rules.iter().flatten().map(normal_rule).collect()
+}
+
+/// A RoleBinding's subjects, each with the API server's defaulting undone.
+pub(super) fn normal_subjects(binding: &RoleBinding) -> Vec<[String; 4]> {
+    binding
+        .subjects
+        .iter()
+        .flatten()
+        .map(normal_subject)
+        .collect()
+}
+
 /// Whether a Role of this key grants exactly what `desired` grants.
 pub fn role_in_place(actual: &Role, desired: &Role) -> bool {
-    let rules = |role: &Role| {
-        role.rules
-            .iter()
-            .flatten()
-            .map(normal_rule)
-            .collect::<Vec<_>>()
-    };
-    labelled(&actual.metadata) && rules(actual) == rules(desired)
+    labelled(&actual.metadata) && normal_rules(actual) == normal_rules(desired)
 }
 
 /// What a RoleBinding of this key needs to become `desired`.
@@ -213,17 +221,9 @@ pub enum BindingChange {
 
 /// Compares a RoleBinding of this key with the desired one.
 pub fn binding_change(actual: &RoleBinding, desired: &RoleBinding) -> BindingChange {
-    let subjects = |binding: &RoleBinding| {
-        binding
-            .subjects
-            .iter()
-            .flatten()
-            .map(normal_subject)
-            .collect::<Vec<_>>()
-    };
     if actual.role_ref != desired.role_ref {
         BindingChange::Recreate
-    } else if !labelled(&actual.metadata) || subjects(actual) != subjects(desired) {
+    } else if !labelled(&actual.metadata) || normal_subjects(actual) != normal_subjects(desired) {
         BindingChange::Update
     } else {
         BindingChange::None
