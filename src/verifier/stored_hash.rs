@@ -38,7 +38,7 @@ impl HashSpec {
 }
 
 /// A decoded argon2id hash: only argon2id hashes within the verify limits are ever built.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum StoredHash {
     /// The controller's form: 16-byte salt, 32-byte output.
     Compact {
@@ -110,6 +110,16 @@ impl StoredHash {
     }
 }
 
+// why: salt and output are what an offline guess is checked against; a Debug print of a record
+// (logs, panics) shows the cost only.
+impl std::fmt::Debug for StoredHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredHash")
+            .field("cost", &self.cost())
+            .finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +133,25 @@ mod tests {
 
     fn parse(phc: &str) -> Option<StoredHash> {
         StoredHash::parse(phc, Arc::new)
+    }
+
+    #[test]
+    fn a_debug_print_shows_neither_salt_nor_output() {
+        let phc = hash_secret(&SecretKey::generate(), &CHEAP).unwrap();
+        let stored = parse(&phc).unwrap();
+        let StoredHash::Compact { salt, output, .. } = &stored else {
+            panic!("the controller's form is compact");
+        };
+        let printed = format!("{stored:?}");
+        for hidden in [
+            "salt",
+            "output",
+            &format!("{salt:?}"),
+            &format!("{output:?}"),
+        ] {
+            assert!(!printed.contains(hidden), "{printed}");
+        }
+        assert!(printed.contains("memory_kib: 64"), "{printed}");
     }
 
     #[test]
