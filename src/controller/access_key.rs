@@ -508,8 +508,8 @@ async fn rotate(
 /// A key being deleted still counts until it is gone (its finalizers may hold it a while).
 fn owner_keys(key: &AccessKey, ctx: &Context, owner: &str, uid: &str) -> Vec<OwnedKey<String>> {
     let mut keys: Vec<OwnedKey<String>> = ctx
-        .keys
-        .state()
+        .key_owners
+        .candidates(owner)
         .iter()
         .filter(|k| key_owner_identity(k) == owner)
         .filter_map(|k| {
@@ -536,8 +536,8 @@ fn owner_keys(key: &AccessKey, ctx: &Context, owner: &str, uid: &str) -> Vec<Own
 
 /// The owner's keys the caches show issued (by status or by an owned Secret), as ledger entries.
 fn issued_entries(ctx: &Context, owner: &str) -> Vec<Entry> {
-    ctx.keys
-        .state()
+    ctx.key_owners
+        .candidates(owner)
         .iter()
         .filter(|k| key_owner_identity(k) == owner)
         .filter(|k| {

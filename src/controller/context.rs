@@ -14,6 +14,7 @@ use super::backoff::RetryBackoff;
 use super::grant_cache::GrantCache;
 use super::ledger::Ledgers;
 use super::metrics::Metrics;
+use super::owner_index::OwnerIndex;
 use super::secret_data::Verdicts;
 use crate::api::{AccessKey, AccessKeyPolicy};
 use crate::keys::hash::HashParams;
@@ -32,6 +33,8 @@ pub fn system_clock() -> Clock {
 pub struct Context {
     pub client: Client,
     pub keys: Store<AccessKey>,
+    /// The cached keys by owner identity ([`key_owner_identity`]), for the owner limit.
+    pub key_owners: Arc<OwnerIndex<AccessKey>>,
     pub policies: Store<AccessKeyPolicy>,
     /// Metadata of the Secrets keywarden manages (selected by label).
     pub secrets: Store<PartialObjectMeta<Secret>>,

@@ -13,6 +13,7 @@ mod leader;
 mod ledger;
 mod metrics;
 mod owner_access;
+mod owner_index;
 mod policy;
 mod probes;
 mod progress;

@@ -22,6 +22,7 @@ use super::backoff::RetryBackoff;
 use super::context::{key_owner_identity, Clock, Context, OwnerGate};
 use super::grant_cache::{binding_digest, role_digest, GrantCache};
 use super::ledger::Ledgers;
+use super::owner_index::OwnerIndex;
 use super::policy;
 use super::probes::ProbeState;
 use super::rbac_watch::{self, RbacView};
@@ -62,6 +63,8 @@ pub async fn run_controllers(
     let synced_tx = Arc::new(synced_tx);
     let (deleted_tx, deleted_rx) = mpsc::unbounded_channel::<AccessKey>();
     let keys_listed = mark_listed(synced_tx.clone(), KEYS_LISTED);
+    let key_owners = Arc::new(OwnerIndex::new(keys.clone(), key_owner_identity));
+    let indexed_owners = key_owners.clone();
     let key_stream = watcher(
         Api::<AccessKey>::all(client.clone()),
         watcher::Config::default(),
@@ -70,6 +73,9 @@ pub async fn run_controllers(
     .modify(keep_what_key_reconciles_read)
     .reflect(keys_writer)
     .inspect(move |event| {
+        if let Ok(event) = event {
+            indexed_owners.apply(event);
+        }
         keys_listed(event);
         if let Ok(watcher::Event::Delete(key)) = event {
             let _ = deleted_tx.send(key.clone());
@@ -140,6 +146,7 @@ pub async fn run_controllers(
     let ctx = Arc::new(Context {
         client: client.clone(),
         keys: keys.clone(),
+        key_owners,
         policies,
         synced: synced.clone(),
         secrets,
@@ -349,7 +356,7 @@ async fn on_deletions(
             AuditEvent::normal(reasons::DELETED, message, id.as_deref()),
         )
         .await;
-        for waiting in ctx.keys.state().into_iter().filter(|k| {
+        for waiting in ctx.key_owners.candidates(&owner).into_iter().filter(|k| {
             key_owner_identity(k) == owner
                 && k.status.as_ref().is_none_or(|s| s.access_key_id.is_none())
         }) {
