@@ -1,5 +1,6 @@
 //! Prometheus metrics of the controller.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -128,21 +129,65 @@ impl Metrics {
         let keys = lock(&self.keys).clone();
         self.keys_by_phase.clear();
         if let Some(keys) = keys {
+            // why: counted first, then one gauge per phase: a label lookup per key made a scrape
+            // of 100,000 keys cost tens of milliseconds of the controller's CPU.
+            let mut counts: HashMap<Phase, i64> = HashMap::new();
             for key in keys.state() {
-                let phase = key
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.phase)
-                    .unwrap_or(Phase::Pending);
+                let phase = key.status.as_ref().and_then(|s| s.phase);
+                *counts.entry(phase.unwrap_or(Phase::Pending)).or_default() += 1;
+            }
+            for (phase, count) in counts {
                 self.keys_by_phase
                     .get_or_create(&PhaseLabel {
                         phase: format!("{phase:?}"),
                     })
-                    .inc();
+                    .set(count);
             }
         }
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::runtime::{reflector, watcher};
+
+    use super::*;
+
+    #[test]
+    fn keys_are_counted_by_phase_and_a_key_without_status_is_pending() {
+        let (store, mut writer) = reflector::store::<AccessKey>();
+        for (name, phase) in [
+            ("a", Some(Phase::Active)),
+            ("b", Some(Phase::Active)),
+            ("c", Some(Phase::Expired)),
+            ("d", None),
+        ] {
+            let mut key = crate::controller::tests::key();
+            key.metadata.name = Some(name.into());
+            key.status = phase.map(|phase| crate::api::AccessKeyStatus {
+                phase: Some(phase),
+                ..Default::default()
+            });
+            writer.apply_watcher_event(&watcher::Event::Apply(key));
+        }
+        let metrics = Metrics::default();
+        metrics.watch_keys(Some(store));
+        let text = metrics.encode().unwrap();
+        let mut gauges: Vec<&str> = text
+            .lines()
+            .filter(|line| line.starts_with("keywarden_access_keys{"))
+            .collect();
+        gauges.sort();
+        assert_eq!(
+            gauges,
+            [
+                r#"keywarden_access_keys{phase="Active"} 2"#,
+                r#"keywarden_access_keys{phase="Expired"} 1"#,
+                r#"keywarden_access_keys{phase="Pending"} 1"#,
+            ]
+        );
     }
 }
