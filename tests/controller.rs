@@ -99,6 +99,86 @@ async fn basic_auth_secret_carries_username_and_password() {
     );
 }
 
+/// A ledger entry counts although no cache shows its key issued (a leader that died between
+/// admitting a key and writing its Secret leaves exactly this): the next key of the owner is
+/// refused while the counted key exists, and takes the slot once it is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ledger_entry_no_cache_shows_still_counts_against_the_owner() {
+    use sha2::{Digest, Sha256};
+    let cluster = TestCluster::start().await;
+    let policy = format!("limit-{}", support::random_suffix());
+    cluster
+        .create_policy(&PolicyBuilder::new(&policy).max_keys(1).build())
+        .await;
+    let owner = format!("dana-{}", support::random_suffix());
+    // why: the older key, so that the caches' own count (oldest waiting key first) admits it
+    // and only the ledger can refuse it; creation times have whole seconds.
+    cluster
+        .create_key(&KeyBuilder::new("next", &owner).policy(&policy).build())
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    // why: a key being deleted, held by someone else's finalizer, is never issued but still
+    // exists, so its ledger entry keeps counting.
+    let mut held = KeyBuilder::new("held", &owner).policy(&policy).build();
+    held.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+    let held = cluster.create_key(&held).await;
+    cluster
+        .keys()
+        .delete("held", &DeleteParams::default())
+        .await
+        .unwrap();
+    let digest = Sha256::digest(owner.as_bytes());
+    let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+    let ledger: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {
+            "name": format!("keywarden-owner-{hex}"),
+            "annotations": {"keywarden.io/owner": owner},
+        },
+        "type": "Opaque",
+        "stringData": {"issued-keys": serde_json::to_string(&serde_json::json!([{
+            "uid": held.uid().unwrap(),
+            "namespace": cluster.namespace,
+            "name": "held",
+        }])).unwrap()},
+    }))
+    .unwrap();
+    let ledgers: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(
+        cluster.client.clone(),
+        keywarden::cli::access_control::NAMESPACE,
+    );
+    ledgers
+        .create(&Default::default(), &ledger)
+        .await
+        .expect("create the owner's ledger");
+
+    let _controller = cluster.start_controller();
+    let next = cluster.wait_phase("next", Phase::Rejected).await;
+    assert_eq!(
+        condition(&next, types::LIMIT_EXCEEDED),
+        Some(("True".into(), reasons::LIMIT_EXCEEDED.into()))
+    );
+    assert!(
+        cluster
+            .secrets()
+            .get_opt("next-access-key")
+            .await
+            .unwrap()
+            .is_none(),
+        "no Secret for a refused key"
+    );
+
+    cluster
+        .keys()
+        .patch(
+            "held",
+            &PatchParams::default(),
+            &merge(serde_json::json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .unwrap();
+    cluster.wait_phase("next", Phase::Active).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_keys_applied_at_once_never_exceed_the_owner_limit() {
     let cluster = TestCluster::start().await;

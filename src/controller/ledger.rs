@@ -91,6 +91,17 @@ impl Ledgers {
         limit: u32,
     ) -> Result<Admission> {
         let name = ledger_name(owner);
+        // why: an owner the caches show no issued key for most likely has no ledger yet; its
+        // creation then decides alone (409 if one exists), as the create after a read finding
+        // none would, and saves that read. Any other answer falls back to reading it.
+        if issued.is_empty() && limit > 0 {
+            let first = ledger_secret(&name, owner, std::slice::from_ref(candidate), None)?;
+            match self.api.create(&PostParams::default(), &first).await {
+                Ok(_) => return Ok(Admission::Admitted),
+                Err(kube::Error::Api(status)) if status.code == 409 => {}
+                Err(err) => return Err(Error::WriteOwnerLedger(err)),
+            }
+        }
         let current = self
             .api
             .get_opt(&name)
