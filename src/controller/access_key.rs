@@ -140,10 +140,7 @@ async fn observe_secret(
     remembered: Option<&Issuance>,
 ) -> Result<(SecretState, Seen)> {
     let name = key.spec.secret_name(&key.name_any());
-    let cached = ctx
-        .secrets
-        .get(&ObjectRef::new(&name).within(&key.namespace().unwrap_or_default()));
-    let state = issuance::classify(cached.as_ref().map(|s| &s.metadata), key, &ctx.record_key);
+    let state = ctx.secrets.classify(&name, key, &ctx.record_key);
     let trusted = match (&state, remembered) {
         (SecretState::Held { issuance, .. }, Some(r)) => issuance.access_key_id == r.access_key_id,
         (SecretState::Held { .. }, None) => true,
@@ -555,12 +552,9 @@ fn created_at(key: &AccessKey) -> Option<DateTime<Utc>> {
 
 fn has_cached_secret(key: &AccessKey, ctx: &Context) -> bool {
     let name = key.spec.secret_name(&key.name_any());
-    let cached = ctx
-        .secrets
-        .get(&ObjectRef::new(&name).within(&key.namespace().unwrap_or_default()));
     // why: an owned Secret counts as issued even when its record is not believed.
     matches!(
-        issuance::classify(cached.as_ref().map(|s| &s.metadata), key, &ctx.record_key),
+        ctx.secrets.classify(&name, key, &ctx.record_key),
         SecretState::Held { .. } | SecretState::Unsealed { .. }
     )
 }

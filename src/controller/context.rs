@@ -4,8 +4,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::core::v1::Secret;
-use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
@@ -15,6 +13,7 @@ use super::grant_cache::GrantCache;
 use super::ledger::Ledgers;
 use super::metrics::Metrics;
 use super::secret_data::Verdicts;
+use super::secret_record::SecretRecords;
 use crate::api::{AccessKey, AccessKeyPolicy};
 use crate::keys::hash::HashParams;
 use crate::keys::seal::RecordKey;
@@ -33,8 +32,8 @@ pub struct Context {
     pub client: Client,
     pub keys: Store<AccessKey>,
     pub policies: Store<AccessKeyPolicy>,
-    /// Metadata of the Secrets keywarden manages (selected by label).
-    pub secrets: Store<PartialObjectMeta<Secret>>,
+    /// What classification reads of the Secrets keywarden manages (selected by label).
+    pub secrets: Arc<SecretRecords>,
     /// The owner-access Roles keywarden manages (selected by label), as digests.
     pub owner_roles: Arc<GrantCache>,
     /// The owner-access RoleBindings keywarden manages (selected by label), as digests.

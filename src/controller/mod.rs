@@ -23,6 +23,7 @@ mod runner;
 mod scopes_held;
 mod seal;
 mod secret_data;
+mod secret_record;
 mod status;
 #[cfg(test)]
 mod tests;

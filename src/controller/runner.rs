@@ -29,6 +29,7 @@ use super::record_key;
 use super::rollout::Rollouts;
 use super::scopes_held;
 use super::secret_data::Verdicts;
+use super::secret_record::SecretRecords;
 use crate::api::conditions::reasons;
 use crate::api::{AccessKey, AccessKeyPolicy, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use crate::keys::hash::HashParams;
@@ -54,7 +55,7 @@ pub async fn run_controllers(
     let (namespace, name) = &settings.record_key_secret;
     let record_key = record_key::load_or_create(&client, namespace, name).await?;
     let (keys, keys_writer) = reflector::store::<AccessKey>();
-    let (secrets, secrets_writer) = reflector::store();
+    let secrets = Arc::new(SecretRecords::default());
     let (policies, policies_writer) = reflector::store::<AccessKeyPolicy>();
     let owner_roles = Arc::new(GrantCache::default());
     let owner_bindings = Arc::new(GrantCache::default());
@@ -77,15 +78,22 @@ pub async fn run_controllers(
     })
     .touched_objects();
     let managed = format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}");
-    // why: metadata only (annotations carry the issuance), so 10,000 Secrets stay cheap in memory.
+    // why: metadata only (annotations carry the issuance), and of it only a record of what
+    // classification reads (see `secret_record`); the objects pass through to trigger their
+    // owning key's reconciliation and are dropped.
+    let secrets_listed = mark_listed(synced_tx.clone(), SECRETS_LISTED);
+    let secrets_cache = secrets.clone();
     let secret_stream = watcher(
         Api::<PartialObjectMeta<Secret>>::all(client.clone()),
         watcher::Config::default().labels(&managed),
     )
     .default_backoff()
-    .modify(keep_what_reconciles_read)
-    .reflect(secrets_writer)
-    .inspect(mark_listed(synced_tx.clone(), SECRETS_LISTED))
+    .inspect(move |event| {
+        if let Ok(event) = event {
+            secrets_cache.apply(event);
+        }
+        secrets_listed(event);
+    })
     .touched_objects();
     let policy_stream = watcher(
         Api::<AccessKeyPolicy>::all(client.clone()),
@@ -250,21 +258,6 @@ fn keywarden_annotations(
     (!annotations.is_empty()).then_some(annotations)
 }
 
-/// Reduces a cached Secret's metadata to what the reconciler reads (see `issuance::classify`):
-/// name, namespace, resourceVersion, owner references and keywarden's own annotations.
-// why: 10,000 Secrets are cached; labels, managedFields and other annotations are dead weight.
-fn keep_what_reconciles_read(secret: &mut PartialObjectMeta<Secret>) {
-    let meta = std::mem::take(&mut secret.metadata);
-    secret.metadata = ObjectMeta {
-        name: meta.name,
-        namespace: meta.namespace,
-        resource_version: meta.resource_version,
-        owner_references: meta.owner_references,
-        annotations: keywarden_annotations(meta.annotations),
-        ..ObjectMeta::default()
-    };
-}
-
 /// Prefix of the annotations keywarden writes on a key's Secret.
 const KEYWARDEN_ANNOTATION_PREFIX: &str = "keywarden.io/";
 
@@ -362,8 +355,6 @@ async fn on_deletions(
 mod tests {
     use std::collections::BTreeMap;
 
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-
     use super::*;
 
     #[test]
@@ -390,47 +381,4 @@ mod tests {
     }
 
     const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
-
-    #[test]
-    fn cached_secret_metadata_keeps_only_what_classify_reads() {
-        let owner = OwnerReference {
-            api_version: "keywarden.io/v1alpha1".into(),
-            kind: "AccessKey".into(),
-            name: "ci".into(),
-            uid: "uid-1".into(),
-            controller: Some(true),
-            ..OwnerReference::default()
-        };
-        let mut secret = PartialObjectMeta::<Secret> {
-            metadata: ObjectMeta {
-                name: Some("ci-access-key".into()),
-                namespace: Some("team-a".into()),
-                resource_version: Some("42".into()),
-                uid: Some("secret-uid".into()),
-                labels: Some(BTreeMap::from([("team".into(), "a".into())])),
-                annotations: Some(BTreeMap::from([
-                    ("keywarden.io/access-key-id".into(), "AKW1".into()),
-                    ("example.com/note".into(), "x".into()),
-                ])),
-                owner_references: Some(vec![owner.clone()]),
-                ..ObjectMeta::default()
-            },
-            ..PartialObjectMeta::default()
-        };
-        keep_what_reconciles_read(&mut secret);
-        assert_eq!(
-            secret.metadata,
-            ObjectMeta {
-                name: Some("ci-access-key".into()),
-                namespace: Some("team-a".into()),
-                resource_version: Some("42".into()),
-                annotations: Some(BTreeMap::from([(
-                    "keywarden.io/access-key-id".into(),
-                    "AKW1".into()
-                )])),
-                owner_references: Some(vec![owner]),
-                ..ObjectMeta::default()
-            }
-        );
-    }
 }
