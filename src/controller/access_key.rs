@@ -298,10 +298,10 @@ async fn reconcile_key(key: &AccessKey, ctx: &Context) -> Result<Action> {
     }
     let deadline = next.map(|at| schedule::wait_until(at, now) + DEADLINE_SLACK);
     let recheck = owner_access::recheck_after(&access);
-    Ok(match deadline.into_iter().chain(recheck).min() {
-        Some(wait) => Action::requeue(wait),
-        None => Action::await_change(),
-    })
+    let wait = deadline.into_iter().chain(recheck).min();
+    Ok(ctx
+        .far_deadlines
+        .requeue(&namespace, &key.name_any(), wait, now))
 }
 
 /// Schedules the restart of the key's rollout targets not yet restarted for its current

@@ -58,6 +58,8 @@ pub struct Context {
     pub rbac: Arc<super::rbac_watch::RbacView>,
     /// Scope reviews answered in the current burst.
     pub scope_reviews: super::scopes_held::ReviewCache,
+    /// Deadlines of keys too far away to wait for in the scheduler.
+    pub far_deadlines: super::far_deadlines::FarDeadlines,
     /// Retry delays of AccessKeys whose reconciliation failed.
     pub key_retries: RetryBackoff<ObjectRef<AccessKey>>,
     /// Retry delays of AccessKeyPolicies whose reconciliation failed.

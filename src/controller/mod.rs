@@ -5,6 +5,7 @@ mod api_contact;
 mod audit;
 mod backoff;
 mod context;
+mod far_deadlines;
 mod grant_cache;
 mod hashing;
 mod honoured;

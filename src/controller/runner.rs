@@ -20,6 +20,7 @@ use super::access_key;
 use super::audit::{self, AuditEvent};
 use super::backoff::RetryBackoff;
 use super::context::{key_owner_identity, Clock, Context, OwnerGate};
+use super::far_deadlines;
 use super::grant_cache::{binding_digest, role_digest, GrantCache};
 use super::ledger::Ledgers;
 use super::policy;
@@ -172,6 +173,7 @@ pub async fn run_controllers(
         owners: OwnerGate::default(),
         rbac: rbac.clone(),
         scope_reviews: Default::default(),
+        far_deadlines: Default::default(),
         secret_verdicts: Verdicts::default(),
         key_retries: RetryBackoff::standard(),
         policy_retries: RetryBackoff::standard(),
@@ -185,6 +187,7 @@ pub async fn run_controllers(
         scopes_held::owner_groups,
         retrigger_tx.clone(),
     ));
+    let sweeps = tokio::spawn(sweep_far_deadlines(ctx.clone(), retrigger_tx.clone()));
     let deletions = tokio::spawn(on_deletions(ctx.clone(), deleted_rx, retrigger_tx));
     let readiness = tokio::spawn(mark_ready_when_synced(synced, probes.clone()));
 
@@ -218,6 +221,7 @@ pub async fn run_controllers(
         .for_each(|_| future::ready(()));
     future::join(key_controller, policy_controller).await;
     deletions.abort();
+    sweeps.abort();
     rbac_changes.abort();
     for watch in rbac_watches {
         watch.abort();
@@ -315,6 +319,27 @@ async fn mark_ready_when_synced(mut synced: watch::Receiver<u16>, probes: ProbeS
     if synced.wait_for(|mask| *mask == ALL_LISTED).await.is_ok() {
         probes.set_ready(true);
         tracing::info!("caches synced; controller ready");
+    }
+}
+
+/// Re-triggers the keys whose far deadline (see `far_deadlines`) came within the horizon.
+async fn sweep_far_deadlines(
+    ctx: Arc<Context>,
+    retrigger: mpsc::UnboundedSender<ObjectRef<AccessKey>>,
+) {
+    let mut every = tokio::time::interval(far_deadlines::SWEEP_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let keys = ctx.keys.state();
+        let cached = keys.iter().map(|key| {
+            let meta = key.meta();
+            let namespace = meta.namespace.as_deref().unwrap_or_default();
+            (namespace, meta.name.as_deref().unwrap_or_default(), key)
+        });
+        for key in ctx.far_deadlines.sweep(cached, ctx.now()) {
+            let _ = retrigger.send(ObjectRef::from_obj(&**key));
+        }
     }
 }
 
