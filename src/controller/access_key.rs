@@ -140,10 +140,7 @@ async fn observe_secret(
     remembered: Option<&Issuance>,
 ) -> Result<(SecretState, Seen)> {
     let name = key.spec.secret_name(&key.name_any());
-    let cached = ctx
-        .secrets
-        .get(&ObjectRef::new(&name).within(&key.namespace().unwrap_or_default()));
-    let state = issuance::classify(cached.as_ref().map(|s| &s.metadata), key, &ctx.record_key);
+    let state = ctx.secrets.classify(&name, key, &ctx.record_key);
     let trusted = match (&state, remembered) {
         (SecretState::Held { issuance, .. }, Some(r)) => issuance.access_key_id == r.access_key_id,
         (SecretState::Held { .. }, None) => true,
@@ -301,10 +298,10 @@ async fn reconcile_key(key: &AccessKey, ctx: &Context) -> Result<Action> {
     }
     let deadline = next.map(|at| schedule::wait_until(at, now) + DEADLINE_SLACK);
     let recheck = owner_access::recheck_after(&access);
-    Ok(match deadline.into_iter().chain(recheck).min() {
-        Some(wait) => Action::requeue(wait),
-        None => Action::await_change(),
-    })
+    let wait = deadline.into_iter().chain(recheck).min();
+    Ok(ctx
+        .far_deadlines
+        .requeue(&namespace, &key.name_any(), wait, now))
 }
 
 /// Schedules the restart of the key's rollout targets not yet restarted for its current
@@ -555,12 +552,9 @@ fn created_at(key: &AccessKey) -> Option<DateTime<Utc>> {
 
 fn has_cached_secret(key: &AccessKey, ctx: &Context) -> bool {
     let name = key.spec.secret_name(&key.name_any());
-    let cached = ctx
-        .secrets
-        .get(&ObjectRef::new(&name).within(&key.namespace().unwrap_or_default()));
     // why: an owned Secret counts as issued even when its record is not believed.
     matches!(
-        issuance::classify(cached.as_ref().map(|s| &s.metadata), key, &ctx.record_key),
+        ctx.secrets.classify(&name, key, &ctx.record_key),
         SecretState::Held { .. } | SecretState::Unsealed { .. }
     )
 }

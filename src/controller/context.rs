@@ -4,8 +4,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::core::v1::Secret;
-use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
@@ -16,6 +14,7 @@ use super::ledger::Ledgers;
 use super::metrics::Metrics;
 use super::owner_index::OwnerIndex;
 use super::secret_data::Verdicts;
+use super::secret_record::SecretRecords;
 use crate::api::{AccessKey, AccessKeyPolicy};
 use crate::keys::hash::HashParams;
 use crate::keys::seal::RecordKey;
@@ -36,8 +35,8 @@ pub struct Context {
     /// The cached keys by owner identity ([`key_owner_identity`]), for the owner limit.
     pub key_owners: Arc<OwnerIndex<AccessKey>>,
     pub policies: Store<AccessKeyPolicy>,
-    /// Metadata of the Secrets keywarden manages (selected by label).
-    pub secrets: Store<PartialObjectMeta<Secret>>,
+    /// What classification reads of the Secrets keywarden manages (selected by label).
+    pub secrets: Arc<SecretRecords>,
     /// The owner-access Roles keywarden manages (selected by label), as digests.
     pub owner_roles: Arc<GrantCache>,
     /// The owner-access RoleBindings keywarden manages (selected by label), as digests.
@@ -62,6 +61,8 @@ pub struct Context {
     pub rbac: Arc<super::rbac_watch::RbacView>,
     /// Scope reviews answered in the current burst.
     pub scope_reviews: super::scopes_held::ReviewCache,
+    /// Deadlines of keys too far away to wait for in the scheduler.
+    pub far_deadlines: super::far_deadlines::FarDeadlines,
     /// Retry delays of AccessKeys whose reconciliation failed.
     pub key_retries: RetryBackoff<ObjectRef<AccessKey>>,
     /// Retry delays of AccessKeyPolicies whose reconciliation failed.

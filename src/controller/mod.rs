@@ -5,6 +5,7 @@ mod api_contact;
 mod audit;
 mod backoff;
 mod context;
+mod far_deadlines;
 mod grant_cache;
 mod hashing;
 mod honoured;
@@ -24,6 +25,7 @@ mod runner;
 mod scopes_held;
 mod seal;
 mod secret_data;
+mod secret_record;
 mod status;
 #[cfg(test)]
 mod tests;

@@ -65,95 +65,285 @@ pub struct RbacView {
     inner: Mutex<Inner>,
 }
 
+/// A shared string: namespaces, subjects and role names repeat across bindings.
+type Name = Arc<str>;
+
+/// A role or binding as the view keys it (`namespace` `None`: cluster-scoped).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Id {
+    namespace: Option<Name>,
+    name: Name,
+}
+
+/// A subject as the view keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Who {
+    User(Name),
+    Group(Name),
+}
+
+/// What the view keeps of a binding.
+#[derive(Debug, PartialEq, Eq)]
+struct Held {
+    resource_version: Box<str>,
+    role: Id,
+    subjects: Box<[Who]>,
+}
+
+/// Which of the four watches an object comes from (see [`Inner::listing`]).
+#[derive(Clone, Copy)]
+enum Kind {
+    Role,
+    ClusterRole,
+    RoleBinding,
+    ClusterRoleBinding,
+}
+
+impl Kind {
+    fn of_role(id: &RoleId) -> Self {
+        if id.namespace.is_some() {
+            Self::Role
+        } else {
+            Self::ClusterRole
+        }
+    }
+
+    fn of_binding(id: &BindingId) -> Self {
+        if id.namespace.is_some() {
+            Self::RoleBinding
+        } else {
+            Self::ClusterRoleBinding
+        }
+    }
+
+    fn holds(self, id: &Id) -> bool {
+        match self {
+            Self::Role | Self::RoleBinding => id.namespace.is_some(),
+            Self::ClusterRole | Self::ClusterRoleBinding => id.namespace.is_none(),
+        }
+    }
+}
+
+// why: per RoleBinding (one per issued key, keywarden's owner access) the view kept ~0.9 KiB:
+// its id three times over (as a key, in the subject index, in the watch's list of names),
+// strings owned per copy and a hash set per subject. Ids and subjects are now shared strings,
+// the subject index a vector, and a relist is told apart by an epoch instead of a name set.
 #[derive(Default)]
 struct Inner {
-    /// Roles naming the scopes group (or `*`), with their resourceVersion.
-    roles: HashMap<RoleId, String>,
-    bindings: HashMap<BindingId, Binding>,
-    by_subject: HashMap<Subject, HashSet<BindingId>>,
+    /// Roles naming the scopes group (or `*`): resourceVersion and the list epoch they were
+    /// last seen in.
+    roles: HashMap<Id, (Box<str>, u32)>,
+    /// Every binding, with the list epoch it was last seen in.
+    bindings: HashMap<Id, (Held, u32)>,
+    by_subject: HashMap<Who, Vec<Id>>,
+    /// Shared copies of namespaces and subject names.
+    names: HashSet<Name>,
+    /// `names` held this many when it was last pruned.
+    names_pruned_at: usize,
+    /// The list epoch of each kind (see [`RbacView::begin_list`]).
+    epochs: [u32; 4],
 }
 
 impl Inner {
-    fn touched_by_role(&self, role: &RoleId) -> Touched {
+    fn intern(&mut self, s: &str) -> Name {
+        if let Some(name) = self.names.get(s) {
+            return name.clone();
+        }
+        // why: names nobody holds any more (deleted namespaces, gone subjects) are dropped
+        // once the set doubled since the last pruning: amortized constant.
+        if self.names.len() >= 2 * self.names_pruned_at.max(512) {
+            self.names.retain(|name| Arc::strong_count(name) > 1);
+            self.names_pruned_at = self.names.len();
+        }
+        let name: Name = Arc::from(s);
+        self.names.insert(name.clone());
+        name
+    }
+
+    fn role_id(&mut self, role: &RoleId) -> Id {
+        Id {
+            namespace: role.namespace.as_deref().map(|ns| self.intern(ns)),
+            name: Arc::from(role.name.as_str()),
+        }
+    }
+
+    fn binding_id(&mut self, binding: &BindingId) -> Id {
+        Id {
+            namespace: binding.namespace.as_deref().map(|ns| self.intern(ns)),
+            name: Arc::from(binding.name.as_str()),
+        }
+    }
+
+    fn who(&mut self, subject: &Subject) -> Who {
+        match subject {
+            Subject::User(name) => Who::User(self.intern(name)),
+            Subject::Group(name) => Who::Group(self.intern(name)),
+        }
+    }
+
+    /// The compact form of `binding`, with id `id`.
+    fn held(&mut self, id: &Id, binding: &Binding) -> Held {
+        let role_namespace = binding.role.namespace.as_deref().map(|ns| self.intern(ns));
+        // why: keywarden's owner-access binding and its role share their name.
+        let role_name = if *id.name == *binding.role.name {
+            id.name.clone()
+        } else {
+            Arc::from(binding.role.name.as_str())
+        };
+        Held {
+            resource_version: binding.resource_version.as_str().into(),
+            role: Id {
+                namespace: role_namespace,
+                name: role_name,
+            },
+            subjects: binding.subjects.iter().map(|s| self.who(s)).collect(),
+        }
+    }
+
+    fn touched_by_role(&self, role: &Id) -> Touched {
         self.bindings
             .iter()
-            .filter(|(_, b)| &b.role == role)
-            .flat_map(|(id, b)| b.subjects.iter().map(|s| (s.clone(), id.namespace.clone())))
+            .filter(|(_, (b, _))| &b.role == role)
+            .flat_map(|(id, (b, _))| touched_by(id, b))
             .collect()
     }
 
-    fn set_role(&mut self, role: RoleId, relevant_version: Option<String>) -> Touched {
+    fn set_role(&mut self, role: &RoleId, relevant_version: Option<String>) -> Touched {
+        let epoch = self.epochs[Kind::of_role(role) as usize];
+        let id = self.role_id(role);
         let old = match relevant_version {
             Some(version) => self
                 .roles
-                .insert(role.clone(), version.clone())
-                .map(|v| v != version),
-            None => self.roles.remove(&role).map(|_| true),
+                .insert(id.clone(), (version.as_str().into(), epoch))
+                .map(|(v, _)| *v != *version),
+            None => self.roles.remove(&id).map(|_| true),
         };
-        let newly_relevant = old.is_none() && self.roles.contains_key(&role);
+        let newly_relevant = old.is_none() && self.roles.contains_key(&id);
         if old == Some(true) || newly_relevant {
-            self.touched_by_role(&role)
+            self.touched_by_role(&id)
         } else {
             Vec::new()
         }
     }
 
-    fn set_binding(&mut self, id: BindingId, binding: Option<Binding>) -> Touched {
-        let old = match &binding {
-            Some(b) => self.bindings.insert(id.clone(), b.clone()),
-            None => self.bindings.remove(&id),
-        };
-        if old == binding {
-            return Vec::new();
+    fn set_binding(&mut self, binding_id: &BindingId, binding: Option<&Binding>) -> Touched {
+        let epoch = self.epochs[Kind::of_binding(binding_id) as usize];
+        let id = self.binding_id(binding_id);
+        let new = binding.map(|b| self.held(&id, b));
+        if let (Some((old, seen)), Some(new)) = (self.bindings.get_mut(&id), &new) {
+            if old == new {
+                *seen = epoch;
+                return Vec::new();
+            }
         }
+        let old = self.bindings.remove(&id).map(|(old, _)| old);
+        self.replace_binding(id, old, new.map(|new| (new, epoch)))
+    }
+
+    /// Swaps binding `id`'s old state for its new one in the indexes; the owners touched.
+    fn replace_binding(&mut self, id: Id, old: Option<Held>, new: Option<(Held, u32)>) -> Touched {
         let mut touched = Vec::new();
         if let Some(old) = &old {
-            for subject in &old.subjects {
+            for subject in old.subjects.iter() {
                 if let Some(ids) = self.by_subject.get_mut(subject) {
-                    ids.remove(&id);
+                    ids.retain(|held| *held != id);
                     if ids.is_empty() {
                         self.by_subject.remove(subject);
+                    } else if ids.capacity() > 2 * ids.len() {
+                        ids.shrink_to_fit();
                     }
                 }
             }
             if self.roles.contains_key(&old.role) {
-                touched.extend(
-                    old.subjects
-                        .iter()
-                        .map(|s| (s.clone(), id.namespace.clone())),
-                );
+                touched.extend(touched_by(&id, old));
             }
         }
-        if let Some(new) = &binding {
-            for subject in &new.subjects {
-                self.by_subject
-                    .entry(subject.clone())
-                    .or_default()
-                    .insert(id.clone());
+        if let Some((new, epoch)) = new {
+            for subject in new.subjects.iter() {
+                let ids = self.by_subject.entry(subject.clone()).or_default();
+                // why: most subjects have one binding; a vector grows to four at once.
+                ids.reserve_exact(1);
+                ids.push(id.clone());
             }
             if self.roles.contains_key(&new.role) {
-                touched.extend(
-                    new.subjects
-                        .iter()
-                        .map(|s| (s.clone(), id.namespace.clone())),
-                );
+                touched.extend(touched_by(&id, &new));
             }
+            self.bindings.insert(id, (new, epoch));
         }
         touched
     }
+
+    /// Removes what a completed list of `kind` did not show; the owners touched.
+    fn end_list(&mut self, kind: Kind) -> Touched {
+        let epoch = self.epochs[kind as usize];
+        let mut touched = Vec::new();
+        if matches!(kind, Kind::Role | Kind::ClusterRole) {
+            let gone: Vec<Id> = self
+                .roles
+                .iter()
+                .filter(|(id, (_, seen))| kind.holds(id) && *seen != epoch)
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in gone {
+                self.roles.remove(&id);
+                touched.extend(self.touched_by_role(&id));
+            }
+            return touched;
+        }
+        let gone: Vec<Id> = self
+            .bindings
+            .iter()
+            .filter(|(id, (_, seen))| kind.holds(id) && *seen != epoch)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in gone {
+            let old = self.bindings.remove(&id).map(|(old, _)| old);
+            touched.extend(self.replace_binding(id, old, None));
+        }
+        self.bindings.shrink_to_fit();
+        self.by_subject.shrink_to_fit();
+        touched
+    }
+}
+
+/// The owners a binding grants to, with the namespace its grant is confined to.
+fn touched_by(id: &Id, binding: &Held) -> Touched {
+    binding
+        .subjects
+        .iter()
+        .map(|who| {
+            let subject = match who {
+                Who::User(name) => Subject::User(name.to_string()),
+                Who::Group(name) => Subject::Group(name.to_string()),
+            };
+            (subject, id.namespace.as_deref().map(str::to_owned))
+        })
+        .collect()
 }
 
 impl RbacView {
     /// Records a Role or ClusterRole (`None`: deleted); returns the owners it may touch.
     pub fn apply_role(&self, role: RoleId, rules: Option<(&[PolicyRule], String)>) -> Touched {
         let relevant = rules.and_then(|(rules, version)| names_scopes(rules).then_some(version));
-        lock(&self.inner).set_role(role, relevant)
+        lock(&self.inner).set_role(&role, relevant)
     }
 
     /// Records a RoleBinding or ClusterRoleBinding (`None`: deleted); returns the owners it
     /// may touch.
     pub fn apply_binding(&self, id: BindingId, binding: Option<Binding>) -> Touched {
-        lock(&self.inner).set_binding(id, binding)
+        lock(&self.inner).set_binding(&id, binding.as_ref())
+    }
+
+    /// A new list of `kind`'s objects starts: what it does not show is removed at its end.
+    fn begin_list(&self, kind: Kind) {
+        let mut inner = lock(&self.inner);
+        let epoch = &mut inner.epochs[kind as usize];
+        *epoch = epoch.wrapping_add(1);
+    }
+
+    /// The list of `kind` is complete: removes what it did not show; the owners touched.
+    fn end_list(&self, kind: Kind) -> Touched {
+        lock(&self.inner).end_list(kind)
     }
 
     /// Digest of the RBAC that can grant scopes to `username` in `groups` in `namespace`:
@@ -161,19 +351,19 @@ impl RbacView {
     /// with both resourceVersions. Equal digests mean an equal view.
     pub fn digest(&self, username: &str, groups: &[String], namespace: &str) -> String {
         let inner = lock(&self.inner);
-        let subjects = std::iter::once(Subject::User(username.to_owned()))
-            .chain(groups.iter().cloned().map(Subject::Group));
-        let bindings: BTreeSet<&BindingId> = subjects
+        let subjects = std::iter::once(Who::User(Arc::from(username)))
+            .chain(groups.iter().map(|g| Who::Group(Arc::from(g.as_str()))));
+        let bindings: BTreeSet<&Id> = subjects
             .filter_map(|s| inner.by_subject.get(&s))
             .flatten()
             .filter(|id| id.namespace.as_deref().is_none_or(|ns| ns == namespace))
             .collect();
         let mut hasher = Sha256::new();
         for id in bindings {
-            let Some(binding) = inner.bindings.get(id) else {
+            let Some((binding, _)) = inner.bindings.get(id) else {
                 continue;
             };
-            let Some(role_version) = inner.roles.get(&binding.role) else {
+            let Some((role_version, _)) = inner.roles.get(&binding.role) else {
                 continue;
             };
             for part in [
@@ -298,6 +488,7 @@ pub fn spawn_watches(
         spawn_watch(
             Api::<Role>::all(client.clone()),
             (view.clone(), synced.clone(), touched.clone(), ROLES_LISTED),
+            Kind::Role,
             move |view: &RbacView, role: &Role, deleted| {
                 let rules = role.rules.as_deref().unwrap_or_default();
                 view.apply_role(
@@ -314,6 +505,7 @@ pub fn spawn_watches(
                 touched.clone(),
                 CLUSTER_ROLES_LISTED,
             ),
+            Kind::ClusterRole,
             move |view: &RbacView, role: &ClusterRole, deleted| {
                 let rules = role.rules.as_deref().unwrap_or_default();
                 view.apply_role(
@@ -330,6 +522,7 @@ pub fn spawn_watches(
                 touched.clone(),
                 ROLE_BINDINGS_LISTED,
             ),
+            Kind::RoleBinding,
             move |view: &RbacView, b: &RoleBinding, deleted| {
                 let namespace = b.namespace();
                 let binding = (!deleted).then(|| Binding {
@@ -346,6 +539,7 @@ pub fn spawn_watches(
         spawn_watch(
             Api::<ClusterRoleBinding>::all(client.clone()),
             (view, synced, touched, CLUSTER_ROLE_BINDINGS_LISTED),
+            Kind::ClusterRoleBinding,
             move |view: &RbacView, b: &ClusterRoleBinding, deleted| {
                 let binding = (!deleted).then(|| Binding {
                     resource_version: b.resource_version().unwrap_or_default(),
@@ -359,7 +553,7 @@ pub fn spawn_watches(
 }
 
 /// Runs one watch: applies each object to the view (`true`: deleted) and reports what it
-/// touched; a relist also removes the objects it no longer lists.
+/// touched; a relist also removes the objects of `kind` it no longer lists.
 fn spawn_watch<K>(
     api: Api<K>,
     (view, synced, touched, bit): (
@@ -368,6 +562,7 @@ fn spawn_watch<K>(
         mpsc::UnboundedSender<Touched>,
         u16,
     ),
+    kind: Kind,
     apply: impl Fn(&RbacView, &K, bool) -> Touched + Send + 'static,
 ) -> tokio::task::JoinHandle<()>
 where
@@ -382,10 +577,6 @@ where
     K::DynamicType: Default,
 {
     tokio::spawn(async move {
-        // why: names only. Keeping the objects (every Role and RoleBinding of the cluster, one
-        // of each per issued key, with managedFields) cost more memory than the key cache.
-        let mut known: HashSet<ObjectName> = HashSet::new();
-        let mut listed: HashSet<ObjectName> = HashSet::new();
         let mut first_list = true;
         let mut stream = watcher(api, watcher::Config::default())
             .default_backoff()
@@ -393,23 +584,16 @@ where
         while let Some(event) = stream.next().await {
             let Ok(event) = event else { continue };
             let changes = match event {
-                watcher::Event::Apply(obj) => {
-                    known.insert(ObjectName::of(&obj));
-                    apply(&view, &obj, false)
-                }
-                watcher::Event::Delete(obj) => {
-                    known.remove(&ObjectName::of(&obj));
-                    apply(&view, &obj, true)
-                }
+                watcher::Event::Apply(obj) => apply(&view, &obj, false),
+                watcher::Event::Delete(obj) => apply(&view, &obj, true),
                 watcher::Event::Init => {
-                    listed.clear();
+                    view.begin_list(kind);
                     Vec::new()
                 }
                 // why: applied as listed rather than buffered until the list ends; the view
                 // only gains what the API now shows, and what the list no longer shows goes
                 // at its end, as before.
                 watcher::Event::InitApply(obj) => {
-                    listed.insert(ObjectName::of(&obj));
                     let changes = apply(&view, &obj, false);
                     // why: before the first list ends no key has been reconciled (reconciles
                     // wait for every cache), so what the first list adds touches nobody yet;
@@ -421,11 +605,7 @@ where
                     }
                 }
                 watcher::Event::InitDone => {
-                    let mut changes = Vec::new();
-                    for gone in known.difference(&listed) {
-                        changes.extend(apply(&view, &gone.placeholder::<K>(), true));
-                    }
-                    known = std::mem::take(&mut listed);
+                    let changes = view.end_list(kind);
                     first_list = false;
                     synced.send_modify(|mask| *mask |= bit);
                     changes
@@ -436,30 +616,6 @@ where
             }
         }
     })
-}
-
-/// Namespace and name of a watched object.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct ObjectName {
-    namespace: Option<String>,
-    name: Option<String>,
-}
-
-impl ObjectName {
-    fn of<K: Resource>(obj: &K) -> Self {
-        Self {
-            namespace: obj.meta().namespace.clone(),
-            name: obj.meta().name.clone(),
-        }
-    }
-
-    /// An object with only this name, to report its deletion (which reads nothing else).
-    fn placeholder<K: Resource + Default>(&self) -> K {
-        let mut obj = K::default();
-        obj.meta_mut().namespace.clone_from(&self.namespace);
-        obj.meta_mut().name.clone_from(&self.name);
-        obj
-    }
 }
 
 /// Gathers touched owners for [`DEBOUNCE`], then asks for a reconcile of each of their keys.
@@ -587,27 +743,73 @@ mod tests {
     }
 
     #[test]
-    fn a_relisted_object_is_remembered_by_name_and_removed_by_a_placeholder() {
-        let listed = RoleBinding {
-            metadata: kube::api::ObjectMeta {
-                namespace: Some("team-a".into()),
-                name: Some("keywarden-owner-ci".into()),
-                resource_version: Some("7".into()),
-                ..Default::default()
-            },
-            subjects: Some(vec![RbacSubject {
-                kind: "User".into(),
-                name: "alice".into(),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        };
-        let name = ObjectName::of(&listed);
-        let gone: RoleBinding = name.placeholder();
-        assert_eq!(gone.namespace().as_deref(), Some("team-a"));
-        assert_eq!(gone.name_any(), "keywarden-owner-ci");
-        assert_eq!(ObjectName::of(&gone), name);
-        assert!(gone.subjects.is_none() && gone.resource_version().is_none());
+    fn a_relist_removes_what_it_no_longer_shows_and_touches_its_subjects() {
+        let view = RbacView::default();
+        let role = cluster_role("logs-viewer");
+        let alice = Subject::User("alice".into());
+        view.begin_list(Kind::ClusterRole);
+        view.apply_role(role.clone(), Some((&[rule(&[SCOPES_GROUP])], "1".into())));
+        assert!(view.end_list(Kind::ClusterRole).is_empty());
+        view.begin_list(Kind::RoleBinding);
+        let (id, b) = binding(
+            Some("team-a"),
+            role.clone(),
+            std::slice::from_ref(&alice),
+            "2",
+        );
+        view.apply_binding(id.clone(), Some(b.clone()));
+        let (other, b2) = binding(
+            Some("team-b"),
+            role.clone(),
+            std::slice::from_ref(&alice),
+            "3",
+        );
+        view.apply_binding(other.clone(), Some(b2.clone()));
+        assert!(view.end_list(Kind::RoleBinding).is_empty());
+        let granted = view.digest("alice", &[], "team-a");
+
+        view.begin_list(Kind::RoleBinding);
+        view.apply_binding(other, Some(b2));
+        assert_eq!(
+            view.end_list(Kind::RoleBinding),
+            vec![(alice.clone(), Some("team-a".to_string()))],
+            "the binding the relist no longer shows is gone, and its subject touched"
+        );
+        assert_ne!(view.digest("alice", &[], "team-a"), granted);
+        assert!(
+            view.digest("alice", &[], "team-b")
+                != RbacView::default().digest("alice", &[], "team-b")
+        );
+
+        view.begin_list(Kind::ClusterRoleBinding);
+        assert!(
+            view.end_list(Kind::ClusterRoleBinding).is_empty(),
+            "another kind's list removes no RoleBinding"
+        );
+        view.begin_list(Kind::ClusterRole);
+        assert_eq!(
+            view.end_list(Kind::ClusterRole),
+            vec![(alice, Some("team-b".to_string()))],
+            "a role gone from the list touches its bindings' subjects"
+        );
+        assert_eq!(
+            view.digest("alice", &[], "team-b"),
+            RbacView::default().digest("alice", &[], "team-b")
+        );
+    }
+
+    #[test]
+    fn an_unchanged_binding_relisted_touches_nobody_and_stays() {
+        let view = RbacView::default();
+        let role = cluster_role("logs-viewer");
+        view.apply_role(role.clone(), Some((&[rule(&[SCOPES_GROUP])], "1".into())));
+        let (id, b) = binding(None, role, &[Subject::Group("team".into())], "2");
+        view.apply_binding(id.clone(), Some(b.clone()));
+        let digest = view.digest("alice", &["team".into()], "team-a");
+        view.begin_list(Kind::ClusterRoleBinding);
+        assert!(view.apply_binding(id, Some(b)).is_empty());
+        assert!(view.end_list(Kind::ClusterRoleBinding).is_empty());
+        assert_eq!(view.digest("alice", &["team".into()], "team-a"), digest);
     }
 
     #[test]

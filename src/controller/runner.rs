@@ -20,6 +20,7 @@ use super::access_key;
 use super::audit::{self, AuditEvent};
 use super::backoff::RetryBackoff;
 use super::context::{key_owner_identity, Clock, Context, OwnerGate};
+use super::far_deadlines;
 use super::grant_cache::{binding_digest, role_digest, GrantCache};
 use super::ledger::Ledgers;
 use super::owner_index::OwnerIndex;
@@ -30,6 +31,7 @@ use super::record_key;
 use super::rollout::Rollouts;
 use super::scopes_held;
 use super::secret_data::Verdicts;
+use super::secret_record::SecretRecords;
 use crate::api::conditions::reasons;
 use crate::api::{AccessKey, AccessKeyPolicy, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use crate::keys::hash::HashParams;
@@ -55,7 +57,7 @@ pub async fn run_controllers(
     let (namespace, name) = &settings.record_key_secret;
     let record_key = record_key::load_or_create(&client, namespace, name).await?;
     let (keys, keys_writer) = reflector::store::<AccessKey>();
-    let (secrets, secrets_writer) = reflector::store();
+    let secrets = Arc::new(SecretRecords::default());
     let (policies, policies_writer) = reflector::store::<AccessKeyPolicy>();
     let owner_roles = Arc::new(GrantCache::default());
     let owner_bindings = Arc::new(GrantCache::default());
@@ -83,15 +85,22 @@ pub async fn run_controllers(
     })
     .touched_objects();
     let managed = format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}");
-    // why: metadata only (annotations carry the issuance), so 10,000 Secrets stay cheap in memory.
+    // why: metadata only (annotations carry the issuance), and of it only a record of what
+    // classification reads (see `secret_record`); the objects pass through to trigger their
+    // owning key's reconciliation and are dropped.
+    let secrets_listed = mark_listed(synced_tx.clone(), SECRETS_LISTED);
+    let secrets_cache = secrets.clone();
     let secret_stream = watcher(
         Api::<PartialObjectMeta<Secret>>::all(client.clone()),
         watcher::Config::default().labels(&managed),
     )
     .default_backoff()
-    .modify(keep_what_reconciles_read)
-    .reflect(secrets_writer)
-    .inspect(mark_listed(synced_tx.clone(), SECRETS_LISTED))
+    .inspect(move |event| {
+        if let Ok(event) = event {
+            secrets_cache.apply(event);
+        }
+        secrets_listed(event);
+    })
     .touched_objects();
     let policy_stream = watcher(
         Api::<AccessKeyPolicy>::all(client.clone()),
@@ -171,6 +180,7 @@ pub async fn run_controllers(
         owners: OwnerGate::default(),
         rbac: rbac.clone(),
         scope_reviews: Default::default(),
+        far_deadlines: Default::default(),
         secret_verdicts: Verdicts::default(),
         key_retries: RetryBackoff::standard(),
         policy_retries: RetryBackoff::standard(),
@@ -184,6 +194,7 @@ pub async fn run_controllers(
         scopes_held::owner_groups,
         retrigger_tx.clone(),
     ));
+    let sweeps = tokio::spawn(sweep_far_deadlines(ctx.clone(), retrigger_tx.clone()));
     let deletions = tokio::spawn(on_deletions(ctx.clone(), deleted_rx, retrigger_tx));
     let readiness = tokio::spawn(mark_ready_when_synced(synced, probes.clone()));
 
@@ -217,6 +228,7 @@ pub async fn run_controllers(
         .for_each(|_| future::ready(()));
     future::join(key_controller, policy_controller).await;
     deletions.abort();
+    sweeps.abort();
     rbac_changes.abort();
     for watch in rbac_watches {
         watch.abort();
@@ -255,21 +267,6 @@ fn keywarden_annotations(
     let mut annotations = annotations?;
     annotations.retain(|name, _| name.starts_with(KEYWARDEN_ANNOTATION_PREFIX));
     (!annotations.is_empty()).then_some(annotations)
-}
-
-/// Reduces a cached Secret's metadata to what the reconciler reads (see `issuance::classify`):
-/// name, namespace, resourceVersion, owner references and keywarden's own annotations.
-// why: 10,000 Secrets are cached; labels, managedFields and other annotations are dead weight.
-fn keep_what_reconciles_read(secret: &mut PartialObjectMeta<Secret>) {
-    let meta = std::mem::take(&mut secret.metadata);
-    secret.metadata = ObjectMeta {
-        name: meta.name,
-        namespace: meta.namespace,
-        resource_version: meta.resource_version,
-        owner_references: meta.owner_references,
-        annotations: keywarden_annotations(meta.annotations),
-        ..ObjectMeta::default()
-    };
 }
 
 /// Prefix of the annotations keywarden writes on a key's Secret.
@@ -332,6 +329,27 @@ async fn mark_ready_when_synced(mut synced: watch::Receiver<u16>, probes: ProbeS
     }
 }
 
+/// Re-triggers the keys whose far deadline (see `far_deadlines`) came within the horizon.
+async fn sweep_far_deadlines(
+    ctx: Arc<Context>,
+    retrigger: mpsc::UnboundedSender<ObjectRef<AccessKey>>,
+) {
+    let mut every = tokio::time::interval(far_deadlines::SWEEP_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let keys = ctx.keys.state();
+        let cached = keys.iter().map(|key| {
+            let meta = key.meta();
+            let namespace = meta.namespace.as_deref().unwrap_or_default();
+            (namespace, meta.name.as_deref().unwrap_or_default(), key)
+        });
+        for key in ctx.far_deadlines.sweep(cached, ctx.now()) {
+            let _ = retrigger.send(ObjectRef::from_obj(&**key));
+        }
+    }
+}
+
 /// Audits deleted keys and lets the owner's waiting keys take the freed slot.
 async fn on_deletions(
     ctx: Arc<Context>,
@@ -369,8 +387,6 @@ async fn on_deletions(
 mod tests {
     use std::collections::BTreeMap;
 
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-
     use super::*;
 
     #[test]
@@ -397,47 +413,4 @@ mod tests {
     }
 
     const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
-
-    #[test]
-    fn cached_secret_metadata_keeps_only_what_classify_reads() {
-        let owner = OwnerReference {
-            api_version: "keywarden.io/v1alpha1".into(),
-            kind: "AccessKey".into(),
-            name: "ci".into(),
-            uid: "uid-1".into(),
-            controller: Some(true),
-            ..OwnerReference::default()
-        };
-        let mut secret = PartialObjectMeta::<Secret> {
-            metadata: ObjectMeta {
-                name: Some("ci-access-key".into()),
-                namespace: Some("team-a".into()),
-                resource_version: Some("42".into()),
-                uid: Some("secret-uid".into()),
-                labels: Some(BTreeMap::from([("team".into(), "a".into())])),
-                annotations: Some(BTreeMap::from([
-                    ("keywarden.io/access-key-id".into(), "AKW1".into()),
-                    ("example.com/note".into(), "x".into()),
-                ])),
-                owner_references: Some(vec![owner.clone()]),
-                ..ObjectMeta::default()
-            },
-            ..PartialObjectMeta::default()
-        };
-        keep_what_reconciles_read(&mut secret);
-        assert_eq!(
-            secret.metadata,
-            ObjectMeta {
-                name: Some("ci-access-key".into()),
-                namespace: Some("team-a".into()),
-                resource_version: Some("42".into()),
-                annotations: Some(BTreeMap::from([(
-                    "keywarden.io/access-key-id".into(),
-                    "AKW1".into()
-                )])),
-                owner_references: Some(vec![owner]),
-                ..ObjectMeta::default()
-            }
-        );
-    }
 }

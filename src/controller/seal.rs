@@ -19,7 +19,7 @@ use crate::keys::seal::RecordKey;
 pub const RECORD_SEAL_ANNOTATION: &str = "keywarden.io/record-seal";
 
 /// The annotations that make up an issuance record, in the order they are sealed.
-const RECORD_ANNOTATIONS: [&str; 7] = [
+pub(super) const RECORD_ANNOTATIONS: [&str; 7] = [
     ACCESS_KEY_ID_ANNOTATION,
     ISSUANCE_GENERATION_ANNOTATION,
     ISSUED_AT_ANNOTATION,
