@@ -11,7 +11,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::api::{AccessKey, Phase};
+use super::cached_key::CachedKey;
+use crate::api::Phase;
 use crate::sync::lock;
 
 /// Label set of the keys-by-phase gauge.
@@ -33,7 +34,7 @@ pub struct Metrics {
     pub scope_reviews: Counter,
     keys_by_phase: Family<PhaseLabel, Gauge>,
     /// The key cache of the running (leader) controller, read at scrape time.
-    keys: Mutex<Option<Store<AccessKey>>>,
+    keys: Mutex<Option<Store<CachedKey>>>,
     api_reachable: Gauge,
     api_silence_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
@@ -113,7 +114,7 @@ impl Metrics {
     }
 
     /// Points the keys-by-phase gauge at the running controller's cache (`None` when not leader).
-    pub fn watch_keys(&self, keys: Option<Store<AccessKey>>) {
+    pub fn watch_keys(&self, keys: Option<Store<CachedKey>>) {
         *lock(&self.keys) = keys;
     }
 
@@ -129,11 +130,7 @@ impl Metrics {
         self.keys_by_phase.clear();
         if let Some(keys) = keys {
             for key in keys.state() {
-                let phase = key
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.phase)
-                    .unwrap_or(Phase::Pending);
+                let phase = key.phase().unwrap_or(Phase::Pending);
                 self.keys_by_phase
                     .get_or_create(&PhaseLabel {
                         phase: format!("{phase:?}"),

@@ -4,6 +4,7 @@ mod access_key;
 mod api_contact;
 mod audit;
 mod backoff;
+mod cached_key;
 mod context;
 mod grant_cache;
 mod hashing;

@@ -17,7 +17,8 @@ use kube::{Client, Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, watch};
 
-use crate::api::{AccessKey, SCOPES_GROUP};
+use super::cached_key::{CachedKey, KeyView};
+use crate::api::SCOPES_GROUP;
 use crate::sync::lock;
 
 /// How long RBAC changes are gathered before the affected keys are reviewed again.
@@ -238,18 +239,18 @@ pub fn subjects_of(namespace: Option<&str>, subjects: &[RbacSubject]) -> Vec<Sub
 }
 
 /// The keys whose owner `touched` names, in the namespace the grant applies to.
-pub fn keys_touched(
-    keys: &[Arc<AccessKey>],
+pub fn keys_touched<K: KeyView>(
+    keys: &[Arc<K>],
     touched: &Touched,
-    owner_groups: impl Fn(&AccessKey) -> Vec<String>,
-) -> Vec<ObjectRef<AccessKey>> {
+    owner_groups: impl Fn(&K) -> Vec<String>,
+) -> Vec<ObjectRef<K>> {
     if touched.is_empty() {
         return Vec::new();
     }
     keys.iter()
         .filter(|key| {
             let namespace = key.namespace().unwrap_or_default();
-            let username = key.spec.owner.username(&namespace);
+            let username = key.key_spec().owner.username(&namespace);
             let groups = owner_groups(key);
             touched.iter().any(|(subject, scope)| {
                 scope.as_deref().is_none_or(|ns| ns == namespace)
@@ -446,9 +447,9 @@ impl ObjectName {
 /// Gathers touched owners for [`DEBOUNCE`], then asks for a reconcile of each of their keys.
 pub async fn retrigger_touched_keys(
     mut touched: mpsc::UnboundedReceiver<Touched>,
-    keys: kube::runtime::reflector::Store<AccessKey>,
-    owner_groups: fn(&AccessKey) -> Vec<String>,
-    retrigger: mpsc::UnboundedSender<ObjectRef<AccessKey>>,
+    keys: kube::runtime::reflector::Store<CachedKey>,
+    owner_groups: fn(&CachedKey) -> Vec<String>,
+    retrigger: mpsc::UnboundedSender<ObjectRef<CachedKey>>,
 ) {
     while let Some(first) = touched.recv().await {
         tokio::time::sleep(DEBOUNCE).await;
