@@ -149,7 +149,7 @@ impl CachedKey {
 // why: managedFields are most of an object's size, and `kubectl apply` copies the whole spec
 // into an annotation; labels, owner references and finalizers are not read either. (`None`,
 // not emptied collections that would keep their allocations.)
-pub(super) fn keep_what_key_reconciles_read(meta: ObjectMeta) -> ObjectMeta {
+fn keep_what_key_reconciles_read(meta: ObjectMeta) -> ObjectMeta {
     ObjectMeta {
         name: meta.name,
         namespace: meta.namespace,
