@@ -11,6 +11,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
 use super::audit::{self, AuditEvent};
+use super::cached_key::{status_digest, CachedKey, StatusDigest};
 use super::context::{key_owner_identity, Context};
 use super::honoured;
 use super::issuance::{self, Issuance, SecretState, WriteOutcome};
@@ -32,25 +33,26 @@ const AFTER_LOST_WRITE: Duration = Duration::from_millis(200);
 /// Slack after a deadline so the reconcile that follows sees it as passed.
 const DEADLINE_SLACK: Duration = Duration::from_millis(50);
 
-/// Reconciles one AccessKey.
-pub async fn reconcile(key: Arc<AccessKey>, ctx: Arc<Context>) -> Result<Action> {
+/// Reconciles one AccessKey, expanded from the cache for this reconciliation.
+pub async fn reconcile(cached: Arc<CachedKey>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
     tracing::debug!(
-        name = key.name_any(),
-        namespace = key.namespace(),
+        name = cached.name_any(),
+        namespace = cached.namespace(),
         "reconciling AccessKey"
     );
-    let result = reconcile_key(&key, &ctx).await;
+    let key = cached.expand();
+    let result = reconcile_key(&key, cached.status_digest(), &ctx).await;
     ctx.metrics
         .observe_reconcile(started.elapsed(), result.is_err());
     if result.is_ok() {
-        ctx.key_retries.reset(&ObjectRef::from_obj(&*key));
+        ctx.key_retries.reset(&ObjectRef::from_obj(&*cached));
     }
     result
 }
 
 /// Backs off per object on transient errors: exponentially, reset by the next success.
-pub fn error_policy(key: Arc<AccessKey>, err: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy(key: Arc<CachedKey>, err: &Error, ctx: Arc<Context>) -> Action {
     let retry_in = ctx.key_retries.failed(ObjectRef::from_obj(&*key));
     tracing::warn!(
         name = key.name_any(),
@@ -167,7 +169,13 @@ async fn read_secret(key: &AccessKey, ctx: &Context, api: &Api<Secret>) -> Resul
     ))
 }
 
-async fn reconcile_key(key: &AccessKey, ctx: &Context) -> Result<Action> {
+/// Reconciles `key`, whose status had digest `current_digest` when its watch event arrived
+/// (the expanded key lacks most conditions' messages, see `cached_key::message_kept`).
+async fn reconcile_key(
+    key: &AccessKey,
+    current_digest: StatusDigest,
+    ctx: &Context,
+) -> Result<Action> {
     // why: limits and policy resolution must not decide on caches that have not listed yet.
     let mut synced = ctx.synced.clone();
     if synced
@@ -272,7 +280,7 @@ async fn reconcile_key(key: &AccessKey, ctx: &Context) -> Result<Action> {
         now,
     });
     scopes_held::record(&mut desired, &current, verdict.as_ref());
-    if comparable(&desired) != comparable(&current) {
+    if status_digest(&desired) != current_digest {
         if apply_status(key, ctx, &desired).await? == WriteOutcome::Lost {
             return Ok(Action::requeue(AFTER_LOST_WRITE));
         }
@@ -363,13 +371,6 @@ async fn reseal_if_unchanged(
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(state),
         Err(err) => Err(Error::ReplaceSecret(err)),
     }
-}
-
-/// A status with conditions in a canonical order, so that list order alone never causes a write.
-fn comparable(status: &crate::api::AccessKeyStatus) -> crate::api::AccessKeyStatus {
-    let mut status = status.clone();
-    status.conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
-    status
 }
 
 /// First issuance, serialized per owner so that concurrent keys never exceed the limit.
@@ -508,14 +509,14 @@ fn owner_keys(key: &AccessKey, ctx: &Context, owner: &str, uid: &str) -> Vec<Own
         .key_owners
         .candidates(owner)
         .iter()
-        .filter(|k| key_owner_identity(k) == owner)
+        .filter(|k| k.owner_identity() == owner)
         .filter_map(|k| {
             let uid = k.uid()?;
-            let issued = k.status.as_ref().is_some_and(|s| s.access_key_id.is_some())
+            let issued = k.is_issued()
                 || ctx.owners.was_issued(owner, &uid)
-                || has_cached_secret(k, ctx);
+                || has_cached_secret(&k.expand(), ctx);
             Some(OwnedKey {
-                created_at: created_at(k),
+                created_at: created_at(&**k),
                 issued,
                 id: uid,
             })
@@ -536,16 +537,13 @@ fn issued_entries(ctx: &Context, owner: &str) -> Vec<Entry> {
     ctx.key_owners
         .candidates(owner)
         .iter()
-        .filter(|k| key_owner_identity(k) == owner)
-        .filter(|k| {
-            k.status.as_ref().is_some_and(|s| s.access_key_id.is_some())
-                || has_cached_secret(k, ctx)
-        })
-        .filter_map(|k| Entry::of(k))
+        .filter(|k| k.owner_identity() == owner)
+        .filter(|k| k.is_issued() || has_cached_secret(&k.expand(), ctx))
+        .filter_map(|k| Entry::of(&**k))
         .collect()
 }
 
-fn created_at(key: &AccessKey) -> Option<DateTime<Utc>> {
+fn created_at(key: &impl Resource) -> Option<DateTime<Utc>> {
     let ts = key.meta().creation_timestamp.as_ref()?.0;
     DateTime::from_timestamp(ts.as_second(), u32::try_from(ts.subsec_nanosecond()).ok()?)
 }

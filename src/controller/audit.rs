@@ -2,8 +2,9 @@
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 
+use super::cached_key::KeyView;
 use crate::api::conditions::reasons;
 use crate::api::{change_requested_by, AccessKey, AccessKeyStatus, DeactivationReason, Phase};
 
@@ -58,7 +59,7 @@ impl AuditEvent {
 }
 
 /// Logs the audit line and publishes the Event (a failed Event is logged, never fatal).
-pub async fn record(recorder: &Recorder, key: &AccessKey, event: AuditEvent) {
+pub async fn record<K: KeyView>(recorder: &Recorder, key: &K, event: AuditEvent) {
     let reference: ObjectReference = key.object_ref(&());
     tracing::info!(
         audit = true,

@@ -9,13 +9,14 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
 
 use super::backoff::RetryBackoff;
+use super::cached_key::{CachedKey, KeyView};
 use super::grant_cache::GrantCache;
 use super::ledger::Ledgers;
 use super::metrics::Metrics;
 use super::owner_index::OwnerIndex;
 use super::secret_data::Verdicts;
 use super::secret_record::SecretRecords;
-use crate::api::{AccessKey, AccessKeyPolicy};
+use crate::api::AccessKeyPolicy;
 use crate::keys::hash::HashParams;
 use crate::keys::seal::RecordKey;
 use crate::sync::lock;
@@ -31,9 +32,10 @@ pub fn system_clock() -> Clock {
 /// Everything a reconciliation needs.
 pub struct Context {
     pub client: Client,
-    pub keys: Store<AccessKey>,
+    /// The AccessKeys, compact (see `cached_key`).
+    pub keys: Store<CachedKey>,
     /// The cached keys by owner identity ([`key_owner_identity`]), for the owner limit.
-    pub key_owners: Arc<OwnerIndex<AccessKey>>,
+    pub key_owners: Arc<OwnerIndex<CachedKey>>,
     pub policies: Store<AccessKeyPolicy>,
     /// What classification reads of the Secrets keywarden manages (selected by label).
     pub secrets: Arc<SecretRecords>,
@@ -64,7 +66,7 @@ pub struct Context {
     /// Deadlines of keys too far away to wait for in the scheduler.
     pub far_deadlines: super::far_deadlines::FarDeadlines,
     /// Retry delays of AccessKeys whose reconciliation failed.
-    pub key_retries: RetryBackoff<ObjectRef<AccessKey>>,
+    pub key_retries: RetryBackoff<ObjectRef<CachedKey>>,
     /// Retry delays of AccessKeyPolicies whose reconciliation failed.
     pub policy_retries: RetryBackoff<ObjectRef<AccessKeyPolicy>>,
     /// Restarts of `spec.rollout` targets; `None` unless the controller runs with `--rollout`.
@@ -89,8 +91,8 @@ impl Context {
 }
 
 /// Owner identity of a key: its owner's Kubernetes username (see [`crate::api::KeyOwner::username`]).
-pub fn key_owner_identity(key: &AccessKey) -> String {
-    key.spec
+pub fn key_owner_identity<K: KeyView>(key: &K) -> String {
+    key.key_spec()
         .owner
         .username(&key.namespace().unwrap_or_default())
 }

@@ -31,7 +31,7 @@ pub struct Entry {
 
 impl Entry {
     /// The entry of `key`, if it has a UID.
-    pub fn of(key: &AccessKey) -> Option<Self> {
+    pub fn of(key: &impl kube::Resource) -> Option<Self> {
         Some(Self {
             uid: key.uid()?,
             namespace: key.namespace().unwrap_or_default(),

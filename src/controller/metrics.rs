@@ -12,7 +12,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::api::{AccessKey, Phase};
+use super::cached_key::CachedKey;
+use crate::api::Phase;
 use crate::sync::lock;
 
 /// Label set of the keys-by-phase gauge.
@@ -34,7 +35,7 @@ pub struct Metrics {
     pub scope_reviews: Counter,
     keys_by_phase: Family<PhaseLabel, Gauge>,
     /// The key cache of the running (leader) controller, read at scrape time.
-    keys: Mutex<Option<Store<AccessKey>>>,
+    keys: Mutex<Option<Store<CachedKey>>>,
     api_reachable: Gauge,
     api_silence_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
@@ -114,7 +115,7 @@ impl Metrics {
     }
 
     /// Points the keys-by-phase gauge at the running controller's cache (`None` when not leader).
-    pub fn watch_keys(&self, keys: Option<Store<AccessKey>>) {
+    pub fn watch_keys(&self, keys: Option<Store<CachedKey>>) {
         *lock(&self.keys) = keys;
     }
 
@@ -133,8 +134,8 @@ impl Metrics {
             // of 100,000 keys cost tens of milliseconds of the controller's CPU.
             let mut counts: HashMap<Phase, i64> = HashMap::new();
             for key in keys.state() {
-                let phase = key.status.as_ref().and_then(|s| s.phase);
-                *counts.entry(phase.unwrap_or(Phase::Pending)).or_default() += 1;
+                let phase = key.phase().unwrap_or(Phase::Pending);
+                *counts.entry(phase).or_default() += 1;
             }
             for (phase, count) in counts {
                 self.keys_by_phase
@@ -158,7 +159,7 @@ mod tests {
 
     #[test]
     fn keys_are_counted_by_phase_and_a_key_without_status_is_pending() {
-        let (store, mut writer) = reflector::store::<AccessKey>();
+        let (store, mut writer) = reflector::store::<CachedKey>();
         for (name, phase) in [
             ("a", Some(Phase::Active)),
             ("b", Some(Phase::Active)),
@@ -171,7 +172,7 @@ mod tests {
                 phase: Some(phase),
                 ..Default::default()
             });
-            writer.apply_watcher_event(&watcher::Event::Apply(key));
+            writer.apply_watcher_event(&watcher::Event::Apply(CachedKey::from(key)));
         }
         let metrics = Metrics::default();
         metrics.watch_keys(Some(store));

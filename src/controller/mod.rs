@@ -4,6 +4,7 @@ mod access_key;
 mod api_contact;
 mod audit;
 mod backoff;
+mod cached_key;
 mod context;
 mod far_deadlines;
 mod grant_cache;

@@ -99,7 +99,7 @@ mod tests {
         let mut names: Vec<String> = index
             .candidates(owner)
             .iter()
-            .filter(|k| key_owner_identity(k) == owner)
+            .filter(|k| key_owner_identity(k.as_ref()) == owner)
             .map(|k| k.name_any())
             .collect();
         names.sort();
@@ -109,7 +109,7 @@ mod tests {
     #[test]
     fn the_index_follows_applies_deletes_and_relists_of_the_store() {
         let (store, mut writer) = reflector::store::<AccessKey>();
-        let index = OwnerIndex::new(store, key_owner_identity);
+        let index = OwnerIndex::new(store, key_owner_identity::<AccessKey>);
         let mut feed = |event: watcher::Event<AccessKey>| {
             writer.apply_watcher_event(&event);
             index.apply(&event);

@@ -17,7 +17,8 @@ use kube::{Client, Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, watch};
 
-use crate::api::{AccessKey, SCOPES_GROUP};
+use super::cached_key::{CachedKey, KeyView};
+use crate::api::SCOPES_GROUP;
 use crate::sync::lock;
 
 /// How long RBAC changes are gathered before the affected keys are reviewed again.
@@ -430,11 +431,11 @@ pub fn subjects_of(namespace: Option<&str>, subjects: &[RbacSubject]) -> Vec<Sub
 /// The keys whose owner `touched` names, in the namespace the grant applies to.
 // why: hash lookups per key, not a pass over `touched` per key: the first list after a restart
 // touches every owner, and 10,000 keys against 10,000 touched subjects were 10^8 comparisons.
-pub fn keys_touched(
-    keys: &[Arc<AccessKey>],
+pub fn keys_touched<K: KeyView>(
+    keys: &[Arc<K>],
     touched: &Touched,
-    owner_groups: impl Fn(&AccessKey) -> Vec<String>,
-) -> Vec<ObjectRef<AccessKey>> {
+    owner_groups: impl Fn(&K) -> Vec<String>,
+) -> Vec<ObjectRef<K>> {
     if touched.is_empty() {
         return Vec::new();
     }
@@ -451,7 +452,7 @@ pub fn keys_touched(
     keys.iter()
         .filter(|key| {
             let namespace = key.namespace().unwrap_or_default();
-            let user = Subject::User(key.spec.owner.username(&namespace));
+            let user = Subject::User(key.key_spec().owner.username(&namespace));
             names(&user, &namespace)
                 || (any_group
                     && owner_groups(key)
@@ -621,9 +622,9 @@ where
 /// Gathers touched owners for [`DEBOUNCE`], then asks for a reconcile of each of their keys.
 pub async fn retrigger_touched_keys(
     mut touched: mpsc::UnboundedReceiver<Touched>,
-    keys: kube::runtime::reflector::Store<AccessKey>,
-    owner_groups: fn(&AccessKey) -> Vec<String>,
-    retrigger: mpsc::UnboundedSender<ObjectRef<AccessKey>>,
+    keys: kube::runtime::reflector::Store<CachedKey>,
+    owner_groups: fn(&CachedKey) -> Vec<String>,
+    retrigger: mpsc::UnboundedSender<ObjectRef<CachedKey>>,
 ) {
     while let Some(first) = touched.recv().await {
         tokio::time::sleep(DEBOUNCE).await;

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use futures::{future, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
@@ -19,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::access_key;
 use super::audit::{self, AuditEvent};
 use super::backoff::RetryBackoff;
+use super::cached_key::CachedKey;
 use super::context::{key_owner_identity, Clock, Context, OwnerGate};
 use super::far_deadlines;
 use super::grant_cache::{binding_digest, role_digest, GrantCache};
@@ -33,7 +33,7 @@ use super::scopes_held;
 use super::secret_data::Verdicts;
 use super::secret_record::SecretRecords;
 use crate::api::conditions::reasons;
-use crate::api::{AccessKey, AccessKeyPolicy, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::api::{AccessKeyPolicy, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use crate::keys::hash::HashParams;
 
 /// What the controllers are started with.
@@ -56,23 +56,26 @@ pub async fn run_controllers(
 ) -> anyhow::Result<()> {
     let (namespace, name) = &settings.record_key_secret;
     let record_key = record_key::load_or_create(&client, namespace, name).await?;
-    let (keys, keys_writer) = reflector::store::<AccessKey>();
+    let (keys, keys_writer) = reflector::store::<CachedKey>();
     let secrets = Arc::new(SecretRecords::default());
     let (policies, policies_writer) = reflector::store::<AccessKeyPolicy>();
     let owner_roles = Arc::new(GrantCache::default());
     let owner_bindings = Arc::new(GrantCache::default());
     let (synced_tx, synced) = watch::channel(0u16);
     let synced_tx = Arc::new(synced_tx);
-    let (deleted_tx, deleted_rx) = mpsc::unbounded_channel::<AccessKey>();
+    let (deleted_tx, deleted_rx) = mpsc::unbounded_channel::<CachedKey>();
     let keys_listed = mark_listed(synced_tx.clone(), KEYS_LISTED);
-    let key_owners = Arc::new(OwnerIndex::new(keys.clone(), key_owner_identity));
+    let key_owners = Arc::new(OwnerIndex::new(
+        keys.clone(),
+        key_owner_identity::<CachedKey>,
+    ));
     let indexed_owners = key_owners.clone();
+    // why: each key is compacted as it is read (see `cached_key`): 100,000 keys are cached.
     let key_stream = watcher(
-        Api::<AccessKey>::all(client.clone()),
+        Api::<CachedKey>::all(client.clone()),
         watcher::Config::default(),
     )
     .default_backoff()
-    .modify(keep_what_key_reconciles_read)
     .reflect(keys_writer)
     .inspect(move |event| {
         if let Ok(event) = event {
@@ -211,7 +214,7 @@ pub async fn run_controllers(
                 mapper_keys
                     .state()
                     .into_iter()
-                    .filter(|k| k.spec.policy_name.is_none() || policy::governs(&changed, k))
+                    .filter(|k| k.spec.policy_name.is_none() || policy::governs(&changed, &k.spec))
                     .map(|k| ObjectRef::from_obj(&*k))
                     .collect::<Vec<_>>()
             },
@@ -239,29 +242,8 @@ pub async fn run_controllers(
     Ok(())
 }
 
-/// Reduces a cached AccessKey's metadata to what the reconcilers read: name, namespace, uid,
-/// resourceVersion, generation, creation and deletion timestamps and keywarden's own
-/// annotations (who requested a change, `api::requested_by`).
-// why: managedFields are most of an object's size, and `kubectl apply` copies the whole spec
-// into an annotation; labels, owner references and finalizers are not read either. (`None`,
-// not emptied collections that would keep their allocations.)
-fn keep_what_key_reconciles_read(key: &mut AccessKey) {
-    let meta = std::mem::take(key.meta_mut());
-    *key.meta_mut() = ObjectMeta {
-        name: meta.name,
-        namespace: meta.namespace,
-        uid: meta.uid,
-        resource_version: meta.resource_version,
-        generation: meta.generation,
-        creation_timestamp: meta.creation_timestamp,
-        deletion_timestamp: meta.deletion_timestamp,
-        annotations: keywarden_annotations(meta.annotations),
-        ..ObjectMeta::default()
-    };
-}
-
 /// Keywarden's own annotations of `annotations`; `None` when there are none.
-fn keywarden_annotations(
+pub(super) fn keywarden_annotations(
     annotations: Option<std::collections::BTreeMap<String, String>>,
 ) -> Option<std::collections::BTreeMap<String, String>> {
     let mut annotations = annotations?;
@@ -332,7 +314,7 @@ async fn mark_ready_when_synced(mut synced: watch::Receiver<u16>, probes: ProbeS
 /// Re-triggers the keys whose far deadline (see `far_deadlines`) came within the horizon.
 async fn sweep_far_deadlines(
     ctx: Arc<Context>,
-    retrigger: mpsc::UnboundedSender<ObjectRef<AccessKey>>,
+    retrigger: mpsc::UnboundedSender<ObjectRef<CachedKey>>,
 ) {
     let mut every = tokio::time::interval(far_deadlines::SWEEP_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -353,17 +335,17 @@ async fn sweep_far_deadlines(
 /// Audits deleted keys and lets the owner's waiting keys take the freed slot.
 async fn on_deletions(
     ctx: Arc<Context>,
-    mut deleted: mpsc::UnboundedReceiver<AccessKey>,
-    retrigger: mpsc::UnboundedSender<ObjectRef<AccessKey>>,
+    mut deleted: mpsc::UnboundedReceiver<CachedKey>,
+    retrigger: mpsc::UnboundedSender<ObjectRef<CachedKey>>,
 ) {
     while let Some(key) = deleted.recv().await {
-        let owner = key_owner_identity(&key);
+        let owner = key.owner_identity();
         if let Some(uid) = key.uid() {
             ctx.owners.forget(&owner, &uid);
             ctx.secret_verdicts.forget(&uid);
         }
         ctx.key_retries.reset(&ObjectRef::from_obj(&key));
-        let id = key.status.as_ref().and_then(|s| s.access_key_id.clone());
+        let id = key.access_key_id().map(str::to_owned);
         let message = match &id {
             Some(id) => format!("key deleted; access ID {id} revoked"),
             None => "key deleted".to_string(),
@@ -374,43 +356,13 @@ async fn on_deletions(
             AuditEvent::normal(reasons::DELETED, message, id.as_deref()),
         )
         .await;
-        for waiting in ctx.key_owners.candidates(&owner).into_iter().filter(|k| {
-            key_owner_identity(k) == owner
-                && k.status.as_ref().is_none_or(|s| s.access_key_id.is_none())
-        }) {
+        for waiting in ctx
+            .key_owners
+            .candidates(&owner)
+            .into_iter()
+            .filter(|k| !k.is_issued() && k.owner_identity() == owner)
+        {
             let _ = retrigger.send(ObjectRef::from_obj(&*waiting));
         }
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
-
-    use super::*;
-
-    #[test]
-    fn cached_keys_keep_the_metadata_reconcile_reads_and_keywardens_annotations() {
-        let mut key = crate::controller::tests::key();
-        key.metadata.resource_version = Some("7".into());
-        key.metadata.generation = Some(3);
-        key.metadata.labels = Some(BTreeMap::from([("team".into(), "a".into())]));
-        key.metadata.finalizers = Some(vec!["example.com/hold".into()]);
-        key.metadata.annotations = Some(BTreeMap::from([
-            (LAST_APPLIED.into(), "{}".into()),
-            (crate::api::REQUESTED_BY_ANNOTATION.into(), "alice".into()),
-        ]));
-        let mut expected = key.metadata.clone();
-        expected.labels = None;
-        expected.finalizers = None;
-        expected.annotations = Some(BTreeMap::from([(
-            crate::api::REQUESTED_BY_ANNOTATION.into(),
-            "alice".into(),
-        )]));
-        keep_what_key_reconciles_read(&mut key);
-        assert_eq!(key.metadata, expected);
-        assert_eq!(crate::api::requested_by(&key), Some("alice"));
-    }
-
-    const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 }

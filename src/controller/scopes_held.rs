@@ -19,6 +19,7 @@ use kube::{Client, Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 
 use super::audit::AuditEvent;
+use super::cached_key::KeyView;
 use super::context::Context;
 use super::rbac_watch::hex;
 use super::status::condition;
@@ -91,14 +92,15 @@ pub struct Answer {
 /// The groups the owner is reviewed with: a ServiceAccount's are known; a User's are those
 /// they recorded in `spec.ownerGroups` when they last wrote the key, plus
 /// `system:authenticated`.
-pub fn owner_groups(key: &AccessKey) -> Vec<String> {
+pub fn owner_groups<K: KeyView>(key: &K) -> Vec<String> {
     let namespace = key.namespace().unwrap_or_default();
-    let mut groups = match key.spec.owner.kind {
+    let spec = key.key_spec();
+    let mut groups = match spec.owner.kind {
         OwnerKind::ServiceAccount => vec![
             "system:serviceaccounts".to_owned(),
             format!("system:serviceaccounts:{namespace}"),
         ],
-        OwnerKind::User => key.spec.owner_groups.clone(),
+        OwnerKind::User => spec.owner_groups.clone(),
     };
     groups.push(AUTHENTICATED.to_owned());
     groups.sort();
@@ -311,10 +313,7 @@ pub fn held_condition(
         .owner
         .username(&key.namespace().unwrap_or_default());
     let (state, reason, message) = if not_held.is_empty() {
-        let message = match &verdict.review {
-            None => format!("the key carries every permission of its owner {owner:?} (*)"),
-            Some(_) => format!("owner {owner:?} holds every scope of the key"),
-        };
+        let message = all_held_message(&owner, verdict.review.is_some());
         ("True", reasons::SCOPES_HELD, message)
     } else {
         let message = format!(
@@ -333,6 +332,16 @@ pub fn held_condition(
         key.meta().generation,
         now,
     ))
+}
+
+/// The `ScopesHeld` message when the owner holds every scope: after a review of the scopes, or
+/// for a key without scopes (`*`).
+pub fn all_held_message(owner: &str, reviewed: bool) -> String {
+    if reviewed {
+        format!("owner {owner:?} holds every scope of the key")
+    } else {
+        format!("the key carries every permission of its owner {owner:?} (*)")
+    }
 }
 
 /// The Event when `ScopesHeld` flips (or first reads False).
