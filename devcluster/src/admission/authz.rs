@@ -92,7 +92,7 @@ impl Opaque for ResourceCheck {
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Decision {
     allowed: bool,
-    reason: String,
+    reason: Arc<str>,
 }
 
 impl Opaque for Decision {
@@ -342,7 +342,11 @@ fn check(ftx: &FunctionContext, This(this): This<Cel>, verb: Arc<String>) -> Res
     let decision = handle.authorizer.authorize(&attributes);
     Ok(Cel::Opaque(Arc::new(Decision {
         allowed: decision.allowed(),
-        reason: decision.reason().to_string(),
+        reason: match decision {
+            crate::auth::Decision::Allow(reason)
+            | crate::auth::Decision::Deny(reason)
+            | crate::auth::Decision::NoOpinion(reason) => reason,
+        },
     })))
 }
 
@@ -352,7 +356,7 @@ fn allowed(ftx: &FunctionContext, This(this): This<Cel>) -> Result<Cel> {
 
 fn reason(ftx: &FunctionContext, This(this): This<Cel>) -> Result<Cel> {
     Ok(Cel::String(Arc::new(
-        opaque::<Decision>(ftx, &this)?.reason.clone(),
+        opaque::<Decision>(ftx, &this)?.reason.to_string(),
     )))
 }
 

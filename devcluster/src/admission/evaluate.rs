@@ -2,7 +2,9 @@
 //! and audit annotations, decided as kube-apiserver's `validating.validator` decides them.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
+use kube_cel::cel::objects::Key;
 use kube_cel::cel::{Context, Value as Cel};
 
 use super::environment::{map, reads_variable, Expression};
@@ -120,7 +122,6 @@ pub(crate) fn evaluate(
 /// Evaluates `variables` in order; returns the `variables` map of those that succeeded and
 /// those that failed with why.
 fn bind_variables(policy: &Policy, context: &Context<'_>) -> (Cel, Vec<(String, String)>) {
-    let mut values: Vec<(String, Cel)> = Vec::new();
     let mut variables = map(Vec::new());
     let mut failed = Vec::new();
     for variable in &policy.variables {
@@ -144,11 +145,12 @@ fn bind_variables(policy: &Policy, context: &Context<'_>) -> (Cel, Vec<(String, 
         };
         match result {
             Ok(value) => {
-                values.push((name.clone(), value));
-                variables = map(values
-                    .iter()
-                    .map(|(n, v)| (n.as_str(), v.clone()))
-                    .collect());
+                if let Cel::Map(bound) = &mut variables {
+                    // why: no evaluation keeps `variables` itself, so the map is ours alone
+                    // and grows in place instead of being copied per variable.
+                    Arc::make_mut(&mut bound.map)
+                        .insert(Key::String(Arc::new(name.clone())), value);
+                }
             }
             Err(err) => failed.push((name.clone(), err)),
         }

@@ -7,6 +7,7 @@ use k8s_openapi::api::admissionregistration::v1::{MatchResources, NamedRuleWithO
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector as MetaSelector;
 use serde_json::Value;
 
+use super::policy::Cache;
 use super::{AdmissionRequest, Operation};
 use crate::registry::ResourceType;
 use crate::selector::LabelSelector;
@@ -233,9 +234,18 @@ fn served_types(state: &State) -> Vec<ResourceType> {
     let crds: StorageKey = Arc::from(CRDS);
     let mut types = BUILTIN.clone();
     for (_, crd) in state.objects(&crds, None) {
-        types.extend(crate::crds::crd_types(crd));
+        types.extend(crd_types(crd).iter().cloned());
     }
     types
+}
+
+/// The types a stored CRD serves, made once per stored version of it.
+///
+/// why: a policy that does not name a custom resource's own version looks for its
+/// equivalents on every write of it; making them parses the CRD's whole schema.
+fn crd_types(stored: &Arc<Value>) -> Arc<Vec<ResourceType>> {
+    static CRD_TYPES: LazyLock<Cache<Vec<ResourceType>>> = LazyLock::new(Cache::new);
+    CRD_TYPES.get_or_insert(stored, || crate::crds::crd_types(stored))
 }
 
 /// Other group-versions serving the same objects as `rt` (events in two groups, CRD versions).
@@ -249,10 +259,11 @@ fn equivalents(state: &State, rt: &ResourceType) -> Vec<ResourceType> {
             let crds: StorageKey = Arc::from(CRDS);
             state
                 .get(&crds, "", &crd.crd_name)
-                .map(|stored| crate::crds::crd_types(stored))
+                .map(crd_types)
                 .unwrap_or_default()
-                .into_iter()
+                .iter()
                 .filter(|other| is_equivalent(other))
+                .cloned()
                 .collect()
         }
         // why: called for every policy on every write; clone only the few equivalents.

@@ -105,7 +105,7 @@ pub(crate) struct Binding {
 /// Compiled objects keyed by the stored object they were made from: every write stores a new
 /// one, so an updated policy is compiled afresh. The entry keeps the stored object alive, so
 /// its address is not reused while it is a key.
-struct Cache<T> {
+pub(super) struct Cache<T> {
     entries: Mutex<HashMap<usize, Cached<T>>>,
 }
 
@@ -113,13 +113,13 @@ struct Cache<T> {
 type Cached<T> = (Arc<Value>, Arc<T>);
 
 impl<T> Cache<T> {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             entries: Mutex::new(HashMap::new()),
         }
     }
 
-    fn get_or_insert(&self, stored: &Arc<Value>, build: impl FnOnce() -> T) -> Arc<T> {
+    pub(super) fn get_or_insert(&self, stored: &Arc<Value>, build: impl FnOnce() -> T) -> Arc<T> {
         let key = Arc::as_ptr(stored) as usize;
         let mut entries = self
             .entries

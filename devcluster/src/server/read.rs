@@ -62,6 +62,9 @@ pub(crate) fn get(server: &Server, call: &Call) -> Result<Response<Body>, ApiErr
         .get(&call.key, &call.namespace, name)
         .cloned()
         .ok_or_else(|| ApiError::not_found(&call.rt, name))?;
+    if rendering(&call.accept) == Rendering::Full && wire_ready(&call.rt, &stored) {
+        return Ok(http::json(200, &stored));
+    }
     Ok(http::json(
         200,
         &render_one(&call.rt, &stored, &call.accept),

@@ -12,7 +12,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use super::http::Body;
 use super::read::{metadata_only, rendering, Filter, Rendering};
-use super::{to_wire, Call, Server};
+use super::{to_wire, wire_ready, Call, Server};
 use crate::registry::ResourceType;
 use crate::status::ApiError;
 use crate::store::{Change, ChangeType, StorageKey};
@@ -30,10 +30,23 @@ struct Watcher {
     lines: mpsc::Sender<Bytes>,
 }
 
+/// One line of a watch stream: `{"type":...,"object":...}` and a newline.
+///
+/// why: written field by field rather than through `json!`, which would copy the whole
+/// object into a new value before serializing it.
 fn event_line(event_type: &str, object: &Value) -> Bytes {
-    let mut line =
-        serde_json::to_vec(&json!({ "type": event_type, "object": object })).unwrap_or_default();
-    line.push(b'\n');
+    let mut line = Vec::with_capacity(512);
+    line.extend_from_slice(b"{\"type\":");
+    let written = serde_json::to_writer(&mut line, event_type)
+        .and_then(|()| {
+            line.extend_from_slice(b",\"object\":");
+            serde_json::to_writer(&mut line, object)
+        })
+        .is_ok();
+    if !written {
+        return Bytes::new();
+    }
+    line.extend_from_slice(b"}\n");
     Bytes::from(line)
 }
 
@@ -42,6 +55,14 @@ fn expired_line(message: &str) -> Bytes {
 }
 
 impl Watcher {
+    /// The line reporting `obj` with `event_type`, in the form this watch asked for.
+    fn object_line(&self, event_type: &str, obj: &Value) -> Bytes {
+        if self.rendering == Rendering::Full && wire_ready(&self.rt, obj) {
+            return event_line(event_type, obj);
+        }
+        event_line(event_type, &self.render(obj))
+    }
+
     fn render(&self, obj: &Value) -> Value {
         match self.rendering {
             Rendering::Full => to_wire(&self.rt, obj),
@@ -98,7 +119,7 @@ impl Watcher {
             }
             _ => return None,
         };
-        Some(event_line(event_type, &self.render(&change.object)))
+        Some(self.object_line(event_type, &change.object))
     }
 
     fn bookmark(&self, rv: u64, initial_events_end: bool) -> Bytes {
@@ -184,7 +205,7 @@ pub(crate) fn watch(server: &Server, call: &Call) -> Result<Response<Body>, ApiE
             None => {
                 for (_, obj) in state.objects(&call.key, watcher.filter.namespace.as_deref()) {
                     if watcher.filter.matches(obj) {
-                        initial.push(event_line("ADDED", &watcher.render(obj)));
+                        initial.push(watcher.object_line("ADDED", obj));
                     }
                 }
                 if send_initial && watcher.bookmarks {

@@ -22,9 +22,9 @@ impl Authorizer for Recording {
             .iter()
             .any(|(resource, name)| attributes.resource == *resource && attributes.name == *name);
         if refused {
-            Decision::NoOpinion(String::new())
+            Decision::NoOpinion("".into())
         } else {
-            Decision::Allow(String::new())
+            Decision::Allow("".into())
         }
     }
 }
@@ -300,7 +300,7 @@ fn a_refused_group_is_a_403_for_that_group_and_stops_further_checks() {
     assert_eq!((err.code, err.reason), (403, "Forbidden"));
     assert_eq!(
         err,
-        crate::auth::rbac::forbidden(&refused, &Decision::NoOpinion(String::new()))
+        crate::auth::rbac::forbidden(&refused, &Decision::NoOpinion("".into()))
     );
     assert_eq!(authorizer.checks().len(), 2, "stops at the refused group");
 }
@@ -317,7 +317,7 @@ fn a_refused_user_is_a_403_before_any_group_is_checked() {
     let refused = Request::User("alice".into()).attributes(&Arc::new(bob()));
     assert_eq!(
         err,
-        crate::auth::rbac::forbidden(&refused, &Decision::NoOpinion(String::new()))
+        crate::auth::rbac::forbidden(&refused, &Decision::NoOpinion("".into()))
     );
     assert_eq!(authorizer.checks().len(), 1);
 }

@@ -1,5 +1,8 @@
 //! Compact JWS tokens signed with ES256 (ECDSA P-256, SHA-256), as ServiceAccount tokens are.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ring::rand::SystemRandom;
@@ -22,11 +25,21 @@ pub(crate) enum VerifyError {
     BadSignature,
 }
 
+/// Tokens whose signature checked out, before the cache of them is emptied.
+const VERIFIED_CAPACITY: usize = 4096;
+
 /// Signs and verifies tokens with one ES256 key made at start.
 pub(crate) struct Signer {
     key: EcdsaKeyPair,
     key_id: String,
     rng: SystemRandom,
+    /// Claims of tokens whose signature already checked out, by the whole token text.
+    ///
+    /// why: an ECDSA verification was the largest cost of a ServiceAccount's request; the
+    /// same text signed by the same key (made at start, never replaced) always verifies the
+    /// same way, and everything that can change (expiry, the ServiceAccount and bound object)
+    /// is checked on every request after this.
+    verified: Mutex<HashMap<String, Arc<Value>>>,
 }
 
 impl Signer {
@@ -40,7 +53,12 @@ impl Signer {
             .map_err(|err| SigningKeyError(err.to_string()))?;
         let digest = ring::digest::digest(&ring::digest::SHA256, key.public_key().as_ref());
         let key_id = URL_SAFE_NO_PAD.encode(digest.as_ref());
-        Ok(Self { key, key_id, rng })
+        Ok(Self {
+            key,
+            key_id,
+            rng,
+            verified: Mutex::default(),
+        })
     }
 
     /// `header.payload.signature` for `claims`.
@@ -62,7 +80,32 @@ impl Signer {
     }
 
     /// The claims of `token` once its ES256 signature checks out against this key.
-    pub(crate) fn verify(&self, token: &str) -> Result<Value, VerifyError> {
+    pub(crate) fn verify(&self, token: &str) -> Result<Arc<Value>, VerifyError> {
+        if let Some(claims) = self.already_verified(token) {
+            return Ok(claims);
+        }
+        let claims = Arc::new(self.verify_signature(token)?);
+        let mut verified = self.verified_cache();
+        if verified.len() >= VERIFIED_CAPACITY {
+            verified.clear();
+        }
+        verified.insert(token.to_string(), claims.clone());
+        Ok(claims)
+    }
+
+    /// The claims of `token` if its signature was verified before.
+    pub(crate) fn already_verified(&self, token: &str) -> Option<Arc<Value>> {
+        self.verified_cache().get(token).cloned()
+    }
+
+    fn verified_cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Value>>> {
+        // why: the map is only read or written whole-entry, so a poisoned one is consistent.
+        self.verified
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn verify_signature(&self, token: &str) -> Result<Value, VerifyError> {
         let (signing_input, signature) = token.rsplit_once('.').ok_or(VerifyError::Malformed)?;
         let claims = unverified_claims(token).ok_or(VerifyError::Malformed)?;
         let header = signing_input
@@ -111,7 +154,8 @@ mod tests {
         let signer = Signer::generate().expect("key");
         let claims = json!({ "iss": "me", "sub": "you" });
         let token = signer.sign(&claims).expect("signs");
-        assert_eq!(signer.verify(&token), Ok(claims.clone()));
+        assert_eq!(signer.verify(&token), Ok(Arc::new(claims.clone())));
+        assert_eq!(signer.verify(&token), Ok(Arc::new(claims.clone())));
         assert_eq!(unverified_claims(&token), Some(claims));
     }
 

@@ -140,16 +140,20 @@ impl Authenticator {
                 });
             }
         }
-        let issued_here = jwt::unverified_claims(token)
-            .as_ref()
-            .is_some_and(service_account::issued_here);
-        if !issued_here {
-            return Err(TokenFailure::NotRecognized);
-        }
-        let claims = self
-            .signer
-            .verify(token)
-            .map_err(|err| TokenFailure::Rejected(err.to_string()))?;
+        let claims = match self.signer.already_verified(token) {
+            Some(claims) => claims,
+            None => {
+                let issued_here = jwt::unverified_claims(token)
+                    .as_ref()
+                    .is_some_and(service_account::issued_here);
+                if !issued_here {
+                    return Err(TokenFailure::NotRecognized);
+                }
+                self.signer
+                    .verify(token)
+                    .map_err(|err| TokenFailure::Rejected(err.to_string()))?
+            }
+        };
         let mut token_audiences = service_account::audiences(&claims);
         if token_audiences.is_empty() {
             token_audiences = vec![API_AUDIENCE.to_string()];

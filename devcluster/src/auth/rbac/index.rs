@@ -119,11 +119,13 @@ pub struct Binding {
     pub name: String,
     pub role_ref: RoleRef,
     pub subjects: Vec<Subject>,
+    /// The allow reason of each subject, in `subjects` order (see [`Source`]).
+    allow_reasons: Vec<Arc<str>>,
 }
 
 impl Binding {
     fn parse(object: &Value, namespace: &str) -> Self {
-        Self {
+        let mut binding = Self {
             namespace: namespace.to_string(),
             name: object
                 .pointer("/metadata/name")
@@ -141,24 +143,50 @@ impl Binding {
                         .collect()
                 })
                 .unwrap_or_default(),
-        }
+            allow_reasons: Vec::new(),
+        };
+        binding.allow_reasons = binding
+            .subjects
+            .iter()
+            .map(|subject| {
+                format!(
+                    "RBAC: allowed by {}",
+                    Wording {
+                        binding: &binding,
+                        subject
+                    }
+                )
+                .into()
+            })
+            .collect();
+        binding
     }
 
-    /// The first subject that is `user`, as kube-apiserver's `appliesTo`.
-    pub fn subject_for(&self, user: &UserInfo) -> Option<&Subject> {
+    /// The allow reason of the first subject that is `user`, as kube-apiserver's
+    /// `appliesTo` finds it; `None` when the binding does not name `user`.
+    fn allow_reason_for(&self, user: &UserInfo) -> Option<&Arc<str>> {
         self.subjects
             .iter()
-            .find(|subject| subject.applies_to(user))
+            .zip(&self.allow_reasons)
+            .find(|(subject, _)| subject.applies_to(user))
+            .map(|(_, reason)| reason)
     }
 }
 
-/// Where an allowing rule came from, worded as kube-apiserver's allow reasons.
+/// Where an allowing rule came from.
 pub struct Source<'a> {
-    pub binding: &'a Binding,
-    pub subject: &'a Subject,
+    /// kube-apiserver's allow reason for this binding and subject
+    /// (`RBAC: allowed by RoleBinding "name/namespace" of Role "r" to User "u"`).
+    pub allow_reason: &'a Arc<str>,
 }
 
-impl fmt::Display for Source<'_> {
+/// A binding and subject worded as kube-apiserver's allow reasons.
+struct Wording<'a> {
+    binding: &'a Binding,
+    subject: &'a Subject,
+}
+
+impl fmt::Display for Wording<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let binding = self.binding;
         if binding.namespace.is_empty() {
@@ -354,7 +382,7 @@ impl Index {
             _ => Vec::new(),
         };
         for binding in cluster.chain(local) {
-            let Some(subject) = binding.subject_for(user) else {
+            let Some(allow_reason) = binding.allow_reason_for(user) else {
                 continue;
             };
             match self.role_rules(&binding.role_ref, &binding.namespace) {
@@ -365,7 +393,7 @@ impl Index {
                 }
                 Ok(rules) => {
                     for rule in rules {
-                        if !visit(Visit::Rule(rule, Source { binding, subject })) {
+                        if !visit(Visit::Rule(rule, Source { allow_reason })) {
                             return;
                         }
                     }

@@ -95,7 +95,7 @@ impl Rbac {
 impl Authorizer for Rbac {
     fn authorize(&self, attributes: &Attributes) -> Decision {
         if attributes.user.groups.iter().any(|g| g == MASTERS_GROUP) {
-            return Decision::Allow(String::new());
+            return Decision::Allow("".into());
         }
         let index = self.read_index();
         let mut allowed = None;
@@ -105,7 +105,7 @@ impl Authorizer for Rbac {
             &attributes.namespace,
             |visit| match visit {
                 Visit::Rule(rule, source) if rule.allows(attributes) => {
-                    allowed = Some(format!("RBAC: allowed by {source}"));
+                    allowed = Some(source.allow_reason.clone());
                     false
                 }
                 Visit::Rule(..) => true,
@@ -117,8 +117,8 @@ impl Authorizer for Rbac {
         );
         match allowed {
             Some(reason) => Decision::Allow(reason),
-            None if errors.is_empty() => Decision::NoOpinion(String::new()),
-            None => Decision::NoOpinion(format!("RBAC: {}", index::aggregate(&errors))),
+            None if errors.is_empty() => Decision::NoOpinion("".into()),
+            None => Decision::NoOpinion(format!("RBAC: {}", index::aggregate(&errors)).into()),
         }
     }
 }

@@ -20,10 +20,7 @@ fn role_binding_allows_its_rules_in_its_namespace_only() {
         )
     );
     let elsewhere = request(&bob, "create", "keywarden.io", "accesskeys", "team-b");
-    assert_eq!(
-        fixture.decide(&elsewhere),
-        Decision::NoOpinion(String::new())
-    );
+    assert_eq!(fixture.decide(&elsewhere), Decision::NoOpinion("".into()));
     let cluster_wide = request(&bob, "list", "keywarden.io", "accesskeys", "");
     assert!(!fixture.decide(&cluster_wide).allowed());
     let alice = user("alice", &[]);
@@ -284,7 +281,7 @@ fn masters_are_allowed_everything_without_a_binding() {
             "whatever",
             "ns"
         )),
-        Decision::Allow(String::new())
+        Decision::Allow("".into())
     );
 }
 

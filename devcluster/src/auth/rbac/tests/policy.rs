@@ -151,7 +151,7 @@ fn labelled_cluster_roles_join_and_leave_the_aggregated_roles() {
 fn forbidden_messages_are_worded_as_kube_apiserver() {
     let bob = user("bob", &[]);
     let create = request(&bob, "create", "keywarden.io", "accesskeys", "team-a");
-    let err = forbidden(&create, &Decision::NoOpinion(String::new()));
+    let err = forbidden(&create, &Decision::NoOpinion("".into()));
     assert_eq!((err.code, err.reason), (403, "Forbidden"));
     assert_eq!(
         err.message,
@@ -184,7 +184,7 @@ fn forbidden_messages_are_worded_as_kube_apiserver() {
 
     let err = forbidden(
         &request(&bob, "list", "", "namespaces", ""),
-        &Decision::NoOpinion(String::new()),
+        &Decision::NoOpinion("".into()),
     );
     assert_eq!(
         err.message,
@@ -193,10 +193,7 @@ fn forbidden_messages_are_worded_as_kube_apiserver() {
     assert_eq!(err.details, Some(json!({ "kind": "namespaces" })));
 
     let anonymous = Arc::new(UserInfo::anonymous());
-    let err = forbidden(
-        &path(&anonymous, "/api"),
-        &Decision::NoOpinion(String::new()),
-    );
+    let err = forbidden(&path(&anonymous, "/api"), &Decision::NoOpinion("".into()));
     assert_eq!(
         err.message,
         "forbidden: User \"system:anonymous\" cannot get path \"/api\""
