@@ -169,3 +169,64 @@ async fn a_continue_token_older_than_the_history_is_410_expired() {
         other => panic!("expected 410 Expired, got {other:?}"),
     }
 }
+
+/// Pages across namespaces with a label selector: every match once, in order; a page says how
+/// many items remain only without a selector, as kube-apiserver (the count is unknown then).
+#[tokio::test]
+async fn selected_pages_across_namespaces_return_every_match_once() {
+    let cluster = DevCluster::start().await.unwrap();
+    let client = cluster.client().unwrap();
+    for namespace in ["default", "kube-public", "kube-system"] {
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+        for i in 0..5 {
+            let labels: &[(&str, &str)] = if i % 2 == 0 { &[("pick", "yes")] } else { &[] };
+            api.create(
+                &PostParams::default(),
+                &config_map(&format!("cm-{i}"), labels),
+            )
+            .await
+            .unwrap();
+        }
+    }
+    let all: Api<ConfigMap> = Api::all(client);
+    let page_through = |params: ListParams| {
+        let all = all.clone();
+        async move {
+            let mut params = params;
+            let mut names = Vec::new();
+            let mut remaining = Vec::new();
+            loop {
+                let page = all.list(&params).await.unwrap();
+                names.extend(
+                    page.items
+                        .iter()
+                        .map(|c| format!("{}/{}", c.namespace().unwrap(), c.name_any())),
+                );
+                remaining.push(page.metadata.remaining_item_count);
+                match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                    Some(token) => params = params.continue_token(&token),
+                    None => break (names, remaining),
+                }
+            }
+        }
+    };
+    let (picked, remaining) = page_through(ListParams::default().labels("pick=yes").limit(2)).await;
+    let expected: Vec<String> = ["default", "kube-public", "kube-system"]
+        .iter()
+        .flat_map(|ns| [0, 2, 4].map(|i| format!("{ns}/cm-{i}")))
+        .collect();
+    assert_eq!(picked, expected);
+    assert!(remaining.iter().all(Option::is_none), "{remaining:?}");
+
+    let (names, remaining) = page_through(ListParams::default().limit(4)).await;
+    let ours: Vec<&String> = names.iter().filter(|n| n.contains("/cm-")).collect();
+    assert_eq!(ours.len(), 15, "{names:?}");
+    let total = names.len() as i64;
+    let counts: Vec<i64> = remaining.iter().map(|r| r.unwrap_or(0)).collect();
+    assert_eq!(
+        counts[0],
+        total - 4,
+        "the first page counts what follows it"
+    );
+    assert_eq!(*counts.last().unwrap(), 0, "the last page has no count");
+}

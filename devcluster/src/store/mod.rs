@@ -224,6 +224,35 @@ impl State {
         }
     }
 
+    /// The objects of a storage key in `namespace` (all namespaces when `None`) that sort after
+    /// `after` (namespace, name), in order: where a `continue` token resumes, found in the
+    /// ordered bucket rather than by walking past everything before it.
+    pub fn objects_after<'a>(
+        &'a self,
+        key: &StorageKey,
+        namespace: Option<&'a str>,
+        after: (&str, &str),
+    ) -> Entries<'a> {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        let Some(bucket) = self.buckets.get(key) else {
+            return Box::new(std::iter::empty());
+        };
+        let after = (after.0.to_string(), after.1.to_string());
+        match namespace {
+            Some(ns) if after.0.as_str() < ns => Box::new(
+                bucket
+                    .range((Included((ns.to_string(), String::new())), Unbounded))
+                    .take_while(move |((object_ns, _), _)| object_ns == ns),
+            ),
+            Some(ns) => Box::new(
+                bucket
+                    .range((Excluded(after), Unbounded))
+                    .take_while(move |((object_ns, _), _)| object_ns == ns),
+            ),
+            None => Box::new(bucket.range((Excluded(after), Unbounded))),
+        }
+    }
+
     /// Changes after `rv` still in the history, or `None` when some were compacted away.
     pub fn changes_since(&self, rv: u64) -> Option<Vec<Arc<Change>>> {
         if rv < self.compacted_rv {
