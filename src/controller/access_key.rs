@@ -41,7 +41,7 @@ pub async fn reconcile(cached: Arc<CachedKey>, ctx: Arc<Context>) -> Result<Acti
         namespace = cached.namespace(),
         "reconciling AccessKey"
     );
-    let key = cached.expand();
+    let key = cached.expand().map_err(Error::UnpackCachedKey)?;
     let result = reconcile_key(&key, cached.status_digest(), &ctx).await;
     ctx.metrics
         .observe_reconcile(started.elapsed(), result.is_err());
@@ -514,7 +514,7 @@ fn owner_keys(key: &AccessKey, ctx: &Context, owner: &str, uid: &str) -> Vec<Own
             let uid = k.uid()?;
             let issued = k.is_issued()
                 || ctx.owners.was_issued(owner, &uid)
-                || has_cached_secret(&k.expand(), ctx);
+                || k.expand().map_or(true, |key| has_cached_secret(&key, ctx));
             Some(OwnedKey {
                 created_at: created_at(&**k),
                 issued,
@@ -538,7 +538,7 @@ fn issued_entries(ctx: &Context, owner: &str) -> Vec<Entry> {
         .candidates(owner)
         .iter()
         .filter(|k| k.owner_identity() == owner)
-        .filter(|k| k.is_issued() || has_cached_secret(&k.expand(), ctx))
+        .filter(|k| k.is_issued() || k.expand().map_or(true, |key| has_cached_secret(&key, ctx)))
         .filter_map(|k| Entry::of(&**k))
         .collect()
 }

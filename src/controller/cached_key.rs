@@ -1,24 +1,24 @@
-//! The AccessKey as the controller's cache keeps it: the metadata reconcile reads, the spec, and
-//! a compact status without the conditions' messages, plus a digest of the whole status.
+//! The AccessKey as the controller's cache keeps it: the metadata reconcile reads, and the spec
+//! and the status without most conditions' messages in one packed allocation (see `packed`),
+//! plus a digest of the whole status.
 //!
 //! Reconcile stays written against `AccessKey`: it expands a [`CachedKey`] at its start and
 //! decides "did the status change" by the digest of the desired status against
 //! [`CachedKey::status_digest`], taken when the watch event arrived. The other users of the
-//! cache (limits, metrics, the policy mapper, deletions, RBAC retriggers) read accessors.
+//! cache (limits, metrics, the policy mapper, deletions, RBAC retriggers) read the owner, the
+//! phase and whether the key is issued without unpacking.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
-use kube::{Resource, ResourceExt};
-use serde::{Deserialize, Deserializer};
+use kube::Resource;
+use serde::{Deserialize, Deserializer, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::packed;
 use crate::api::conditions::{reasons, types};
-use crate::api::{
-    AccessKey, AccessKeySpec, AccessKeyStatus, DeactivationReason, Phase, PreviousKey, ScopeReview,
-};
+use crate::api::{AccessKey, AccessKeySpec, AccessKeyStatus, KeyOwner, Phase};
 
 /// 128 bits of SHA-256 of a status in canonical form (see [`status_digest`]).
 // why: deciding a write on it must not be forgeable: a status edited to digest like the
@@ -27,12 +27,17 @@ pub type StatusDigest = [u8; 16];
 
 /// What the users of the key cache read of a key, cached or whole.
 pub trait KeyView: Resource<DynamicType = ()> {
-    fn key_spec(&self) -> &AccessKeySpec;
+    fn owner(&self) -> &KeyOwner;
+    /// The groups the owner recorded (`spec.ownerGroups`).
+    fn owner_groups(&self) -> impl Iterator<Item = &str>;
 }
 
 impl KeyView for AccessKey {
-    fn key_spec(&self) -> &AccessKeySpec {
-        &self.spec
+    fn owner(&self) -> &KeyOwner {
+        &self.spec.owner
+    }
+    fn owner_groups(&self) -> impl Iterator<Item = &str> {
+        self.spec.owner_groups.iter().map(String::as_str)
     }
 }
 
@@ -40,14 +45,81 @@ impl KeyView for AccessKey {
 #[derive(Clone, Debug)]
 pub struct CachedKey {
     metadata: ObjectMeta,
-    pub spec: AccessKeySpec,
-    status: Option<CachedStatus>,
+    /// The spec's owner and recorded groups, read for every key by the owner index and RBAC
+    /// changes without unpacking.
+    owner: KeyOwner,
+    owner_groups: Box<[Box<str>]>,
+    /// `spec.policyName`, read for every key when a policy changes.
+    policy_name: Option<Box<str>>,
+    phase: Option<Phase>,
+    issued: bool,
     digest: StatusDigest,
+    /// The spec and the status without the dropped messages (see [`Cached`]), packed.
+    packed: Box<[u8]>,
+}
+
+/// What a [`CachedKey`] packs: the spec, and the status with its conditions apart.
+#[derive(Serialize, Deserialize)]
+struct Cached<Spec, Status, Conditions> {
+    spec: Spec,
+    status: Option<Status>,
+    conditions: Conditions,
+}
+
+/// A condition as packed: type, status, reason, message, observedGeneration and
+/// lastTransitionTime, as a tuple so that its fields' names are not packed with each.
+#[derive(Serialize, Deserialize)]
+struct CachedCondition(String, String, String, Message, Option<i64>, Time);
+
+impl CachedCondition {
+    fn of(condition: Condition, owner: &str) -> Self {
+        let message = cached_message(&condition, owner);
+        Self(
+            condition.type_,
+            condition.status,
+            condition.reason,
+            message,
+            condition.observed_generation,
+            condition.last_transition_time,
+        )
+    }
+
+    fn expand(self, owner: impl Fn() -> String) -> Condition {
+        let Self(type_, status, reason, message, observed_generation, last_transition_time) = self;
+        let message = match message {
+            Message::Dropped => String::new(),
+            Message::Kept(text) => text,
+            Message::AllHeldUnreviewed => super::scopes_held::all_held_message(&owner(), false),
+            Message::AllHeldReviewed => super::scopes_held::all_held_message(&owner(), true),
+        };
+        Condition {
+            type_,
+            status,
+            reason,
+            message,
+            observed_generation,
+            last_transition_time,
+        }
+    }
+}
+
+/// What became of a condition's message in the cache.
+#[derive(Serialize, Deserialize)]
+enum Message {
+    /// Not kept: read back empty (see [`message_kept`]).
+    Dropped,
+    Kept(String),
+    /// `ScopesHeld`'s usual texts, rebuilt from the owner when read back.
+    AllHeldUnreviewed,
+    AllHeldReviewed,
 }
 
 impl KeyView for CachedKey {
-    fn key_spec(&self) -> &AccessKeySpec {
-        &self.spec
+    fn owner(&self) -> &KeyOwner {
+        &self.owner
+    }
+    fn owner_groups(&self) -> impl Iterator<Item = &str> {
+        self.owner_groups.iter().map(|g| &**g)
     }
 }
 
@@ -81,39 +153,93 @@ impl Resource for CachedKey {
 /// Reads an AccessKey and compacts it, so that a watch of `CachedKey`s never holds more.
 impl<'de> Deserialize<'de> for CachedKey {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        AccessKey::deserialize(deserializer).map(Self::from)
+        let key = AccessKey::deserialize(deserializer)?;
+        Self::try_from(key).map_err(serde::de::Error::custom)
     }
 }
 
-impl From<AccessKey> for CachedKey {
-    fn from(key: AccessKey) -> Self {
-        let digest = status_digest(key.status.as_ref().unwrap_or(&AccessKeyStatus::default()));
-        let owner = key
-            .spec
-            .owner
-            .username(&key.namespace().unwrap_or_default());
-        let status = key.status.map(|s| CachedStatus::of(s, &owner));
-        let mut spec = key.spec;
-        shrink_spec(&mut spec);
-        Self {
-            metadata: keep_what_key_reconciles_read(key.metadata),
+impl TryFrom<AccessKey> for CachedKey {
+    type Error = packed::Error;
+
+    fn try_from(key: AccessKey) -> Result<Self, packed::Error> {
+        let AccessKey {
+            metadata,
             spec,
             status,
+        } = key;
+        let digest = status_digest(status.as_ref().unwrap_or(&AccessKeyStatus::default()));
+        let owner_name = spec
+            .owner
+            .username(metadata.namespace.as_deref().unwrap_or_default());
+        let mut status = status;
+        let conditions: Vec<CachedCondition> = status
+            .as_mut()
+            .map(|s| std::mem::take(&mut s.conditions))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|condition| CachedCondition::of(condition, &owner_name))
+            .collect();
+        let packed = packed::to_bytes(
+            &Cached {
+                spec: &spec,
+                status: status.as_ref(),
+                conditions: &conditions,
+            },
+            KNOWN,
+        )?;
+        Ok(Self {
+            metadata: keep_what_key_reconciles_read(metadata),
+            owner: spec.owner,
+            owner_groups: spec.owner_groups.into_iter().map(Box::from).collect(),
+            policy_name: spec.policy_name.map(Box::from),
+            phase: status.as_ref().and_then(|s| s.phase),
+            issued: status.as_ref().is_some_and(|s| s.access_key_id.is_some()),
             digest,
-        }
+            packed,
+        })
+    }
+}
+
+/// What the cache keeps of `condition`'s message.
+fn cached_message(condition: &Condition, owner: &str) -> Message {
+    let all_held = |reviewed| {
+        condition.type_ == types::SCOPES_HELD
+            && condition.message == super::scopes_held::all_held_message(owner, reviewed)
+    };
+    if !message_kept(&condition.type_, &condition.status) {
+        Message::Dropped
+    } else if all_held(false) {
+        Message::AllHeldUnreviewed
+    } else if all_held(true) {
+        Message::AllHeldReviewed
+    } else {
+        Message::Kept(condition.message.clone())
     }
 }
 
 impl CachedKey {
     /// The key as reconcile reads it: everything cached, conditions' messages empty unless
     /// [`message_kept`] keeps them.
-    pub fn expand(&self) -> AccessKey {
-        let owner = || self.owner_identity();
-        AccessKey {
-            metadata: self.metadata.clone(),
-            spec: self.spec.clone(),
-            status: self.status.as_ref().map(|s| s.expand(owner)),
+    pub fn expand(&self) -> Result<AccessKey, packed::Error> {
+        let Cached::<AccessKeySpec, AccessKeyStatus, Vec<CachedCondition>> {
+            spec,
+            mut status,
+            conditions,
+        } = packed::from_bytes(&self.packed, KNOWN)?;
+        if let Some(status) = &mut status {
+            let owner = || self.owner_identity();
+            status.conditions = conditions.into_iter().map(|c| c.expand(owner)).collect();
         }
+        Ok(AccessKey {
+            metadata: self.metadata.clone(),
+            spec,
+            status,
+        })
+    }
+
+    /// `spec.policyName`.
+    pub fn policy_name(&self) -> Option<&str> {
+        self.policy_name.as_deref()
     }
 
     /// Digest of the status when the watch event arrived (of the default status when none).
@@ -122,19 +248,17 @@ impl CachedKey {
     }
 
     pub fn phase(&self) -> Option<Phase> {
-        self.status.as_ref().and_then(|s| s.phase)
+        self.phase
     }
 
     /// The access ID of the current issuance, if the status records one.
-    pub fn access_key_id(&self) -> Option<&str> {
-        self.status
-            .as_ref()
-            .and_then(|s| s.access_key_id.as_deref())
+    pub fn access_key_id(&self) -> Option<String> {
+        self.expand().ok()?.status?.access_key_id
     }
 
     /// Whether the status records an issuance.
     pub fn is_issued(&self) -> bool {
-        self.access_key_id().is_some()
+        self.issued
     }
 
     /// Owner identity (see [`super::context::key_owner_identity`]).
@@ -160,17 +284,6 @@ fn keep_what_key_reconciles_read(meta: ObjectMeta) -> ObjectMeta {
         deletion_timestamp: meta.deletion_timestamp,
         annotations: super::runner::keywarden_annotations(meta.annotations),
         ..ObjectMeta::default()
-    }
-}
-
-/// Drops the spare capacity a deserialized spec's lists keep.
-fn shrink_spec(spec: &mut AccessKeySpec) {
-    for list in [
-        &mut spec.scopes,
-        &mut spec.owner_groups,
-        &mut spec.allowed_origins,
-    ] {
-        list.shrink_to_fit();
     }
 }
 
@@ -215,8 +328,9 @@ pub fn message_kept(type_: &str, status: &str) -> bool {
     }
 }
 
-/// Condition types known by index.
-const TYPES: &[&str] = &[
+/// Strings packed as an index: condition types, statuses and reasons.
+// why: a reason and a type may share a text; a string is packed as its first index.
+const KNOWN: &[&str] = &[
     types::READY,
     types::ISSUED,
     types::LIMIT_EXCEEDED,
@@ -227,13 +341,9 @@ const TYPES: &[&str] = &[
     types::ACCEPTED,
     types::RECONCILING,
     types::STALLED,
-];
-
-/// Condition statuses known by index.
-const STATUSES: &[&str] = &["True", "False", "Unknown"];
-
-/// Condition reasons known by index.
-const REASONS: &[&str] = &[
+    "True",
+    "False",
+    "Unknown",
     reasons::ISSUED,
     reasons::ROTATED,
     reasons::ACTIVATED,
@@ -270,235 +380,6 @@ const REASONS: &[&str] = &[
     reasons::SCOPES_HELD,
     reasons::SCOPES_NOT_HELD,
 ];
-
-/// Index of a name not in its table: the name is in [`ConditionExtra`].
-const OTHER: u8 = u8::MAX;
-
-fn index_in(table: &[&str], name: &str) -> u8 {
-    table
-        .iter()
-        .position(|known| *known == name)
-        .and_then(|i| u8::try_from(i).ok())
-        .filter(|i| *i != OTHER)
-        .unwrap_or(OTHER)
-}
-
-/// A name by its index, or the stored one.
-fn name_of(table: &[&str], index: u8, other: Option<&str>) -> String {
-    match table.get(usize::from(index)) {
-        Some(known) => (*known).to_owned(),
-        None => other.unwrap_or_default().to_owned(),
-    }
-}
-
-/// A status without its conditions' messages; strings boxed without spare capacity.
-#[derive(Clone, Debug)]
-struct CachedStatus {
-    phase: Option<Phase>,
-    deactivation_reason: Option<DeactivationReason>,
-    access_key_id: Option<Box<str>>,
-    secret_name: Option<Box<str>>,
-    secret_hash: Option<Box<str>>,
-    secret_resource_version: Option<Box<str>>,
-    previous_keys: Box<[PreviousKey]>,
-    policy: Option<Box<str>>,
-    policy_applied_at: Option<DateTime<Utc>>,
-    granted_scopes: Option<Box<[Box<str>]>>,
-    scope_review: Option<Box<ScopeReview>>,
-    granted_origins: Option<Box<[Box<str>]>>,
-    issued_at: Option<DateTime<Utc>>,
-    created_by: Option<Box<str>>,
-    rotated_at: Option<DateTime<Utc>>,
-    expires_at: Option<DateTime<Utc>>,
-    last_used_at: Option<DateTime<Utc>>,
-    reactivated_at: Option<DateTime<Utc>>,
-    deactivated_at: Option<DateTime<Utc>>,
-    observed_generation: Option<i64>,
-    observed_rotate_generation: Option<i64>,
-    observed_reactivate_generation: Option<i64>,
-    conditions: Box<[CachedCondition]>,
-}
-
-/// A condition by the indexes of its type, status and reason, and how its message is kept.
-#[derive(Clone, Debug)]
-struct CachedCondition {
-    type_: u8,
-    status: u8,
-    reason: u8,
-    message: Message,
-    observed_generation: Option<i64>,
-    last_transition_time: Time,
-    /// Names not among the known ones, and a kept message; `None` for the usual conditions.
-    extra: Option<Box<ConditionExtra>>,
-}
-
-/// What is kept of a condition's message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Message {
-    /// Not kept: expands to the empty string.
-    Dropped,
-    /// In [`ConditionExtra::message`].
-    Kept,
-    /// [`super::scopes_held::all_held_message`] for the key's owner, without a review.
-    AllHeldUnreviewed,
-    /// [`super::scopes_held::all_held_message`] for the key's owner, after a review.
-    AllHeldReviewed,
-}
-
-#[derive(Clone, Debug, Default)]
-struct ConditionExtra {
-    type_: Option<Box<str>>,
-    status: Option<Box<str>>,
-    reason: Option<Box<str>>,
-    message: Option<Box<str>>,
-}
-
-fn boxed(s: Option<String>) -> Option<Box<str>> {
-    s.map(String::into_boxed_str)
-}
-
-fn boxed_list(list: Option<Vec<String>>) -> Option<Box<[Box<str>]>> {
-    list.map(|l| l.into_iter().map(String::into_boxed_str).collect())
-}
-
-fn unboxed(s: &Option<Box<str>>) -> Option<String> {
-    s.as_deref().map(str::to_owned)
-}
-
-fn unboxed_list(list: &Option<Box<[Box<str>]>>) -> Option<Vec<String>> {
-    list.as_ref()
-        .map(|l| l.iter().map(|s| s.to_string()).collect())
-}
-
-impl CachedStatus {
-    fn of(status: AccessKeyStatus, owner: &str) -> Self {
-        let scope_review = status.scope_review.map(|mut review| {
-            review.fingerprint.shrink_to_fit();
-            review.not_held.shrink_to_fit();
-            Box::new(review)
-        });
-        Self {
-            phase: status.phase,
-            deactivation_reason: status.deactivation_reason,
-            access_key_id: boxed(status.access_key_id),
-            secret_name: boxed(status.secret_name),
-            secret_hash: boxed(status.secret_hash),
-            secret_resource_version: boxed(status.secret_resource_version),
-            previous_keys: status.previous_keys.into_boxed_slice(),
-            policy: boxed(status.policy),
-            policy_applied_at: status.policy_applied_at,
-            granted_scopes: boxed_list(status.granted_scopes),
-            scope_review,
-            granted_origins: boxed_list(status.granted_origins),
-            issued_at: status.issued_at,
-            created_by: boxed(status.created_by),
-            rotated_at: status.rotated_at,
-            expires_at: status.expires_at,
-            last_used_at: status.last_used_at,
-            reactivated_at: status.reactivated_at,
-            deactivated_at: status.deactivated_at,
-            observed_generation: status.observed_generation,
-            observed_rotate_generation: status.observed_rotate_generation,
-            observed_reactivate_generation: status.observed_reactivate_generation,
-            conditions: status
-                .conditions
-                .into_iter()
-                .map(|c| CachedCondition::of(c, owner))
-                .collect(),
-        }
-    }
-
-    fn expand(&self, owner: impl Fn() -> String) -> AccessKeyStatus {
-        AccessKeyStatus {
-            phase: self.phase,
-            deactivation_reason: self.deactivation_reason,
-            access_key_id: unboxed(&self.access_key_id),
-            secret_name: unboxed(&self.secret_name),
-            secret_hash: unboxed(&self.secret_hash),
-            secret_resource_version: unboxed(&self.secret_resource_version),
-            previous_keys: self.previous_keys.to_vec(),
-            policy: unboxed(&self.policy),
-            policy_applied_at: self.policy_applied_at,
-            granted_scopes: unboxed_list(&self.granted_scopes),
-            scope_review: self.scope_review.as_deref().cloned(),
-            granted_origins: unboxed_list(&self.granted_origins),
-            issued_at: self.issued_at,
-            created_by: unboxed(&self.created_by),
-            rotated_at: self.rotated_at,
-            expires_at: self.expires_at,
-            last_used_at: self.last_used_at,
-            reactivated_at: self.reactivated_at,
-            deactivated_at: self.deactivated_at,
-            observed_generation: self.observed_generation,
-            observed_rotate_generation: self.observed_rotate_generation,
-            observed_reactivate_generation: self.observed_reactivate_generation,
-            conditions: self.conditions.iter().map(|c| c.expand(&owner)).collect(),
-        }
-    }
-}
-
-impl CachedCondition {
-    fn of(condition: Condition, owner: &str) -> Self {
-        let mut extra = ConditionExtra::default();
-        let indexed = |table: &[&str], name: String, slot: &mut Option<Box<str>>| {
-            let index = index_in(table, &name);
-            if index == OTHER {
-                *slot = Some(name.into_boxed_str());
-            }
-            index
-        };
-        let type_ = indexed(TYPES, condition.type_.clone(), &mut extra.type_);
-        let status = indexed(STATUSES, condition.status.clone(), &mut extra.status);
-        let reason = indexed(REASONS, condition.reason, &mut extra.reason);
-        let message = if !message_kept(&condition.type_, &condition.status) {
-            Message::Dropped
-        } else if condition.type_ == types::SCOPES_HELD
-            && condition.message == super::scopes_held::all_held_message(owner, false)
-        {
-            Message::AllHeldUnreviewed
-        } else if condition.type_ == types::SCOPES_HELD
-            && condition.message == super::scopes_held::all_held_message(owner, true)
-        {
-            Message::AllHeldReviewed
-        } else {
-            extra.message = Some(condition.message.into_boxed_str());
-            Message::Kept
-        };
-        let has_extra = extra.type_.is_some()
-            || extra.status.is_some()
-            || extra.reason.is_some()
-            || extra.message.is_some();
-        Self {
-            type_,
-            status,
-            reason,
-            message,
-            observed_generation: condition.observed_generation,
-            last_transition_time: condition.last_transition_time,
-            extra: has_extra.then(|| Box::new(extra)),
-        }
-    }
-
-    fn expand(&self, owner: &impl Fn() -> String) -> Condition {
-        let extra = self.extra.as_deref();
-        let other = |field: fn(&ConditionExtra) -> &Option<Box<str>>| {
-            extra.and_then(|e| field(e).as_deref())
-        };
-        Condition {
-            type_: name_of(TYPES, self.type_, other(|e| &e.type_)),
-            status: name_of(STATUSES, self.status, other(|e| &e.status)),
-            reason: name_of(REASONS, self.reason, other(|e| &e.reason)),
-            message: match self.message {
-                Message::Dropped => String::new(),
-                Message::Kept => other(|e| &e.message).unwrap_or_default().to_owned(),
-                Message::AllHeldUnreviewed => super::scopes_held::all_held_message(&owner(), false),
-                Message::AllHeldReviewed => super::scopes_held::all_held_message(&owner(), true),
-            },
-            observed_generation: self.observed_generation,
-            last_transition_time: self.last_transition_time.clone(),
-        }
-    }
-}
 
 #[cfg(test)]
 #[path = "cached_key_tests.rs"]

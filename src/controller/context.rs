@@ -92,9 +92,7 @@ impl Context {
 
 /// Owner identity of a key: its owner's Kubernetes username (see [`crate::api::KeyOwner::username`]).
 pub fn key_owner_identity<K: KeyView>(key: &K) -> String {
-    key.key_spec()
-        .owner
-        .username(&key.namespace().unwrap_or_default())
+    key.owner().username(&key.namespace().unwrap_or_default())
 }
 
 /// Serializes first issuances per owner and remembers issuances the caches may not show yet.

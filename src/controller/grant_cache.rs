@@ -1,18 +1,16 @@
 //! What the controller keeps of the owner-access Roles and RoleBindings keywarden manages: per
 //! object its uid, its controlling owner's uid and a digest of what it grants, not the object.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, RwLock};
-
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::runtime::watcher;
-use kube::ResourceExt;
 use sha2::{Digest, Sha256};
+use uuid::Uuid;
 
 use super::owner_access::{labelled, normal_rules, normal_subjects};
+use super::watched_records::WatchedRecords;
 
-use crate::sync::{lock, read, write};
+/// The records of keywarden's owner-access Roles or of its RoleBindings.
+pub type GrantCache = WatchedRecords<GrantRecord>;
 
 /// Digest of what a Role or RoleBinding grants, with keywarden's label (see [`role_digest`]).
 // why: 128 bits of SHA-256; forging an edited grant with the digest of the desired one would
@@ -23,36 +21,77 @@ pub type GrantDigest = [u8; 16];
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GrantRecord {
     /// The object's uid: deletes are conditional on it.
-    pub uid: Option<Box<str>>,
+    uid: Option<Uid>,
     /// The uid of the owner reference with `controller: true`, if any.
-    pub controller: Option<Box<str>>,
+    controller: Option<Uid>,
     pub digest: GrantDigest,
 }
 
 impl GrantRecord {
     /// Whether the object is controlled by the key with `uid`.
     pub fn controlled_by(&self, uid: &str) -> bool {
-        self.controller.as_deref() == Some(uid)
+        self.controller.as_ref().is_some_and(|c| c.is(uid))
     }
 
     /// The uid to make a delete conditional on.
     pub fn uid(&self) -> Option<String> {
-        self.uid.as_deref().map(str::to_owned)
+        self.uid.as_ref().map(Uid::to_string)
+    }
+}
+
+/// A uid as a record keeps it: a UUID in its 16 bytes (what API servers assign), any other
+/// text as it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Uid {
+    Uuid(Uuid),
+    Other(Box<str>),
+}
+
+impl Uid {
+    fn of(text: &str) -> Self {
+        match Uuid::try_parse(text) {
+            // why: only the canonical form, so that the text reads back unchanged.
+            Ok(uuid) if uuid.hyphenated().to_string() == text => Self::Uuid(uuid),
+            _ => Self::Other(text.into()),
+        }
+    }
+
+    fn is(&self, text: &str) -> bool {
+        *self == Self::of(text)
+    }
+}
+
+impl std::fmt::Display for Uid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Uuid(uuid) => uuid.hyphenated().fmt(f),
+            Self::Other(text) => f.write_str(text),
+        }
     }
 }
 
 fn record_of(meta: &ObjectMeta, digest: GrantDigest) -> GrantRecord {
     GrantRecord {
-        uid: meta.uid.as_deref().map(Box::from),
+        uid: meta.uid.as_deref().map(Uid::of),
         // why: the API server accepts at most one owner reference with `controller: true`.
         controller: meta
             .owner_references
             .iter()
             .flatten()
             .find(|owner| owner.controller == Some(true))
-            .map(|owner| Box::from(owner.uid.as_str())),
+            .map(|owner| Uid::of(&owner.uid)),
         digest,
     }
+}
+
+/// The record of an owner-access Role.
+pub fn role_record(role: &Role) -> GrantRecord {
+    record_of(&role.metadata, role_digest(role))
+}
+
+/// The record of an owner-access RoleBinding.
+pub fn binding_record(binding: &RoleBinding) -> GrantRecord {
+    record_of(&binding.metadata, binding_digest(binding))
 }
 
 fn digest_of(value: &serde_json::Value) -> GrantDigest {
@@ -82,62 +121,6 @@ pub fn binding_digest(binding: &RoleBinding) -> GrantDigest {
         [&role_ref.api_group, &role_ref.kind, &role_ref.name],
         normal_subjects(binding)
     ]))
-}
-
-/// The records of one kind of grant, kept from a watch; keyed by `namespace/name`.
-#[derive(Default)]
-pub struct GrantCache {
-    records: RwLock<HashMap<Box<str>, GrantRecord>>,
-    /// Records of a relist in progress, swapped in when it is complete.
-    relisting: Mutex<Option<HashMap<Box<str>, GrantRecord>>>,
-}
-
-fn cache_key(namespace: &str, name: &str) -> Box<str> {
-    format!("{namespace}/{name}").into_boxed_str()
-}
-
-impl GrantCache {
-    /// The record of the object `namespace/name`, if the watch has seen it.
-    pub fn get(&self, namespace: &str, name: &str) -> Option<GrantRecord> {
-        read(&self.records)
-            .get(&cache_key(namespace, name))
-            .cloned()
-    }
-
-    /// Takes in one watch event, as a reflector would (a relist replaces every record).
-    pub fn apply<K: ResourceExt>(
-        &self,
-        event: &watcher::Event<K>,
-        digest: impl Fn(&K) -> GrantDigest,
-    ) {
-        let entry = |object: &K| {
-            let key = cache_key(&object.namespace().unwrap_or_default(), &object.name_any());
-            (key, record_of(object.meta(), digest(object)))
-        };
-        match event {
-            watcher::Event::Apply(object) => {
-                let (key, record) = entry(object);
-                write(&self.records).insert(key, record);
-            }
-            watcher::Event::Delete(object) => {
-                let (key, _) = entry(object);
-                write(&self.records).remove(&key);
-            }
-            watcher::Event::Init => *lock(&self.relisting) = Some(HashMap::new()),
-            watcher::Event::InitApply(object) => {
-                let (key, record) = entry(object);
-                if let Some(relisting) = lock(&self.relisting).as_mut() {
-                    relisting.insert(key, record);
-                }
-            }
-            watcher::Event::InitDone => {
-                if let Some(mut listed) = lock(&self.relisting).take() {
-                    listed.shrink_to_fit();
-                    *write(&self.records) = listed;
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -192,33 +175,23 @@ mod tests {
 
     #[test]
     fn a_record_keeps_the_uid_and_the_controlling_owner() {
-        let cache = GrantCache::default();
-        let mut listed = role();
-        listed.metadata.uid = Some("role-uid".into());
-        cache.apply(&watcher::Event::Apply(listed.clone()), role_digest);
-        let record = cache.get("team-a", "keywarden-owner-ci").expect("recorded");
-        assert_eq!(record.uid().as_deref(), Some("role-uid"));
-        assert!(record.controlled_by("uid-1") && !record.controlled_by("uid-2"));
-        assert_eq!(record.digest, role_digest(&role()));
-        cache.apply(&watcher::Event::Delete(listed), role_digest);
-        assert_eq!(cache.get("team-a", "keywarden-owner-ci"), None);
-    }
-
-    #[test]
-    fn a_relist_replaces_every_record_once_complete() {
-        let cache = GrantCache::default();
-        let gone = role();
-        let mut kept = role();
-        kept.metadata.name = Some("keywarden-owner-other".into());
-        cache.apply(&watcher::Event::Apply(gone), role_digest);
-        cache.apply(&watcher::Event::Init, role_digest);
-        cache.apply(&watcher::Event::InitApply(kept), role_digest);
-        assert!(
-            cache.get("team-a", "keywarden-owner-ci").is_some(),
-            "records stay until the relist is complete"
-        );
-        cache.apply(&watcher::Event::<Role>::InitDone, role_digest);
-        assert_eq!(cache.get("team-a", "keywarden-owner-ci"), None);
-        assert!(cache.get("team-a", "keywarden-owner-other").is_some());
+        for (uid, owner, other) in [
+            ("role-uid", "uid-1", "uid-2"),
+            (
+                "0b6f9d3c-2f1e-4d7a-9c55-3e1b8f0a6d21",
+                "5a4f2c1e-8b3d-4e6f-a7c9-0d1e2f3a4b5c",
+                "5A4F2C1E-8B3D-4E6F-A7C9-0D1E2F3A4B5C",
+            ),
+        ] {
+            let mut listed = role();
+            listed.metadata.uid = Some(uid.into());
+            listed.metadata.owner_references.as_mut().unwrap()[0].uid = owner.into();
+            let record = role_record(&listed);
+            assert_eq!(record.uid().as_deref(), Some(uid));
+            assert!(record.controlled_by(owner), "{owner}");
+            assert!(!record.controlled_by(other), "{other}");
+            assert!(!record.controlled_by(""));
+            assert_eq!(record.digest, role_digest(&role()));
+        }
     }
 }

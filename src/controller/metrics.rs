@@ -172,7 +172,7 @@ mod tests {
                 phase: Some(phase),
                 ..Default::default()
             });
-            writer.apply_watcher_event(&watcher::Event::Apply(CachedKey::from(key)));
+            writer.apply_watcher_event(&watcher::Event::Apply(CachedKey::try_from(key).unwrap()));
         }
         let metrics = Metrics::default();
         metrics.watch_keys(Some(store));

@@ -16,6 +16,7 @@ mod ledger;
 mod metrics;
 mod owner_access;
 mod owner_index;
+mod packed;
 mod policy;
 mod probes;
 mod progress;
@@ -32,6 +33,7 @@ mod status;
 mod tests;
 #[cfg(test)]
 mod tests_policy_holds;
+mod watched_records;
 
 use std::net::SocketAddr;
 
@@ -196,6 +198,8 @@ pub enum Error {
     ReadRolloutTargets(#[source] kube::Error),
     #[error("reviewing the owner's scopes (SubjectAccessReview): {0}")]
     ReviewScopes(#[source] kube::Error),
+    #[error("unpacking the cached AccessKey: {0}")]
+    UnpackCachedKey(#[source] packed::Error),
     #[error("object has no {0}")]
     MissingField(&'static str),
 }

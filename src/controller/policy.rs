@@ -17,7 +17,7 @@ use super::status::condition;
 use super::{Error, Result};
 use crate::api::conditions::{reasons, types};
 use crate::api::{
-    AccessKey, AccessKeyPolicy, AccessKeyPolicySpec, AccessKeyPolicyStatus, AccessKeySpec,
+    AccessKey, AccessKeyPolicy, AccessKeyPolicySpec, AccessKeyPolicyStatus,
     DEFAULT_POLICY_ANNOTATION, FIELD_MANAGER,
 };
 use crate::keys::duration::parse_duration;
@@ -218,9 +218,9 @@ fn check_key(
 }
 
 /// Whether a key of this spec is governed by `policy` (named, or defaulted to it).
-pub fn governs(policy: &AccessKeyPolicy, key: &AccessKeySpec) -> bool {
-    match &key.policy_name {
-        Some(name) => *name == policy.name_any(),
+pub fn governs(policy: &AccessKeyPolicy, policy_name: Option<&str>) -> bool {
+    match policy_name {
+        Some(name) => name == policy.name_any(),
         None => {
             policy
                 .annotations()
@@ -244,7 +244,7 @@ pub async fn reconcile_policy(policy: Arc<AccessKeyPolicy>, ctx: Arc<Context>) -
         .keys
         .state()
         .iter()
-        .filter(|k| governs(&policy, &k.spec))
+        .filter(|k| governs(&policy, k.policy_name()))
         .count();
     let (status, reason, message) = match timers(&policy.spec) {
         Ok(_) => (

@@ -452,7 +452,7 @@ pub fn keys_touched<K: KeyView>(
     keys.iter()
         .filter(|key| {
             let namespace = key.namespace().unwrap_or_default();
-            let user = Subject::User(key.key_spec().owner.username(&namespace));
+            let user = Subject::User(key.owner().username(&namespace));
             names(&user, &namespace)
                 || (any_group
                     && owner_groups(key)

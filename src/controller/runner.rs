@@ -21,7 +21,7 @@ use super::backoff::RetryBackoff;
 use super::cached_key::CachedKey;
 use super::context::{key_owner_identity, Clock, Context, OwnerGate};
 use super::far_deadlines;
-use super::grant_cache::{binding_digest, role_digest, GrantCache};
+use super::grant_cache::{binding_record, role_record, GrantCache};
 use super::ledger::Ledgers;
 use super::owner_index::OwnerIndex;
 use super::policy;
@@ -127,7 +127,7 @@ pub async fn run_controllers(
     .default_backoff()
     .inspect(move |event| {
         if let Ok(event) = event {
-            roles_cache.apply(event, role_digest);
+            roles_cache.apply(event, role_record);
         }
         roles_listed(event);
     })
@@ -141,7 +141,7 @@ pub async fn run_controllers(
     .default_backoff()
     .inspect(move |event| {
         if let Ok(event) = event {
-            bindings_cache.apply(event, binding_digest);
+            bindings_cache.apply(event, binding_record);
         }
         bindings_listed(event);
     })
@@ -214,7 +214,9 @@ pub async fn run_controllers(
                 mapper_keys
                     .state()
                     .into_iter()
-                    .filter(|k| k.spec.policy_name.is_none() || policy::governs(&changed, &k.spec))
+                    .filter(|k| {
+                        k.policy_name().is_none() || policy::governs(&changed, k.policy_name())
+                    })
                     .map(|k| ObjectRef::from_obj(&*k))
                     .collect::<Vec<_>>()
             },
@@ -345,7 +347,7 @@ async fn on_deletions(
             ctx.secret_verdicts.forget(&uid);
         }
         ctx.key_retries.reset(&ObjectRef::from_obj(&key));
-        let id = key.access_key_id().map(str::to_owned);
+        let id = key.access_key_id();
         let message = match &id {
             Some(id) => format!("key deleted; access ID {id} revoked"),
             None => "key deleted".to_string(),

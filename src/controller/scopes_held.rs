@@ -94,13 +94,12 @@ pub struct Answer {
 /// `system:authenticated`.
 pub fn owner_groups<K: KeyView>(key: &K) -> Vec<String> {
     let namespace = key.namespace().unwrap_or_default();
-    let spec = key.key_spec();
-    let mut groups = match spec.owner.kind {
+    let mut groups = match key.owner().kind {
         OwnerKind::ServiceAccount => vec![
             "system:serviceaccounts".to_owned(),
             format!("system:serviceaccounts:{namespace}"),
         ],
-        OwnerKind::User => spec.owner_groups.clone(),
+        OwnerKind::User => key.owner_groups().map(str::to_owned).collect(),
     };
     groups.push(AUTHENTICATED.to_owned());
     groups.sort();

@@ -2,8 +2,7 @@
 //! `issuance::classify` reads (the uids of its owners, its resourceVersion, the issuance record
 //! annotations and their seal, verbatim), packed into one allocation, instead of its metadata.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, RwLock};
+use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -13,9 +12,9 @@ use kube::ResourceExt;
 
 use super::issuance::{self, SecretState};
 use super::seal::{RECORD_ANNOTATIONS, RECORD_SEAL_ANNOTATION};
+use super::watched_records::WatchedRecords;
 use crate::api::AccessKey;
 use crate::keys::seal::RecordKey;
-use crate::sync::{lock, read, write};
 
 /// The annotations `classify` reads: the sealed record and its seal.
 // why: verbatim, not parsed: the seal is checked at classification against the key asking,
@@ -118,24 +117,14 @@ impl SecretRecord {
     }
 }
 
-/// The records of the Secrets keywarden manages, kept from a watch; keyed by `namespace/name`.
+/// The records of the Secrets keywarden manages, kept from a watch.
 #[derive(Default)]
-pub struct SecretRecords {
-    records: RwLock<HashMap<Box<str>, SecretRecord>>,
-    /// Records of a relist in progress, swapped in when it is complete.
-    relisting: Mutex<Option<HashMap<Box<str>, SecretRecord>>>,
-}
-
-fn record_key_of(namespace: &str, name: &str) -> Box<str> {
-    format!("{namespace}/{name}").into_boxed_str()
-}
+pub struct SecretRecords(WatchedRecords<SecretRecord>);
 
 impl SecretRecords {
     /// The record of Secret `namespace/name`, if the watch has seen it.
     pub fn get(&self, namespace: &str, name: &str) -> Option<SecretRecord> {
-        read(&self.records)
-            .get(&record_key_of(namespace, name))
-            .cloned()
+        self.0.get(namespace, name)
     }
 
     /// Classifies the cached Secret `name` in the key's namespace against the key
@@ -150,33 +139,8 @@ impl SecretRecords {
 
     /// Takes in one watch event, as a reflector would (a relist replaces every record).
     pub fn apply(&self, event: &watcher::Event<PartialObjectMeta<Secret>>) {
-        let entry = |secret: &PartialObjectMeta<Secret>| {
-            let key = record_key_of(&secret.namespace().unwrap_or_default(), &secret.name_any());
-            (key, SecretRecord::of(&secret.metadata))
-        };
-        match event {
-            watcher::Event::Apply(secret) => {
-                let (key, record) = entry(secret);
-                write(&self.records).insert(key, record);
-            }
-            watcher::Event::Delete(secret) => {
-                let (key, _) = entry(secret);
-                write(&self.records).remove(&key);
-            }
-            watcher::Event::Init => *lock(&self.relisting) = Some(HashMap::new()),
-            watcher::Event::InitApply(secret) => {
-                let (key, record) = entry(secret);
-                if let Some(relisting) = lock(&self.relisting).as_mut() {
-                    relisting.insert(key, record);
-                }
-            }
-            watcher::Event::InitDone => {
-                if let Some(mut listed) = lock(&self.relisting).take() {
-                    listed.shrink_to_fit();
-                    *write(&self.records) = listed;
-                }
-            }
-        }
+        self.0
+            .apply(event, |secret| SecretRecord::of(&secret.metadata));
     }
 }
 
