@@ -56,6 +56,9 @@ pub(crate) struct Policy {
     identifiers: HashSet<String>,
     /// What its expressions read of each variable with a JSON value.
     reads: HashMap<&'static str, Reads>,
+    /// Whether its match conditions and validations all have shapes evaluated without
+    /// `cel`, and it has no variables or audit annotations.
+    pub direct: bool,
 }
 
 /// The variables whose values are objects of which expressions may read a few fields.
@@ -258,6 +261,7 @@ fn compile_policy(stored: &Value) -> Policy {
         malformed,
         identifiers: HashSet::new(),
         reads: HashMap::new(),
+        direct: false,
     };
     policy.identifiers = policy
         .expressions()
@@ -270,5 +274,13 @@ fn compile_policy(stored: &Value) -> Policy {
         }
     }
     policy.reads = read;
+    policy.direct = policy.variables.is_empty()
+        && policy.audit_annotations.is_empty()
+        && policy
+            .match_conditions
+            .iter()
+            .map(|condition| &condition.expression)
+            .chain(policy.validations.iter().map(|v| &v.expression))
+            .all(|expression| expression.direct.is_some());
     policy
 }
