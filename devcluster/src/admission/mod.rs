@@ -181,7 +181,8 @@ pub fn prepare(state: &State, request: &AdmissionRequest<'_>) -> Plan {
     }
     let namespace = matching::attribute_namespace(request);
     let mut policies = Vec::new();
-    for (policy, bindings) in bound {
+    for (policy, bindings) in bound.iter() {
+        let policy = policy.clone();
         let misconfigured = |policy: Arc<Policy>, error: String| Planned {
             policy,
             matched: None,
@@ -211,6 +212,7 @@ pub fn prepare(state: &State, request: &AdmissionRequest<'_>) -> Plan {
         };
         let mut steps = Vec::new();
         for binding in bindings {
+            let binding = binding.clone();
             let misconfigured = |binding: &Binding, error: String| Step::Misconfigured {
                 binding: Some(binding.name.clone()),
                 error,

@@ -143,9 +143,43 @@ impl<T> Cache<T> {
 static POLICY_CACHE: LazyLock<Cache<Policy>> = LazyLock::new(Cache::new);
 static BINDING_CACHE: LazyLock<Cache<Binding>> = LazyLock::new(Cache::new);
 
+/// Every bound policy with its bindings, as [`bound_policies`] returns them.
+pub(crate) type BoundPolicies = Arc<[(Arc<Policy>, Vec<Arc<Binding>>)]>;
+
+/// The bound policies last found, with the stored bindings and policies they were made from.
+/// Holding those keeps their addresses from being reused while they are compared.
+struct LastBound {
+    stored: Vec<Arc<Value>>,
+    bound: BoundPolicies,
+}
+
+static LAST_BOUND: LazyLock<Mutex<Option<LastBound>>> = LazyLock::new(|| Mutex::new(None));
+
 /// Every stored policy that some binding names, with its bindings, in name order.
-pub(crate) fn bound_policies(state: &State) -> Vec<(Arc<Policy>, Vec<Arc<Binding>>)> {
+///
+/// why: every write a policy could apply to asks; the answer changes only when a binding or
+/// policy is written, so it is remade only when the stored objects are not the very ones
+/// (by address) it was made from.
+pub(crate) fn bound_policies(state: &State) -> BoundPolicies {
     let bindings_key: StorageKey = Arc::from(BINDINGS);
+    let policies_key: StorageKey = Arc::from(POLICIES);
+    let stored_now = || {
+        let bindings = state.objects(&bindings_key, None).map(|(_, stored)| stored);
+        bindings.chain(state.objects(&policies_key, None).map(|(_, stored)| stored))
+    };
+    let mut last = LAST_BOUND
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(last) = last.as_ref() {
+        let mut now = stored_now();
+        let same = last.stored.iter().all(|made_from| {
+            now.next()
+                .is_some_and(|stored| Arc::ptr_eq(made_from, stored))
+        }) && now.next().is_none();
+        if same {
+            return last.bound.clone();
+        }
+    }
     let mut by_policy: HashMap<String, Vec<Arc<Binding>>> = HashMap::new();
     for (_, stored) in state.objects(&bindings_key, None) {
         let binding = BINDING_CACHE.get_or_insert(stored, || parse_binding(stored));
@@ -154,10 +188,6 @@ pub(crate) fn bound_policies(state: &State) -> Vec<(Arc<Policy>, Vec<Arc<Binding
             .or_default()
             .push(binding);
     }
-    if by_policy.is_empty() {
-        return Vec::new();
-    }
-    let policies_key: StorageKey = Arc::from(POLICIES);
     let mut bound = Vec::new();
     for ((_, name), stored) in state.objects(&policies_key, None) {
         // why: upstream builds a hook per policy; a binding naming no policy does nothing.
@@ -167,6 +197,11 @@ pub(crate) fn bound_policies(state: &State) -> Vec<(Arc<Policy>, Vec<Arc<Binding
         let policy = POLICY_CACHE.get_or_insert(stored, || compile_policy(stored));
         bound.push((policy, bindings));
     }
+    let bound: BoundPolicies = bound.into();
+    *last = Some(LastBound {
+        stored: stored_now().cloned().collect(),
+        bound: bound.clone(),
+    });
     bound
 }
 
