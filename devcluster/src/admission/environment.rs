@@ -11,6 +11,7 @@ use kube_cel::KubeCelExt;
 use serde_json::Value;
 
 use super::authz;
+use super::direct::Direct;
 
 /// The functions every expression sees; variables are bound per evaluation in an inner scope.
 static BASE: LazyLock<Context<'static>> = LazyLock::new(|| {
@@ -77,6 +78,8 @@ pub(crate) struct Expression {
     pub program: Result<Program, String>,
     /// The identifiers the source mentions, so that only the variables it reads are bound.
     pub identifiers: HashSet<String>,
+    /// The expression when it has a shape evaluated without `cel`.
+    pub direct: Option<Direct>,
 }
 
 impl Expression {
@@ -86,10 +89,16 @@ impl Expression {
             .filter(|word| !word.is_empty())
             .map(str::to_string)
             .collect();
+        let program = Program::compile(source).map_err(|err| err.to_string());
+        let direct = program
+            .as_ref()
+            .ok()
+            .and_then(|program| Direct::compile(program.expression()));
         Self {
             source: source.to_string(),
-            program: Program::compile(source).map_err(|err| err.to_string()),
+            program,
             identifiers,
+            direct,
         }
     }
 

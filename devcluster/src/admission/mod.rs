@@ -8,6 +8,9 @@
 //! audit log.
 
 mod authz;
+mod direct;
+#[cfg(test)]
+mod direct_tests;
 mod environment;
 mod evaluate;
 mod matching;
@@ -178,7 +181,8 @@ pub fn prepare(state: &State, request: &AdmissionRequest<'_>) -> Plan {
     }
     let namespace = matching::attribute_namespace(request);
     let mut policies = Vec::new();
-    for (policy, bindings) in bound {
+    for (policy, bindings) in bound.iter() {
+        let policy = policy.clone();
         let misconfigured = |policy: Arc<Policy>, error: String| Planned {
             policy,
             matched: None,
@@ -208,6 +212,7 @@ pub fn prepare(state: &State, request: &AdmissionRequest<'_>) -> Plan {
         };
         let mut steps = Vec::new();
         for binding in bindings {
+            let binding = binding.clone();
             let misconfigured = |binding: &Binding, error: String| Step::Misconfigured {
                 binding: Some(binding.name.clone()),
                 error,
@@ -252,7 +257,7 @@ impl Plan {
         request: &AdmissionRequest<'_>,
     ) -> Verdict {
         let mut verdict = Verdict::default();
-        if self.is_empty() {
+        if self.is_empty() || self.admitted_directly(authorizer, request) {
             return verdict;
         }
         // why: most variables are read by one policy; borrow its reads rather than merge.
@@ -371,6 +376,46 @@ impl Plan {
                 .extend(evaluate::collect_annotations(&policy.name, &published));
         }
         verdict
+    }
+}
+
+impl Plan {
+    /// Whether every planned policy admits `request` by expressions evaluated without `cel`
+    /// ([`direct`]); `false` when any does not or cannot be decided so, and `cel` decides.
+    ///
+    /// why: a request every policy admits needs nothing but the booleans: no messages, no
+    /// warnings, no annotations. Anything else (a failure, an error, a misconfigured
+    /// binding) is worded by the full evaluation below, which then decides again.
+    fn admitted_directly(
+        &self,
+        authorizer: &Arc<dyn Authorizer>,
+        request: &AdmissionRequest<'_>,
+    ) -> bool {
+        if !self.policies.iter().all(|planned| planned.policy.direct) {
+            return false;
+        }
+        let env = direct::Env::new(request, authorizer);
+        let admits = |policy: &Policy| -> Option<bool> {
+            for condition in &policy.match_conditions {
+                if !condition.expression.direct.as_ref()?.decide(&env)? {
+                    return Some(true);
+                }
+            }
+            for validation in &policy.validations {
+                if !validation.expression.direct.as_ref()?.decide(&env)? {
+                    return Some(false);
+                }
+            }
+            Some(true)
+        };
+        self.policies.iter().all(|Planned { policy, steps, .. }| {
+            steps.iter().all(|step| match step {
+                Step::Misconfigured { .. } => false,
+                // why: a policy is evaluated once per param; the shapes evaluated directly
+                // never read `params`, so one evaluation stands for all of them.
+                Step::Evaluate { params, .. } => params.is_empty() || admits(policy) == Some(true),
+            })
+        })
     }
 }
 

@@ -56,6 +56,9 @@ pub(crate) struct Policy {
     identifiers: HashSet<String>,
     /// What its expressions read of each variable with a JSON value.
     reads: HashMap<&'static str, Reads>,
+    /// Whether its match conditions and validations all have shapes evaluated without
+    /// `cel`, and it has no variables or audit annotations.
+    pub direct: bool,
 }
 
 /// The variables whose values are objects of which expressions may read a few fields.
@@ -140,9 +143,43 @@ impl<T> Cache<T> {
 static POLICY_CACHE: LazyLock<Cache<Policy>> = LazyLock::new(Cache::new);
 static BINDING_CACHE: LazyLock<Cache<Binding>> = LazyLock::new(Cache::new);
 
+/// Every bound policy with its bindings, as [`bound_policies`] returns them.
+pub(crate) type BoundPolicies = Arc<[(Arc<Policy>, Vec<Arc<Binding>>)]>;
+
+/// The bound policies last found, with the stored bindings and policies they were made from.
+/// Holding those keeps their addresses from being reused while they are compared.
+struct LastBound {
+    stored: Vec<Arc<Value>>,
+    bound: BoundPolicies,
+}
+
+static LAST_BOUND: LazyLock<Mutex<Option<LastBound>>> = LazyLock::new(|| Mutex::new(None));
+
 /// Every stored policy that some binding names, with its bindings, in name order.
-pub(crate) fn bound_policies(state: &State) -> Vec<(Arc<Policy>, Vec<Arc<Binding>>)> {
+///
+/// why: every write a policy could apply to asks; the answer changes only when a binding or
+/// policy is written, so it is remade only when the stored objects are not the very ones
+/// (by address) it was made from.
+pub(crate) fn bound_policies(state: &State) -> BoundPolicies {
     let bindings_key: StorageKey = Arc::from(BINDINGS);
+    let policies_key: StorageKey = Arc::from(POLICIES);
+    let stored_now = || {
+        let bindings = state.objects(&bindings_key, None).map(|(_, stored)| stored);
+        bindings.chain(state.objects(&policies_key, None).map(|(_, stored)| stored))
+    };
+    let mut last = LAST_BOUND
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(last) = last.as_ref() {
+        let mut now = stored_now();
+        let same = last.stored.iter().all(|made_from| {
+            now.next()
+                .is_some_and(|stored| Arc::ptr_eq(made_from, stored))
+        }) && now.next().is_none();
+        if same {
+            return last.bound.clone();
+        }
+    }
     let mut by_policy: HashMap<String, Vec<Arc<Binding>>> = HashMap::new();
     for (_, stored) in state.objects(&bindings_key, None) {
         let binding = BINDING_CACHE.get_or_insert(stored, || parse_binding(stored));
@@ -151,10 +188,6 @@ pub(crate) fn bound_policies(state: &State) -> Vec<(Arc<Policy>, Vec<Arc<Binding
             .or_default()
             .push(binding);
     }
-    if by_policy.is_empty() {
-        return Vec::new();
-    }
-    let policies_key: StorageKey = Arc::from(POLICIES);
     let mut bound = Vec::new();
     for ((_, name), stored) in state.objects(&policies_key, None) {
         // why: upstream builds a hook per policy; a binding naming no policy does nothing.
@@ -164,6 +197,11 @@ pub(crate) fn bound_policies(state: &State) -> Vec<(Arc<Policy>, Vec<Arc<Binding
         let policy = POLICY_CACHE.get_or_insert(stored, || compile_policy(stored));
         bound.push((policy, bindings));
     }
+    let bound: BoundPolicies = bound.into();
+    *last = Some(LastBound {
+        stored: stored_now().cloned().collect(),
+        bound: bound.clone(),
+    });
     bound
 }
 
@@ -258,6 +296,7 @@ fn compile_policy(stored: &Value) -> Policy {
         malformed,
         identifiers: HashSet::new(),
         reads: HashMap::new(),
+        direct: false,
     };
     policy.identifiers = policy
         .expressions()
@@ -270,5 +309,13 @@ fn compile_policy(stored: &Value) -> Policy {
         }
     }
     policy.reads = read;
+    policy.direct = policy.variables.is_empty()
+        && policy.audit_annotations.is_empty()
+        && policy
+            .match_conditions
+            .iter()
+            .map(|condition| &condition.expression)
+            .chain(policy.validations.iter().map(|v| &v.expression))
+            .all(|expression| expression.direct.is_some());
     policy
 }

@@ -611,3 +611,52 @@ fn a_variable_used_whole_by_one_policy_is_whole_for_every_policy() {
     );
     assert_eq!(verdict.denials, vec![]);
 }
+
+#[test]
+fn a_written_policy_or_binding_applies_to_the_next_request() {
+    let policy = |expression: &str| json!({ "matchConstraints": config_maps_rule(), "validations": [{ "expression": expression }] });
+    let fixture = Fixture::new(policy("true"), json!({ "validationActions": ["Deny"] }));
+    let rt = builtin("ConfigMap", "");
+    let verdict = || fixture.create(&rt, &config_map("cm"), &alice(), nobody());
+    assert_eq!(verdict().denials, vec![]);
+
+    let policies = builtin("ValidatingAdmissionPolicy", "admissionregistration.k8s.io");
+    let mut updated = (**fixture
+        .store
+        .lock()
+        .get(&storage_key(&policies), "", "p")
+        .expect("stored"))
+    .clone();
+    updated["spec"] = policy("object.metadata.name != 'cm'");
+    let ctx = WriteContext {
+        now: "2026-01-01T00:00:00Z".into(),
+        ..WriteContext::default()
+    };
+    fixture
+        .store
+        .lock()
+        .update(&policies, &storage_key(&policies), "", "p", updated, &ctx)
+        .expect("updated");
+    assert_eq!(
+        verdict().denials,
+        vec![deny("failed expression: object.metadata.name != 'cm'")],
+        "the updated policy decides"
+    );
+
+    let bindings = builtin(
+        "ValidatingAdmissionPolicyBinding",
+        "admissionregistration.k8s.io",
+    );
+    fixture
+        .store
+        .lock()
+        .delete(
+            &bindings,
+            &storage_key(&bindings),
+            "",
+            "b",
+            &Default::default(),
+        )
+        .expect("deleted");
+    assert_eq!(verdict().denials, vec![], "no binding, no policy");
+}
