@@ -119,17 +119,10 @@ impl<'de> de::Deserializer<'de> for &mut Unpacker<'de> {
     }
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        match self.peek()? {
-            NONE => {
-                self.byte()?;
-                visitor.visit_none()
-            }
-            SOME => {
-                self.byte()?;
-                visitor.visit_some(self)
-            }
-            // why: a unit or a value where an option is read (serde's `default` fields).
-            _ => visitor.visit_some(self),
+        match self.byte()? {
+            NONE => visitor.visit_none(),
+            SOME => visitor.visit_some(self),
+            tag => Err(Error(format!("tag {tag} where an option was expected"))),
         }
     }
 
