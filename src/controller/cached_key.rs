@@ -168,7 +168,7 @@ impl TryFrom<AccessKey> for CachedKey {
             status,
         } = key;
         let digest = status_digest(status.as_ref().unwrap_or(&AccessKeyStatus::default()));
-        let owner_name = spec
+        let owner = spec
             .owner
             .username(metadata.namespace.as_deref().unwrap_or_default());
         let mut status = status;
@@ -177,7 +177,7 @@ impl TryFrom<AccessKey> for CachedKey {
             .map(|s| std::mem::take(&mut s.conditions))
             .unwrap_or_default()
             .into_iter()
-            .map(|condition| CachedCondition::of(condition, &owner_name))
+            .map(|condition| CachedCondition::of(condition, &owner))
             .collect();
         let packed = packed::to_bytes(
             &Cached {
