@@ -42,6 +42,22 @@ fn populated() -> AccessKey {
     key.spec.display_name = Some("CI deployer".into());
     key.spec.policy_name = Some("strict".into());
     key.spec.rotate_generation = 2;
+    key.spec.description = Some("deploys from CI".into());
+    key.spec.secret.name = Some("ci-credentials".into());
+    key.spec.secret.labels = BTreeMap::from([("team".into(), "a".into())]);
+    key.spec.secret.annotations = BTreeMap::from([("note".into(), "x".into())]);
+    // why: a target with a selector holds k8s-openapi types, which write an optional field's
+    // value bare.
+    key.spec.rollout = Some(
+        serde_json::from_value(serde_json::json!({"targets": [
+            {"kind": "Deployment", "name": "web"},
+            {"kind": "StatefulSet", "selector": {
+                "matchLabels": {"app": "db"},
+                "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a"]}],
+            }},
+        ]}))
+        .unwrap(),
+    );
     let owner = key.spec.owner.username("team-a");
     key.status = Some(AccessKeyStatus {
         phase: Some(Phase::Inactive),

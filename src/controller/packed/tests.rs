@@ -189,3 +189,21 @@ fn truncated_or_garbled_input_is_an_error_never_a_panic() {
         let _ = from_bytes::<serde_json::Value>(&garbled, TABLE);
     }
 }
+
+#[test]
+fn kubernetes_types_read_back_as_they_were() {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
+    let selector = LabelSelector {
+        match_labels: Some(BTreeMap::from([("app".into(), "web".into())])),
+        match_expressions: Some(vec![LabelSelectorRequirement {
+            key: "tier".into(),
+            operator: "In".into(),
+            values: Some(vec!["a".into(), "b".into()]),
+        }]),
+    };
+    assert_eq!(round_trip(&selector), selector);
+    assert_eq!(
+        round_trip(&LabelSelector::default()),
+        LabelSelector::default()
+    );
+}

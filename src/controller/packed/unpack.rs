@@ -119,10 +119,18 @@ impl<'de> de::Deserializer<'de> for &mut Unpacker<'de> {
     }
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        match self.byte()? {
-            NONE => visitor.visit_none(),
-            SOME => visitor.visit_some(self),
-            tag => Err(Error(format!("tag {tag} where an option was expected"))),
+        match self.peek()? {
+            NONE => {
+                self.byte()?;
+                visitor.visit_none()
+            }
+            SOME => {
+                self.byte()?;
+                visitor.visit_some(self)
+            }
+            // why: k8s-openapi's types write a present optional field as its bare value (JSON
+            // does not tell the two apart) and read it back as an option.
+            _ => visitor.visit_some(self),
         }
     }
 
