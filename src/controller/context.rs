@@ -145,8 +145,19 @@ impl OwnerGate {
             uids.remove(uid);
             if uids.is_empty() {
                 issued.remove(owner);
+                give_back_spare(&mut issued);
             }
         }
+    }
+}
+
+/// Gives back most of a map's capacity once it holds under a quarter of it: a map that
+/// remembers something per key until the cache shows it grows with a burst of issuances and
+/// would otherwise keep that size for the life of the process.
+pub fn give_back_spare<K: Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>) {
+    const KEEP: usize = 1024;
+    if map.capacity() > KEEP && map.len() < map.capacity() / 4 {
+        map.shrink_to(map.len().saturating_mul(2).max(KEEP));
     }
 }
 
@@ -166,6 +177,22 @@ mod tests {
         drop(held);
         gate.release_lock("User/alice");
         assert!(gate.locks.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_drained_map_gives_its_capacity_back() {
+        let mut map: HashMap<u32, u32> = (0..100_000).map(|i| (i, i)).collect();
+        give_back_spare(&mut map);
+        let full = map.capacity();
+        assert!(full >= 100_000, "a full map keeps its capacity");
+        map.retain(|k, _| *k < 10);
+        give_back_spare(&mut map);
+        assert!(
+            map.capacity() < 4096,
+            "kept {} slots for 10 entries",
+            map.capacity()
+        );
+        assert_eq!(map.len(), 10);
     }
 
     #[test]

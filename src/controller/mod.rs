@@ -10,6 +10,7 @@ mod far_deadlines;
 mod grant_cache;
 mod hashing;
 mod honoured;
+mod intake;
 mod issuance;
 mod leader;
 mod ledger;

@@ -22,6 +22,7 @@ use super::cached_key::CachedKey;
 use super::context::{key_owner_identity, Clock, Context, OwnerGate};
 use super::far_deadlines;
 use super::grant_cache::{binding_record, role_record, GrantCache};
+use super::intake::{Intake, Lane};
 use super::ledger::Ledgers;
 use super::owner_index::OwnerIndex;
 use super::policy;
@@ -70,8 +71,10 @@ pub async fn run_controllers(
         key_owner_identity::<CachedKey>,
     ));
     let indexed_owners = key_owners.clone();
+    let intake = Arc::new(Intake::new(requests_ahead(), keys.clone()));
+    let keys_intake = intake.clone();
     // why: each key is compacted as it is read (see `cached_key`): 100,000 keys are cached.
-    let key_stream = watcher(
+    let key_events = watcher(
         Api::<CachedKey>::all(client.clone()),
         watcher::Config::default(),
     )
@@ -82,18 +85,25 @@ pub async fn run_controllers(
             indexed_owners.apply(event);
         }
         keys_listed(event);
-        if let Ok(watcher::Event::Delete(key)) = event {
-            let _ = deleted_tx.send(key.clone());
+        match event {
+            Ok(watcher::Event::Apply(key)) => {
+                keys_intake.push(ObjectRef::from_obj(key), lane_of(key))
+            }
+            Ok(watcher::Event::Delete(key)) => {
+                let _ = deleted_tx.send(key.clone());
+            }
+            Ok(watcher::Event::InitDone) => keys_intake.sweep_everything(),
+            _ => {}
         }
-    })
-    .touched_objects();
+    });
     let managed = format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}");
     // why: metadata only (annotations carry the issuance), and of it only a record of what
-    // classification reads (see `secret_record`); the objects pass through to trigger their
-    // owning key's reconciliation and are dropped.
+    // classification reads (see `secret_record`); each event asks for its owning key's
+    // reconciliation and the object is dropped.
     let secrets_listed = mark_listed(synced_tx.clone(), SECRETS_LISTED);
     let secrets_cache = secrets.clone();
-    let secret_stream = watcher(
+    let secrets_intake = intake.clone();
+    let secret_events = watcher(
         Api::<PartialObjectMeta<Secret>>::all(client.clone()),
         watcher::Config::default().labels(&managed),
     )
@@ -101,10 +111,12 @@ pub async fn run_controllers(
     .inspect(move |event| {
         if let Ok(event) = event {
             secrets_cache.apply(event);
+            ask_for_owners(&secrets_intake, event);
         }
         secrets_listed(event);
-    })
-    .touched_objects();
+    });
+    let policies_intake = intake.clone();
+    let governed_keys = keys.clone();
     let policy_stream = watcher(
         Api::<AccessKeyPolicy>::all(client.clone()),
         watcher::Config::default(),
@@ -114,13 +126,21 @@ pub async fn run_controllers(
     .modify(|policy| policy.meta_mut().managed_fields = None)
     .reflect(policies_writer)
     .inspect(mark_listed(synced_tx.clone(), POLICIES_LISTED))
+    .inspect(move |event| match event {
+        Ok(watcher::Event::Apply(changed) | watcher::Event::Delete(changed)) => {
+            policies_intake.push_all(governed(&governed_keys, changed));
+        }
+        Ok(watcher::Event::InitDone) => policies_intake.sweep_everything(),
+        _ => {}
+    })
     .touched_objects();
     // why: keywarden's own Roles and RoleBindings only (by label); a squatter's are read on demand.
-    // Only a digest of each is kept (see `grant_cache`); the objects pass through to trigger
-    // their owning key's reconciliation and are dropped.
+    // Only a digest of each is kept (see `grant_cache`); each event asks for its owning key's
+    // reconciliation and the object is dropped.
     let roles_listed = mark_listed(synced_tx.clone(), ROLES_LISTED);
     let roles_cache = owner_roles.clone();
-    let role_stream = watcher(
+    let roles_intake = intake.clone();
+    let role_events = watcher(
         Api::<Role>::all(client.clone()),
         watcher::Config::default().labels(&managed),
     )
@@ -128,13 +148,14 @@ pub async fn run_controllers(
     .inspect(move |event| {
         if let Ok(event) = event {
             roles_cache.apply(event, role_record);
+            ask_for_owners(&roles_intake, event);
         }
         roles_listed(event);
-    })
-    .touched_objects();
+    });
     let bindings_listed = mark_listed(synced_tx.clone(), BINDINGS_LISTED);
     let bindings_cache = owner_bindings.clone();
-    let binding_stream = watcher(
+    let bindings_intake = intake.clone();
+    let binding_events = watcher(
         Api::<RoleBinding>::all(client.clone()),
         watcher::Config::default().labels(&managed),
     )
@@ -142,10 +163,16 @@ pub async fn run_controllers(
     .inspect(move |event| {
         if let Ok(event) = event {
             bindings_cache.apply(event, binding_record);
+            ask_for_owners(&bindings_intake, event);
         }
         bindings_listed(event);
-    })
-    .touched_objects();
+    });
+    let watches = [
+        tokio::spawn(key_events.for_each(|_| future::ready(()))),
+        tokio::spawn(secret_events.for_each(|_| future::ready(()))),
+        tokio::spawn(role_events.for_each(|_| future::ready(()))),
+        tokio::spawn(binding_events.for_each(|_| future::ready(()))),
+    ];
     let rbac = Arc::new(RbacView::default());
     let (touched_tx, touched_rx) = mpsc::unbounded_channel();
     let rbac_watches =
@@ -201,32 +228,18 @@ pub async fn run_controllers(
     let deletions = tokio::spawn(on_deletions(ctx.clone(), deleted_rx, retrigger_tx));
     let readiness = tokio::spawn(mark_ready_when_synced(synced, probes.clone()));
 
-    let mapper_keys = keys.clone();
-    let key_controller = Controller::for_stream(key_stream, keys.clone())
+    let retriggered = tokio::spawn(forward(retrigger_rx, intake.clone(), keys.clone()));
+    // why: every request comes through the intake (see `intake`); the key watch itself only
+    // feeds the cache, so the controller's own trigger is a stream that never yields.
+    let key_controller = Controller::for_stream(futures::stream::pending(), keys.clone())
         .with_config(controller::Config::default().concurrency(concurrent_reconciles()))
-        .owns_stream(secret_stream)
-        .owns_stream(role_stream)
-        .owns_stream(binding_stream)
-        .watches(
-            Api::<AccessKeyPolicy>::all(client.clone()),
-            watcher::Config::default(),
-            move |changed: AccessKeyPolicy| {
-                mapper_keys
-                    .state()
-                    .into_iter()
-                    .filter(|k| {
-                        k.policy_name().is_none() || policy::governs(&changed, k.policy_name())
-                    })
-                    .map(|k| ObjectRef::from_obj(&*k))
-                    .collect::<Vec<_>>()
-            },
-        )
-        .reconcile_on(futures::stream::unfold(retrigger_rx, |mut rx| async move {
-            rx.recv().await.map(|r| (r, rx))
-        }))
+        .reconcile_on(intake.clone().requests())
         .graceful_shutdown_on(stop.clone().cancelled_owned())
         .run(access_key::reconcile, access_key::error_policy, ctx.clone())
-        .for_each(|_| future::ready(()));
+        .for_each(|result| {
+            intake.finished(&result);
+            future::ready(())
+        });
     let policy_controller = policy_controller
         .graceful_shutdown_on(stop.clone().cancelled_owned())
         .run(policy::reconcile_policy, policy::error_policy, ctx.clone())
@@ -234,6 +247,10 @@ pub async fn run_controllers(
     future::join(key_controller, policy_controller).await;
     deletions.abort();
     sweeps.abort();
+    retriggered.abort();
+    for watch in watches {
+        watch.abort();
+    }
     rbac_changes.abort();
     for watch in rbac_watches {
         watch.abort();
@@ -242,6 +259,59 @@ pub async fn run_controllers(
     probes.metrics.watch_keys(None);
     probes.set_ready(false);
     Ok(())
+}
+
+/// Asks for the reconciliation of the AccessKeys that control the object of `event` (every key
+/// once the relist of such objects is done: one deleted unseen is noticed by no event).
+fn ask_for_owners<K: Resource>(intake: &Intake<CachedKey>, event: &watcher::Event<K>) {
+    match event {
+        watcher::Event::Apply(object) | watcher::Event::Delete(object) => {
+            let meta = object.meta();
+            for owner in meta.owner_references.iter().flatten() {
+                if let Some(key) = ObjectRef::from_owner_ref(meta.namespace.as_deref(), owner, ()) {
+                    // why: the key has a Secret or a grant, so it holds or is getting an issuance.
+                    intake.push(key, Lane::Issued);
+                }
+            }
+        }
+        watcher::Event::InitDone => intake.sweep_everything(),
+        watcher::Event::Init | watcher::Event::InitApply(_) => {}
+    }
+}
+
+/// The cached keys whose policy `changed` may be: those it governs and those naming none.
+fn governed(keys: &reflector::Store<CachedKey>, changed: &AccessKeyPolicy) -> Vec<Arc<CachedKey>> {
+    keys.state()
+        .into_iter()
+        .filter(|k| k.policy_name().is_none() || policy::governs(changed, k.policy_name()))
+        .collect()
+}
+
+/// Hands what `requests` receives to the intake, in the lane of the cached key.
+async fn forward(
+    mut requests: mpsc::UnboundedReceiver<ObjectRef<CachedKey>>,
+    intake: Arc<Intake<CachedKey>>,
+    keys: reflector::Store<CachedKey>,
+) {
+    while let Some(key) = requests.recv().await {
+        let lane = keys.get(&key).map_or(Lane::New, |cached| lane_of(&cached));
+        intake.push(key, lane);
+    }
+}
+
+/// The intake lane of a key's requests: whether it holds an issuance.
+fn lane_of(key: &CachedKey) -> Lane {
+    if key.is_issued() {
+        Lane::Issued
+    } else {
+        Lane::New
+    }
+}
+
+/// How many requests the intake hands to kube-runtime ahead of their reconciliations: enough
+/// to keep every reconcile slot busy.
+fn requests_ahead() -> usize {
+    usize::from(concurrent_reconciles()).saturating_mul(2)
 }
 
 /// Keywarden's own annotations of `annotations`; `None` when there are none.

@@ -11,7 +11,7 @@ use kube::api::Api;
 use kube::ResourceExt;
 use zeroize::Zeroize;
 
-use super::context::Context;
+use super::context::{give_back_spare, Context};
 use super::issuance::{
     self, Issuance, SecretState, DATA_ACCESS_KEY, DATA_ACCESS_KEY_ID, DATA_PASSWORD, DATA_TOKEN,
     DATA_USERNAME,
@@ -236,6 +236,7 @@ impl Verdicts {
                 .is_some_and(|(rv, _)| rv == resource_version)
             {
                 recent.remove(&uid);
+                give_back_spare(&mut recent);
             }
             let modified = status
                 .conditions
@@ -279,6 +280,7 @@ impl Verdicts {
             Some(old) if *old == rv => true,
             Some(_) => {
                 replaced.remove(&uid);
+                give_back_spare(&mut replaced);
                 false
             }
             None => false,
@@ -287,8 +289,13 @@ impl Verdicts {
 
     /// Forgets a deleted key.
     pub fn forget(&self, uid: &str) {
-        lock(&self.recent).remove(uid);
-        lock(&self.replaced).remove(uid);
+        let mut recent = lock(&self.recent);
+        recent.remove(uid);
+        give_back_spare(&mut recent);
+        drop(recent);
+        let mut replaced = lock(&self.replaced);
+        replaced.remove(uid);
+        give_back_spare(&mut replaced);
     }
 }
 

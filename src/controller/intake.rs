@@ -1,0 +1,407 @@
+//! Paces the requests for AccessKey reconciliations into kube-runtime's scheduler.
+//!
+//! why: kube-runtime's scheduler takes every request as it arrives and keeps the capacity of its
+//! queue and maps once they have drained. On a restart with 100,000 keys every key, Secret,
+//! Role, RoleBinding and policy of the initial lists asked for a reconciliation before the first
+//! one could run (the runner waits for the key cache): 100,000 entries, about 40 MB held for the
+//! life of the process. Here a request reaches the scheduler only while fewer than `ahead` of
+//! those handed out are unfinished; an initial list asks for one sweep of the cache instead of
+//! one entry per object; and what waited here is freed once it has drained.
+//!
+//! Requests wait in two lanes, each first in first out: keys that hold an issuance go before
+//! keys waiting for their first. A burst of 100,000 new keys costs a hash each; a deactivation,
+//! a rotation or the follow-up of the controller's own write in the meantime must not wait
+//! behind it (the follow-ups also release what the controller remembers of its writes until
+//! the cache shows them).
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use futures::Stream;
+use kube::runtime::controller::{Action, Error as ControllerError};
+use kube::runtime::reflector::{ObjectRef, ObjectRefExtra, Store};
+use kube::Resource;
+use tokio::sync::Notify;
+
+use crate::sync::lock;
+
+/// What asks for reconciliations, and how many may be in kube-runtime's hands at once.
+pub struct Intake<K: Resource<DynamicType = ()> + 'static> {
+    state: Mutex<Waiting<K>>,
+    wake: Notify,
+    ahead: usize,
+    /// The cache a sweep of everything reads.
+    cache: Store<K>,
+}
+
+/// Which lane a request waits in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    /// Keys that hold an issuance, and what their owned objects ask: handed out first.
+    Issued,
+    /// Keys waiting for their first issuance.
+    New,
+}
+
+/// What waits to be handed out, and what was handed out and has not finished.
+struct Waiting<K: Resource<DynamicType = ()>> {
+    issued: Queue<K>,
+    new: Queue<K>,
+    /// Objects a sweep has still to hand out.
+    sweep: Vec<Arc<K>>,
+    handed_out: HashSet<ObjectRef<K>>,
+}
+
+/// Above this many slots, a drained queue's memory is given back.
+const KEEP_CAPACITY: usize = 1024;
+
+impl<K: Resource<DynamicType = ()> + Clone + 'static> Intake<K> {
+    /// An intake handing out at most `ahead` requests that have not finished; a sweep of
+    /// everything reads `cache`.
+    pub fn new(ahead: usize, cache: Store<K>) -> Self {
+        Self {
+            state: Mutex::new(Waiting {
+                issued: Queue::default(),
+                new: Queue::default(),
+                sweep: Vec::new(),
+                handed_out: HashSet::new(),
+            }),
+            wake: Notify::new(),
+            ahead: ahead.max(1),
+            cache,
+        }
+    }
+
+    /// Asks for one reconciliation of `object` (once, however often it is asked in a lane
+    /// before it is handed out).
+    pub fn push(&self, mut object: ObjectRef<K>, lane: Lane) {
+        // why: the name and namespace are what identify it; a burst queues tens of thousands.
+        object.extra = ObjectRefExtra::default();
+        let mut waiting = self.lock();
+        match lane {
+            Lane::Issued => waiting.issued.push(object),
+            Lane::New => waiting.new.push(object),
+        }
+        drop(waiting);
+        self.wake.notify_one();
+    }
+
+    /// Asks for one reconciliation of each of `objects`, after the single requests.
+    pub fn push_all(&self, objects: Vec<Arc<K>>) {
+        self.lock().sweep.extend(objects);
+        self.wake.notify_one();
+    }
+
+    /// Asks for one reconciliation of every object in the cache now, after the single requests
+    /// (after an initial list, and after every relist: what changed unseen is among them). It
+    /// replaces the sweeps still waiting: everything includes them.
+    pub fn sweep_everything(&self) {
+        let everything = self.cache.state();
+        self.lock().sweep = everything;
+        self.wake.notify_one();
+    }
+
+    /// A reconciliation kube-runtime reported on (done, failed, or its object gone) frees the
+    /// slot of a request for the same object.
+    pub fn finished<E, Q>(&self, result: &Result<(ObjectRef<K>, Action), ControllerError<E, Q>>) {
+        let object = match result {
+            Ok((object, _)) => object.clone(),
+            Err(
+                ControllerError::ObjectNotFound(object)
+                | ControllerError::ReconcilerFailed(_, object),
+            ) => {
+                let found = ObjectRef::new(&object.name);
+                match &object.namespace {
+                    Some(namespace) => found.within(namespace),
+                    None => found,
+                }
+            }
+            Err(ControllerError::QueueError(_) | ControllerError::RunnerError(_)) => return,
+        };
+        if self.lock().handed_out.remove(&object) {
+            self.wake.notify_one();
+        }
+    }
+
+    /// The requests, paced: one is handed out only while fewer than `ahead` are unfinished.
+    /// Single requests go before sweeps.
+    pub fn requests(self: Arc<Self>) -> impl Stream<Item = ObjectRef<K>> {
+        futures::stream::unfold(self, |intake| async move {
+            let object = intake.next().await;
+            Some((object, intake))
+        })
+    }
+
+    /// The next request, once one may be handed out.
+    async fn next(&self) -> ObjectRef<K> {
+        loop {
+            if let Some(object) = self.take() {
+                return object;
+            }
+            // why: a push between `take` and here left a permit, so this returns at once.
+            self.wake.notified().await;
+        }
+    }
+
+    fn take(&self) -> Option<ObjectRef<K>> {
+        let mut waiting = self.lock();
+        if waiting.handed_out.len() >= self.ahead {
+            return None;
+        }
+        let object = match waiting.issued.pop().or_else(|| waiting.new.pop()) {
+            Some(object) => object,
+            None => ObjectRef::from_obj(&*waiting.sweep.pop()?),
+        };
+        waiting.give_back_drained();
+        waiting.handed_out.insert(object.clone());
+        Some(object)
+    }
+
+    /// How many requests wait here, and how many were handed out and have not finished.
+    #[cfg(test)]
+    fn counts(&self) -> (usize, usize) {
+        let waiting = self.lock();
+        (
+            waiting.issued.order.len() + waiting.new.order.len() + waiting.sweep.len(),
+            waiting.handed_out.len(),
+        )
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting<K>> {
+        lock(&self.state)
+    }
+}
+
+impl<K: Resource<DynamicType = ()>> Waiting<K> {
+    fn give_back_drained(&mut self) {
+        self.issued.give_back_drained();
+        self.new.give_back_drained();
+        if self.sweep.is_empty() && self.sweep.capacity() > 0 {
+            self.sweep = Vec::new();
+        }
+    }
+}
+
+/// Requests, oldest first, each once.
+struct Queue<K: Resource<DynamicType = ()>> {
+    order: VecDeque<ObjectRef<K>>,
+    members: HashSet<ObjectRef<K>>,
+}
+
+impl<K: Resource<DynamicType = ()>> Default for Queue<K> {
+    fn default() -> Self {
+        Self {
+            order: VecDeque::new(),
+            members: HashSet::new(),
+        }
+    }
+}
+
+impl<K: Resource<DynamicType = ()>> Queue<K> {
+    fn push(&mut self, object: ObjectRef<K>) {
+        if self.members.insert(object.clone()) {
+            self.order.push_back(object);
+        }
+    }
+
+    fn pop(&mut self) -> Option<ObjectRef<K>> {
+        let object = self.order.pop_front()?;
+        self.members.remove(&object);
+        Some(object)
+    }
+
+    fn give_back_drained(&mut self) {
+        if self.order.is_empty() && self.order.capacity() > KEEP_CAPACITY {
+            *self = Self::default();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures::StreamExt;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::runtime::reflector;
+    use kube::runtime::watcher::Event;
+
+    use super::*;
+
+    fn config_map(name: &str) -> ConfigMap {
+        let mut map = ConfigMap::default();
+        map.metadata.name = Some(name.into());
+        map.metadata.namespace = Some("team".into());
+        map
+    }
+
+    fn object(name: &str) -> ObjectRef<ConfigMap> {
+        ObjectRef::new(name).within("team")
+    }
+
+    fn cache(names: &[&str]) -> Store<ConfigMap> {
+        let (cache, mut writer) = reflector::store();
+        writer.apply_watcher_event(&Event::Init);
+        for name in names {
+            writer.apply_watcher_event(&Event::InitApply(config_map(name)));
+        }
+        writer.apply_watcher_event(&Event::InitDone);
+        cache
+    }
+
+    /// What kube-runtime reports of one reconciliation.
+    type Report =
+        Result<(ObjectRef<ConfigMap>, Action), ControllerError<std::io::Error, std::io::Error>>;
+
+    fn done(object: ObjectRef<ConfigMap>) -> Report {
+        Ok((object, Action::await_change()))
+    }
+
+    #[tokio::test]
+    async fn hands_out_at_most_ahead_until_one_finishes() {
+        let intake = Arc::new(Intake::new(2, cache(&[])));
+        for name in ["a", "b", "c"] {
+            intake.push(object(name), Lane::New);
+        }
+        let mut requests = Box::pin(intake.clone().requests());
+        assert_eq!(requests.next().await, Some(object("a")));
+        assert_eq!(requests.next().await, Some(object("b")));
+        let third = tokio::time::timeout(Duration::from_millis(50), requests.next()).await;
+        assert!(third.is_err(), "a third request was handed out: {third:?}");
+        assert_eq!(intake.counts(), (1, 2));
+
+        intake.finished(&done(object("b")));
+        assert_eq!(requests.next().await, Some(object("c")));
+        assert_eq!(intake.counts(), (0, 2));
+    }
+
+    #[tokio::test]
+    async fn issued_keys_go_before_new_ones_and_sweeps_after_both() {
+        let intake = Arc::new(Intake::new(1, cache(&["listed"])));
+        intake.sweep_everything();
+        intake.push(object("new-1"), Lane::New);
+        intake.push(object("new-2"), Lane::New);
+        intake.push(object("issued-1"), Lane::Issued);
+        let mut requests = Box::pin(intake.clone().requests());
+        let mut order = Vec::new();
+        for _ in 0..5 {
+            let next = requests.next().await.unwrap();
+            if next == object("new-1") {
+                // Asked while a burst of new keys waits: goes before the rest of it.
+                intake.push(object("issued-2"), Lane::Issued);
+            }
+            intake.finished(&done(next.clone()));
+            order.push(next.name);
+        }
+        assert_eq!(
+            order,
+            ["issued-1", "new-1", "issued-2", "new-2", "listed"].map(String::from)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_or_vanished_reconciliation_frees_its_slot() {
+        let intake = Arc::new(Intake::new(1, cache(&[])));
+        intake.push(object("a"), Lane::New);
+        intake.push(object("b"), Lane::New);
+        intake.push(object("c"), Lane::New);
+        let mut requests = Box::pin(intake.clone().requests());
+        assert_eq!(requests.next().await, Some(object("a")));
+
+        let failed: Report = Err(ControllerError::ReconcilerFailed(
+            std::io::Error::other("reconcile failed"),
+            Box::new(object("a").erase()),
+        ));
+        intake.finished(&failed);
+        assert_eq!(requests.next().await, Some(object("b")));
+
+        let gone: Report = Err(ControllerError::ObjectNotFound(Box::new(
+            object("b").erase(),
+        )));
+        intake.finished(&gone);
+        assert_eq!(requests.next().await, Some(object("c")));
+    }
+
+    #[tokio::test]
+    async fn another_objects_report_frees_nothing() {
+        let intake = Arc::new(Intake::new(1, cache(&[])));
+        intake.push(object("a"), Lane::New);
+        intake.push(object("b"), Lane::New);
+        let mut requests = Box::pin(intake.clone().requests());
+        assert_eq!(requests.next().await, Some(object("a")));
+        intake.finished(&done(object("z")));
+        intake.finished(&done(ObjectRef::new("a").within("other-team")));
+        let next = tokio::time::timeout(Duration::from_millis(50), requests.next()).await;
+        assert!(next.is_err(), "handed out without a slot: {next:?}");
+    }
+
+    #[tokio::test]
+    async fn repeated_requests_wait_once() {
+        let intake = Arc::new(Intake::new(8, cache(&[])));
+        for _ in 0..3 {
+            intake.push(object("a"), Lane::New);
+        }
+        intake.push(object("b"), Lane::New);
+        assert_eq!(intake.counts(), (2, 0));
+        let mut requests = Box::pin(intake.clone().requests());
+        assert_eq!(requests.next().await, Some(object("a")));
+        assert_eq!(requests.next().await, Some(object("b")));
+        // Asked again after it was handed out: it is asked again (the object may have changed).
+        intake.push(object("a"), Lane::New);
+        assert_eq!(requests.next().await, Some(object("a")));
+    }
+
+    #[tokio::test]
+    async fn a_sweep_reads_the_cache_when_asked_for_and_waits_behind_single_requests() {
+        let (cache, mut writer) = reflector::store();
+        writer.apply_watcher_event(&Event::Init);
+        writer.apply_watcher_event(&Event::InitApply(config_map("listed")));
+        writer.apply_watcher_event(&Event::InitDone);
+        let intake = Arc::new(Intake::new(8, cache));
+        intake.sweep_everything();
+        intake.push(object("single"), Lane::New);
+        // Cached after the sweep was asked for: not part of it.
+        writer.apply_watcher_event(&Event::Apply(config_map("later")));
+        let mut requests = Box::pin(intake.clone().requests());
+        assert_eq!(requests.next().await, Some(object("single")));
+        assert_eq!(requests.next().await, Some(object("listed")));
+        let more = tokio::time::timeout(Duration::from_millis(50), requests.next()).await;
+        assert!(more.is_err(), "swept what was not asked for: {more:?}");
+        assert_eq!(intake.counts(), (0, 2));
+    }
+
+    #[tokio::test]
+    async fn a_sweep_of_everything_replaces_the_waiting_sweeps() {
+        let intake = Arc::new(Intake::new(8, cache(&["a", "b"])));
+        intake.push_all(vec![Arc::new(config_map("a"))]);
+        intake.sweep_everything();
+        intake.push_all(vec![Arc::new(config_map("c"))]);
+        let mut requests = Box::pin(intake.clone().requests());
+        let mut swept = Vec::new();
+        for _ in 0..3 {
+            swept.push(requests.next().await.unwrap());
+        }
+        swept.sort_by(|a, b| a.name.cmp(&b.name));
+        assert_eq!(swept, vec![object("a"), object("b"), object("c")]);
+        let more = tokio::time::timeout(Duration::from_millis(50), requests.next()).await;
+        assert!(more.is_err(), "swept twice: {more:?}");
+    }
+
+    #[tokio::test]
+    async fn a_drained_burst_gives_its_memory_back() {
+        let intake = Arc::new(Intake::new(1, cache(&[])));
+        let mut requests = Box::pin(intake.clone().requests());
+        for i in 0..10_000 {
+            intake.push(object(&format!("key-{i}")), Lane::New);
+        }
+        for i in 0..10_000 {
+            let next = requests.next().await.unwrap();
+            assert_eq!(next, object(&format!("key-{i}")));
+            intake.finished(&done(next));
+        }
+        let waiting = intake.lock();
+        assert_eq!(waiting.new.order.capacity(), 0);
+        assert_eq!(waiting.new.members.capacity(), 0);
+        assert!(waiting.handed_out.is_empty());
+    }
+}
