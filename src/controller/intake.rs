@@ -86,9 +86,19 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Intake<K> {
         self.wake.notify_one();
     }
 
-    /// Asks for one reconciliation of each of `objects`, after the single requests.
+    /// Asks for one reconciliation of each of `objects` (cached ones), after the single
+    /// requests. Once the sweeps waiting would outgrow the cache, they become one sweep of
+    /// everything: a burst of policy changes (a GitOps sync) each naming most keys asks for
+    /// each key once, not once per change.
     pub fn push_all(&self, objects: Vec<Arc<K>>) {
-        self.lock().sweep.extend(objects);
+        let mut waiting = self.lock();
+        if waiting.sweep.len().saturating_add(objects.len()) > self.cache.len() {
+            drop(objects);
+            waiting.sweep = self.cache.state();
+        } else {
+            waiting.sweep.extend(objects);
+        }
+        drop(waiting);
         self.wake.notify_one();
     }
 
@@ -372,7 +382,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_sweep_of_everything_replaces_the_waiting_sweeps() {
-        let intake = Arc::new(Intake::new(8, cache(&["a", "b"])));
+        let intake = Arc::new(Intake::new(8, cache(&["a", "b", "c"])));
         intake.push_all(vec![Arc::new(config_map("a"))]);
         intake.sweep_everything();
         intake.push_all(vec![Arc::new(config_map("c"))]);
@@ -385,6 +395,23 @@ mod tests {
         assert_eq!(swept, vec![object("a"), object("b"), object("c")]);
         let more = tokio::time::timeout(Duration::from_millis(50), requests.next()).await;
         assert!(more.is_err(), "swept twice: {more:?}");
+    }
+
+    #[tokio::test]
+    async fn sweeps_that_would_outgrow_the_cache_become_one_of_everything() {
+        let intake = Arc::new(Intake::new(8, cache(&["a", "b", "c"])));
+        let most = || vec![Arc::new(config_map("a")), Arc::new(config_map("b"))];
+        for _ in 0..10 {
+            intake.push_all(most());
+        }
+        assert_eq!(intake.counts(), (3, 0), "ten changes naming two keys each");
+        let mut requests = Box::pin(intake.clone().requests());
+        let mut swept = Vec::new();
+        for _ in 0..3 {
+            swept.push(requests.next().await.unwrap().name);
+        }
+        swept.sort();
+        assert_eq!(swept, ["a", "b", "c"].map(String::from));
     }
 
     #[tokio::test]
