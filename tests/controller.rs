@@ -4,9 +4,10 @@
 mod support;
 
 use futures::future::join_all;
+use futures::{stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::ByteString;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
 
 use keywarden::api::conditions::{reasons, types};
@@ -14,12 +15,13 @@ use keywarden::api::{
     AccessKey, DeactivationReason, Phase, ACCESS_KEY_ID_ANNOTATION, ACCESS_KEY_LABEL,
     MANAGED_BY_LABEL,
 };
-use keywarden::controller::{DATA_ACCESS_KEY, DATA_ACCESS_KEY_ID, DATA_TOKEN};
+use keywarden::controller::{ControllerArgs, DATA_ACCESS_KEY, DATA_ACCESS_KEY_ID, DATA_TOKEN};
 use keywarden::keys::hash::verify_secret;
 use keywarden::keys::material::SecretKey;
 use keywarden::keys::token::parse_token;
 use support::{
-    condition, phase_of, secret_data, KeyBuilder, PolicyBuilder, SecretWrites, TestCluster,
+    condition, phase_of, secret_data, KeyBuilder, PolicyBuilder, RunningController, SecretWrites,
+    TestCluster,
 };
 
 fn merge(value: serde_json::Value) -> Patch<serde_json::Value> {
@@ -391,6 +393,66 @@ async fn deactivation_and_reactivation_follow_spec_active() {
         back.status.unwrap().access_key_id,
         id,
         "reactivation does not re-issue"
+    );
+}
+
+/// A deactivation is not queued behind a burst of new keys: requests for keys that hold an
+/// issuance are handed to the reconcilers before those of keys waiting for their first, each of
+/// which costs a hash (`controller/intake.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deactivation_does_not_wait_behind_a_burst_of_new_keys() {
+    const BURST: usize = 400;
+    let cluster = TestCluster::start().await;
+    // why: hashes that cost some milliseconds, so that the burst takes seconds to issue.
+    let args = ControllerArgs {
+        argon2_memory_kib: 8192,
+        argon2_iterations: 2,
+        ..support::test_args()
+    };
+    let _controller = RunningController::start(cluster.controller_client.clone(), args);
+    cluster
+        .create_key(&KeyBuilder::new("held", "frank").build())
+        .await;
+    cluster.wait_phase("held", Phase::Active).await;
+    let keys = cluster.keys();
+    stream::iter(0..BURST)
+        .map(|i| {
+            let keys = keys.clone();
+            async move {
+                let name = format!("burst-{i:03}");
+                keys.create(
+                    &PostParams::default(),
+                    &KeyBuilder::new(&name, &name).build(),
+                )
+                .await
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap();
+    keys.patch(
+        "held",
+        &PatchParams::default(),
+        &merge(serde_json::json!({"spec": {"active": false}})),
+    )
+    .await
+    .unwrap();
+    cluster.wait_phase("held", Phase::Inactive).await;
+    let issued = keys
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter(|k| k.name_any().starts_with("burst-") && phase_of(k) == Some(Phase::Active))
+        .count();
+    // why: first in, first out, the deactivation would come after every key of the burst (all
+    // but the few still reconciling would be Active); it waits only for what the reconcilers
+    // already hold, two per slot.
+    assert!(
+        issued <= BURST * 3 / 4,
+        "the deactivation was reconciled after {issued} of {BURST} new keys were issued"
     );
 }
 

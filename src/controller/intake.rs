@@ -3,16 +3,18 @@
 //! why: kube-runtime's scheduler takes every request as it arrives and keeps the capacity of its
 //! queue and maps once they have drained. On a restart with 100,000 keys every key, Secret,
 //! Role, RoleBinding and policy of the initial lists asked for a reconciliation before the first
-//! one could run (the runner waits for the key cache): 100,000 entries, about 40 MB held for the
-//! life of the process. Here a request reaches the scheduler only while fewer than `ahead` of
-//! those handed out are unfinished; an initial list asks for one sweep of the cache instead of
-//! one entry per object; and what waited here is freed once it has drained.
+//! one could run (the runner waits for the key cache), and the controller held 334.5 MiB
+//! afterwards against 296.7 MiB after issuing the same keys (270.3 MiB with this intake). Here a
+//! request reaches the scheduler only while fewer than `ahead` of those handed out are
+//! unfinished; an initial list asks for one sweep of the cache instead of one entry per object;
+//! and what waited here is freed once it has drained.
 //!
-//! Requests wait in two lanes, each first in first out: keys that hold an issuance go before
-//! keys waiting for their first. A burst of 100,000 new keys costs a hash each; a deactivation,
-//! a rotation or the follow-up of the controller's own write in the meantime must not wait
-//! behind it (the follow-ups also release what the controller remembers of its writes until
-//! the cache shows them).
+//! Requests wait in two lanes, each first in first out, the first strictly before the second:
+//! keys that hold an issuance, then keys waiting for their first. A burst of 100,000 new keys
+//! costs a hash each; a deactivation, a rotation or the follow-up of the controller's own write
+//! meanwhile must not wait behind it (the follow-ups also release what the controller remembers
+//! of its writes until the cache shows them). The first lane holds only what changes on issued
+//! keys, cheap to reconcile, so new keys wait for it only while such changes keep coming.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
