@@ -192,6 +192,10 @@ async fn only_the_leader_issues_and_the_standby_takes_over_after_a_kill() {
         .await
         .unwrap();
     assert!(metrics.contains("keywarden_issuances_total"));
+    assert!(
+        metrics.contains(r#"keywarden_reconcile_queue{queue="new"}"#),
+        "the leader's reconciliation queue is exposed:\n{metrics}"
+    );
     let events =
         Api::<k8s_openapi::api::events::v1::Event>::namespaced(cluster.client.clone(), &namespace)
             .list(&ListParams::default())

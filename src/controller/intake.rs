@@ -45,6 +45,15 @@ pub enum Lane {
     New,
 }
 
+/// How many requests wait, by where, and how many are in kube-runtime's hands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Depth {
+    pub issued: usize,
+    pub new: usize,
+    pub sweep: usize,
+    pub handed_out: usize,
+}
+
 /// What waits to be handed out, and what was handed out and has not finished.
 struct Waiting<K: Resource<DynamicType = ()>> {
     issued: Queue<K>,
@@ -169,14 +178,23 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Intake<K> {
         Some(object)
     }
 
+    /// How many requests wait in each lane and sweep, and how many were handed out and have
+    /// not finished.
+    pub fn depth(&self) -> Depth {
+        let waiting = self.lock();
+        Depth {
+            issued: waiting.issued.order.len(),
+            new: waiting.new.order.len(),
+            sweep: waiting.sweep.len(),
+            handed_out: waiting.handed_out.len(),
+        }
+    }
+
     /// How many requests wait here, and how many were handed out and have not finished.
     #[cfg(test)]
     fn counts(&self) -> (usize, usize) {
-        let waiting = self.lock();
-        (
-            waiting.issued.order.len() + waiting.new.order.len() + waiting.sweep.len(),
-            waiting.handed_out.len(),
-        )
+        let depth = self.depth();
+        (depth.issued + depth.new + depth.sweep, depth.handed_out)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Waiting<K>> {

@@ -1,7 +1,7 @@
 //! Prometheus metrics of the controller.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::runtime::reflector::Store;
@@ -13,6 +13,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use super::cached_key::CachedKey;
+use super::intake::Intake;
 use crate::api::Phase;
 use crate::sync::lock;
 
@@ -20,6 +21,13 @@ use crate::sync::lock;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PhaseLabel {
     pub phase: String,
+}
+
+/// Label set of the reconciliation queue gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabel {
+    /// `issued`, `new` or `sweep` for what waits; `handed_out` for what kube-runtime holds.
+    pub queue: &'static str,
 }
 
 /// The controller's metrics, registered in one registry.
@@ -36,6 +44,9 @@ pub struct Metrics {
     keys_by_phase: Family<PhaseLabel, Gauge>,
     /// The key cache of the running (leader) controller, read at scrape time.
     keys: Mutex<Option<Store<CachedKey>>>,
+    reconcile_queue: Family<QueueLabel, Gauge>,
+    /// The running controller's intake, read at scrape time.
+    intake: Mutex<Option<Arc<Intake<CachedKey>>>>,
     api_reachable: Gauge,
     api_silence_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
@@ -77,6 +88,12 @@ impl Default for Metrics {
             scope_reviews.clone(),
         );
         registry.register("access_keys", "AccessKeys by phase", keys_by_phase.clone());
+        let reconcile_queue = Family::<QueueLabel, Gauge>::default();
+        registry.register(
+            "reconcile_queue",
+            "AccessKey reconciliations waiting, by lane (issued keys, new keys, sweeps), and handed to the reconcilers (handed_out)",
+            reconcile_queue.clone(),
+        );
         let api_reachable = Gauge::default();
         registry.register(
             "controller_api_reachable",
@@ -99,6 +116,8 @@ impl Default for Metrics {
             scope_reviews,
             keys_by_phase,
             keys: Mutex::new(None),
+            reconcile_queue,
+            intake: Mutex::new(None),
             api_reachable,
             api_silence_seconds,
         }
@@ -117,6 +136,12 @@ impl Metrics {
     /// Points the keys-by-phase gauge at the running controller's cache (`None` when not leader).
     pub fn watch_keys(&self, keys: Option<Store<CachedKey>>) {
         *lock(&self.keys) = keys;
+    }
+
+    /// Points the reconciliation queue gauge at the running controller's intake (`None` when
+    /// not leader: the gauge then reads nothing).
+    pub fn watch_intake(&self, intake: Option<Arc<Intake<CachedKey>>>) {
+        *lock(&self.intake) = intake;
     }
 
     /// Records whether the API server is reachable and how long it has been silent.
@@ -145,6 +170,20 @@ impl Metrics {
                     .set(count);
             }
         }
+        self.reconcile_queue.clear();
+        if let Some(intake) = lock(&self.intake).clone() {
+            let depth = intake.depth();
+            for (queue, count) in [
+                ("issued", depth.issued),
+                ("new", depth.new),
+                ("sweep", depth.sweep),
+                ("handed_out", depth.handed_out),
+            ] {
+                self.reconcile_queue
+                    .get_or_create(&QueueLabel { queue })
+                    .set(i64::try_from(count).unwrap_or(i64::MAX));
+            }
+        }
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)
@@ -153,9 +192,49 @@ impl Metrics {
 
 #[cfg(test)]
 mod tests {
+    use kube::runtime::reflector::ObjectRef;
     use kube::runtime::{reflector, watcher};
 
     use super::*;
+    use crate::controller::intake::Lane;
+
+    #[test]
+    fn the_reconciliation_queue_is_read_by_lane_at_scrape_time() {
+        let (store, _writer) = reflector::store::<CachedKey>();
+        let intake = Arc::new(Intake::new(4, store));
+        intake.push(ObjectRef::new("a").within("team"), Lane::New);
+        intake.push(ObjectRef::new("b").within("team"), Lane::New);
+        intake.push(ObjectRef::new("c").within("team"), Lane::Issued);
+        let metrics = Metrics::default();
+        let queue = |text: &str| {
+            let mut lines: Vec<String> = text
+                .lines()
+                .filter(|line| line.starts_with("keywarden_reconcile_queue{"))
+                .map(String::from)
+                .collect();
+            lines.sort();
+            lines
+        };
+        assert!(
+            queue(&metrics.encode().unwrap()).is_empty(),
+            "no intake: no gauge"
+        );
+        metrics.watch_intake(Some(intake));
+        assert_eq!(
+            queue(&metrics.encode().unwrap()),
+            [
+                r#"keywarden_reconcile_queue{queue="handed_out"} 0"#,
+                r#"keywarden_reconcile_queue{queue="issued"} 1"#,
+                r#"keywarden_reconcile_queue{queue="new"} 2"#,
+                r#"keywarden_reconcile_queue{queue="sweep"} 0"#,
+            ]
+        );
+        metrics.watch_intake(None);
+        assert!(
+            queue(&metrics.encode().unwrap()).is_empty(),
+            "stepped down: no gauge"
+        );
+    }
 
     #[test]
     fn keys_are_counted_by_phase_and_a_key_without_status_is_pending() {

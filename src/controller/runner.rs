@@ -216,6 +216,7 @@ pub async fn run_controllers(
         policy_retries: RetryBackoff::standard(),
     });
     probes.metrics.watch_keys(Some(keys.clone()));
+    probes.metrics.watch_intake(Some(intake.clone()));
 
     let (retrigger_tx, retrigger_rx) = mpsc::unbounded_channel();
     let rbac_changes = tokio::spawn(rbac_watch::retrigger_touched_keys(
@@ -257,6 +258,7 @@ pub async fn run_controllers(
     }
     readiness.abort();
     probes.metrics.watch_keys(None);
+    probes.metrics.watch_intake(None);
     probes.set_ready(false);
     Ok(())
 }
