@@ -39,12 +39,11 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use futures::{stream, StreamExt, TryStreamExt};
 use kube::api::{Api, PostParams};
 
 use keywarden::api::{AccessKey, Phase};
 use process::ControllerProcess;
-use support::{all_active, phase_of, KeyBuilder, TestCluster};
+use support::{all_active, create_keys_at_once, phase_of, KeyBuilder, TestCluster};
 
 fn env_count(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -70,23 +69,6 @@ fn main() -> anyhow::Result<()> {
         return ceiling::run(threads);
     }
     named_runtime("bench")?.block_on(bench())
-}
-
-async fn apply_keys(keys: &Api<AccessKey>, prefix: &str, count: usize) -> anyhow::Result<()> {
-    stream::iter(0..count)
-        .map(|i| async move {
-            let name = format!("{prefix}-{i:05}");
-            // why: one owner per key, so the per-owner limit does not cap the benchmark.
-            keys.create(
-                &PostParams::default(),
-                &KeyBuilder::new(&name, &name).build(),
-            )
-            .await
-        })
-        .buffer_unordered(32)
-        .try_for_each(|_| async { Ok(()) })
-        .await?;
-    Ok(())
 }
 
 async fn bench() -> anyhow::Result<()> {
@@ -167,7 +149,7 @@ async fn bulk() -> anyhow::Result<()> {
     let controller_before = controller.cpu_ticks()?;
     let started = Instant::now();
     let active = tokio::spawn(all_active(keys.clone(), count + latencies.len()));
-    apply_keys(&keys, "bulk", count).await?;
+    create_keys_at_once(&keys, "bulk", count, 32).await?;
     active.await??;
     let took = started.elapsed().as_secs_f64();
     let controller_cpu = (controller.cpu_ticks()? - controller_before) as f64 / 100.0;
@@ -280,7 +262,7 @@ async fn rss_and_idle_cpu() -> anyhow::Result<()> {
     let pid = controller.pid;
     let started = Instant::now();
     let active = tokio::spawn(all_active(cluster.keys(), count));
-    apply_keys(&cluster.keys(), "rss", count).await?;
+    create_keys_at_once(&cluster.keys(), "rss", count, 32).await?;
     active.await??;
     println!(
         "{count} keys issued by a controller process in {:.1} s",

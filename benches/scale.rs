@@ -31,13 +31,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use futures::{stream, StreamExt, TryStreamExt};
-use kube::api::{Api, PostParams};
-
-use keywarden::api::AccessKey;
 use keywarden::cli::access_control;
 use processes::Memory;
-use support::{all_active, KeyBuilder, TestCluster};
+use support::{all_active, create_keys_at_once, TestCluster};
 
 fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
@@ -118,7 +114,7 @@ async fn measure(count: usize) -> anyhow::Result<report::Row> {
     let keys = cluster.keys();
     let started = Instant::now();
     let active = tokio::spawn(all_active(keys.clone(), count));
-    create_keys(&keys, count).await?;
+    create_keys_at_once(&keys, "scale", count, 64).await?;
     let created = started.elapsed().as_secs_f64();
     active.await??;
     let issued = started.elapsed().as_secs_f64();
@@ -236,23 +232,6 @@ fn print_memory(what: &str, memory: Memory, keys: usize) {
         memory.peak,
         memory.rss * 1024.0 / keys as f64
     );
-}
-
-/// Creates `count` keys, 64 at once, one owner each (the per-owner limit does not cap them).
-async fn create_keys(keys: &Api<AccessKey>, count: usize) -> anyhow::Result<()> {
-    stream::iter(0..count)
-        .map(|i| async move {
-            let name = format!("scale-{i:06}");
-            keys.create(
-                &PostParams::default(),
-                &KeyBuilder::new(&name, &name).build(),
-            )
-            .await
-        })
-        .buffer_unordered(64)
-        .try_for_each(|_| async { Ok(()) })
-        .await?;
-    Ok(())
 }
 
 /// Waits until the controller has reconciled at least `keys` times and then stops for a second.

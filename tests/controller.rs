@@ -4,10 +4,9 @@
 mod support;
 
 use futures::future::join_all;
-use futures::{stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::ByteString;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::ResourceExt;
 
 use keywarden::api::conditions::{reasons, types};
@@ -20,8 +19,8 @@ use keywarden::keys::hash::verify_secret;
 use keywarden::keys::material::SecretKey;
 use keywarden::keys::token::parse_token;
 use support::{
-    condition, phase_of, secret_data, KeyBuilder, PolicyBuilder, RunningController, SecretWrites,
-    TestCluster,
+    condition, create_keys_at_once, phase_of, secret_data, KeyBuilder, PolicyBuilder,
+    RunningController, SecretWrites, TestCluster,
 };
 
 fn merge(value: serde_json::Value) -> Patch<serde_json::Value> {
@@ -415,20 +414,7 @@ async fn a_deactivation_does_not_wait_behind_a_burst_of_new_keys() {
         .await;
     cluster.wait_phase("held", Phase::Active).await;
     let keys = cluster.keys();
-    stream::iter(0..BURST)
-        .map(|i| {
-            let keys = keys.clone();
-            async move {
-                let name = format!("burst-{i:03}");
-                keys.create(
-                    &PostParams::default(),
-                    &KeyBuilder::new(&name, &name).build(),
-                )
-                .await
-            }
-        })
-        .buffer_unordered(32)
-        .try_collect::<Vec<_>>()
+    create_keys_at_once(&keys, "burst", BURST, 32)
         .await
         .unwrap();
     keys.patch(

@@ -605,6 +605,30 @@ pub fn write_matcher(
 }
 
 /// Waits until `expected` keys are Active, following a watch (a poll would list every key).
+/// Creates `count` keys named `{prefix}-{i:06}`, `at_once` requests at a time, each its own
+/// owner (so that the per-owner limit does not cap them), as a bulk apply would.
+pub async fn create_keys_at_once(
+    keys: &Api<AccessKey>,
+    prefix: &str,
+    count: usize,
+    at_once: usize,
+) -> kube::Result<()> {
+    use futures::{stream, StreamExt, TryStreamExt};
+
+    stream::iter(0..count)
+        .map(|i| async move {
+            let name = format!("{prefix}-{i:06}");
+            keys.create(
+                &PostParams::default(),
+                &KeyBuilder::new(&name, &name).build(),
+            )
+            .await
+        })
+        .buffer_unordered(at_once)
+        .try_for_each(|_| async { Ok(()) })
+        .await
+}
+
 pub async fn all_active(keys: Api<AccessKey>, expected: usize) -> anyhow::Result<()> {
     use futures::{StreamExt, TryStreamExt};
     use kube::runtime::{watcher, WatchStreamExt};
