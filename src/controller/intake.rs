@@ -117,8 +117,11 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Intake<K> {
     /// (after an initial list, and after every relist: what changed unseen is among them). It
     /// replaces the sweeps still waiting: everything includes them.
     pub fn sweep_everything(&self) {
-        let everything = self.cache.state();
-        self.lock().sweep = everything;
+        // why: read under the intake's lock, as `push_all` does, so that no sweep asked for
+        // meanwhile is replaced by an older snapshot.
+        let mut waiting = self.lock();
+        waiting.sweep = self.cache.state();
+        drop(waiting);
         self.wake.notify_one();
     }
 
