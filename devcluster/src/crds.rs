@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use crate::builtin::VERBS;
 use crate::registry::{CrdVersion, ResourceType};
+use crate::schema::Schema;
 
 fn strings(value: Option<&Value>) -> Vec<String> {
     value
@@ -69,10 +70,12 @@ pub fn crd_types(crd: &Value) -> Vec<ResourceType> {
             verbs: VERBS.iter().map(|v| v.to_string()).collect(),
             crd: Some(Arc::new(CrdVersion {
                 crd_name: crd_name.to_string(),
-                schema: version
-                    .pointer("/schema/openAPIV3Schema")
-                    .cloned()
-                    .unwrap_or(Value::Null),
+                schema: Schema::new(
+                    version
+                        .pointer("/schema/openAPIV3Schema")
+                        .cloned()
+                        .unwrap_or(Value::Null),
+                ),
                 printer_columns: version
                     .get("additionalPrinterColumns")
                     .cloned()

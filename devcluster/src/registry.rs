@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::schema::Schema;
+
 /// One served resource type (one group/version/plural).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ResourceType {
@@ -34,7 +36,7 @@ pub struct CrdVersion {
     /// Name of the CRD object (`plural.group`).
     pub crd_name: String,
     /// The version's `schema.openAPIV3Schema` (`Value::Null` when absent).
-    pub schema: Value,
+    pub schema: Schema,
     /// The version's `additionalPrinterColumns` (an array, possibly empty).
     pub printer_columns: Value,
     /// Whether this version is the storage version.

@@ -9,10 +9,49 @@ mod ratchet;
 mod tests;
 mod validate;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use serde_json::Value;
 
 const RULES_NOT_CHECKED: &str = "Invalid value: \"null\": some validation rules were not checked \
 because the object was invalid; correct the existing errors to complete validation";
+
+/// A CRD version's `openAPIV3Schema` with an identity of its own, which the cache of its
+/// compiled CEL rules keys on (instead of the whole document, serialised on every write).
+#[derive(Clone, Debug)]
+pub struct Schema {
+    value: Value,
+    id: u64,
+}
+
+impl Schema {
+    pub fn new(value: Value) -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Self {
+            value,
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    /// Distinct for every schema made with [`Schema::new`]; clones share it (and the value).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+impl std::ops::Deref for Schema {
+    type Target = Value;
+
+    fn deref(&self) -> &Value {
+        &self.value
+    }
+}
+
+impl PartialEq for Schema {
+    fn eq(&self, other: &Self) -> bool {
+        self.value == other.value
+    }
+}
 
 /// The `fieldValidation` query parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -53,7 +92,7 @@ pub enum AdmissionError {
 /// (CEL rules that do not read `oldSelf` become warnings, as upstream). Returns the warnings
 /// to send in `Warning` headers.
 pub fn admit_custom_resource(
-    schema: &Value,
+    schema: &Schema,
     obj: &mut Value,
     old: Option<&Value>,
     field_validation: FieldValidation,

@@ -4,6 +4,7 @@
 mod resource_types;
 
 use devcluster::openapi::{v3_document, v3_index};
+use devcluster::schema::Schema;
 use resource_types::{access_key, builtin};
 use serde_json::Value;
 
@@ -38,7 +39,9 @@ fn hash_changes_when_a_crd_schema_changes() {
     let before = v3_index(&types());
     let mut changed = types();
     let mut crd = (**changed[3].crd.as_ref().expect("crd")).clone();
-    crd.schema["properties"]["spec"]["properties"]["note"] = serde_json::json!({"type": "string"});
+    let mut schema = (*crd.schema).clone();
+    schema["properties"]["spec"]["properties"]["note"] = serde_json::json!({"type": "string"});
+    crd.schema = Schema::new(schema);
     changed[3].crd = Some(std::sync::Arc::new(crd));
     let after = v3_index(&changed);
     let url = |i: &Value| i["paths"]["apis/keywarden.io/v1alpha1"]["serverRelativeURL"].clone();

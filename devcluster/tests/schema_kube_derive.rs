@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use devcluster::schema::{admit_custom_resource, AdmissionError, Cause, FieldValidation};
+use devcluster::schema::{admit_custom_resource, AdmissionError, Cause, FieldValidation, Schema};
 use k8s_openapi::schemars;
 use kube::core::{CustomResourceExt, Resource};
 use kube::{CustomResource, KubeSchema};
@@ -54,14 +54,14 @@ struct GadgetStatus {
     ready: bool,
 }
 
-fn schema() -> Value {
+fn schema() -> Schema {
     let crd = Gadget::crd();
     let version = &crd.spec.versions[0];
     let schema = version
         .schema
         .as_ref()
         .and_then(|s| s.open_api_v3_schema.as_ref());
-    serde_json::to_value(schema.expect("kube-derive emits a schema")).unwrap()
+    Schema::new(serde_json::to_value(schema.expect("kube-derive emits a schema")).unwrap())
 }
 
 fn gadget(spec: Value) -> Value {

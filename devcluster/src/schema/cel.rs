@@ -8,29 +8,28 @@ use std::rc::Rc;
 use kube_cel::{CompiledSchema, ErrorKind, ValidationError};
 use serde_json::Value;
 
-use super::Cause;
+use super::{Cause, Schema};
 
 /// How many distinct schemas each thread keeps compiled.
 const CACHED_SCHEMAS: usize = 32;
 
 thread_local! {
     // why: compiling every rule on every write dominates admission cost; schemas rarely change.
-    static COMPILED: RefCell<HashMap<String, Rc<CompiledSchema>>> = RefCell::new(HashMap::new());
+    static COMPILED: RefCell<HashMap<u64, Rc<CompiledSchema>>> = RefCell::new(HashMap::new());
 }
 
 /// The compiled form of `schema`, from this thread's cache.
-fn compiled(schema: &Value) -> Rc<CompiledSchema> {
-    let key = schema.to_string();
+fn compiled(schema: &Schema) -> Rc<CompiledSchema> {
     COMPILED.with(|cache| {
         let mut cache = cache.borrow_mut();
-        if let Some(found) = cache.get(&key) {
+        if let Some(found) = cache.get(&schema.id()) {
             return Rc::clone(found);
         }
         if cache.len() >= CACHED_SCHEMAS {
             cache.clear();
         }
         let fresh = Rc::new(kube_cel::compile_schema(schema));
-        cache.insert(key, Rc::clone(&fresh));
+        cache.insert(schema.id(), Rc::clone(&fresh));
         fresh
     })
 }
@@ -38,7 +37,7 @@ fn compiled(schema: &Value) -> Rc<CompiledSchema> {
 /// Evaluates every rule of `schema` on `object` (`old` for transition rules). Failures of
 /// rules without `oldSelf` on a value within `unchanged` are ratcheted into `warnings`.
 pub fn validate_rules(
-    schema: &Value,
+    schema: &Schema,
     object: &Value,
     old: Option<&Value>,
     unchanged: &[String],

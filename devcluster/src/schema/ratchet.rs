@@ -100,7 +100,7 @@ mod tests {
     use serde_json::json;
 
     use super::{ratchets, unchanged_paths};
-    use crate::schema::{admit_custom_resource, AdmissionError, FieldValidation};
+    use crate::schema::{admit_custom_resource, AdmissionError, FieldValidation, Schema};
 
     fn list_schema(list_type: &str) -> serde_json::Value {
         json!({ "type": "object", "properties": { "items": {
@@ -168,6 +168,7 @@ mod tests {
                 },
             },
         }}});
+        let schema = Schema::new(schema);
         let old = json!({ "apiVersion": "x/v1", "kind": "K", "metadata": { "name": "o" },
             "spec": { "label": "toolong", "size": 1, "limits": { "max": 9 } } });
         let mut kept = old.clone();

@@ -74,7 +74,7 @@ fn admit(
     old: Option<&Value>,
     mode: FieldValidation,
 ) -> Result<Vec<String>, AdmissionError> {
-    admit_custom_resource(&access_key_schema(), obj, old, mode)
+    admit_custom_resource(&Schema::new(access_key_schema()), obj, old, mode)
 }
 
 fn causes(result: Result<Vec<String>, AdmissionError>) -> Vec<(String, String, String)> {
@@ -293,6 +293,7 @@ fn root_transition_rule_with_field_path_reports_the_declaring_type() {
         "message": "spec.secret.name is immutable",
         "fieldPath": ".spec.secret.name"
     }]);
+    let schema = Schema::new(schema);
     let with_secret = |name: &str| access_key(json!({"owner": owner(), "secret": {"name": name}}));
     let mut old = with_secret("creds");
     admit_custom_resource(&schema, &mut old, None, FieldValidation::Strict).unwrap();
@@ -330,6 +331,7 @@ fn preserve_unknown_fields_at_the_root_and_embedded_resources_keep_their_fields(
             }}
         }
     });
+    let schema = Schema::new(schema);
     let mut object = json!({
         "apiVersion": "example.io/v1", "kind": "Wrapper", "metadata": {"name": "w"},
         "anything": {"goes": 1},
@@ -363,6 +365,7 @@ fn bounds_properties_counts_and_numeric_formats_are_checked() {
         "blob": {"type": "string", "format": "byte"},
         "note": {"type": "string", "nullable": true}
     }}}});
+    let schema = Schema::new(schema);
     let wrapper = |spec: Value| json!({"apiVersion": "example.io/v1", "kind": "W", "metadata": {"name": "w"}, "spec": spec});
     let mut bad = wrapper(json!({
         "ratio": 1, "step": 7, "small": 3_000_000_000_i64,
@@ -415,5 +418,64 @@ fn bounds_properties_counts_and_numeric_formats_are_checked() {
                 "Invalid value: 0: spec.ratio in body should be greater than 0"
             ),
         ]
+    );
+}
+
+#[test]
+fn the_servers_fields_at_the_root_are_neither_required_counted_nor_validated() {
+    // why: a schema may list them (kube-derive does not, hand-written CRDs do); the API server
+    // owns them, so only the rest of the object is held to the root's constraints.
+    let schema = Schema::new(json!({
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "minProperties": 2,
+        "maxProperties": 2,
+        "properties": {
+            "metadata": {"type": "object", "properties": {"name": {"type": "string", "maxLength": 1}}},
+            "spec": {"type": "object"},
+            "status": {"type": "object"}
+        }
+    }));
+    let mut one_field = json!({
+        "apiVersion": "example.io/v1", "kind": "W", "metadata": {"name": "long-name"}, "spec": {}
+    });
+    assert_eq!(
+        causes(admit_custom_resource(
+            &schema,
+            &mut one_field,
+            None,
+            FieldValidation::Strict
+        )),
+        vec![cause(
+            "FieldValueInvalid",
+            "",
+            "Invalid value: {\"spec\":{}}:  in body should have at least 2 properties",
+        )]
+    );
+    let mut two_fields = json!({
+        "apiVersion": "example.io/v1", "kind": "W", "metadata": {"name": "long-name"},
+        "spec": {}, "status": {}
+    });
+    assert_eq!(
+        admit_custom_resource(&schema, &mut two_fields, None, FieldValidation::Strict),
+        Ok(Vec::new())
+    );
+    let mut no_spec =
+        json!({"apiVersion": "example.io/v1", "kind": "W", "metadata": {"name": "w"}});
+    let found = causes(admit_custom_resource(
+        &schema,
+        &mut no_spec,
+        None,
+        FieldValidation::Strict,
+    ));
+    assert!(
+        found.contains(&cause("FieldValueRequired", "spec", "Required value")),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .all(|(_, field, _)| field != "metadata" && field != "kind"),
+        "{found:?}"
     );
 }

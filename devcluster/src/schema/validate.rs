@@ -6,24 +6,18 @@ use serde_json::{Map, Value};
 
 use super::Cause;
 
+/// What the server owns at an object's root, left out of its validation.
+const SERVER_FIELDS: [&str; 3] = ["apiVersion", "kind", "metadata"];
+
 /// Validates a whole custom resource; `apiVersion`, `kind` and `metadata` are the server's.
 pub fn validate_object(schema: &Value, object: &Value, causes: &mut Vec<Cause>) {
     let Value::Object(fields) = object else {
         causes.push(type_invalid("", object, "object"));
         return;
     };
-    let mut body = fields.clone();
-    for name in ["apiVersion", "kind", "metadata"] {
-        body.remove(name);
-    }
-    let mut root_schema = schema.clone();
-    if let Some(Value::Array(required)) = root_schema.get_mut("required") {
-        required.retain(|r| !matches!(r.as_str(), Some("apiVersion" | "kind" | "metadata")));
-    }
-    if let Some(Value::Object(properties)) = root_schema.get_mut("properties") {
-        properties.remove("metadata");
-    }
-    validate(&root_schema, &Value::Object(body), "", causes);
+    // why: the root is validated in place, without the server's fields, instead of a copy of
+    // the object and of the schema without them: admission runs on every write.
+    validate_fields(schema, object, fields, "", &SERVER_FIELDS, causes);
 }
 
 fn cause(reason: &str, field: &str, message: String) -> Cause {
@@ -146,7 +140,7 @@ fn validate(schema: &Value, value: &Value, path: &str, causes: &mut Vec<Cause>) 
         Value::String(text) => validate_string(schema, value, text, path, causes),
         Value::Number(_) => validate_number(schema, value, path, causes),
         Value::Array(items) => validate_array(schema, value, items, path, causes),
-        Value::Object(fields) => validate_fields(schema, value, fields, path, causes),
+        Value::Object(fields) => validate_fields(schema, value, fields, path, &[], causes),
         _ => {}
     }
 }
@@ -320,15 +314,22 @@ fn validate_array(
     }
 }
 
+/// Validates an object's fields, except those named in `omit` (as if they were absent).
 fn validate_fields(
     schema: &Value,
     value: &Value,
     fields: &Map<String, Value>,
     path: &str,
+    omit: &[&str],
     causes: &mut Vec<Cause>,
 ) {
+    let kept = |name: &str| !omit.contains(&name);
     if let Some(required) = schema.get("required").and_then(Value::as_array) {
-        for name in required.iter().filter_map(Value::as_str) {
+        for name in required
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|n| kept(n))
+        {
             if !fields.contains_key(name) {
                 causes.push(cause(
                     "FieldValueRequired",
@@ -338,23 +339,35 @@ fn validate_fields(
             }
         }
     }
-    if let Some(max) = count(schema, "maxProperties").filter(|max| fields.len() > *max) {
+    let counted = fields.keys().filter(|name| kept(name)).count();
+    if let Some(max) = count(schema, "maxProperties").filter(|max| counted > *max) {
         causes.push(cause(
             "FieldValueTooMany",
             path,
-            format!("Too many: {}: must have at most {max} items", fields.len()),
+            format!("Too many: {counted}: must have at most {max} items"),
         ));
     }
-    if let Some(min) = count(schema, "minProperties").filter(|min| fields.len() < *min) {
+    if let Some(min) = count(schema, "minProperties").filter(|min| counted < *min) {
+        let shown_value = if omit.is_empty() {
+            value.clone()
+        } else {
+            Value::Object(
+                fields
+                    .iter()
+                    .filter(|(name, _)| kept(name))
+                    .map(|(name, child)| (name.clone(), child.clone()))
+                    .collect(),
+            )
+        };
         causes.push(invalid(
             path,
-            value,
+            &shown_value,
             &format!("should have at least {min} properties"),
         ));
     }
     let properties = schema.get("properties").and_then(Value::as_object);
     let additional = schema.get("additionalProperties").filter(|a| a.is_object());
-    for (name, child) in fields {
+    for (name, child) in fields.iter().filter(|(name, _)| kept(name)) {
         let declared = properties.and_then(|p| p.get(name));
         if let Some(child_schema) = declared.or(additional) {
             validate(child_schema, child, &join(path, name), causes);

@@ -435,7 +435,7 @@ fn patch_once(
         manager: &manager,
         force: call.query.flag("force"),
         subresource: call.subresource.as_deref(),
-        schema: call.rt.crd.as_ref().map(|crd| &crd.schema),
+        schema: call.rt.crd.as_ref().map(|crd| &*crd.schema),
         now: &now,
     };
     let Some(current) = current else {

@@ -171,7 +171,7 @@ impl State {
             return Err(ApiError::already_exists(rt, &name));
         }
         if !ctx.managed_fields_done {
-            let schema = rt.crd.as_ref().map(|crd| &crd.schema);
+            let schema = rt.crd.as_ref().map(|crd| &*crd.schema);
             apply::record_update_with_schema(
                 None,
                 &mut obj,
@@ -297,7 +297,7 @@ impl State {
             }
         }
         if !ctx.managed_fields_done {
-            let schema = rt.crd.as_ref().map(|crd| &crd.schema);
+            let schema = rt.crd.as_ref().map(|crd| &*crd.schema);
             apply::record_update_with_schema(
                 Some(&old),
                 &mut new,

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use devcluster::registry::{CrdVersion, ResourceType};
+use devcluster::schema::Schema;
 use serde_json::{json, Value};
 
 /// A built-in resource type.
@@ -61,7 +62,7 @@ pub fn access_key(version: &str) -> ResourceType {
         status_subresource: true,
         crd: Some(Arc::new(CrdVersion {
             crd_name: "accesskeys.keywarden.io".into(),
-            schema: json!({
+            schema: Schema::new(json!({
                 "type": "object",
                 "description": "An API access key.",
                 "properties": {
@@ -75,7 +76,7 @@ pub fn access_key(version: &str) -> ResourceType {
                     },
                     "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
                 },
-            }),
+            })),
             printer_columns: access_key_printer_columns(),
             storage: version == "v1alpha1",
             selectable_fields: vec!["spec.owner.name".into()],
