@@ -517,3 +517,49 @@ async fn a_squatted_binding_name_gets_no_role_to_bind() {
     assert!(!can_get(&cluster, &mallory, "bait-access-key").await);
     assert!(!can_get(&cluster, &olive, "bait-access-key").await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_keys_grant_reads_only_the_binding_before_creating_both() {
+    let cluster = TestCluster::start().await;
+    // why: counting requests needs devcluster; the squatter tests above hold on any cluster.
+    let Some(dev) = cluster.dev() else {
+        return;
+    };
+    let _controller = cluster.start_controller();
+    let policy = unique_policy(&cluster).await;
+    let rbac_requests = || {
+        let mut counted = std::collections::BTreeMap::new();
+        for c in dev.request_counts() {
+            // why: the controller's lists and watches start meanwhile; they are not per key.
+            let per_object = !matches!(c.verb.as_str(), "list" | "watch");
+            if per_object && matches!(c.resource.as_str(), "roles" | "rolebindings") {
+                *counted
+                    .entry(format!("{} {}", c.verb, c.resource))
+                    .or_insert(0) += c.count;
+            }
+        }
+        counted
+    };
+    let before = rbac_requests();
+    granted_key(
+        &cluster,
+        "counted",
+        &format!("nora-{}", random_suffix()),
+        &policy,
+    )
+    .await;
+    let mut made = rbac_requests();
+    for (request, n) in &before {
+        *made.get_mut(request).unwrap() -= n;
+    }
+    made.retain(|_, n| *n > 0);
+    // The binding is read (a squatter's would be handed the Role); the Role's create is its
+    // own read (409 if the name is taken, see a_squatted_role_name_is_reported_and_never_adopted).
+    let expected: std::collections::BTreeMap<String, u64> = [
+        ("create rolebindings".to_string(), 1),
+        ("create roles".to_string(), 1),
+        ("get rolebindings".to_string(), 1),
+    ]
+    .into();
+    assert_eq!(made, expected);
+}

@@ -23,6 +23,7 @@ use crate::auth::{AlwaysAllow, AuthorizationMode, Authorizer, UserInfo, ADMIN_US
 use crate::builtin::builtin_types;
 use crate::faults::Faults;
 use crate::registry::Registry;
+use crate::server::counts::RequestCount;
 use crate::server::Server;
 use crate::store::{storage_key, Store, WriteContext};
 use crate::tls::{Tls, TlsError};
@@ -354,6 +355,11 @@ impl DevCluster {
     /// The fault-injection handle.
     pub fn faults(&self) -> Faults {
         self.faults.clone()
+    }
+
+    /// Resource requests served so far, by user, verb and resource (as `/_devcluster/requests`).
+    pub fn request_counts(&self) -> Vec<RequestCount> {
+        self.server.requests.snapshot()
     }
 }
 

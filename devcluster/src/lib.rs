@@ -30,3 +30,4 @@ pub mod tls;
 
 pub use cluster::{DevCluster, Error, Options};
 pub use faults::{Faults, RequestMatch};
+pub use server::counts::RequestCount;

@@ -270,11 +270,21 @@ pub async fn reconcile(
         return Ok(access);
     }
     // why: the caches hold only objects labelled as keywarden's; a squatter's are seen by reading.
-    let found_role = roles.get_opt(&name).await.map_err(Error::ReadOwnerAccess)?;
+    // The binding is read before any Role is created: one at the grant's name that is not this
+    // key's would be handed whatever our Role grants.
     let found_binding = bindings
         .get_opt(&name)
         .await
         .map_err(Error::ReadOwnerAccess)?;
+    let binding_free = found_binding
+        .as_ref()
+        .is_none_or(|b| controlled_by(&b.metadata, &uid));
+    let (found_role, role_created) = if cached_role.is_none() && binding_free {
+        create_role_or_read(&roles, &role).await?
+    } else {
+        let found = roles.get_opt(&name).await.map_err(Error::ReadOwnerAccess)?;
+        (found, false)
+    };
     let foreign_role = found_role
         .as_ref()
         .filter(|r| !controlled_by(&r.metadata, &uid));
@@ -303,9 +313,28 @@ pub async fn reconcile(
             ),
         ));
     }
-    ensure_role(&roles, found_role, role).await?;
+    if !role_created {
+        ensure_role(&roles, found_role, role).await?;
+    }
     ensure_binding(&bindings, found_binding, binding).await?;
     Ok(access)
+}
+
+/// Creates the Role when no Role of ours is cached: the create itself tells whether one exists
+/// (409), which saves reading it first in the usual case, a new key. Returns the Role found
+/// instead, if any, and whether ours was created.
+async fn create_role_or_read(api: &Api<Role>, desired: &Role) -> Result<(Option<Role>, bool)> {
+    match api.create(&PostParams::default(), desired).await {
+        Ok(_) => Ok((None, true)),
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            let found = api
+                .get_opt(&desired.name_any())
+                .await
+                .map_err(Error::ReadOwnerAccess)?;
+            Ok((found, false))
+        }
+        Err(err) => Err(Error::WriteOwnerAccess(err)),
+    }
 }
 
 async fn ensure_role(api: &Api<Role>, found: Option<Role>, mut desired: Role) -> Result<()> {
