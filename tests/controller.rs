@@ -3,10 +3,13 @@
 
 mod support;
 
+use std::time::Duration;
+
 use futures::future::join_all;
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::ByteString;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
 
 use keywarden::api::conditions::{reasons, types};
@@ -582,6 +585,67 @@ async fn lost_status_is_rebuilt_from_the_secret_without_reissuing() {
     );
     let again = cluster.secrets().get("restore-access-key").await.unwrap();
     assert_eq!(again.resource_version(), secret.resource_version());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_key_is_issued_without_reading_its_secret_first() {
+    let cluster = TestCluster::start().await;
+    // why: failing every read of a Secret needs devcluster's faults.
+    let Some(faults) = cluster.faults() else {
+        return;
+    };
+    let _controller = cluster.start_controller();
+    // The create of a first issuance is its own read: a Secret already there answers 409.
+    let reads = devcluster::RequestMatch::new("get", "secrets").namespace(&cluster.namespace);
+    faults.fail_next(reads, u32::MAX, 500);
+    cluster
+        .create_key(&KeyBuilder::new("unread", "una").build())
+        .await;
+    let key = cluster.wait_phase("unread", Phase::Active).await;
+    faults.clear();
+    let secret = cluster.secrets().get("unread-access-key").await.unwrap();
+    assert_eq!(
+        secret_data(&secret, DATA_ACCESS_KEY_ID),
+        key.status.unwrap().access_key_id
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_name_taken_before_the_key_is_reported_and_never_written() {
+    let cluster = TestCluster::start().await;
+    let _controller = cluster.start_controller();
+    let theirs: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "taken-access-key"},
+        "stringData": {"password": "theirs"},
+    }))
+    .unwrap();
+    let theirs = cluster
+        .secrets()
+        .create(&PostParams::default(), &theirs)
+        .await
+        .unwrap();
+    cluster
+        .create_key(&KeyBuilder::new("taken", "tess").build())
+        .await;
+    let key = cluster
+        .wait_key("taken", "SecretPresent=False (SecretConflict)", |k| {
+            condition(k, types::SECRET_PRESENT)
+                == Some(("False".into(), reasons::SECRET_CONFLICT.into()))
+        })
+        .await;
+    assert_eq!(key.status.unwrap().access_key_id, None, "nothing issued");
+    let creates = || cluster.object_requests(&["secrets"]);
+    let settled = creates();
+    // why: the first issuance's create found the Secret (409); it is decided on at once, not
+    // retried, since each retry would hash a new secret again.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    if let (Some(before), Some(after)) = (settled, creates()) {
+        let made = support::requests_since(&before, &after);
+        assert_eq!(made.get("create secrets"), None, "{made:?}");
+    }
+    let after = cluster.secrets().get("taken-access-key").await.unwrap();
+    assert_eq!(after.resource_version(), theirs.resource_version());
+    assert!(after.owner_references().is_empty(), "not adopted");
 }
 
 /// A merge patch that sets (or, with `None`, deletes) one data key of a Secret.

@@ -6,6 +6,7 @@
 mod support;
 mod tools;
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -20,7 +21,9 @@ use serde_json::json;
 
 use keywarden::api::conditions::{reasons, types};
 use keywarden::api::AccessKey;
-use support::{condition, eventually, random_suffix, KeyBuilder, PolicyBuilder, TestCluster};
+use support::{
+    condition, eventually, random_suffix, requests_since, KeyBuilder, PolicyBuilder, TestCluster,
+};
 
 /// A self-service user of the test: keywarden's self-service role alone, so no Secret access
 /// of their own.
@@ -521,26 +524,13 @@ async fn a_squatted_binding_name_gets_no_role_to_bind() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_keys_grant_reads_only_the_binding_before_creating_both() {
     let cluster = TestCluster::start().await;
-    // why: counting requests needs devcluster; the squatter tests above hold on any cluster.
-    let Some(dev) = cluster.dev() else {
-        return;
-    };
     let _controller = cluster.start_controller();
     let policy = unique_policy(&cluster).await;
-    let rbac_requests = || {
-        let mut counted = std::collections::BTreeMap::new();
-        for c in dev.request_counts() {
-            // why: the controller's lists and watches start meanwhile; they are not per key.
-            let per_object = !matches!(c.verb.as_str(), "list" | "watch");
-            if per_object && matches!(c.resource.as_str(), "roles" | "rolebindings") {
-                *counted
-                    .entry(format!("{} {}", c.verb, c.resource))
-                    .or_insert(0) += c.count;
-            }
-        }
-        counted
+    let rbac = ["roles", "rolebindings"];
+    // why: counting requests needs devcluster; the squatter tests above hold on any cluster.
+    let Some(before) = cluster.object_requests(&rbac) else {
+        return;
     };
-    let before = rbac_requests();
     granted_key(
         &cluster,
         "counted",
@@ -548,14 +538,10 @@ async fn a_new_keys_grant_reads_only_the_binding_before_creating_both() {
         &policy,
     )
     .await;
-    let mut made = rbac_requests();
-    for (request, n) in &before {
-        *made.get_mut(request).unwrap() -= n;
-    }
-    made.retain(|_, n| *n > 0);
+    let made = requests_since(&before, &cluster.object_requests(&rbac).unwrap());
     // The binding is read (a squatter's would be handed the Role); the Role's create is its
     // own read (409 if the name is taken, see a_squatted_role_name_is_reported_and_never_adopted).
-    let expected: std::collections::BTreeMap<String, u64> = [
+    let expected: BTreeMap<String, u64> = [
         ("create rolebindings".to_string(), 1),
         ("create roles".to_string(), 1),
         ("get rolebindings".to_string(), 1),

@@ -132,6 +132,10 @@ enum Seen {
     Cache,
     /// The API server, read in this reconciliation.
     Api,
+    /// Not read: a key never reconciled whose Secret the cache does not show. A first
+    /// issuance's create is then the read (409 if a Secret exists); without a create, it is
+    /// read before anything is decided from it.
+    Unread,
 }
 
 /// The key's Secret from the cache, or from the API when the cache may lag behind.
@@ -150,6 +154,11 @@ async fn observe_secret(
     };
     if trusted {
         return Ok((state, Seen::Cache));
+    }
+    // why: a key without any status has never been reconciled; its Secret, absent from the
+    // cache, most likely does not exist, and reading it first costs a request per new key.
+    if key.status.is_none() && state == SecretState::Missing {
+        return Ok((state, Seen::Unread));
     }
     Ok((read_secret(key, ctx, api).await?, Seen::Api))
 }
@@ -206,6 +215,7 @@ async fn reconcile_key(
     let (mut secret, seen) = observe_secret(key, ctx, &secrets, remembered.as_ref()).await?;
     let mut limit = None;
     let mut own_write = false;
+    let mut lost_unread = false;
 
     let (trusted, _) = honoured::honoured(remembered.as_ref(), &secret);
     let mut step = next_step(key, &secret, trusted.as_ref(), policy.as_ref().ok(), now);
@@ -240,6 +250,7 @@ async fn reconcile_key(
             }
         };
         match written {
+            Some((WriteOutcome::Lost, _)) if seen == Seen::Unread => lost_unread = true,
             Some((WriteOutcome::Lost, _)) => return Ok(Action::requeue(AFTER_LOST_WRITE)),
             Some((WriteOutcome::Written { resource_version }, record)) => {
                 secret = SecretState::Held {
@@ -252,6 +263,15 @@ async fn reconcile_key(
         }
     }
 
+    // why: an unread Secret is known only once our create succeeds. A create that found one
+    // (409) decides on it now instead of retrying, which would hash again each time (a name
+    // taken by someone else is then reported); no create at all (a limit) decides on a read.
+    if seen == Seen::Unread && !own_write {
+        secret = read_secret(key, ctx, &secrets).await?;
+        if lost_unread && secret == SecretState::Missing {
+            return Ok(Action::requeue(AFTER_LOST_WRITE));
+        }
+    }
     if let (SecretState::Unsealed { .. }, Some(status)) = (&secret, remembered.as_ref()) {
         secret = reseal_if_unchanged(key, ctx, &secrets, status, now).await?;
     }

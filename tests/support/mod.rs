@@ -213,6 +213,21 @@ impl TestCluster {
         self._dev.as_ref()
     }
 
+    /// Requests for single objects (not lists or watches) of `resources` served so far, by
+    /// `verb resource`; `None` against a real cluster, which does not count them for us.
+    pub fn object_requests(&self, resources: &[&str]) -> Option<BTreeMap<String, u64>> {
+        let mut counted = BTreeMap::new();
+        for c in self.dev()?.request_counts() {
+            let per_object = !matches!(c.verb.as_str(), "list" | "watch");
+            if per_object && resources.contains(&c.resource.as_str()) {
+                *counted
+                    .entry(format!("{} {}", c.verb, c.resource))
+                    .or_insert(0) += c.count;
+            }
+        }
+        Some(counted)
+    }
+
     pub fn keys(&self) -> Api<AccessKey> {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
@@ -650,4 +665,21 @@ pub async fn all_active(keys: Api<AccessKey>, expected: usize) -> anyhow::Result
         }
     }
     anyhow::bail!("the AccessKey watch ended")
+}
+
+/// What `after` counted beyond `before` (see [`TestCluster::object_requests`]).
+pub fn requests_since(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+) -> BTreeMap<String, u64> {
+    after
+        .iter()
+        .map(|(request, n)| {
+            (
+                request.clone(),
+                n - before.get(request).copied().unwrap_or(0),
+            )
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect()
 }
