@@ -9,12 +9,14 @@
 //! unfinished; an initial list asks for one sweep of the cache instead of one entry per object;
 //! and what waited here is freed once it has drained.
 //!
-//! Requests wait in two lanes, each first in first out, the first strictly before the second:
-//! keys that hold an issuance, then keys waiting for their first. A burst of 100,000 new keys
-//! costs a hash each; a deactivation, a rotation or the follow-up of the controller's own write
-//! meanwhile must not wait behind it (the follow-ups also release what the controller remembers
-//! of its writes until the cache shows them). The first lane holds only what changes on issued
-//! keys, cheap to reconcile, so new keys wait for it only while such changes keep coming.
+//! Requests wait in two lanes, each first in first out, the first before the second: keys that
+//! hold an issuance, then keys waiting for their first. A burst of 100,000 new keys costs a hash
+//! each; a deactivation, a rotation or the follow-up of the controller's own write meanwhile
+//! must not wait behind it (the follow-ups also release what the controller remembers of its
+//! writes until the cache shows them). The first lane holds only what changes on issued keys,
+//! cheap to reconcile, but anyone who may write keywarden-labelled Secrets, Roles or
+//! RoleBindings naming a key as owner makes it hear of something: while both lanes wait, every
+//! eighth request comes from the second, so such writes can slow new keys, never stop them.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -61,7 +63,12 @@ struct Waiting<K: Resource<DynamicType = ()>> {
     /// Objects a sweep has still to hand out.
     sweep: Vec<Arc<K>>,
     handed_out: HashSet<ObjectRef<K>>,
+    /// Requests of the first lane handed out since the second's last turn.
+    issued_in_a_row: usize,
 }
+
+/// How many requests of the first lane go out in a row while the second waits.
+const ISSUED_PER_NEW: usize = 7;
 
 /// Above this many slots, a drained queue's memory is given back.
 const KEEP_CAPACITY: usize = 1024;
@@ -76,6 +83,7 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Intake<K> {
                 new: Queue::default(),
                 sweep: Vec::new(),
                 handed_out: HashSet::new(),
+                issued_in_a_row: 0,
             }),
             wake: Notify::new(),
             ahead: ahead.max(1),
@@ -172,7 +180,7 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Intake<K> {
         if waiting.handed_out.len() >= self.ahead {
             return None;
         }
-        let object = match waiting.issued.pop().or_else(|| waiting.new.pop()) {
+        let object = match waiting.pop_lanes() {
             Some(object) => object,
             None => ObjectRef::from_obj(&*waiting.sweep.pop()?),
         };
@@ -206,6 +214,22 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Intake<K> {
 }
 
 impl<K: Resource<DynamicType = ()>> Waiting<K> {
+    /// The next single request: the first lane's, except every `ISSUED_PER_NEW + 1`th while
+    /// both wait.
+    fn pop_lanes(&mut self) -> Option<ObjectRef<K>> {
+        if self.issued_in_a_row < ISSUED_PER_NEW {
+            if let Some(object) = self.issued.pop() {
+                self.issued_in_a_row += 1;
+                return Some(object);
+            }
+        }
+        if let Some(object) = self.new.pop() {
+            self.issued_in_a_row = 0;
+            return Some(object);
+        }
+        self.issued.pop()
+    }
+
     fn give_back_drained(&mut self) {
         self.issued.give_back_drained();
         self.new.give_back_drained();
@@ -282,6 +306,16 @@ mod tests {
         cache
     }
 
+    /// The next request handed out; fails the test instead of hanging when none comes.
+    async fn handed(
+        requests: &mut (impl Stream<Item = ObjectRef<ConfigMap>> + Unpin),
+    ) -> ObjectRef<ConfigMap> {
+        tokio::time::timeout(Duration::from_secs(5), requests.next())
+            .await
+            .expect("a request is handed out")
+            .expect("the requests never end")
+    }
+
     /// What kube-runtime reports of one reconciliation.
     type Report =
         Result<(ObjectRef<ConfigMap>, Action), ControllerError<std::io::Error, std::io::Error>>;
@@ -297,14 +331,14 @@ mod tests {
             intake.push(object(name), Lane::New);
         }
         let mut requests = Box::pin(intake.clone().requests());
-        assert_eq!(requests.next().await, Some(object("a")));
-        assert_eq!(requests.next().await, Some(object("b")));
+        assert_eq!(handed(&mut requests).await, object("a"));
+        assert_eq!(handed(&mut requests).await, object("b"));
         let third = tokio::time::timeout(Duration::from_millis(50), requests.next()).await;
         assert!(third.is_err(), "a third request was handed out: {third:?}");
         assert_eq!(intake.counts(), (1, 2));
 
         intake.finished(&done(object("b")));
-        assert_eq!(requests.next().await, Some(object("c")));
+        assert_eq!(handed(&mut requests).await, object("c"));
         assert_eq!(intake.counts(), (0, 2));
     }
 
@@ -318,7 +352,7 @@ mod tests {
         let mut requests = Box::pin(intake.clone().requests());
         let mut order = Vec::new();
         for _ in 0..5 {
-            let next = requests.next().await.unwrap();
+            let next = handed(&mut requests).await;
             if next == object("new-1") {
                 // Asked while a burst of new keys waits: goes before the rest of it.
                 intake.push(object("issued-2"), Lane::Issued);
@@ -333,26 +367,49 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn new_keys_get_every_eighth_turn_while_issued_keys_keep_asking() {
+        let intake = Arc::new(Intake::new(1, cache(&[])));
+        intake.push(object("new-1"), Lane::New);
+        intake.push(object("new-2"), Lane::New);
+        let mut requests = Box::pin(intake.clone().requests());
+        let mut order = Vec::new();
+        for i in 0..18 {
+            // Someone keeps writing objects that issued keys hear of.
+            intake.push(object(&format!("issued-{i}")), Lane::Issued);
+            let next = handed(&mut requests).await;
+            intake.finished(&done(next.clone()));
+            order.push(next.name);
+        }
+        let turns: Vec<usize> = order
+            .iter()
+            .enumerate()
+            .filter(|(_, name)| name.starts_with("new-"))
+            .map(|(at, _)| at)
+            .collect();
+        assert_eq!(turns, [7, 15], "{order:?}");
+    }
+
+    #[tokio::test]
     async fn a_failed_or_vanished_reconciliation_frees_its_slot() {
         let intake = Arc::new(Intake::new(1, cache(&[])));
         intake.push(object("a"), Lane::New);
         intake.push(object("b"), Lane::New);
         intake.push(object("c"), Lane::New);
         let mut requests = Box::pin(intake.clone().requests());
-        assert_eq!(requests.next().await, Some(object("a")));
+        assert_eq!(handed(&mut requests).await, object("a"));
 
         let failed: Report = Err(ControllerError::ReconcilerFailed(
             std::io::Error::other("reconcile failed"),
             Box::new(object("a").erase()),
         ));
         intake.finished(&failed);
-        assert_eq!(requests.next().await, Some(object("b")));
+        assert_eq!(handed(&mut requests).await, object("b"));
 
         let gone: Report = Err(ControllerError::ObjectNotFound(Box::new(
             object("b").erase(),
         )));
         intake.finished(&gone);
-        assert_eq!(requests.next().await, Some(object("c")));
+        assert_eq!(handed(&mut requests).await, object("c"));
     }
 
     #[tokio::test]
@@ -361,7 +418,7 @@ mod tests {
         intake.push(object("a"), Lane::New);
         intake.push(object("b"), Lane::New);
         let mut requests = Box::pin(intake.clone().requests());
-        assert_eq!(requests.next().await, Some(object("a")));
+        assert_eq!(handed(&mut requests).await, object("a"));
         intake.finished(&done(object("z")));
         intake.finished(&done(ObjectRef::new("a").within("other-team")));
         let next = tokio::time::timeout(Duration::from_millis(50), requests.next()).await;
@@ -377,11 +434,11 @@ mod tests {
         intake.push(object("b"), Lane::New);
         assert_eq!(intake.counts(), (2, 0));
         let mut requests = Box::pin(intake.clone().requests());
-        assert_eq!(requests.next().await, Some(object("a")));
-        assert_eq!(requests.next().await, Some(object("b")));
+        assert_eq!(handed(&mut requests).await, object("a"));
+        assert_eq!(handed(&mut requests).await, object("b"));
         // Asked again after it was handed out: it is asked again (the object may have changed).
         intake.push(object("a"), Lane::New);
-        assert_eq!(requests.next().await, Some(object("a")));
+        assert_eq!(handed(&mut requests).await, object("a"));
     }
 
     #[tokio::test]
@@ -396,8 +453,8 @@ mod tests {
         // Cached after the sweep was asked for: not part of it.
         writer.apply_watcher_event(&Event::Apply(config_map("later")));
         let mut requests = Box::pin(intake.clone().requests());
-        assert_eq!(requests.next().await, Some(object("single")));
-        assert_eq!(requests.next().await, Some(object("listed")));
+        assert_eq!(handed(&mut requests).await, object("single"));
+        assert_eq!(handed(&mut requests).await, object("listed"));
         let more = tokio::time::timeout(Duration::from_millis(50), requests.next()).await;
         assert!(more.is_err(), "swept what was not asked for: {more:?}");
         assert_eq!(intake.counts(), (0, 2));
@@ -412,7 +469,7 @@ mod tests {
         let mut requests = Box::pin(intake.clone().requests());
         let mut swept = Vec::new();
         for _ in 0..3 {
-            swept.push(requests.next().await.unwrap());
+            swept.push(handed(&mut requests).await);
         }
         swept.sort_by(|a, b| a.name.cmp(&b.name));
         assert_eq!(swept, vec![object("a"), object("b"), object("c")]);
@@ -431,7 +488,7 @@ mod tests {
         let mut requests = Box::pin(intake.clone().requests());
         let mut swept = Vec::new();
         for _ in 0..3 {
-            swept.push(requests.next().await.unwrap().name);
+            swept.push(handed(&mut requests).await.name);
         }
         swept.sort();
         assert_eq!(swept, ["a", "b", "c"].map(String::from));
@@ -445,7 +502,7 @@ mod tests {
             intake.push(object(&format!("key-{i}")), Lane::New);
         }
         for i in 0..10_000 {
-            let next = requests.next().await.unwrap();
+            let next = handed(&mut requests).await;
             assert_eq!(next, object(&format!("key-{i}")));
             intake.finished(&done(next));
         }
