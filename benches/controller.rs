@@ -153,7 +153,7 @@ async fn bulk() -> anyhow::Result<()> {
     active.await??;
     let took = started.elapsed().as_secs_f64();
     let controller_cpu = (controller.cpu_ticks()? - controller_before) as f64 / 100.0;
-    let cpu = accounting::increase_between(&cpu_before, &accounting::cpu_ticks_by_thread_name()?);
+    let cpu = support::increase_between(&cpu_before, &accounting::cpu_ticks_by_thread_name()?);
     let rate = count as f64 / took;
     println!(
         "{count} keys applied at once: all Active in {took:.1} s = {rate:.1} keys/s; \
@@ -228,7 +228,7 @@ fn print_where_time_went(cpu: &BTreeMap<String, u64>, took: f64, cores: usize) {
 
 /// API requests of the controller during the bulk run, in total and per key.
 fn print_requests(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>, keys: usize) {
-    let delta = accounting::increase_between(before, after);
+    let delta = support::increase_between(before, after);
     let total: u64 = delta.values().sum();
     let listed: Vec<String> = delta
         .iter()

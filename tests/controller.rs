@@ -640,7 +640,7 @@ async fn a_secret_name_taken_before_the_key_is_reported_and_never_written() {
     // retried, since each retry would hash a new secret again.
     tokio::time::sleep(Duration::from_secs(2)).await;
     if let (Some(before), Some(after)) = (settled, creates()) {
-        let made = support::requests_since(&before, &after);
+        let made = support::increase_between(&before, &after);
         assert_eq!(made.get("create secrets"), None, "{made:?}");
     }
     let after = cluster.secrets().get("taken-access-key").await.unwrap();

@@ -22,7 +22,7 @@ use serde_json::json;
 use keywarden::api::conditions::{reasons, types};
 use keywarden::api::AccessKey;
 use support::{
-    condition, eventually, random_suffix, requests_since, KeyBuilder, PolicyBuilder, TestCluster,
+    condition, eventually, increase_between, random_suffix, KeyBuilder, PolicyBuilder, TestCluster,
 };
 
 /// A self-service user of the test: keywarden's self-service role alone, so no Secret access
@@ -538,7 +538,7 @@ async fn a_new_keys_grant_reads_only_the_binding_before_creating_both() {
         &policy,
     )
     .await;
-    let made = requests_since(&before, &cluster.object_requests(&rbac).unwrap());
+    let made = increase_between(&before, &cluster.object_requests(&rbac).unwrap());
     // The binding is read (a squatter's would be handed the Role); the Role's create is its
     // own read (409 if the name is taken, see a_squatted_role_name_is_reported_and_never_adopted).
     let expected: BTreeMap<String, u64> = [

@@ -27,20 +27,6 @@ pub fn cpu_ticks_by_thread_name() -> anyhow::Result<BTreeMap<String, u64>> {
     Ok(ticks)
 }
 
-/// How much each count grew between two samples (of CPU ticks or of requests).
-pub fn increase_between(
-    before: &BTreeMap<String, u64>,
-    after: &BTreeMap<String, u64>,
-) -> BTreeMap<String, u64> {
-    after
-        .iter()
-        .map(|(name, &t)| {
-            let start = before.get(name).copied().unwrap_or(0);
-            (name.clone(), t.saturating_sub(start))
-        })
-        .collect()
-}
-
 /// Requests sent by one client, counted by verb and resource (`create secrets`, `patch
 /// accesskeys/status`, ...).
 #[derive(Clone, Default)]

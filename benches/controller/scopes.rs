@@ -13,7 +13,9 @@ use keywarden::api::{AccessKey, Phase};
 use keywarden::controller::ControllerArgs;
 
 use crate::accounting::{self, RequestCounts};
-use crate::support::{phase_of, scopes, test_args, KeyBuilder, RunningController, TestCluster};
+use crate::support::{
+    increase_between, phase_of, scopes, test_args, KeyBuilder, RunningController, TestCluster,
+};
 
 /// Whether `key`'s `ScopesHeld` condition reads `held`.
 fn scopes_held(key: &AccessKey, held: &str) -> bool {
@@ -72,7 +74,7 @@ async fn create_keys(
 
 /// Requests counted between two snapshots: total, and the SubjectAccessReviews among them.
 fn spent(before: &std::collections::BTreeMap<String, u64>, requests: &RequestCounts) -> (u64, u64) {
-    let delta = accounting::increase_between(before, &requests.snapshot());
+    let delta = increase_between(before, &requests.snapshot());
     let reviews = delta
         .get("create subjectaccessreviews")
         .copied()

@@ -667,17 +667,18 @@ pub async fn all_active(keys: Api<AccessKey>, expected: usize) -> anyhow::Result
     anyhow::bail!("the AccessKey watch ended")
 }
 
-/// What `after` counted beyond `before` (see [`TestCluster::object_requests`]).
-pub fn requests_since(
+/// How much each count grew between two samples (requests, CPU ticks); counts that did not
+/// grow are left out.
+pub fn increase_between(
     before: &BTreeMap<String, u64>,
     after: &BTreeMap<String, u64>,
 ) -> BTreeMap<String, u64> {
     after
         .iter()
-        .map(|(request, n)| {
+        .map(|(name, &n)| {
             (
-                request.clone(),
-                n - before.get(request).copied().unwrap_or(0),
+                name.clone(),
+                n.saturating_sub(before.get(name).copied().unwrap_or(0)),
             )
         })
         .filter(|(_, n)| *n > 0)
