@@ -348,20 +348,22 @@ fn validate_fields(
         ));
     }
     if let Some(min) = count(schema, "minProperties").filter(|min| counted < *min) {
-        let shown_value = if omit.is_empty() {
-            value.clone()
+        let without_omitted;
+        let shown = if omit.is_empty() {
+            value
         } else {
-            Value::Object(
+            without_omitted = Value::Object(
                 fields
                     .iter()
                     .filter(|(name, _)| kept(name))
                     .map(|(name, child)| (name.clone(), child.clone()))
                     .collect(),
-            )
+            );
+            &without_omitted
         };
         causes.push(invalid(
             path,
-            &shown_value,
+            shown,
             &format!("should have at least {min} properties"),
         ));
     }
