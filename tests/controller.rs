@@ -610,6 +610,67 @@ async fn a_new_key_is_issued_without_reading_its_secret_first() {
     );
 }
 
+/// Someone who may edit Secrets and the key's status hides the key's Secret from the
+/// controller's cache (the label its watch selects on removed) and clears the status: the
+/// first issuance's create, made without reading the Secret, answers 409, and the Secret's
+/// sealed record is taken back. No second secret is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_hidden_from_the_cache_and_a_cleared_status_make_no_second_secret() {
+    let cluster = TestCluster::start().await;
+    let controller = cluster.start_controller();
+    cluster
+        .create_key(&KeyBuilder::new("hidden", "hal").build())
+        .await;
+    let before = cluster.wait_phase("hidden", Phase::Active).await;
+    // why: with the controller stopped, its next start lists a cache without the Secret.
+    controller.stop().await;
+    let secret = cluster.secrets().get("hidden-access-key").await.unwrap();
+    cluster
+        .secrets()
+        .patch(
+            "hidden-access-key",
+            &PatchParams::default(),
+            &merge(serde_json::json!({"metadata": {"labels": {MANAGED_BY_LABEL: null}}})),
+        )
+        .await
+        .unwrap();
+    cluster
+        .controller_keys()
+        .patch_status(
+            "hidden",
+            &PatchParams::default(),
+            &merge(serde_json::json!({"status": null})),
+        )
+        .await
+        .unwrap();
+    let creates_before = cluster.object_requests(&["secrets"]);
+    let _controller = cluster.start_controller();
+    let after = cluster
+        .wait_key("hidden", "status rebuilt", |k| {
+            k.status
+                .as_ref()
+                .and_then(|s| s.access_key_id.as_ref())
+                .is_some()
+        })
+        .await;
+    assert_eq!(
+        after.status.unwrap().access_key_id,
+        before.status.unwrap().access_key_id
+    );
+    let again = cluster.secrets().get("hidden-access-key").await.unwrap();
+    assert_eq!(
+        secret_data(&again, DATA_ACCESS_KEY),
+        secret_data(&secret, DATA_ACCESS_KEY)
+    );
+    if let (Some(before), Some(now)) = (creates_before, cluster.object_requests(&["secrets"])) {
+        let made = support::increase_between(&before, &now);
+        assert!(
+            made.contains_key("create secrets"),
+            "the path under test: a create answered 409, not a read first ({made:?})"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secret_name_taken_before_the_key_is_reported_and_never_written() {
     let cluster = TestCluster::start().await;

@@ -619,7 +619,6 @@ pub fn write_matcher(
     }
 }
 
-/// Waits until `expected` keys are Active, following a watch (a poll would list every key).
 /// Creates `count` keys named `{prefix}-{i:06}`, `at_once` requests at a time, each its own
 /// owner (so that the per-owner limit does not cap them), as a bulk apply would.
 pub async fn create_keys_at_once(
@@ -644,6 +643,7 @@ pub async fn create_keys_at_once(
         .await
 }
 
+/// Waits until `expected` keys are Active, following a watch (a poll would list every key).
 pub async fn all_active(keys: Api<AccessKey>, expected: usize) -> anyhow::Result<()> {
     use futures::{StreamExt, TryStreamExt};
     use kube::runtime::{watcher, WatchStreamExt};
