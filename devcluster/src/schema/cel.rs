@@ -2,36 +2,148 @@
 //! reports them.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
 use std::rc::Rc;
+use std::sync::{LazyLock, Mutex};
 
 use kube_cel::{CompiledSchema, ErrorKind, ValidationError};
 use serde_json::Value;
 
 use super::{Cause, Schema};
 
-/// How many distinct schemas each thread keeps compiled.
+/// How many distinct compiled forms of schemas each thread keeps.
 const CACHED_SCHEMAS: usize = 32;
+
+/// How many clean values [`CLEAN`] remembers before it starts over.
+const REMEMBERED_CLEAN_VALUES: usize = 100_000;
+
+/// A bit per root property (in the schema's order) whose rules without `oldSelf` are left out.
+type Skipped = u64;
 
 thread_local! {
     // why: compiling every rule on every write dominates admission cost; schemas rarely change.
-    static COMPILED: RefCell<HashMap<u64, Rc<CompiledSchema>>> = RefCell::new(HashMap::new());
+    static COMPILED: RefCell<HashMap<(u64, Skipped), Rc<CompiledSchema>>> =
+        RefCell::new(HashMap::new());
 }
 
-/// The compiled form of `schema`, from this thread's cache.
-fn compiled(schema: &Schema) -> Rc<CompiledSchema> {
+/// Root property values that passed every rule without `oldSelf` of their schema, by schema
+/// identity, property index and a keyed 128-bit digest of the value.
+// why: an update that leaves a property as it was (a status write leaves the spec) would run
+// its rules again, regular expressions compiled anew and all, to the same result; the API
+// server runs them too, but their outcome is already known: true. Keys are random per process,
+// so no one can craft a value whose digest collides with a clean one.
+static CLEAN: LazyLock<Mutex<HashSet<(u64, usize, u128)>>> =
+    LazyLock::new(|| Mutex::new(HashSet::new()));
+static DIGEST_KEYS: LazyLock<[RandomState; 2]> =
+    LazyLock::new(|| [RandomState::new(), RandomState::new()]);
+
+fn digest(value: &Value) -> u128 {
+    let [high, low] = DIGEST_KEYS.each_ref().map(|keys| keys.hash_one(value));
+    (u128::from(high) << 64) | u128::from(low)
+}
+
+fn clean() -> std::sync::MutexGuard<'static, HashSet<(u64, usize, u128)>> {
+    CLEAN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The compiled form of `schema` without the rules that do not read `oldSelf` under the root
+/// properties in `skipped`, from this thread's cache.
+fn compiled(schema: &Schema, skipped: Skipped) -> Rc<CompiledSchema> {
     COMPILED.with(|cache| {
         let mut cache = cache.borrow_mut();
-        if let Some(found) = cache.get(&schema.id()) {
+        if let Some(found) = cache.get(&(schema.id(), skipped)) {
             return Rc::clone(found);
         }
         if cache.len() >= CACHED_SCHEMAS {
             cache.clear();
         }
-        let fresh = Rc::new(kube_cel::compile_schema(schema));
-        cache.insert(schema.id(), Rc::clone(&fresh));
+        let fresh = Rc::new(if skipped == 0 {
+            kube_cel::compile_schema(schema)
+        } else {
+            let mut trimmed = (**schema).clone();
+            if let Some(properties) = trimmed.get_mut("properties").and_then(Value::as_object_mut) {
+                for (index, (_, property)) in properties.iter_mut().enumerate() {
+                    if index < 64 && skipped & (1 << index) != 0 {
+                        keep_only_transition_rules(property);
+                    }
+                }
+            }
+            kube_cel::compile_schema(&trimmed)
+        });
+        cache.insert((schema.id(), skipped), Rc::clone(&fresh));
         fresh
     })
+}
+
+/// Removes every rule that does not read `oldSelf` from `schema` and the schemas within it.
+fn keep_only_transition_rules(schema: &mut Value) {
+    match schema {
+        Value::Object(fields) => {
+            if let Some(Value::Array(rules)) = fields.get_mut("x-kubernetes-validations") {
+                rules.retain(|rule| {
+                    rule.get("rule")
+                        .and_then(Value::as_str)
+                        .is_none_or(reads_old_self)
+                });
+            }
+            fields
+                .iter_mut()
+                .filter(|(name, _)| name.as_str() != "x-kubernetes-validations")
+                .for_each(|(_, nested)| keep_only_transition_rules(nested));
+        }
+        Value::Array(items) => items.iter_mut().for_each(keep_only_transition_rules),
+        _ => {}
+    }
+}
+
+/// The root properties of `schema` that `object` leaves as `old` had them and whose values are
+/// known to pass their rules, as a [`Skipped`] mask.
+fn known_clean(schema: &Schema, object: &Value, old: &Value) -> Skipped {
+    let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
+        return 0;
+    };
+    let clean = clean();
+    properties
+        .keys()
+        .enumerate()
+        .take(64)
+        .filter(|(_, name)| {
+            let value = object.get(name.as_str());
+            value.is_some() && value == old.get(name.as_str())
+        })
+        .filter(|(index, name)| {
+            clean.contains(&(schema.id(), *index, digest(&object[name.as_str()])))
+        })
+        .fold(0, |skipped, (index, _)| skipped | (1 << index))
+}
+
+/// Remembers the values of the root properties of `object` that no error points into as clean.
+fn remember_clean(schema: &Schema, object: &Value, errors: &[ValidationError]) {
+    let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
+        return;
+    };
+    let fresh: Vec<_> = properties
+        .keys()
+        .enumerate()
+        .filter_map(|(index, name)| object.get(name.as_str()).map(|value| (index, name, value)))
+        .filter(|(_, name, _)| {
+            !errors.iter().any(|error| {
+                let field = error.field_path.trim_start_matches('.');
+                field.strip_prefix(name.as_str()).is_some_and(|rest| {
+                    rest.is_empty() || rest.starts_with('.') || rest.starts_with('[')
+                })
+            })
+        })
+        .map(|(index, _, value)| (schema.id(), index, digest(value)))
+        .collect();
+    let mut clean = clean();
+    if clean.len() + fresh.len() > REMEMBERED_CLEAN_VALUES {
+        clean.clear();
+    }
+    clean.extend(fresh);
 }
 
 /// Evaluates every rule of `schema` on `object` (`old` for transition rules). Failures of
@@ -44,10 +156,18 @@ pub fn validate_rules(
     causes: &mut Vec<Cause>,
     warnings: &mut Vec<String>,
 ) {
-    let Err(errors) = kube_cel::validate_compiled(&compiled(schema), object, old) else {
-        return;
+    let object = as_rules_see_it(object);
+    let old = old.map(as_rules_see_it);
+    let skipped = old
+        .as_ref()
+        .map_or(0, |old| known_clean(schema, &object, old));
+    let rules = compiled(schema, skipped);
+    let errors = match kube_cel::validate_compiled(&rules, &object, old.as_ref()) {
+        Ok(()) => Vec::new(),
+        Err(errors) => errors.into_vec(),
     };
-    for error in errors.iter() {
+    remember_clean(schema, &object, &errors);
+    for error in &errors {
         let cause = to_cause(schema, error);
         let node = declaring_path(schema, &error.rule, &cause.field);
         if !reads_old_self(&error.rule) && super::ratchet::ratchets(unchanged, node) {
@@ -56,6 +176,31 @@ pub fn validate_rules(
             causes.push(cause);
         }
     }
+}
+
+/// `object` as CRD rules see it: its `metadata` only with `name` and `generateName`, the two
+/// fields kube-apiserver exposes to them.
+// why: the rest (managedFields above all) would be converted into CEL values at the root and
+// again at `metadata` on every write, for rules that cannot read it.
+fn as_rules_see_it(object: &Value) -> Value {
+    let Some(fields) = object.as_object() else {
+        return object.clone();
+    };
+    fields
+        .iter()
+        .map(|(name, value)| {
+            let value = match (name.as_str(), value.as_object()) {
+                ("metadata", Some(metadata)) => Value::Object(
+                    ["name", "generateName"]
+                        .into_iter()
+                        .filter_map(|f| metadata.get(f).map(|v| (f.to_string(), v.clone())))
+                        .collect(),
+                ),
+                _ => value.clone(),
+            };
+            (name.clone(), value)
+        })
+        .collect()
 }
 
 /// Whether `rule` is a transition rule (reads `oldSelf`); those never ratchet.
@@ -146,4 +291,113 @@ fn schema_type_at(schema: &Value, path: &str) -> String {
         .and_then(Value::as_str)
         .unwrap_or("object")
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn schema() -> Schema {
+        Schema::new(json!({
+            "type": "object",
+            "properties": {
+                "metadata": {"type": "object"},
+                "spec": {
+                    "type": "object",
+                    "properties": {
+                        "name": {
+                            "type": "string",
+                            "x-kubernetes-validations": [{"rule": "self.matches('^[a-z]+$')", "message": "lowercase"}]
+                        },
+                        "owner": {
+                            "type": "string",
+                            "x-kubernetes-validations": [{"rule": "self == oldSelf", "message": "owner is immutable"}]
+                        }
+                    }
+                },
+                "status": {"type": "object", "properties": {"phase": {"type": "string"}}}
+            }
+        }))
+    }
+
+    fn validate(
+        schema: &Schema,
+        object: &Value,
+        old: Option<&Value>,
+    ) -> (Vec<String>, Vec<String>) {
+        let unchanged = old
+            .map(|old| super::super::ratchet::unchanged_paths(schema, object, old))
+            .unwrap_or_default();
+        let (mut causes, mut warnings) = (Vec::new(), Vec::new());
+        validate_rules(schema, object, old, &unchanged, &mut causes, &mut warnings);
+        (causes.into_iter().map(|c| c.message).collect(), warnings)
+    }
+
+    #[test]
+    fn an_unchanged_clean_property_skips_only_its_rules_without_old_self() {
+        let schema = schema();
+        let key = json!({"metadata": {"name": "k"}, "spec": {"name": "alpha", "owner": "alice"}});
+        assert_eq!(validate(&schema, &key, None), (vec![], vec![]));
+
+        let mut status_write = key.clone();
+        status_write["status"] = json!({"phase": "Active"});
+        let spec = known_clean_bit(&schema, "spec");
+        let skipped = known_clean(&schema, &status_write, &key);
+        assert_eq!(skipped & spec, spec, "the spec passed its rules as it is");
+        assert_eq!(
+            validate(&schema, &status_write, Some(&key)),
+            (vec![], vec![])
+        );
+
+        let mut renamed = status_write.clone();
+        renamed["spec"]["name"] = json!("Beta");
+        assert_eq!(
+            known_clean(&schema, &renamed, &status_write) & spec,
+            0,
+            "a changed spec"
+        );
+        assert_eq!(
+            validate(&schema, &renamed, Some(&status_write)).0,
+            ["Invalid value: \"string\": lowercase"]
+        );
+    }
+
+    #[test]
+    fn the_skipped_form_keeps_transition_rules() {
+        let schema = schema();
+        let trimmed = compiled(&schema, known_clean_bit(&schema, "spec"));
+        let spec = &trimmed.properties["spec"];
+        assert!(spec.properties["name"].validations.is_empty());
+        assert_eq!(spec.properties["owner"].validations.len(), 1);
+    }
+
+    #[test]
+    fn a_value_that_failed_is_never_taken_as_clean_and_keeps_warning() {
+        let schema = schema();
+        // why: stored before the rule existed (a CRD tightened later), so never found clean.
+        let stored =
+            json!({"metadata": {"name": "k"}, "spec": {"name": "Upper", "owner": "alice"}});
+        for phase in ["Pending", "Active", "Active"] {
+            let mut write = stored.clone();
+            write["status"] = json!({"phase": phase});
+            let spec = known_clean_bit(&schema, "spec");
+            assert_eq!(known_clean(&schema, &write, &stored) & spec, 0);
+            let (causes, warnings) = validate(&schema, &write, Some(&stored));
+            assert!(causes.is_empty(), "{causes:?}");
+            assert_eq!(
+                warnings,
+                ["spec.name: Invalid value: \"string\": lowercase"]
+            );
+        }
+    }
+
+    fn known_clean_bit(schema: &Schema, property: &str) -> Skipped {
+        let index = schema["properties"]
+            .as_object()
+            .and_then(|p| p.keys().position(|k| k == property))
+            .unwrap();
+        1 << index
+    }
 }

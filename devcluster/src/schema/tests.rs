@@ -479,3 +479,31 @@ fn the_servers_fields_at_the_root_are_neither_required_counted_nor_validated() {
         "{found:?}"
     );
 }
+
+#[test]
+fn root_rules_see_only_the_name_and_generate_name_of_metadata() {
+    let mut schema = access_key_schema();
+    schema["x-kubernetes-validations"] = json!([
+        {"rule": "self.metadata.name.startsWith('ci') && self.metadata.generateName == 'c'", "message": "named"},
+        {"rule": "!has(self.metadata.namespace) && !has(self.metadata.labels) && !has(self.metadata.managedFields)", "message": "only the name is seen"}
+    ]);
+    let schema = Schema::new(schema);
+    let mut key = access_key(json!({"owner": owner()}));
+    key["metadata"]["generateName"] = json!("c");
+    key["metadata"]["labels"] = json!({"team": "a"});
+    key["metadata"]["managedFields"] = json!([{"manager": "kubectl", "operation": "Update"}]);
+    let old = key.clone();
+    assert_eq!(
+        admit_custom_resource(&schema, &mut key, None, FieldValidation::Strict),
+        Ok(vec![])
+    );
+    assert_eq!(
+        admit_custom_resource(&schema, &mut key, Some(&old), FieldValidation::Strict),
+        Ok(vec![])
+    );
+    assert_eq!(
+        key["metadata"]["labels"],
+        json!({"team": "a"}),
+        "the object keeps its metadata"
+    );
+}
