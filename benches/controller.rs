@@ -45,6 +45,11 @@ use keywarden::api::{AccessKey, Phase};
 use process::ControllerProcess;
 use support::{all_active, create_keys_at_once, phase_of, KeyBuilder, TestCluster};
 
+// why: devcluster runs inside this process; `keywarden dev` runs it on mimalloc (src/main.rs), and
+// on glibc malloc a third of devcluster's CPU went to malloc and free.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn env_count(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()

@@ -35,6 +35,11 @@ use keywarden::cli::access_control;
 use processes::Memory;
 use support::{all_active, create_keys_at_once, TestCluster};
 
+// why: devcluster runs as this binary (a child process); `keywarden dev` runs it on mimalloc
+// (src/main.rs), and on glibc malloc a third of devcluster's CPU went to malloc and free.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     if let Some(kubeconfig) = std::env::var_os(processes::DEVCLUSTER_ROLE) {
