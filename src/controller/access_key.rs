@@ -442,7 +442,7 @@ async fn issue_first_serialized(
     }
     // why: recorded before the write, so a lost response still counts against the owner.
     ctx.owners.record_issued(owner, uid);
-    let new = issuance::generate(key, None, None, now, ctx.hash_params, &ctx.hash_slots).await?;
+    let new = issuance::generate(key, None, None, now, ctx.hash_params, &ctx.hash_pool).await?;
     let secret = issuance::desired_secret(key, &new, &ctx.record_key, None)?;
     let outcome = issuance::create_secret(api, &secret).await?;
     if matches!(outcome, WriteOutcome::Written { .. }) {
@@ -482,7 +482,7 @@ async fn rotate(
         grace_ends,
         now,
         ctx.hash_params,
-        &ctx.hash_slots,
+        &ctx.hash_pool,
     )
     .await?;
     let recreate = resource_version.is_none();

@@ -53,8 +53,8 @@ pub struct Context {
     pub record_key: RecordKey,
     /// The per-owner issuance ledgers, whose writes decide the owner limits.
     pub ledgers: Ledgers,
-    /// Bounds concurrent argon2id hashes to the number of cores.
-    pub hash_slots: tokio::sync::Semaphore,
+    /// Runs argon2id hashes, one per core at a time.
+    pub hash_pool: super::hash_pool::HashPool,
     pub clock: Clock,
     pub owners: OwnerGate,
     /// Verdicts on the keys' Secret data.

@@ -22,8 +22,8 @@ const KEEP_IDLE_MEMORY: Duration = Duration::from_secs(5);
 const KEEP_IDLE_MEMORY: Duration = Duration::from_secs(1);
 
 /// Working memories not hashing right now, with when each last hashed.
-// why: process-wide, like the allocator it stands in for; hashes are bounded per core by the
-// controller's hash slots, so this holds at most one memory per slot.
+// why: process-wide, like the allocator it stands in for; the controller hashes on one thread
+// per core (`hash_pool`), so this holds at most one memory per core.
 static IDLE: Mutex<Idle> = Mutex::new(Idle {
     memories: Vec::new(),
     release: None,
@@ -116,5 +116,25 @@ mod tests {
         assert!(!kept(&params), "released once idle");
         hash_secret(&secret, &params).unwrap();
         assert!(kept(&params), "kept again by the next hash");
+    }
+
+    #[tokio::test]
+    async fn memory_is_kept_between_hashes_on_the_hash_pool() {
+        let params = HashParams {
+            memory_kib: 128,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let pool = super::super::hash_pool::HashPool::new(1).unwrap();
+        let hash = pool
+            .run(move || hash_secret(&SecretKey::generate(), &params))
+            .await
+            .unwrap();
+        assert!(hash.is_ok());
+        let kept = lock(&IDLE)
+            .memories
+            .iter()
+            .any(|(m, _)| m.params() == &params);
+        assert!(kept, "the pool's thread keeps its memory for the next hash");
     }
 }

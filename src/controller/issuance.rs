@@ -9,6 +9,7 @@ use k8s_openapi::ByteString;
 use kube::api::{Api, PostParams};
 use kube::{Resource, ResourceExt};
 
+use super::hash_pool::HashPool;
 use super::hashing;
 use super::seal;
 use super::{Error, Result};
@@ -191,20 +192,14 @@ pub struct NewIssuance {
     pub record: Issuance,
 }
 
-/// Runs argon2id work (`hashing`) on a blocking thread once one of `hash_slots` is free.
-pub async fn with_hash_slot<T: Send + 'static>(
-    hash_slots: &tokio::sync::Semaphore,
+/// Runs argon2id work (`hashing`) on one of `hash_pool`'s threads.
+// why: argon2id takes tens of milliseconds of CPU; it must not block the reconcilers, and each
+// hash holds its memory cost (19 MiB by default), so one per core runs at a time.
+pub async fn with_hash_pool<T: Send + 'static>(
+    hash_pool: &HashPool,
     hashing: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T> {
-    // why: each argon2id hash holds its memory cost (19 MiB by default); one per core at a time.
-    let _slot = hash_slots
-        .acquire()
-        .await
-        .map_err(|_| Error::MissingField("hash slot"))?;
-    // why: argon2id takes tens of milliseconds of CPU; it must not block the reconcilers.
-    tokio::task::spawn_blocking(hashing)
-        .await
-        .map_err(Error::HashTask)
+    hash_pool.run(hashing).await.map_err(Error::HashTask)
 }
 
 /// Generates a new ID and secret and hashes the secret (off the async runtime). The prior
@@ -215,11 +210,11 @@ pub async fn generate(
     grace_ends_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
     params: HashParams,
-    hash_slots: &tokio::sync::Semaphore,
+    hash_pool: &HashPool,
 ) -> Result<NewIssuance> {
     let id = AccessKeyId::generate();
     let secret = SecretKey::generate();
-    let (secret, hash) = with_hash_slot(hash_slots, move || {
+    let (secret, hash) = with_hash_pool(hash_pool, move || {
         let hash = hashing::hash_secret(&secret, &params);
         (secret, hash)
     })

@@ -8,6 +8,7 @@ mod cached_key;
 mod context;
 mod far_deadlines;
 mod grant_cache;
+mod hash_pool;
 mod hashing;
 mod honoured;
 mod intake;
@@ -176,7 +177,7 @@ pub enum Error {
     #[error("hashing secret: {0}")]
     HashSecret(#[source] crate::keys::KeyError),
     #[error("hashing task failed: {0}")]
-    HashTask(#[source] tokio::task::JoinError),
+    HashTask(#[source] hash_pool::JobLost),
     #[error("reading the record key Secret: {0}")]
     ReadRecordKey(#[source] kube::Error),
     #[error("creating the record key Secret: {0}")]

@@ -22,6 +22,7 @@ use super::cached_key::CachedKey;
 use super::context::{key_owner_identity, Clock, Context, OwnerGate};
 use super::far_deadlines;
 use super::grant_cache::{binding_record, role_record, GrantCache};
+use super::hash_pool::HashPool;
 use super::intake::{Intake, Lane};
 use super::ledger::Ledgers;
 use super::owner_index::OwnerIndex;
@@ -203,9 +204,7 @@ pub async fn run_controllers(
         hash_params: settings.hash_params,
         record_key,
         ledgers: Ledgers::new(client.clone(), namespace),
-        hash_slots: tokio::sync::Semaphore::new(
-            std::thread::available_parallelism().map_or(1, usize::from),
-        ),
+        hash_pool: HashPool::new(std::thread::available_parallelism().map_or(1, usize::from))?,
         clock: settings.clock.clone(),
         owners: OwnerGate::default(),
         rbac: rbac.clone(),

@@ -176,7 +176,7 @@ pub async fn check(
     };
     let access_key_id = issuance.access_key_id.clone();
     let basic_auth = fresh.type_.as_deref() == Some(SecretType::BasicAuth.as_str());
-    let modified = issuance::with_hash_slot(&ctx.hash_slots, move || {
+    let modified = issuance::with_hash_pool(&ctx.hash_pool, move || {
         modified_data_key(&data, basic_auth, &access_key_id, &secret_hash)
     })
     .await?;
