@@ -3,7 +3,7 @@
 //!
 //! why: a semaphore in front of `spawn_blocking` left a core idle between two hashes while the
 //! finished hash's task was woken on the async runtime to release its slot and the next
-//! waiter's task was woken to take it and start a blocking thread: about 5% of both cores in a
+//! waiter's task was woken to take it and start a blocking thread: 6-7% of both cores in a
 //! burst of 1,000 issuances (issue 16). Jobs queued here start without any async hop.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
