@@ -99,45 +99,58 @@ fn keep_only_transition_rules(schema: &mut Value) {
     }
 }
 
-/// The root properties of `schema` that `object` leaves as `old` had them and whose values are
-/// known to pass their rules, as a [`Skipped`] mask.
-fn known_clean(schema: &Schema, object: &Value, old: &Value) -> Skipped {
+/// A root property of the object under validation: its index among the schema's properties
+/// (one of the first 64, which [`Skipped`] holds), its name, its value and the value's digest.
+struct RootValue<'v> {
+    index: usize,
+    name: &'v String,
+    value: &'v Value,
+    digest: u128,
+}
+
+/// The root properties of `schema` that `object` has, each value digested once.
+fn root_values<'v>(schema: &'v Schema, object: &'v Value) -> Vec<RootValue<'v>> {
     let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
-        return 0;
+        return Vec::new();
     };
-    let clean = clean();
     properties
         .keys()
         .enumerate()
         .take(64)
-        .filter(|(_, name)| {
-            let value = object.get(name.as_str());
-            value.is_some() && value == old.get(name.as_str())
-        })
-        .filter(|(index, name)| {
-            clean.contains(&(schema.id(), *index, digest(&object[name.as_str()])))
-        })
-        .fold(0, |skipped, (index, _)| skipped | (1 << index))
-}
-
-/// Remembers the values of the root properties of `object` that no error points into as clean.
-fn remember_clean(schema: &Schema, object: &Value, errors: &[ValidationError]) {
-    let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
-        return;
-    };
-    let fresh: Vec<_> = properties
-        .keys()
-        .enumerate()
-        .filter_map(|(index, name)| object.get(name.as_str()).map(|value| (index, name, value)))
-        .filter(|(_, name, _)| {
-            !errors.iter().any(|error| {
-                let field = error.field_path.trim_start_matches('.');
-                field.strip_prefix(name.as_str()).is_some_and(|rest| {
-                    rest.is_empty() || rest.starts_with('.') || rest.starts_with('[')
-                })
+        .filter_map(|(index, name)| {
+            let value = object.get(name.as_str())?;
+            Some(RootValue {
+                index,
+                name,
+                value,
+                digest: digest(value),
             })
         })
-        .map(|(index, _, value)| (schema.id(), index, digest(value)))
+        .collect()
+}
+
+/// The root properties in `values` left as `old` had them whose values are known to pass
+/// their rules, as a [`Skipped`] mask.
+fn known_clean(schema: &Schema, values: &[RootValue], old: &Value) -> Skipped {
+    let clean = clean();
+    values
+        .iter()
+        .filter(|root| old.get(root.name.as_str()) == Some(root.value))
+        .filter(|root| clean.contains(&(schema.id(), root.index, root.digest)))
+        .fold(0, |skipped, root| skipped | (1 << root.index))
+}
+
+/// Remembers the values in `values` that no error points into as clean.
+fn remember_clean(schema: &Schema, values: &[RootValue], errors: &[ValidationError]) {
+    let fresh: Vec<_> = values
+        .iter()
+        .filter(|root| {
+            let within = std::slice::from_ref(root.name);
+            !errors.iter().any(|error| {
+                super::ratchet::ratchets(within, error.field_path.trim_start_matches('.'))
+            })
+        })
+        .map(|root| (schema.id(), root.index, root.digest))
         .collect();
     let mut clean = clean();
     if clean.len() + fresh.len() > REMEMBERED_CLEAN_VALUES {
@@ -158,15 +171,16 @@ pub fn validate_rules(
 ) {
     let object = as_rules_see_it(object);
     let old = old.map(as_rules_see_it);
+    let values = root_values(schema, &object);
     let skipped = old
         .as_ref()
-        .map_or(0, |old| known_clean(schema, &object, old));
+        .map_or(0, |old| known_clean(schema, &values, old));
     let rules = compiled(schema, skipped);
     let errors = match kube_cel::validate_compiled(&rules, &object, old.as_ref()) {
         Ok(()) => Vec::new(),
         Err(errors) => errors.into_vec(),
     };
-    remember_clean(schema, &object, &errors);
+    remember_clean(schema, &values, &errors);
     for error in &errors {
         let cause = to_cause(schema, error);
         let node = declaring_path(schema, &error.rule, &cause.field);
@@ -344,7 +358,7 @@ mod tests {
         let mut status_write = key.clone();
         status_write["status"] = json!({"phase": "Active"});
         let spec = known_clean_bit(&schema, "spec");
-        let skipped = known_clean(&schema, &status_write, &key);
+        let skipped = skipped_for(&schema, &status_write, &key);
         assert_eq!(skipped & spec, spec, "the spec passed its rules as it is");
         assert_eq!(
             validate(&schema, &status_write, Some(&key)),
@@ -354,7 +368,7 @@ mod tests {
         let mut renamed = status_write.clone();
         renamed["spec"]["name"] = json!("Beta");
         assert_eq!(
-            known_clean(&schema, &renamed, &status_write) & spec,
+            skipped_for(&schema, &renamed, &status_write) & spec,
             0,
             "a changed spec"
         );
@@ -383,7 +397,7 @@ mod tests {
             let mut write = stored.clone();
             write["status"] = json!({"phase": phase});
             let spec = known_clean_bit(&schema, "spec");
-            assert_eq!(known_clean(&schema, &write, &stored) & spec, 0);
+            assert_eq!(skipped_for(&schema, &write, &stored) & spec, 0);
             let (causes, warnings) = validate(&schema, &write, Some(&stored));
             assert!(causes.is_empty(), "{causes:?}");
             assert_eq!(
@@ -391,6 +405,10 @@ mod tests {
                 ["spec.name: Invalid value: \"string\": lowercase"]
             );
         }
+    }
+
+    fn skipped_for(schema: &Schema, object: &Value, old: &Value) -> Skipped {
+        known_clean(schema, &root_values(schema, object), old)
     }
 
     fn known_clean_bit(schema: &Schema, property: &str) -> Skipped {
