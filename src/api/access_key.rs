@@ -44,9 +44,14 @@ pub const DNS_SUBDOMAIN_PATTERN: &str =
     selectable = ".spec.owner.name",
     selectable = ".spec.owner.kind",
     selectable = ".spec.policyName",
-    validation = Rule::new("(has(self.spec.secret) && has(self.spec.secret.name) ? self.spec.secret.name : '') == (has(oldSelf.spec.secret) && has(oldSelf.spec.secret.name) ? oldSelf.spec.secret.name : '')").message("spec.secret.name is immutable").field_path(".spec.secret.name"),
 )]
 #[serde(rename_all = "camelCase")]
+// why: on `spec`, not the root, where `self` and `oldSelf` would be the whole object: an API
+// server converts both into CEL values on every write, the controller's status writes too.
+// On `secret` itself, adding or removing it would escape the rule.
+#[x_kube(
+    validation = Rule::new("(has(self.secret) && has(self.secret.name) ? self.secret.name : '') == (has(oldSelf.secret) && has(oldSelf.secret.name) ? oldSelf.secret.name : '')").message("spec.secret.name is immutable").field_path(".secret.name"),
+)]
 pub struct AccessKeySpec {
     /// Who the key acts for. Immutable.
     #[x_kube(validation = Rule::new("self == oldSelf").message("owner is immutable"))]
