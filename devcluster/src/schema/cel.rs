@@ -23,8 +23,17 @@ type Skipped = u64;
 
 thread_local! {
     // why: compiling every rule on every write dominates admission cost; schemas rarely change.
-    static COMPILED: RefCell<HashMap<(u64, Skipped), Rc<CompiledSchema>>> =
+    static COMPILED: RefCell<HashMap<(u64, Skipped), Rc<Prepared>>> =
         RefCell::new(HashMap::new());
+}
+
+/// What kube-cel is given for a schema: its rules compiled, on the part of the schema that
+/// holds them, and the root properties of the object it is handed.
+struct Prepared {
+    /// `None` when no rule is left.
+    rules: Option<CompiledSchema>,
+    /// The root properties the rules can read (`None`: all, the root has rules of its own).
+    roots: Option<HashSet<String>>,
 }
 
 /// Root property values that passed every rule without `oldSelf` of their schema, by schema
@@ -51,7 +60,7 @@ fn clean() -> std::sync::MutexGuard<'static, HashSet<(u64, usize, u128)>> {
 
 /// The compiled form of `schema` without the rules that do not read `oldSelf` under the root
 /// properties in `skipped`, from this thread's cache.
-fn compiled(schema: &Schema, skipped: Skipped) -> Rc<CompiledSchema> {
+fn compiled(schema: &Schema, skipped: Skipped) -> Rc<Prepared> {
     COMPILED.with(|cache| {
         let mut cache = cache.borrow_mut();
         if let Some(found) = cache.get(&(schema.id(), skipped)) {
@@ -60,22 +69,95 @@ fn compiled(schema: &Schema, skipped: Skipped) -> Rc<CompiledSchema> {
         if cache.len() >= CACHED_SCHEMAS {
             cache.clear();
         }
-        let fresh = Rc::new(if skipped == 0 {
-            kube_cel::compile_schema(schema)
-        } else {
-            let mut trimmed = (**schema).clone();
-            if let Some(properties) = trimmed.get_mut("properties").and_then(Value::as_object_mut) {
-                for (index, (_, property)) in properties.iter_mut().enumerate() {
-                    if index < 64 && skipped & (1 << index) != 0 {
-                        keep_only_transition_rules(property);
-                    }
+        let mut trimmed = (**schema).clone();
+        if let Some(properties) = trimmed.get_mut("properties").and_then(Value::as_object_mut) {
+            for (index, (_, property)) in properties.iter_mut().enumerate() {
+                if index < 64 && skipped & (1 << index) != 0 {
+                    keep_only_transition_rules(property);
                 }
             }
-            kube_cel::compile_schema(&trimmed)
+        }
+        let roots = (!declares_rules(&trimmed)).then(|| {
+            trimmed
+                .get("properties")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+                .filter(|(_, property)| holds_rules(property))
+                .map(|(name, _)| name.clone())
+                .collect()
+        });
+        let fresh = Rc::new(Prepared {
+            rules: without_ruleless(&trimmed).map(|held| kube_cel::compile_schema(&held)),
+            roots,
         });
         cache.insert((schema.id(), skipped), Rc::clone(&fresh));
         fresh
     })
+}
+
+/// Whether `schema` itself declares rules.
+fn declares_rules(schema: &Value) -> bool {
+    schema
+        .get("x-kubernetes-validations")
+        .and_then(Value::as_array)
+        .is_some_and(|rules| !rules.is_empty())
+}
+
+/// Whether `schema` or a schema within it declares rules.
+fn holds_rules(schema: &Value) -> bool {
+    match schema {
+        Value::Object(fields) => declares_rules(schema) || fields.values().any(holds_rules),
+        Value::Array(items) => items.iter().any(holds_rules),
+        _ => false,
+    }
+}
+
+/// `schema` without the schemas within it that hold no rule, or `None` if it holds none.
+// why: kube-cel converts the value at every schema node it walks into CEL values, rules or
+// not; a status write converted the whole status at each of its nodes. A node with rules of
+// its own keeps all below it: its rules may read it, and the conversion follows its types.
+fn without_ruleless(schema: &Value) -> Option<Value> {
+    if !holds_rules(schema) {
+        return None;
+    }
+    let Value::Object(fields) = schema else {
+        return None;
+    };
+    const JUNCTORS: [&str; 4] = ["allOf", "anyOf", "oneOf", "not"];
+    if declares_rules(schema)
+        || JUNCTORS
+            .iter()
+            .any(|j| fields.get(*j).is_some_and(holds_rules))
+    {
+        return Some(schema.clone());
+    }
+    let mut kept = serde_json::Map::new();
+    for (name, value) in fields {
+        let value = match name.as_str() {
+            "properties" => {
+                let held: serde_json::Map<_, _> = value
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|(property, nested)| {
+                        Some((property.clone(), without_ruleless(nested)?))
+                    })
+                    .collect();
+                Value::Object(held)
+            }
+            "items" | "additionalProperties" if value.is_object() => {
+                match without_ruleless(value) {
+                    Some(held) => held,
+                    None => continue,
+                }
+            }
+            _ if JUNCTORS.contains(&name.as_str()) => continue,
+            _ => value.clone(),
+        };
+        kept.insert(name.clone(), value);
+    }
+    Some(Value::Object(kept))
 }
 
 /// Removes every rule that does not read `oldSelf` from `schema` and the schemas within it.
@@ -108,8 +190,13 @@ struct RootValue<'v> {
     digest: u128,
 }
 
-/// The root properties of `schema` that `object` has, each value digested once.
-fn root_values<'v>(schema: &'v Schema, object: &'v Value) -> Vec<RootValue<'v>> {
+/// The root properties of `schema` that `object` has and `prepared` hands to kube-cel, each
+/// value digested once.
+fn root_values<'v>(
+    schema: &'v Schema,
+    prepared: &Prepared,
+    object: &'v Value,
+) -> Vec<RootValue<'v>> {
     let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
         return Vec::new();
     };
@@ -117,6 +204,7 @@ fn root_values<'v>(schema: &'v Schema, object: &'v Value) -> Vec<RootValue<'v>> 
         .keys()
         .enumerate()
         .take(64)
+        .filter(|(_, name)| prepared.roots.as_ref().is_none_or(|r| r.contains(*name)))
         .filter_map(|(index, name)| {
             let value = object.get(name.as_str())?;
             Some(RootValue {
@@ -169,14 +257,28 @@ pub fn validate_rules(
     causes: &mut Vec<Cause>,
     warnings: &mut Vec<String>,
 ) {
-    let object = as_rules_see_it(object);
-    let old = old.map(as_rules_see_it);
-    let values = root_values(schema, &object);
+    let whole = compiled(schema, 0);
+    let Some(all_rules) = &whole.rules else {
+        return;
+    };
+    let object = as_rules_see_it(object, whole.roots.as_ref());
+    let old = old.map(|old| as_rules_see_it(old, whole.roots.as_ref()));
+    let values = root_values(schema, &whole, &object);
     let skipped = old
         .as_ref()
         .map_or(0, |old| known_clean(schema, &values, old));
-    let rules = compiled(schema, skipped);
-    let errors = match kube_cel::validate_compiled(&rules, &object, old.as_ref()) {
+    let trimmed = (skipped != 0).then(|| compiled(schema, skipped));
+    let rules = match trimmed.as_deref() {
+        Some(Prepared { rules: None, .. }) => None,
+        Some(Prepared {
+            rules: Some(rules), ..
+        }) => Some(rules),
+        None => Some(all_rules),
+    };
+    let outcome = rules.map_or(Ok(()), |rules| {
+        kube_cel::validate_compiled(rules, &object, old.as_ref())
+    });
+    let errors = match outcome {
         Ok(()) => Vec::new(),
         Err(errors) => errors.into_vec(),
     };
@@ -193,15 +295,17 @@ pub fn validate_rules(
 }
 
 /// `object` as CRD rules see it: its `metadata` only with `name` and `generateName`, the two
-/// fields kube-apiserver exposes to them.
+/// fields kube-apiserver exposes to them; and of its root properties only `roots`, those that
+/// hold rules, unless the root has rules of its own (`None`).
 // why: the rest (managedFields above all) would be converted into CEL values at the root and
 // again at `metadata` on every write, for rules that cannot read it.
-fn as_rules_see_it(object: &Value) -> Value {
+fn as_rules_see_it(object: &Value, roots: Option<&HashSet<String>>) -> Value {
     let Some(fields) = object.as_object() else {
         return object.clone();
     };
     fields
         .iter()
+        .filter(|(name, _)| roots.is_none_or(|roots| roots.contains(*name)))
         .map(|(name, value)| {
             let value = match (name.as_str(), value.as_object()) {
                 ("metadata", Some(metadata)) => Value::Object(
@@ -382,8 +486,13 @@ mod tests {
     fn the_skipped_form_keeps_transition_rules() {
         let schema = schema();
         let trimmed = compiled(&schema, known_clean_bit(&schema, "spec"));
-        let spec = &trimmed.properties["spec"];
-        assert!(spec.properties["name"].validations.is_empty());
+        let spec = &trimmed.rules.as_ref().unwrap().properties["spec"];
+        assert!(
+            spec.properties
+                .get("name")
+                .is_none_or(|name| name.validations.is_empty()),
+            "no rule without oldSelf is left"
+        );
         assert_eq!(spec.properties["owner"].validations.len(), 1);
     }
 
@@ -407,8 +516,83 @@ mod tests {
         }
     }
 
+    #[test]
+    fn only_the_schemas_that_hold_rules_are_walked_and_only_their_root_properties_handed_over() {
+        let schema = schema();
+        let prepared = compiled(&schema, 0);
+        assert_eq!(
+            prepared.roots.as_ref().unwrap(),
+            &HashSet::from(["spec".to_string()])
+        );
+        let rules = prepared.rules.as_ref().unwrap();
+        assert_eq!(rules.properties.keys().collect::<Vec<_>>(), ["spec"]);
+        let see = |object: &Value| as_rules_see_it(object, prepared.roots.as_ref());
+        let key = json!({
+            "apiVersion": "v1",
+            "metadata": {"name": "k", "managedFields": [{}]},
+            "spec": {"name": "alpha"},
+            "status": {"phase": "Active"}
+        });
+        assert_eq!(see(&key), json!({"spec": {"name": "alpha"}}));
+
+        let no_rules = Schema::new(json!({
+            "type": "object",
+            "properties": {"spec": {"type": "object", "properties": {"a": {"type": "string"}}}}
+        }));
+        assert!(compiled(&no_rules, 0).rules.is_none());
+        assert_eq!(
+            validate(&no_rules, &json!({"spec": {"a": "x"}}), None),
+            (vec![], vec![])
+        );
+    }
+
+    #[test]
+    fn rules_still_read_everything_below_them_and_root_rules_the_whole_object() {
+        let schema = Schema::new(json!({
+            "type": "object",
+            "x-kubernetes-validations": [{"rule": "!has(self.status) || self.status.phase != 'Bad'", "message": "bad phase"}],
+            "properties": {
+                "metadata": {"type": "object"},
+                "spec": {
+                    "type": "object",
+                    "x-kubernetes-validations": [{"rule": "self.limits.max >= self.limits.min", "message": "max below min"}],
+                    "properties": {
+                        "limits": {
+                            "type": "object",
+                            "properties": {"min": {"type": "integer"}, "max": {"type": "integer"}}
+                        }
+                    }
+                },
+                "status": {"type": "object", "properties": {"phase": {"type": "string"}}}
+            }
+        }));
+        assert!(
+            compiled(&schema, 0).roots.is_none(),
+            "a root rule reads it all"
+        );
+        let object = json!({
+            "metadata": {"name": "k"},
+            "spec": {"limits": {"min": 2, "max": 1}},
+            "status": {"phase": "Bad"}
+        });
+        let (causes, _) = validate(&schema, &object, None);
+        assert_eq!(causes.len(), 2, "{causes:?}");
+        assert!(
+            causes.iter().any(|c| c.ends_with("bad phase")),
+            "{causes:?}"
+        );
+        assert!(
+            causes.iter().any(|c| c.ends_with("max below min")),
+            "{causes:?}"
+        );
+    }
+
     fn skipped_for(schema: &Schema, object: &Value, old: &Value) -> Skipped {
-        known_clean(schema, &root_values(schema, object), old)
+        known_clean(
+            schema,
+            &root_values(schema, &compiled(schema, 0), object),
+            old,
+        )
     }
 
     fn known_clean_bit(schema: &Schema, property: &str) -> Skipped {
