@@ -147,7 +147,7 @@ pub fn server_side_apply(
         }
     }
 
-    let object_changed = without_managed_fields(&merged) != without_managed_fields(&base);
+    let object_changed = !same_but_managed_fields(&merged, &base);
     let api_version = applied
         .get("apiVersion")
         .and_then(Value::as_str)
@@ -285,8 +285,32 @@ fn strip_managed_fields(object: &mut Value) {
     }
 }
 
-fn without_managed_fields(object: &Value) -> Value {
-    let mut copy = object.clone();
-    strip_managed_fields(&mut copy);
-    copy
+/// Whether `a` and `b` are equal but for `metadata.managedFields`.
+// why: compared on every apply and update; copying both objects to strip them showed in profiles.
+fn same_but_managed_fields(a: &Value, b: &Value) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    same_fields(a, b, None, |name, x, y| {
+        match (name, x.as_object(), y.as_object()) {
+            ("metadata", Some(x), Some(y)) => {
+                same_fields(x, y, Some("managedFields"), |_, x, y| x == y)
+            }
+            _ => x == y,
+        }
+    })
+}
+
+/// Whether `a` and `b` have the same fields, `skipped` aside, by `same` (name and both values).
+fn same_fields(
+    a: &Map<String, Value>,
+    b: &Map<String, Value>,
+    skipped: Option<&str>,
+    same: impl Fn(&str, &Value, &Value) -> bool,
+) -> bool {
+    let kept = |name: &&String| Some(name.as_str()) != skipped;
+    a.keys().filter(kept).count() == b.keys().filter(kept).count()
+        && a.iter()
+            .filter(|(name, _)| kept(name))
+            .all(|(name, x)| b.get(name).is_some_and(|y| same(name, x, y)))
 }

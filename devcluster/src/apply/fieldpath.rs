@@ -64,13 +64,31 @@ impl PathElement {
     }
 }
 
-/// Whether `element` addresses `item` of a list.
-pub fn matches_item(element: &PathElement, item: &Value) -> bool {
-    match element {
-        PathElement::Field(_) => false,
-        PathElement::Key(keys) => serde_json::from_str::<Map<String, Value>>(keys)
-            .is_ok_and(|keys| keys.iter().all(|(k, v)| item.get(k) == Some(v))),
-        PathElement::Value(value) => &item.to_string() == value,
+/// What picks an item of a list out, decoded once for a search through the list.
+// why: a list-map key is kept as its JSON text; decoding it for every item of every search
+// (each field of each status condition, on each status write) showed in profiles.
+pub enum ItemMatch<'e> {
+    /// A field, or a key that does not decode: no item.
+    Nothing,
+    Keys(Map<String, Value>),
+    Value(&'e String),
+}
+
+impl<'e> ItemMatch<'e> {
+    pub fn of(element: &'e PathElement) -> Self {
+        match element {
+            PathElement::Field(_) => Self::Nothing,
+            PathElement::Key(keys) => serde_json::from_str(keys).map_or(Self::Nothing, Self::Keys),
+            PathElement::Value(value) => Self::Value(value),
+        }
+    }
+
+    pub fn matches(&self, item: &Value) -> bool {
+        match self {
+            Self::Nothing => false,
+            Self::Keys(keys) => keys.iter().all(|(k, v)| item.get(k) == Some(v)),
+            Self::Value(value) => &item.to_string() == *value,
+        }
     }
 }
 
@@ -192,7 +210,7 @@ mod tests {
             element.encode(),
             r#"k:{"containerPort":80,"protocol":"TCP"}"#
         );
-        assert!(matches_item(&element, &item));
+        assert!(ItemMatch::of(&element).matches(&item));
         assert_eq!(
             display(&vec![field("spec"), field("ports"), element]),
             r#".spec.ports[containerPort=80,protocol="TCP"]"#

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::fieldpath::{matches_item, FieldSet, Path, PathElement};
+use super::fieldpath::{FieldSet, ItemMatch, Path, PathElement};
 use crate::patch::{builtin_list_strategy, ListStrategy};
 
 /// Metadata fields the server sets, never owned by a manager.
@@ -245,8 +245,10 @@ impl<'a> Shape<'a> {
                     let item_at = self.item(at);
                     let mut merged = live_items.clone();
                     for item in applied_items {
-                        let position = PathElement::key(item, &keys)
-                            .and_then(|key| merged.iter().position(|m| matches_item(&key, m)));
+                        let position = PathElement::key(item, &keys).and_then(|key| {
+                            let key = ItemMatch::of(&key);
+                            merged.iter().position(|m| key.matches(m))
+                        });
                         match position {
                             Some(index) => {
                                 merged[index] = self.merge_at(&merged[index], item, &item_at);
@@ -281,7 +283,10 @@ fn without_nulls(value: &Value) -> Value {
 pub fn lookup<'v>(value: &'v Value, path: &[PathElement]) -> Option<&'v Value> {
     path.iter().try_fold(value, |node, element| match element {
         PathElement::Field(name) => node.get(name),
-        item => node.as_array()?.iter().find(|i| matches_item(item, i)),
+        item => {
+            let item = ItemMatch::of(item);
+            node.as_array()?.iter().find(|i| item.matches(i))
+        }
     })
 }
 
@@ -297,7 +302,10 @@ pub fn remove(value: &mut Value, path: &[PathElement]) {
         (Value::Object(fields), PathElement::Field(name)) => {
             fields.remove(name);
         }
-        (Value::Array(items), item) => items.retain(|i| !matches_item(item, i)),
+        (Value::Array(items), item) => {
+            let item = ItemMatch::of(item);
+            items.retain(|i| !item.matches(i));
+        }
         _ => return,
     }
     let now_empty = lookup(value, parents).is_some_and(|p| match p {
@@ -313,10 +321,10 @@ pub fn remove(value: &mut Value, path: &[PathElement]) {
 fn lookup_mut<'v>(value: &'v mut Value, path: &[PathElement]) -> Option<&'v mut Value> {
     path.iter().try_fold(value, |node, element| match element {
         PathElement::Field(name) => node.get_mut(name),
-        item => node
-            .as_array_mut()?
-            .iter_mut()
-            .find(|i| matches_item(item, i)),
+        item => {
+            let item = ItemMatch::of(item);
+            node.as_array_mut()?.iter_mut().find(|i| item.matches(i))
+        }
     })
 }
 

@@ -425,3 +425,25 @@ fn finalizers_and_owner_references_are_shared_between_managers() {
         json!([owner("2")])
     );
 }
+
+#[test]
+fn objects_compare_without_their_managed_fields_only() {
+    let with = |managed: Value, data: Value| {
+        let mut object = config_map(data);
+        object["metadata"]["managedFields"] = managed;
+        object
+    };
+    let a = with(json!([{"manager": "alice"}]), json!({"a": "1"}));
+    assert!(same_but_managed_fields(&a, &with(json!([]), json!({"a": "1"}))));
+    assert!(same_but_managed_fields(&a, &config_map(json!({"a": "1"}))));
+    assert!(!same_but_managed_fields(&a, &config_map(json!({"a": "2"}))));
+    let mut labelled = config_map(json!({"a": "1"}));
+    labelled["metadata"]["labels"] = json!({"team": "x"});
+    assert!(!same_but_managed_fields(&a, &labelled));
+    let mut without_metadata = config_map(json!({"a": "1"}));
+    without_metadata.as_object_mut().unwrap().remove("metadata");
+    assert!(!same_but_managed_fields(&a, &without_metadata));
+    let mut extra = config_map(json!({"a": "1"}));
+    extra["binaryData"] = json!({});
+    assert!(!same_but_managed_fields(&a, &extra));
+}
