@@ -19,6 +19,9 @@ pub const DNS_SUBDOMAIN_PATTERN: &str =
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 
 /// Desired state of an API access key.
+// why: clippy mistakes the repeated `type_` keys of separate `printcolumn(...)` entries for
+// duplicated attributes (once the struct has an `x_kube` attribute of its own).
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "keywarden.io",

@@ -434,7 +434,10 @@ fn objects_compare_without_their_managed_fields_only() {
         object
     };
     let a = with(json!([{"manager": "alice"}]), json!({"a": "1"}));
-    assert!(same_but_managed_fields(&a, &with(json!([]), json!({"a": "1"}))));
+    assert!(same_but_managed_fields(
+        &a,
+        &with(json!([]), json!({"a": "1"}))
+    ));
     assert!(same_but_managed_fields(&a, &config_map(json!({"a": "1"}))));
     assert!(!same_but_managed_fields(&a, &config_map(json!({"a": "2"}))));
     let mut labelled = config_map(json!({"a": "1"}));
