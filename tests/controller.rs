@@ -465,7 +465,7 @@ async fn a_deactivation_does_not_wait_behind_a_burst_of_new_keys() {
         }
     }
     // why: first in, first out, the deactivation would come after every key of the burst that
-    // was still waiting; it waits only for what the reconcilers already hold, two per slot.
+    // was still waiting; it waits only for what the reconcilers already hold, one per slot.
     let waiting = BURST - issued_before;
     assert!(
         issued_meanwhile.len() <= waiting / 2,

@@ -309,10 +309,15 @@ fn lane_of(key: &CachedKey) -> Lane {
     }
 }
 
-/// How many requests the intake hands to kube-runtime ahead of their reconciliations: enough
-/// to keep every reconcile slot busy.
+/// How many requests the intake hands to kube-runtime before they finish: one per reconcile
+/// slot, no more.
+// why: a request kube-runtime cannot start because every slot is taken waits in a HashSet, and
+// each freed slot takes whichever of those comes first in its iteration order, not the oldest.
+// With twice as many handed out as there are slots, a deactivation handed out first could wait
+// there behind every new key of a burst handed out after it (one run in five, the test
+// `a_deactivation_does_not_wait_behind_a_burst_of_new_keys`).
 fn requests_ahead() -> usize {
-    usize::from(concurrent_reconciles()).saturating_mul(2)
+    usize::from(concurrent_reconciles())
 }
 
 /// Keywarden's own annotations of `annotations`; `None` when there are none.
