@@ -444,3 +444,16 @@ async fn on_deletions(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_intake_never_hands_out_more_than_the_reconcile_slots() {
+        // why: what kube-runtime cannot start at once it takes back in no particular order,
+        // which undoes the intake's lanes (see `requests_ahead`).
+        assert!(requests_ahead() <= usize::from(concurrent_reconciles()));
+        assert!(requests_ahead() >= 1);
+    }
+}
