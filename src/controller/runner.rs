@@ -450,7 +450,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_intake_never_hands_out_more_than_the_reconcile_slots() {
+    fn requests_ahead_are_at_most_one_per_reconcile_slot() {
         // why: what kube-runtime cannot start at once it takes back in no particular order,
         // which undoes the intake's lanes (see `requests_ahead`).
         assert!(requests_ahead() <= usize::from(concurrent_reconciles()));

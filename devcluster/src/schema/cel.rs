@@ -258,29 +258,27 @@ pub fn validate_rules(
     warnings: &mut Vec<String>,
 ) {
     let whole = compiled(schema, 0);
-    let Some(all_rules) = &whole.rules else {
+    if whole.rules.is_none() {
         return;
-    };
+    }
     let object = as_rules_see_it(object, whole.roots.as_ref());
     let old = old.map(|old| as_rules_see_it(old, whole.roots.as_ref()));
     let values = root_values(schema, &whole, &object);
     let skipped = old
         .as_ref()
         .map_or(0, |old| known_clean(schema, &values, old));
-    let trimmed = (skipped != 0).then(|| compiled(schema, skipped));
-    let rules = match trimmed.as_deref() {
-        Some(Prepared { rules: None, .. }) => None,
-        Some(Prepared {
-            rules: Some(rules), ..
-        }) => Some(rules),
-        None => Some(all_rules),
+    let prepared = if skipped == 0 {
+        Rc::clone(&whole)
+    } else {
+        compiled(schema, skipped)
     };
-    let outcome = rules.map_or(Ok(()), |rules| {
-        kube_cel::validate_compiled(rules, &object, old.as_ref())
-    });
+    let outcome = prepared
+        .rules
+        .as_ref()
+        .map(|rules| kube_cel::validate_compiled(rules, &object, old.as_ref()));
     let errors = match outcome {
-        Ok(()) => Vec::new(),
-        Err(errors) => errors.into_vec(),
+        None | Some(Ok(())) => Vec::new(),
+        Some(Err(errors)) => errors.into_vec(),
     };
     remember_clean(schema, &values, &errors);
     for error in &errors {
