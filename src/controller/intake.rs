@@ -5,9 +5,9 @@
 //! Role, RoleBinding and policy of the initial lists asked for a reconciliation before the first
 //! one could run (the runner waits for the key cache), and the controller held 334.5 MiB
 //! afterwards against 296.7 MiB after issuing the same keys (270.3 MiB with this intake). Here a
-//! request reaches the scheduler only while fewer than `ahead` of those handed out are
-//! unfinished; an initial list asks for one sweep of the cache instead of one entry per object;
-//! and what waited here is freed once it has drained.
+//! request reaches the scheduler only while few enough of those handed out are unfinished (see
+//! below); an initial list asks for one sweep of the cache instead of one entry per object; and
+//! what waited here is freed once it has drained.
 //!
 //! Requests wait in two lanes, each first in first out, the first before the second: keys that
 //! hold an issuance, then keys waiting for their first. A burst of 100,000 new keys costs a hash
@@ -17,6 +17,13 @@
 //! cheap to reconcile, but anyone who may write keywarden-labelled Secrets, Roles or
 //! RoleBindings naming a key as owner makes it hear of something: while both lanes wait, every
 //! eighth request comes from the second, so such writes can slow new keys, never stop them.
+//!
+//! A request for a key waiting for its first issuance goes out only into a free reconcile slot;
+//! a request for an issued key, two per slot. kube-runtime holds what it cannot start at once in
+//! a set and starts those in no particular order as slots free up, so a request handed out
+//! there could wait behind new keys handed out after it, each a hash. Cheap requests handed out
+//! ahead wait there only behind other cheap ones, and spare the scheduler's delay (a
+//! millisecond per handoff) to the reconcile pass after a restart, a sweep of issued keys.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -33,10 +40,16 @@ use crate::sync::lock;
 pub struct Intake<K: Resource<DynamicType = ()> + 'static> {
     state: Mutex<Waiting<K>>,
     wake: Notify,
-    ahead: usize,
+    /// kube-runtime's reconcile slots.
+    slots: usize,
     /// The cache a sweep of everything reads.
     cache: Store<K>,
+    /// The lane of a swept object.
+    lane_of: fn(&K) -> Lane,
 }
+
+/// How many requests of issued keys may be in kube-runtime's hands per reconcile slot.
+const ISSUED_AHEAD_PER_SLOT: usize = 2;
 
 /// Which lane a request waits in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,9 +87,9 @@ const ISSUED_PER_NEW: usize = 7;
 const KEEP_CAPACITY: usize = 1024;
 
 impl<K: Resource<DynamicType = ()> + Clone + 'static> Intake<K> {
-    /// An intake handing out at most `ahead` requests that have not finished; a sweep of
-    /// everything reads `cache`.
-    pub fn new(ahead: usize, cache: Store<K>) -> Self {
+    /// An intake for kube-runtime's `slots` reconcile slots (see the module); a sweep of
+    /// everything reads `cache`, and `lane_of` tells a swept object's lane.
+    pub fn new(slots: usize, cache: Store<K>, lane_of: fn(&K) -> Lane) -> Self {
         Self {
             state: Mutex::new(Waiting {
                 issued: Queue::default(),
@@ -86,8 +99,9 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Intake<K> {
                 issued_in_a_row: 0,
             }),
             wake: Notify::new(),
-            ahead: ahead.max(1),
+            slots: slots.max(1),
             cache,
+            lane_of,
         }
     }
 
@@ -155,8 +169,8 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Intake<K> {
         }
     }
 
-    /// The requests, paced: one is handed out only while fewer than `ahead` are unfinished.
-    /// Single requests go before sweeps.
+    /// The requests, paced: a new key's only into a free slot, an issued key's while fewer than
+    /// two per slot are unfinished. Single requests go before sweeps.
     pub fn requests(self: Arc<Self>) -> impl Stream<Item = ObjectRef<K>> {
         futures::stream::unfold(self, |intake| async move {
             let object = intake.next().await;
@@ -177,12 +191,21 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Intake<K> {
 
     fn take(&self) -> Option<ObjectRef<K>> {
         let mut waiting = self.lock();
-        if waiting.handed_out.len() >= self.ahead {
+        let unfinished = waiting.handed_out.len();
+        if unfinished >= self.slots * ISSUED_AHEAD_PER_SLOT {
             return None;
         }
-        let object = match waiting.pop_lanes() {
-            Some(object) => object,
-            None => ObjectRef::from_obj(&*waiting.sweep.pop()?),
+        let slot_free = unfinished < self.slots;
+        let object = match waiting.pop_lanes(slot_free) {
+            Taken::Single(object) => object,
+            Taken::Wait => return None,
+            Taken::Nothing => {
+                let next = waiting.sweep.last()?;
+                if !slot_free && (self.lane_of)(next) == Lane::New {
+                    return None;
+                }
+                ObjectRef::from_obj(&*waiting.sweep.pop()?)
+            }
         };
         waiting.give_back_drained();
         waiting.handed_out.insert(object.clone());
@@ -213,21 +236,38 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Intake<K> {
     }
 }
 
+/// What the lanes give: a request, none that may go out before a slot is free, or none.
+enum Taken<K: Resource<DynamicType = ()>> {
+    Single(ObjectRef<K>),
+    Wait,
+    Nothing,
+}
+
 impl<K: Resource<DynamicType = ()>> Waiting<K> {
     /// The next single request: the first lane's, except every `ISSUED_PER_NEW + 1`th while
-    /// both wait.
-    fn pop_lanes(&mut self) -> Option<ObjectRef<K>> {
-        if self.issued_in_a_row < ISSUED_PER_NEW {
+    /// both wait; the second lane's only into a free slot (`slot_free`).
+    fn pop_lanes(&mut self, slot_free: bool) -> Taken<K> {
+        let new_waits = !self.new.order.is_empty();
+        if self.issued_in_a_row < ISSUED_PER_NEW || !new_waits {
             if let Some(object) = self.issued.pop() {
-                self.issued_in_a_row += 1;
-                return Some(object);
+                self.issued_in_a_row = self.issued_in_a_row.saturating_add(1);
+                return Taken::Single(object);
             }
         }
-        if let Some(object) = self.new.pop() {
-            self.issued_in_a_row = 0;
-            return Some(object);
+        if !new_waits {
+            return Taken::Nothing;
         }
-        self.issued.pop()
+        // why: the second lane's turn is kept for it: the first does not go out meanwhile.
+        if !slot_free {
+            return Taken::Wait;
+        }
+        match self.new.pop() {
+            Some(object) => {
+                self.issued_in_a_row = 0;
+                Taken::Single(object)
+            }
+            None => Taken::Nothing,
+        }
     }
 
     fn give_back_drained(&mut self) {
@@ -292,6 +332,14 @@ mod tests {
         map
     }
 
+    /// The lane of a swept object, told by its name.
+    fn lane_by_name(map: &ConfigMap) -> Lane {
+        match map.metadata.name.as_deref() {
+            Some(name) if name.starts_with("new") => Lane::New,
+            _ => Lane::Issued,
+        }
+    }
+
     fn object(name: &str) -> ObjectRef<ConfigMap> {
         ObjectRef::new(name).within("team")
     }
@@ -324,9 +372,15 @@ mod tests {
         Ok((object, Action::await_change()))
     }
 
+    /// Fails the test if a request is handed out within 50 ms.
+    async fn none_handed(requests: &mut (impl Stream<Item = ObjectRef<ConfigMap>> + Unpin)) {
+        let next = tokio::time::timeout(Duration::from_millis(50), requests.next()).await;
+        assert!(next.is_err(), "handed out: {next:?}");
+    }
+
     #[tokio::test]
-    async fn hands_out_at_most_ahead_until_one_finishes() {
-        let intake = Arc::new(Intake::new(2, cache(&[])));
+    async fn new_keys_are_handed_out_only_into_free_slots() {
+        let intake = Arc::new(Intake::new(2, cache(&[]), lane_by_name));
         for name in ["a", "b", "c"] {
             intake.push(object(name), Lane::New);
         }
@@ -343,8 +397,59 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn issued_keys_are_handed_out_up_to_two_per_slot() {
+        let intake = Arc::new(Intake::new(1, cache(&[]), lane_by_name));
+        for name in ["issued-a", "issued-b", "issued-c"] {
+            intake.push(object(name), Lane::Issued);
+        }
+        let mut requests = Box::pin(intake.clone().requests());
+        assert_eq!(handed(&mut requests).await, object("issued-a"));
+        assert_eq!(handed(&mut requests).await, object("issued-b"));
+        none_handed(&mut requests).await;
+        intake.finished(&done(object("issued-a")));
+        assert_eq!(handed(&mut requests).await, object("issued-c"));
+    }
+
+    #[tokio::test]
+    async fn a_new_key_waits_for_a_free_slot_and_keeps_its_turn_meanwhile() {
+        let intake = Arc::new(Intake::new(1, cache(&[]), lane_by_name));
+        intake.push(object("new-1"), Lane::New);
+        let mut requests = Box::pin(intake.clone().requests());
+        for i in 0..ISSUED_PER_NEW {
+            intake.push(object(&format!("issued-{i}")), Lane::Issued);
+            let next = handed(&mut requests).await;
+            assert_eq!(next.name, format!("issued-{i}"));
+            if i + 1 < ISSUED_PER_NEW {
+                intake.finished(&done(next));
+            }
+        }
+        // The last issued request holds the slot: the new key's turn has come, and the issued
+        // request asked meanwhile does not take it, though one more could be handed out.
+        intake.push(object("issued-late"), Lane::Issued);
+        none_handed(&mut requests).await;
+        intake.finished(&done(object(&format!("issued-{}", ISSUED_PER_NEW - 1))));
+        assert_eq!(handed(&mut requests).await, object("new-1"));
+        assert_eq!(handed(&mut requests).await, object("issued-late"));
+    }
+
+    #[tokio::test]
+    async fn a_swept_new_key_waits_for_a_free_slot() {
+        let intake = Arc::new(Intake::new(1, cache(&["listed", "new-x"]), lane_by_name));
+        // why: a sweep hands out from the end of what it was given.
+        intake.push_all(vec![
+            Arc::new(config_map("new-x")),
+            Arc::new(config_map("listed")),
+        ]);
+        let mut requests = Box::pin(intake.clone().requests());
+        assert_eq!(handed(&mut requests).await, object("listed"));
+        none_handed(&mut requests).await;
+        intake.finished(&done(object("listed")));
+        assert_eq!(handed(&mut requests).await, object("new-x"));
+    }
+
+    #[tokio::test]
     async fn issued_keys_go_before_new_ones_and_sweeps_after_both() {
-        let intake = Arc::new(Intake::new(1, cache(&["listed"])));
+        let intake = Arc::new(Intake::new(1, cache(&["listed"]), lane_by_name));
         intake.sweep_everything();
         intake.push(object("new-1"), Lane::New);
         intake.push(object("new-2"), Lane::New);
@@ -368,7 +473,7 @@ mod tests {
 
     #[tokio::test]
     async fn new_keys_get_every_eighth_turn_while_issued_keys_keep_asking() {
-        let intake = Arc::new(Intake::new(1, cache(&[])));
+        let intake = Arc::new(Intake::new(1, cache(&[]), lane_by_name));
         intake.push(object("new-1"), Lane::New);
         intake.push(object("new-2"), Lane::New);
         let mut requests = Box::pin(intake.clone().requests());
@@ -391,7 +496,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_or_vanished_reconciliation_frees_its_slot() {
-        let intake = Arc::new(Intake::new(1, cache(&[])));
+        let intake = Arc::new(Intake::new(1, cache(&[]), lane_by_name));
         intake.push(object("a"), Lane::New);
         intake.push(object("b"), Lane::New);
         intake.push(object("c"), Lane::New);
@@ -414,7 +519,7 @@ mod tests {
 
     #[tokio::test]
     async fn another_objects_report_frees_nothing() {
-        let intake = Arc::new(Intake::new(1, cache(&[])));
+        let intake = Arc::new(Intake::new(1, cache(&[]), lane_by_name));
         intake.push(object("a"), Lane::New);
         intake.push(object("b"), Lane::New);
         let mut requests = Box::pin(intake.clone().requests());
@@ -427,7 +532,7 @@ mod tests {
 
     #[tokio::test]
     async fn repeated_requests_wait_once() {
-        let intake = Arc::new(Intake::new(8, cache(&[])));
+        let intake = Arc::new(Intake::new(8, cache(&[]), lane_by_name));
         for _ in 0..3 {
             intake.push(object("a"), Lane::New);
         }
@@ -447,7 +552,7 @@ mod tests {
         writer.apply_watcher_event(&Event::Init);
         writer.apply_watcher_event(&Event::InitApply(config_map("listed")));
         writer.apply_watcher_event(&Event::InitDone);
-        let intake = Arc::new(Intake::new(8, cache));
+        let intake = Arc::new(Intake::new(8, cache, lane_by_name));
         intake.sweep_everything();
         intake.push(object("single"), Lane::New);
         // Cached after the sweep was asked for: not part of it.
@@ -462,7 +567,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_sweep_of_everything_replaces_the_waiting_sweeps() {
-        let intake = Arc::new(Intake::new(8, cache(&["a", "b", "c"])));
+        let intake = Arc::new(Intake::new(8, cache(&["a", "b", "c"]), lane_by_name));
         intake.push_all(vec![Arc::new(config_map("a"))]);
         intake.sweep_everything();
         intake.push_all(vec![Arc::new(config_map("c"))]);
@@ -479,7 +584,7 @@ mod tests {
 
     #[tokio::test]
     async fn sweeps_that_would_outgrow_the_cache_become_one_of_everything() {
-        let intake = Arc::new(Intake::new(8, cache(&["a", "b", "c"])));
+        let intake = Arc::new(Intake::new(8, cache(&["a", "b", "c"]), lane_by_name));
         let most = || vec![Arc::new(config_map("a")), Arc::new(config_map("b"))];
         for _ in 0..10 {
             intake.push_all(most());
@@ -496,7 +601,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_drained_burst_gives_its_memory_back() {
-        let intake = Arc::new(Intake::new(1, cache(&[])));
+        let intake = Arc::new(Intake::new(1, cache(&[]), lane_by_name));
         let mut requests = Box::pin(intake.clone().requests());
         for i in 0..10_000 {
             intake.push(object(&format!("key-{i}")), Lane::New);

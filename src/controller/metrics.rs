@@ -201,7 +201,7 @@ mod tests {
     #[test]
     fn the_reconciliation_queue_is_read_by_lane_at_scrape_time() {
         let (store, _writer) = reflector::store::<CachedKey>();
-        let intake = Arc::new(Intake::new(4, store));
+        let intake = Arc::new(Intake::new(4, store, |_| Lane::Issued));
         intake.push(ObjectRef::new("a").within("team"), Lane::New);
         intake.push(ObjectRef::new("b").within("team"), Lane::New);
         intake.push(ObjectRef::new("c").within("team"), Lane::Issued);

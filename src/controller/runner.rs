@@ -72,7 +72,11 @@ pub async fn run_controllers(
         key_owner_identity::<CachedKey>,
     ));
     let indexed_owners = key_owners.clone();
-    let intake = Arc::new(Intake::new(requests_ahead(), keys.clone()));
+    let intake = Arc::new(Intake::new(
+        usize::from(concurrent_reconciles()),
+        keys.clone(),
+        lane_of,
+    ));
     let keys_intake = intake.clone();
     // why: each key is compacted as it is read (see `cached_key`): 100,000 keys are cached.
     let key_events = watcher(
@@ -309,17 +313,6 @@ fn lane_of(key: &CachedKey) -> Lane {
     }
 }
 
-/// How many requests the intake hands to kube-runtime before they finish: one per reconcile
-/// slot, no more.
-// why: a request kube-runtime cannot start because every slot is taken waits in a HashSet, and
-// each freed slot takes whichever of those comes first in its iteration order, not the oldest.
-// With twice as many handed out as there are slots, a deactivation handed out first could wait
-// there behind every new key of a burst handed out after it (one run in five, the test
-// `a_deactivation_does_not_wait_behind_a_burst_of_new_keys`).
-fn requests_ahead() -> usize {
-    usize::from(concurrent_reconciles())
-}
-
 /// Keywarden's own annotations of `annotations`; `None` when there are none.
 pub(super) fn keywarden_annotations(
     annotations: Option<std::collections::BTreeMap<String, String>>,
@@ -442,18 +435,5 @@ async fn on_deletions(
         {
             let _ = retrigger.send(ObjectRef::from_obj(&*waiting));
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn requests_ahead_are_at_most_one_per_reconcile_slot() {
-        // why: what kube-runtime cannot start at once it takes back in no particular order,
-        // which undoes the intake's lanes (see `requests_ahead`).
-        assert!(requests_ahead() <= usize::from(concurrent_reconciles()));
-        assert!(requests_ahead() >= 1);
     }
 }
