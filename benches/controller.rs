@@ -152,12 +152,17 @@ async fn bulk() -> anyhow::Result<()> {
     let requests_before = requests.snapshot();
     let cpu_before = accounting::cpu_ticks_by_thread_name()?;
     let controller_before = controller.cpu_ticks()?;
+    let threads_before = accounting::cpu_ticks_by_thread_name_of(&controller.pid.to_string())?;
     let started = Instant::now();
     let active = tokio::spawn(all_active(keys.clone(), count + latencies.len()));
     create_keys_at_once(&keys, "bulk", count, 32).await?;
     active.await??;
     let took = started.elapsed().as_secs_f64();
     let controller_cpu = (controller.cpu_ticks()? - controller_before) as f64 / 100.0;
+    let controller_threads = support::increase_between(
+        &threads_before,
+        &accounting::cpu_ticks_by_thread_name_of(&controller.pid.to_string())?,
+    );
     let cpu = support::increase_between(&cpu_before, &accounting::cpu_ticks_by_thread_name()?);
     let rate = count as f64 / took;
     println!(
@@ -172,6 +177,7 @@ async fn bulk() -> anyhow::Result<()> {
         cpu_per_key * 1e3,
         cpu_per_key / ceiling.cpu_per_hash()
     );
+    print_hashing_share(&controller_threads, controller_cpu, count, &ceiling);
     // why: a settle pause lets the last status writes' own reconciles be counted too.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let reconciled = reconciles(controller.probe_port).await? - reconciles_before;
@@ -209,6 +215,29 @@ fn print_ceiling(when: &str, ceiling: &ceiling::Ceiling) {
         ceiling.rate(),
         ceiling.wall_per_hash() * 1e3,
         ceiling.cpu_per_hash() * 1e3
+    );
+}
+
+/// The controller's CPU split into its hashing threads and the rest, per issued key.
+fn print_hashing_share(
+    threads: &BTreeMap<String, u64>,
+    total: f64,
+    keys: usize,
+    ceiling: &ceiling::Ceiling,
+) {
+    // why: /proc reports CPU in clock ticks of 1/100 s (USER_HZ) on Linux.
+    let hashing = threads
+        .get(keywarden::controller::HASH_THREAD_NAME)
+        .copied()
+        .unwrap_or(0) as f64
+        / 100.0;
+    let per_key = |seconds: f64| seconds / keys as f64 * 1e3;
+    println!(
+        "    of which hashing threads {:.1} ms per key ({:.2}x the ceiling's CPU per hash), \
+         everything else {:.1} ms per key",
+        per_key(hashing),
+        hashing / keys as f64 / ceiling.cpu_per_hash(),
+        per_key(total - hashing)
     );
 }
 

@@ -12,8 +12,14 @@ use kube::Client;
 /// Runtimes get distinct thread names (`devcluster`, `controller`, `bench`), so the sums say how
 /// the cores were shared; the process's main thread only blocks on the bench runtime.
 pub fn cpu_ticks_by_thread_name() -> anyhow::Result<BTreeMap<String, u64>> {
+    cpu_ticks_by_thread_name_of("self")
+}
+
+/// CPU clock ticks used so far by the threads of process `pid` (a number or `self`), summed
+/// by thread name.
+pub fn cpu_ticks_by_thread_name_of(pid: &str) -> anyhow::Result<BTreeMap<String, u64>> {
     let mut ticks = BTreeMap::new();
-    for task in std::fs::read_dir("/proc/self/task")? {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
         let task = task?.path();
         // why: a thread may end between listing and reading; it is then simply not counted.
         let (Ok(name), Ok(stat)) = (

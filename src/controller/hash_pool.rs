@@ -14,6 +14,9 @@ use crate::sync::lock;
 
 type Job = Box<dyn FnOnce() + Send>;
 
+/// The name of the hashing threads (benchmarks read their CPU by it).
+pub const THREAD_NAME: &str = "keywarden-hash";
+
 /// A fixed set of hashing threads; at most one hash per thread runs at a time, which bounds
 /// the memory argon2id holds (19 MiB per hash by default).
 pub struct HashPool {
@@ -38,7 +41,7 @@ impl HashPool {
         for _ in 0..threads.max(1) {
             let (queue, runtime) = (Arc::clone(&queue), runtime.clone());
             std::thread::Builder::new()
-                .name("keywarden-hash".into())
+                .name(THREAD_NAME.into())
                 .spawn(move || {
                     let _entered = runtime.as_ref().map(tokio::runtime::Handle::enter);
                     work(&queue);
@@ -103,7 +106,7 @@ mod tests {
         for (i, result) in results.into_iter().enumerate() {
             let (j, thread) = result.unwrap();
             assert_eq!(i, j);
-            assert_eq!(thread.as_deref(), Some("keywarden-hash"));
+            assert_eq!(thread.as_deref(), Some(THREAD_NAME));
         }
         assert_eq!(
             most.load(Ordering::SeqCst),

@@ -42,6 +42,7 @@ use std::net::SocketAddr;
 use crate::keys::hash::HashParams;
 
 pub use context::Clock;
+pub use hash_pool::THREAD_NAME as HASH_THREAD_NAME;
 pub use issuance::{
     DATA_ACCESS_KEY, DATA_ACCESS_KEY_ID, DATA_TOKEN, FIRST_ISSUED_AT_ANNOTATION,
     PREVIOUS_KEYS_ANNOTATION, SECRET_HASH_ANNOTATION,
