@@ -18,12 +18,13 @@
 //! RoleBindings naming a key as owner makes it hear of something: while both lanes wait, every
 //! eighth request comes from the second, so such writes can slow new keys, never stop them.
 //!
-//! A request for a key waiting for its first issuance goes out only into a free reconcile slot;
-//! a request for an issued key, two per slot. kube-runtime holds what it cannot start at once in
-//! a set and starts those in no particular order as slots free up, so a request handed out
-//! there could wait behind new keys handed out after it, each a hash. Cheap requests handed out
-//! ahead wait there only behind other cheap ones, and spare the scheduler's delay (a
-//! millisecond per handoff) to the reconcile pass after a restart, a sweep of issued keys.
+//! A request whose key is not cached as issued (its reconcile may cost a hash) goes out only into
+//! a free reconcile slot, whichever lane it waited in; a request for an issued key, two per
+//! slot. kube-runtime holds what it cannot start at once in a set and starts those in no
+//! particular order as slots free up, so a request handed out there could wait behind new keys
+//! handed out after it, each a hash. Cheap requests handed out ahead wait there only behind
+//! other cheap ones, and spare the scheduler's delay (a millisecond per handoff) to the
+//! reconcile pass after a restart, a sweep of issued keys.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -44,7 +45,7 @@ pub struct Intake<K: Resource<DynamicType = ()> + 'static> {
     slots: usize,
     /// The cache a sweep of everything reads.
     cache: Store<K>,
-    /// The lane of a swept object.
+    /// The lane of a cached object: whether its reconcile may cost a hash.
     lane_of: fn(&K) -> Lane,
 }
 
@@ -88,7 +89,7 @@ const KEEP_CAPACITY: usize = 1024;
 
 impl<K: Resource<DynamicType = ()> + Clone + 'static> Intake<K> {
     /// An intake for kube-runtime's `slots` reconcile slots (see the module); a sweep of
-    /// everything reads `cache`, and `lane_of` tells a swept object's lane.
+    /// everything reads `cache`, and `lane_of` tells a cached object's lane.
     pub fn new(slots: usize, cache: Store<K>, lane_of: fn(&K) -> Lane) -> Self {
         Self {
             state: Mutex::new(Waiting {
@@ -195,21 +196,36 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Intake<K> {
         if unfinished >= self.slots * ISSUED_AHEAD_PER_SLOT {
             return None;
         }
-        let slot_free = unfinished < self.slots;
-        let object = match waiting.pop_lanes(slot_free) {
-            Taken::Single(object) => object,
-            Taken::Wait => return None,
-            Taken::Nothing => {
-                let next = waiting.sweep.last()?;
-                if !slot_free && (self.lane_of)(next) == Lane::New {
-                    return None;
-                }
-                ObjectRef::from_obj(&*waiting.sweep.pop()?)
-            }
+        let source = waiting.next_source()?;
+        // why: the lane says whose turn it is; whether the request may cost a hash is read now.
+        // A watch event of an object naming a key as owner queues in the first lane whatever
+        // the key's state, and anyone who may write keywarden-labelled objects can make one.
+        let costly = match source {
+            Source::Issued => waiting
+                .issued
+                .order
+                .front()
+                .is_none_or(|object| self.costly(object)),
+            Source::New => true,
+            Source::Sweep => waiting
+                .sweep
+                .last()
+                .is_none_or(|object| (self.lane_of)(object) == Lane::New),
         };
+        if costly && unfinished >= self.slots {
+            return None;
+        }
+        let object = waiting.pop(source)?;
         waiting.give_back_drained();
         waiting.handed_out.insert(object.clone());
         Some(object)
+    }
+
+    /// Whether reconciling `object` may cost a hash: it is not cached as issued.
+    fn costly(&self, object: &ObjectRef<K>) -> bool {
+        self.cache
+            .get(object)
+            .is_none_or(|cached| (self.lane_of)(&cached) == Lane::New)
     }
 
     /// How many requests wait in each lane and sweep, and how many were handed out and have
@@ -236,37 +252,41 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Intake<K> {
     }
 }
 
-/// What the lanes give: a request, none that may go out before a slot is free, or none.
-enum Taken<K: Resource<DynamicType = ()>> {
-    Single(ObjectRef<K>),
-    Wait,
-    Nothing,
+/// Where the next request comes from.
+#[derive(Clone, Copy)]
+enum Source {
+    Issued,
+    New,
+    Sweep,
 }
 
 impl<K: Resource<DynamicType = ()>> Waiting<K> {
-    /// The next single request: the first lane's, except every `ISSUED_PER_NEW + 1`th while
-    /// both wait; the second lane's only into a free slot (`slot_free`).
-    fn pop_lanes(&mut self, slot_free: bool) -> Taken<K> {
-        let new_waits = !self.new.order.is_empty();
-        if self.issued_in_a_row < ISSUED_PER_NEW || !new_waits {
-            if let Some(object) = self.issued.pop() {
+    /// Whose turn it is: the first lane's, except every `ISSUED_PER_NEW + 1`th while both
+    /// wait; sweeps after both.
+    fn next_source(&self) -> Option<Source> {
+        let (issued, new) = (!self.issued.order.is_empty(), !self.new.order.is_empty());
+        if issued && (self.issued_in_a_row < ISSUED_PER_NEW || !new) {
+            Some(Source::Issued)
+        } else if new {
+            Some(Source::New)
+        } else if !self.sweep.is_empty() {
+            Some(Source::Sweep)
+        } else {
+            None
+        }
+    }
+
+    fn pop(&mut self, source: Source) -> Option<ObjectRef<K>> {
+        match source {
+            Source::Issued => {
                 self.issued_in_a_row = self.issued_in_a_row.saturating_add(1);
-                return Taken::Single(object);
+                self.issued.pop()
             }
-        }
-        if !new_waits {
-            return Taken::Nothing;
-        }
-        // why: the second lane's turn is kept for it: the first does not go out meanwhile.
-        if !slot_free {
-            return Taken::Wait;
-        }
-        match self.new.pop() {
-            Some(object) => {
+            Source::New => {
                 self.issued_in_a_row = 0;
-                Taken::Single(object)
+                self.new.pop()
             }
-            None => Taken::Nothing,
+            Source::Sweep => Some(ObjectRef::from_obj(&*self.sweep.pop()?)),
         }
     }
 
@@ -398,7 +418,8 @@ mod tests {
 
     #[tokio::test]
     async fn issued_keys_are_handed_out_up_to_two_per_slot() {
-        let intake = Arc::new(Intake::new(1, cache(&[]), lane_by_name));
+        let cached = cache(&["issued-a", "issued-b", "issued-c"]);
+        let intake = Arc::new(Intake::new(1, cached, lane_by_name));
         for name in ["issued-a", "issued-b", "issued-c"] {
             intake.push(object(name), Lane::Issued);
         }
@@ -412,7 +433,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_new_key_waits_for_a_free_slot_and_keeps_its_turn_meanwhile() {
-        let intake = Arc::new(Intake::new(1, cache(&[]), lane_by_name));
+        let names: Vec<String> = (0..ISSUED_PER_NEW)
+            .map(|i| format!("issued-{i}"))
+            .chain(["issued-late".to_string()])
+            .collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let intake = Arc::new(Intake::new(1, cache(&names), lane_by_name));
         intake.push(object("new-1"), Lane::New);
         let mut requests = Box::pin(intake.clone().requests());
         for i in 0..ISSUED_PER_NEW {
@@ -430,6 +456,23 @@ mod tests {
         intake.finished(&done(object(&format!("issued-{}", ISSUED_PER_NEW - 1))));
         assert_eq!(handed(&mut requests).await, object("new-1"));
         assert_eq!(handed(&mut requests).await, object("issued-late"));
+    }
+
+    #[tokio::test]
+    async fn a_first_lane_request_for_a_key_not_cached_as_issued_waits_for_a_free_slot() {
+        let intake = Arc::new(Intake::new(1, cache(&["issued-a", "new-y"]), lane_by_name));
+        // As the watch event of an object naming the key as owner asks, whatever its state.
+        for name in ["issued-a", "new-y", "uncached"] {
+            intake.push(object(name), Lane::Issued);
+        }
+        let mut requests = Box::pin(intake.clone().requests());
+        assert_eq!(handed(&mut requests).await, object("issued-a"));
+        none_handed(&mut requests).await;
+        intake.finished(&done(object("issued-a")));
+        assert_eq!(handed(&mut requests).await, object("new-y"));
+        none_handed(&mut requests).await;
+        intake.finished(&done(object("new-y")));
+        assert_eq!(handed(&mut requests).await, object("uncached"));
     }
 
     #[tokio::test]
