@@ -33,7 +33,11 @@ const AFTER_LOST_WRITE: Duration = Duration::from_millis(200);
 /// Slack after a deadline so the reconcile that follows sees it as passed.
 const DEADLINE_SLACK: Duration = Duration::from_millis(50);
 
-/// Reconciles one AccessKey, expanded from the cache for this reconciliation.
+/// When to look at a key again: `None` once something changes, else after the delay.
+type Again = Option<Duration>;
+
+/// Reconciles one AccessKey, expanded from the cache for this reconciliation. kube-runtime is
+/// told to wait for a change; a requeue goes through the intake (see `requeues`).
 pub async fn reconcile(cached: Arc<CachedKey>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
     tracing::debug!(
@@ -45,15 +49,17 @@ pub async fn reconcile(cached: Arc<CachedKey>, ctx: Arc<Context>) -> Result<Acti
     let result = reconcile_key(&key, cached.status_digest(), &ctx).await;
     ctx.metrics
         .observe_reconcile(started.elapsed(), result.is_err());
-    if result.is_ok() {
-        ctx.key_retries.reset(&ObjectRef::from_obj(&*cached));
-    }
-    result
+    let again = result?;
+    let object = ObjectRef::from_obj(&*cached);
+    ctx.key_retries.reset(&object);
+    ctx.requeues.set(object, again);
+    Ok(Action::await_change())
 }
 
 /// Backs off per object on transient errors: exponentially, reset by the next success.
 pub fn error_policy(key: Arc<CachedKey>, err: &Error, ctx: Arc<Context>) -> Action {
-    let retry_in = ctx.key_retries.failed(ObjectRef::from_obj(&*key));
+    let object = ObjectRef::from_obj(&*key);
+    let retry_in = ctx.key_retries.failed(object.clone());
     tracing::warn!(
         name = key.name_any(),
         namespace = key.namespace(),
@@ -61,7 +67,8 @@ pub fn error_policy(key: Arc<CachedKey>, err: &Error, ctx: Arc<Context>) -> Acti
         retry_in_ms = u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX),
         "reconcile failed"
     );
-    Action::requeue(retry_in)
+    ctx.requeues.set(object, Some(retry_in));
+    Action::await_change()
 }
 
 /// What the key needs written to its Secret.
@@ -184,7 +191,7 @@ async fn reconcile_key(
     key: &AccessKey,
     current_digest: StatusDigest,
     ctx: &Context,
-) -> Result<Action> {
+) -> Result<Again> {
     // why: limits and policy resolution must not decide on caches that have not listed yet.
     let mut synced = ctx.synced.clone();
     if synced
@@ -192,10 +199,10 @@ async fn reconcile_key(
         .await
         .is_err()
     {
-        return Ok(Action::await_change());
+        return Ok(None);
     }
     if key.meta().deletion_timestamp.is_some() || ctx.secret_verdicts.superseded(key) {
-        return Ok(Action::await_change());
+        return Ok(None);
     }
     let now = ctx.now();
     let namespace = key
@@ -251,7 +258,7 @@ async fn reconcile_key(
         };
         match written {
             Some((WriteOutcome::Lost, _)) if seen == Seen::Unread => lost_unread = true,
-            Some((WriteOutcome::Lost, _)) => return Ok(Action::requeue(AFTER_LOST_WRITE)),
+            Some((WriteOutcome::Lost, _)) => return Ok(Some(AFTER_LOST_WRITE)),
             Some((WriteOutcome::Written { resource_version }, record)) => {
                 secret = SecretState::Held {
                     issuance: record,
@@ -269,7 +276,7 @@ async fn reconcile_key(
     if seen == Seen::Unread && !own_write {
         secret = read_secret(key, ctx, &secrets).await?;
         if lost_unread && secret == SecretState::Missing {
-            return Ok(Action::requeue(AFTER_LOST_WRITE));
+            return Ok(Some(AFTER_LOST_WRITE));
         }
     }
     if let (SecretState::Unsealed { .. }, Some(status)) = (&secret, remembered.as_ref()) {
@@ -302,7 +309,7 @@ async fn reconcile_key(
     scopes_held::record(&mut desired, &current, verdict.as_ref());
     if status_digest(&desired) != current_digest {
         if apply_status(key, ctx, &desired).await? == WriteOutcome::Lost {
-            return Ok(Action::requeue(AFTER_LOST_WRITE));
+            return Ok(Some(AFTER_LOST_WRITE));
         }
         let side_events = [
             owner_access::transitions(&current, &desired),
@@ -322,7 +329,7 @@ async fn reconcile_key(
     }
     if restart_rollout_targets(key, ctx, &desired).await? {
         // why: look again once the debounced restart is written, and retry it if it failed.
-        return Ok(Action::requeue(3 * super::rollout::DEBOUNCE));
+        return Ok(Some(3 * super::rollout::DEBOUNCE));
     }
     let deadline = next.map(|at| schedule::wait_until(at, now) + DEADLINE_SLACK);
     let recheck = owner_access::recheck_after(&access);

@@ -65,6 +65,8 @@ pub struct Context {
     pub scope_reviews: super::scopes_held::ReviewCache,
     /// Deadlines of keys too far away to wait for in the scheduler.
     pub far_deadlines: super::far_deadlines::FarDeadlines,
+    /// Requeues the AccessKey reconciler asked for, on their way to the intake.
+    pub requeues: super::requeues::Requeues,
     /// Retry delays of AccessKeys whose reconciliation failed.
     pub key_retries: RetryBackoff<ObjectRef<CachedKey>>,
     /// Retry delays of AccessKeyPolicies whose reconciliation failed.

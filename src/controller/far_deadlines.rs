@@ -10,7 +10,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use kube::runtime::controller::Action;
 use sha2::{Digest, Sha256};
 
 use crate::sync::lock;
@@ -44,21 +43,19 @@ pub struct FarDeadlines {
 }
 
 impl FarDeadlines {
-    /// What a reconcile of key `namespace/name` returns when its next deadline is `wait`
-    /// from `now` (`None`: no deadline): a requeue within the horizon, else the deadline is
-    /// noted for the sweep and the key waits for a change.
+    /// When a reconcile of key `namespace/name` looks again when its next deadline is `wait`
+    /// from `now` (`None`: no deadline): after `wait` within the horizon, else the deadline is
+    /// noted for the sweep and the key waits for a change (`None`).
     pub fn requeue(
         &self,
         namespace: &str,
         name: &str,
         wait: Option<Duration>,
         now: DateTime<Utc>,
-    ) -> Action {
-        let Some(wait) = wait else {
-            return Action::await_change();
-        };
+    ) -> Option<Duration> {
+        let wait = wait?;
         if wait <= HORIZON {
-            return Action::requeue(wait);
+            return Some(wait);
         }
         let seconds = i64::try_from(wait.as_secs()).unwrap_or(i64::MAX);
         let at = now.timestamp().saturating_add(seconds).saturating_add(1);
@@ -68,7 +65,7 @@ impl FarDeadlines {
             .entry(key_id(namespace, name))
             .and_modify(|due| *due = (*due).min(at))
             .or_insert(at);
-        Action::await_change()
+        None
     }
 
     /// The keys among `keys` (namespace, name) whose noted deadline is within the horizon
@@ -115,26 +112,20 @@ mod tests {
         DateTime::from_timestamp(1_800_000_000 + seconds, 0).unwrap()
     }
 
-    fn requeued(action: &Action) -> bool {
-        *action != Action::await_change()
+    fn requeued(again: &Option<Duration>) -> bool {
+        again.is_some()
     }
 
     #[test]
     fn a_near_deadline_is_requeued_and_a_far_one_noted() {
         let far = FarDeadlines::default();
         let near = far.requeue("team-a", "ci", Some(HORIZON), at(0));
-        assert_eq!(near, Action::requeue(HORIZON));
+        assert_eq!(near, Some(HORIZON));
         assert_eq!(far.noted(), 0);
         let month = Duration::from_secs(30 * 86_400);
-        assert_eq!(
-            far.requeue("team-a", "ci", Some(month), at(0)),
-            Action::await_change()
-        );
+        assert_eq!(far.requeue("team-a", "ci", Some(month), at(0)), None);
         assert_eq!(far.noted(), 1);
-        assert_eq!(
-            far.requeue("team-a", "other", None, at(0)),
-            Action::await_change()
-        );
+        assert_eq!(far.requeue("team-a", "other", None, at(0)), None);
         assert_eq!(far.noted(), 1, "no deadline, nothing noted");
     }
 
@@ -152,11 +143,8 @@ mod tests {
             let fired = far.sweep([("team-a", "ci", ()), ("team-a", "other", ())], now);
             if !fired.is_empty() {
                 let wait = (deadline - now).to_std().unwrap();
-                let action = far.requeue("team-a", "ci", Some(wait), now);
-                assert!(
-                    requeued(&action),
-                    "a fired key is requeued, not noted again"
-                );
+                let again = far.requeue("team-a", "ci", Some(wait), now);
+                assert!(requeued(&again), "a fired key is requeued, not noted again");
                 return (now, wait);
             }
             now += step;

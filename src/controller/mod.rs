@@ -24,6 +24,7 @@ mod probes;
 mod progress;
 mod rbac_watch;
 mod record_key;
+mod requeues;
 mod rollout;
 mod runner;
 mod scopes_held;

@@ -30,6 +30,7 @@ use super::policy;
 use super::probes::ProbeState;
 use super::rbac_watch::{self, RbacView};
 use super::record_key;
+use super::requeues::{self, Requeues};
 use super::rollout::Rollouts;
 use super::scopes_held;
 use super::secret_data::Verdicts;
@@ -187,6 +188,7 @@ pub async fn run_controllers(
         controller: "keywarden".into(),
         instance: Some(settings.identity.clone()),
     };
+    let (requeues, asked_requeues) = Requeues::new();
     let ctx = Arc::new(Context {
         client: client.clone(),
         keys: keys.clone(),
@@ -214,6 +216,7 @@ pub async fn run_controllers(
         rbac: rbac.clone(),
         scope_reviews: Default::default(),
         far_deadlines: Default::default(),
+        requeues,
         secret_verdicts: Verdicts::default(),
         key_retries: RetryBackoff::standard(),
         policy_retries: RetryBackoff::standard(),
@@ -229,12 +232,14 @@ pub async fn run_controllers(
         retrigger_tx.clone(),
     ));
     let sweeps = tokio::spawn(sweep_far_deadlines(ctx.clone(), retrigger_tx.clone()));
+    let requeued = tokio::spawn(requeues::run(asked_requeues, retrigger_tx.clone()));
     let deletions = tokio::spawn(on_deletions(ctx.clone(), deleted_rx, retrigger_tx));
     let readiness = tokio::spawn(mark_ready_when_synced(synced, probes.clone()));
 
     let retriggered = tokio::spawn(forward(retrigger_rx, intake.clone(), keys.clone()));
-    // why: every request comes through the intake (see `intake`); the key watch itself only
-    // feeds the cache, so the controller's own trigger is a stream that never yields.
+    // why: every request comes through the intake (see `intake`), requeues too (see
+    // `requeues`); the key watch itself only feeds the cache, so the controller's own trigger
+    // is a stream that never yields.
     let key_controller = Controller::for_stream(futures::stream::pending(), keys.clone())
         .with_config(controller::Config::default().concurrency(concurrent_reconciles()))
         .reconcile_on(intake.clone().requests())
@@ -251,6 +256,7 @@ pub async fn run_controllers(
     future::join(key_controller, policy_controller).await;
     deletions.abort();
     sweeps.abort();
+    requeued.abort();
     retriggered.abort();
     for watch in watches {
         watch.abort();
