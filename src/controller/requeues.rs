@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::StreamExt;
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, ObjectRefExtra};
 use tokio::sync::mpsc;
 use tokio_util::time::{delay_queue, DelayQueue};
 
@@ -40,7 +40,10 @@ impl Requeues {
     }
 
     /// Replaces the pending requeue of `key`: after `after`, or none.
-    pub fn set(&self, key: ObjectRef<CachedKey>, after: Option<Duration>) {
+    pub fn set(&self, mut key: ObjectRef<CachedKey>, after: Option<Duration>) {
+        // why: the name and namespace identify it (`extra` takes no part in comparing); the
+        // resourceVersion and uid would only be held while it waits.
+        key.extra = ObjectRefExtra::default();
         // why: the receiver ends only with the controller; nothing is left to requeue then.
         let _ = self.asked.send((key, after));
     }
