@@ -24,7 +24,6 @@ use super::cached_key::CachedKey;
 const KEEP_CAPACITY: usize = 1024;
 
 /// Where reconciliations leave what they ask for; [`run`] carries it out.
-#[derive(Clone)]
 pub struct Requeues {
     asked: mpsc::UnboundedSender<(ObjectRef<CachedKey>, Option<Duration>)>,
 }
