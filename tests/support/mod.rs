@@ -643,7 +643,12 @@ pub async fn create_keys_at_once(
         .await
 }
 
+/// How long [`all_active`] waits for the next key to become Active before it gives up.
+const ACTIVE_STALL: Duration = Duration::from_secs(120);
+
 /// Waits until `expected` keys are Active, following a watch (a poll would list every key).
+/// Fails once no further key has become Active for [`ACTIVE_STALL`], so that a controller
+/// failing every reconcile ends a benchmark with an error instead of leaving it waiting.
 pub async fn all_active(keys: Api<AccessKey>, expected: usize) -> anyhow::Result<()> {
     use futures::{StreamExt, TryStreamExt};
     use kube::runtime::{watcher, WatchStreamExt};
@@ -654,9 +659,22 @@ pub async fn all_active(keys: Api<AccessKey>, expected: usize) -> anyhow::Result
         .default_backoff()
         .applied_objects()
         .boxed();
-    while let Some(key) = changes.try_next().await? {
+    let mut progress_by = tokio::time::Instant::now() + ACTIVE_STALL;
+    loop {
+        let Ok(next) = tokio::time::timeout_at(progress_by, changes.try_next()).await else {
+            anyhow::bail!(
+                "{} of {expected} keys Active, and none more for {} s: is the controller failing its reconciles?",
+                active.len(),
+                ACTIVE_STALL.as_secs()
+            );
+        };
+        let Some(key) = next? else {
+            anyhow::bail!("the AccessKey watch ended")
+        };
         if phase_of(&key) == Some(Phase::Active) {
-            active.insert(key.name_any());
+            if active.insert(key.name_any()) {
+                progress_by = tokio::time::Instant::now() + ACTIVE_STALL;
+            }
         } else {
             active.remove(&key.name_any());
         }
@@ -664,7 +682,6 @@ pub async fn all_active(keys: Api<AccessKey>, expected: usize) -> anyhow::Result
             return Ok(());
         }
     }
-    anyhow::bail!("the AccessKey watch ended")
 }
 
 /// How much each count grew between two samples (requests, CPU ticks); counts that did not
