@@ -83,12 +83,19 @@ fn value(cells: &[String], column: &str) -> Option<f64> {
     cells.get(i)?.parse().ok().filter(|v: &f64| v.is_finite())
 }
 
-/// Memory (MiB, resident after settling) of the three processes against keys, log x axis.
+/// Memory (MiB, resident after settling) of the three processes against keys, both axes
+/// logarithmic (devcluster holds ~30 times what the controller does), with the goals at
+/// 100,000 keys as dashed lines.
 pub fn svg(rows: &BTreeMap<u64, Vec<String>>) -> String {
     let series = [
-        ("controller", "controller_rss_mib", "#1f77b4"),
-        ("verifier", "verifier_rss_mib", "#2ca02c"),
-        ("devcluster (API server)", "devcluster_rss_mib", "#d62728"),
+        ("controller", "controller_rss_mib", "#1f77b4", Some(300.0)),
+        ("verifier", "verifier_rss_mib", "#2ca02c", Some(100.0)),
+        (
+            "devcluster (API server)",
+            "devcluster_rss_mib",
+            "#d62728",
+            None,
+        ),
     ];
     let (width, height) = (640.0, 400.0);
     let (left, right, top, bottom) = (70.0, 190.0, 30.0, 50.0);
@@ -103,14 +110,27 @@ pub fn svg(rows: &BTreeMap<u64, Vec<String>>) -> String {
         .log10()
         .ceil()
         .max(min_x + 1.0);
-    let max_y = rows
+    let values: Vec<f64> = rows
         .values()
-        .flat_map(|cells| series.iter().filter_map(|(_, c, _)| value(cells, c)))
-        .fold(1.0_f64, f64::max);
-    let step = nice_step(max_y / 5.0);
-    let top_y = (max_y / step).ceil() * step;
+        .flat_map(|cells| series.iter().filter_map(|(_, c, _, _)| value(cells, c)))
+        .chain(series.iter().filter_map(|(_, _, _, goal)| *goal))
+        .filter(|v| *v > 0.0)
+        .collect();
+    let min_y = values
+        .iter()
+        .copied()
+        .fold(10.0_f64, f64::min)
+        .log10()
+        .floor();
+    let max_y = values
+        .iter()
+        .copied()
+        .fold(100.0_f64, f64::max)
+        .log10()
+        .ceil()
+        .max(min_y + 1.0);
     let x = |keys: f64| left + (keys.log10() - min_x) / (max_x - min_x) * plot_w;
-    let y = |mib: f64| top + plot_h - mib / top_y * plot_h;
+    let y = |mib: f64| top + plot_h - (mib.log10() - min_y) / (max_y - min_y) * plot_h;
 
     let mut out = String::new();
     let _ = writeln!(
@@ -126,17 +146,24 @@ pub fn svg(rows: &BTreeMap<u64, Vec<String>>) -> String {
         r#"<text x="{}" y="18" text-anchor="middle" font-size="14">Resident memory (MiB) by issued keys</text>"#,
         left + plot_w / 2.0
     );
-    let mut tick = 0.0;
-    while tick <= top_y + step / 2.0 {
-        let ty = y(tick);
-        let _ = writeln!(
-            out,
-            r##"<line x1="{left}" y1="{ty:.1}" x2="{:.1}" y2="{ty:.1}" stroke="#e0e0e0"/><text x="{:.1}" y="{:.1}" text-anchor="end">{tick:.0}</text>"##,
-            left + plot_w,
-            left - 6.0,
-            ty + 4.0
-        );
-        tick += step;
+    let mut decade = min_y;
+    while decade <= max_y {
+        for multiple in [1.0, 2.0, 5.0] {
+            let tick = multiple * 10f64.powf(decade);
+            if tick.log10() > max_y + 1e-9 {
+                break;
+            }
+            let ty = y(tick);
+            let _ = writeln!(
+                out,
+                r##"<line x1="{left}" y1="{ty:.1}" x2="{:.1}" y2="{ty:.1}" stroke="#e0e0e0"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
+                left + plot_w,
+                left - 6.0,
+                ty + 4.0,
+                thousands(tick)
+            );
+        }
+        decade += 1.0;
     }
     let mut decade = min_x;
     while decade <= max_x {
@@ -162,11 +189,12 @@ pub fn svg(rows: &BTreeMap<u64, Vec<String>>) -> String {
     );
     let _ = writeln!(
         out,
-        r#"<text x="16" y="{:.1}" text-anchor="middle" transform="rotate(-90 16 {:.1})">MiB</text>"#,
+        r#"<text x="16" y="{:.1}" text-anchor="middle" transform="rotate(-90 16 {:.1})">MiB (log scale)</text>"#,
         top + plot_h / 2.0,
         top + plot_h / 2.0
     );
-    for (i, (name, column, colour)) in series.iter().enumerate() {
+    let mut legend = 0;
+    for (name, column, colour, goal) in &series {
         let points: Vec<(f64, f64)> = rows
             .iter()
             .filter_map(|(&k, cells)| Some((x(k as f64), y(value(cells, column)?))))
@@ -186,8 +214,9 @@ pub fn svg(rows: &BTreeMap<u64, Vec<String>>) -> String {
                 r#"<circle cx="{px:.1}" cy="{py:.1}" r="3" fill="{colour}"/>"#
             );
         }
-        let ly = top + 20.0 + i as f64 * 20.0;
         let lx = left + plot_w + 14.0;
+        let ly = top + 20.0 + legend as f64 * 20.0;
+        legend += 1;
         let _ = writeln!(
             out,
             r#"<line x1="{lx}" y1="{ly}" x2="{}" y2="{ly}" stroke="{colour}" stroke-width="2"/><text x="{}" y="{}">{name}</text>"#,
@@ -195,19 +224,26 @@ pub fn svg(rows: &BTreeMap<u64, Vec<String>>) -> String {
             lx + 26.0,
             ly + 4.0
         );
+        if let Some(goal) = goal {
+            let gy = y(*goal);
+            let _ = writeln!(
+                out,
+                r#"<line x1="{left}" y1="{gy:.1}" x2="{:.1}" y2="{gy:.1}" stroke="{colour}" stroke-width="1" stroke-dasharray="6 4"/>"#,
+                left + plot_w
+            );
+            let ly = top + 20.0 + legend as f64 * 20.0;
+            legend += 1;
+            let _ = writeln!(
+                out,
+                r#"<line x1="{lx}" y1="{ly}" x2="{}" y2="{ly}" stroke="{colour}" stroke-width="1" stroke-dasharray="6 4"/><text x="{}" y="{}">its goal, {goal:.0} MiB</text>"#,
+                lx + 20.0,
+                lx + 26.0,
+                ly + 4.0
+            );
+        }
     }
     out.push_str("</svg>\n");
     out
-}
-
-/// 1, 2 or 5 times a power of ten, at least `raw`.
-fn nice_step(raw: f64) -> f64 {
-    let power = 10f64.powf(raw.max(1e-9).log10().floor());
-    [1.0, 2.0, 5.0, 10.0]
-        .into_iter()
-        .map(|m| m * power)
-        .find(|s| *s >= raw)
-        .unwrap_or(10.0 * power)
 }
 
 /// `100000` as `100,000`.
