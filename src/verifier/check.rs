@@ -11,7 +11,7 @@ use super::credentials::{Presented, Unreadable};
 use super::freshness::{Freshness, Stale, WhenStale, DEFAULT_MAX_STALENESS};
 use super::guard::{FailureCache, FailureLimiter, FailureLimits, SecretMacer, VerifiedCache};
 use super::hashing::{Hasher, Verification};
-use super::index::{Credential, IndexedKey, KeyIndex, KeyRecord, Unusable};
+use super::index::{Credential, KeyIndex, KeyRecord, Relisted, Unusable};
 use super::last_used::LastUse;
 use super::metrics::{CacheOutcome, CheckResult, Metrics};
 use super::watched::WatchedKey;
@@ -237,11 +237,7 @@ impl Verifier {
     }
 
     /// Replaces the keys `in_scope` after a full relist.
-    pub fn replace_keys(
-        &self,
-        in_scope: impl Fn(&super::index::KeyRef) -> bool,
-        keys: Vec<IndexedKey>,
-    ) {
+    pub fn replace_keys(&self, in_scope: impl Fn(&super::index::KeyRef) -> bool, keys: Relisted) {
         let stale = self.index.replace(in_scope, keys);
         self.verified.invalidate(&stale);
     }

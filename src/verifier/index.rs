@@ -163,6 +163,66 @@ pub struct IndexedKey {
     record: Option<Arc<KeyRecord>>,
 }
 
+/// Keys per chunk of [`Relisted`].
+const RELISTED_CHUNK: usize = 512;
+
+/// The keys of a list in progress, until it is complete and replaces the index's view.
+// why: gathered in chunks of fixed size, so growing never copies them (a `Vec` of 100,000 keys
+// doubles to room for 131,072, briefly beside its old buffer) and each chunk's memory is freed
+// once its keys are installed, at the moment the verifier's memory peaks: the last page of a
+// full list, with every key parsed and the index being built.
+#[derive(Default)]
+pub struct Relisted {
+    chunks: Vec<Vec<IndexedKey>>,
+    len: usize,
+}
+
+impl Relisted {
+    pub fn push(&mut self, key: IndexedKey) {
+        match self.chunks.last_mut() {
+            Some(chunk) if chunk.len() < RELISTED_CHUNK => chunk.push(key),
+            _ => {
+                let mut chunk = Vec::with_capacity(RELISTED_CHUNK);
+                chunk.push(key);
+                self.chunks.push(chunk);
+            }
+        }
+        self.len += 1;
+    }
+
+    /// Drops what was gathered, memory included (a list that started again).
+    pub fn clear(&mut self) {
+        *self = Self::default();
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn key_refs(&self) -> impl Iterator<Item = &KeyRef> {
+        self.chunks.iter().flatten().map(|key| &key.key_ref)
+    }
+
+    /// The keys, each chunk freed once its keys have been taken.
+    fn into_keys(self) -> impl Iterator<Item = IndexedKey> {
+        self.chunks.into_iter().flatten()
+    }
+}
+
+impl FromIterator<IndexedKey> for Relisted {
+    fn from_iter<I: IntoIterator<Item = IndexedKey>>(keys: I) -> Self {
+        let mut relisted = Self::default();
+        for key in keys {
+            relisted.push(key);
+        }
+        relisted
+    }
+}
+
 /// A record in the by-key set, found by its [`KeyRef`].
 struct ByKey(Arc<KeyRecord>);
 
@@ -293,23 +353,37 @@ impl KeyIndex {
 
     /// Replaces every key matching `in_scope` with `keys` (a full relist); returns the access IDs
     /// whose cached verifications must be dropped.
-    pub fn replace(
-        &self,
-        in_scope: impl Fn(&KeyRef) -> bool,
-        keys: Vec<IndexedKey>,
-    ) -> Vec<String> {
-        let listed: HashSet<&KeyRef> = keys.iter().map(|key| &key.key_ref).collect();
-        let gone: Vec<KeyRef> = self
+    pub fn replace(&self, in_scope: impl Fn(&KeyRef) -> bool, keys: Relisted) -> Vec<String> {
+        let held = self
             .read()
             .by_key
             .iter()
-            .map(|key| &key.0.key_ref)
-            .filter(|key| in_scope(key) && !listed.contains(*key))
-            .cloned()
-            .collect();
-        drop(listed);
+            .filter(|key| in_scope(&key.0.key_ref))
+            .count();
+        // why: the first list has nothing to compare with; the set of listed keys would cost a
+        // pointer and its hash per key just when memory peaks.
+        let gone: Vec<KeyRef> = if held == 0 {
+            Vec::new()
+        } else {
+            let listed: HashSet<&KeyRef> = keys.key_refs().collect();
+            self.read()
+                .by_key
+                .iter()
+                .map(|key| &key.0.key_ref)
+                .filter(|key| in_scope(key) && !listed.contains(*key))
+                .cloned()
+                .collect()
+        };
         let mut stale: Vec<String> = gone.iter().flat_map(|key| self.remove(key)).collect();
-        for key in keys {
+        // why: room for the keys new to the index at once, instead of tables that double (and
+        // rehash) while their old buckets are still held.
+        let new_keys = keys.len().saturating_sub(held.saturating_sub(gone.len()));
+        {
+            let mut state = self.write();
+            state.by_key.reserve(new_keys);
+            state.by_id.reserve(new_keys);
+        }
+        for key in keys.into_keys() {
             stale.extend(self.install(key));
         }
         // why: a relist is when most records were just replaced; shared values nobody holds
@@ -717,8 +791,8 @@ mod tests {
         index.apply_key(&key("a", "gone", "ID1", "h", &[]));
         index.apply_key(&key("a", "kept", "ID2", "h", &[]));
         index.apply_key(&key("b", "other", "ID3", "h", &[]));
-        let listed = vec![index.prepare(&WatchedKey::from(&key("a", "kept", "ID2", "h", &[])))];
-        let stale = index.replace(|k| &*k.namespace == "a", listed);
+        let listed = [index.prepare(&WatchedKey::from(&key("a", "kept", "ID2", "h", &[])))];
+        let stale = index.replace(|k| &*k.namespace == "a", listed.into_iter().collect());
         assert_eq!(stale, vec!["ID1"]);
         assert!(index.lookup("ID1").is_none());
         assert!(index.lookup("ID2").is_some());
@@ -726,6 +800,34 @@ mod tests {
             index.lookup("ID3").is_some(),
             "other namespaces are untouched"
         );
+    }
+
+    #[test]
+    fn a_first_list_installs_every_key_gathered_in_chunks() {
+        let index = KeyIndex::default();
+        let count = RELISTED_CHUNK * 2 + 3;
+        let mut relisted = Relisted::default();
+        for i in 0..count {
+            let name = format!("k{i}");
+            let id = format!("ID{i}");
+            relisted.push(index.prepare(&WatchedKey::from(&key("a", &name, &id, "h", &[]))));
+        }
+        assert_eq!(relisted.len(), count);
+        assert_eq!(relisted.chunks.len(), 3);
+        assert!(relisted
+            .chunks
+            .iter()
+            .all(|c| c.capacity() == RELISTED_CHUNK));
+        assert_eq!(relisted.key_refs().count(), count);
+        assert!(index.replace(|_| true, relisted).is_empty());
+        assert_eq!(index.len(), count);
+        assert!(
+            index.lookup("ID0").is_some() && index.lookup(&format!("ID{}", count - 1)).is_some()
+        );
+        let mut restarted = Relisted::default();
+        restarted.push(index.prepare(&WatchedKey::from(&key("a", "k0", "ID0", "h", &[]))));
+        restarted.clear();
+        assert!(restarted.is_empty() && restarted.chunks.capacity() == 0);
     }
 
     #[test]

@@ -58,7 +58,9 @@ pub use credentials::{Presented, Unreadable};
 pub use forwarded::{Forwarding, ProxyNetwork};
 pub use freshness::{Freshness, Stale, WhenStale, DEFAULT_MAX_STALENESS};
 pub use http::{serve as serve_http, AppState, GRANT_HEADERS, REQUIRED_SCOPE_HEADER};
-pub use index::{Credential, HeldCredential, IndexedKey, KeyIndex, KeyRecord, KeyRef, Unusable};
+pub use index::{
+    Credential, HeldCredential, IndexedKey, KeyIndex, KeyRecord, KeyRef, Relisted, Unusable,
+};
 pub use last_used::{flush_due, flush_until_shutdown, LastUse, FIELD_MANAGER};
 pub use server::{raise_open_file_limit, HttpLimits};
 pub use stored_hash::{HashSpec, StoredHash};

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::check::Verifier;
 use super::freshness::probe_interval;
-use super::index::{key_ref, IndexedKey};
+use super::index::{key_ref, Relisted};
 use super::watched::WatchedKey;
 
 /// Seconds the API server keeps one watch open before the watcher opens the next.
@@ -105,7 +105,7 @@ async fn watch_scope(
     let mut synced_once = false;
     loop {
         let mut events = watcher::watcher(scope.api.clone(), config.clone()).boxed();
-        let mut relisted = Vec::new();
+        let mut relisted = Relisted::default();
         let error = loop {
             let next = tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -150,7 +150,7 @@ async fn watch_scope(
 /// keys of a list in progress.
 fn apply_event(
     verifier: &Verifier,
-    relisted: &mut Vec<IndexedKey>,
+    relisted: &mut Relisted,
     namespace: Option<&str>,
     event: Event<WatchedKey>,
 ) -> bool {
