@@ -214,37 +214,35 @@ pub fn svg(rows: &BTreeMap<u64, Vec<String>>) -> String {
                 r#"<circle cx="{px:.1}" cy="{py:.1}" r="3" fill="{colour}"/>"#
             );
         }
-        let lx = left + plot_w + 14.0;
-        let ly = top + 20.0 + legend as f64 * 20.0;
-        legend += 1;
-        let _ = writeln!(
-            out,
-            r#"<line x1="{lx}" y1="{ly}" x2="{}" y2="{ly}" stroke="{colour}" stroke-width="2"/><text x="{}" y="{}">{name}</text>"#,
-            lx + 20.0,
-            lx + 26.0,
-            ly + 4.0
-        );
-        if let Some(goal) = goal {
-            let gy = y(*goal);
-            let _ = writeln!(
-                out,
-                r#"<line x1="{left}" y1="{gy:.1}" x2="{:.1}" y2="{gy:.1}" stroke="{colour}" stroke-width="1" stroke-dasharray="6 4"/>"#,
-                left + plot_w
-            );
-            let ly = top + 20.0 + legend as f64 * 20.0;
+        // why: one legend row per series, and one more for its goal's dashed line.
+        let mut legend_row = |style: &str, text: &str| {
+            let (lx, ly) = (left + plot_w + 14.0, top + 20.0 + legend as f64 * 20.0);
             legend += 1;
             let _ = writeln!(
                 out,
-                r#"<line x1="{lx}" y1="{ly}" x2="{}" y2="{ly}" stroke="{colour}" stroke-width="1" stroke-dasharray="6 4"/><text x="{}" y="{}">its goal, {goal:.0} MiB</text>"#,
+                r#"<line x1="{lx}" y1="{ly}" x2="{}" y2="{ly}" stroke="{colour}" {style}/><text x="{}" y="{}">{text}</text>"#,
                 lx + 20.0,
                 lx + 26.0,
                 ly + 4.0
+            );
+        };
+        legend_row(r#"stroke-width="2""#, name);
+        if let Some(goal) = goal {
+            legend_row(DASHED, &format!("its goal, {goal:.0} MiB"));
+            let gy = y(*goal);
+            let _ = writeln!(
+                out,
+                r#"<line x1="{left}" y1="{gy:.1}" x2="{:.1}" y2="{gy:.1}" stroke="{colour}" {DASHED}/>"#,
+                left + plot_w
             );
         }
     }
     out.push_str("</svg>\n");
     out
 }
+
+/// The style of a goal's line.
+const DASHED: &str = r#"stroke-width="1" stroke-dasharray="6 4""#;
 
 /// `100000` as `100,000`.
 fn thousands(v: f64) -> String {
